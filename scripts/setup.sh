@@ -1,0 +1,26 @@
+#!/usr/bin/env bash
+# Installs what shoal needs on a Debian machine, as root: apt packages, a venv in .venv,
+# shoal and its test dependencies. Idempotent; fast when everything is already there.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+need_apt=()
+for bin in nft:nftables ip:iproute2 curl:curl busybox:busybox conntrack:conntrack python3:python3; do
+  command -v "${bin%%:*}" >/dev/null 2>&1 || need_apt+=("${bin##*:}")
+done
+python3 -c 'import venv, ensurepip' >/dev/null 2>&1 || need_apt+=(python3-venv)
+if [ ${#need_apt[@]} -gt 0 ]; then
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -qq
+  apt-get install -y -qq "${need_apt[@]}" >/dev/null
+fi
+
+if [ ! -x .venv/bin/python ]; then
+  python3 -m venv .venv
+fi
+if ! .venv/bin/python -c 'import shoal, msgspec, aiohttp, pytest, ruff' >/dev/null 2>&1 \
+   || [ pyproject.toml -nt .venv/.installed ]; then
+  .venv/bin/pip install -q --upgrade pip >/dev/null 2>&1 || true
+  .venv/bin/pip install -q -e '.[test]'
+  touch .venv/.installed
+fi
