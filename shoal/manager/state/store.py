@@ -1,0 +1,232 @@
+"""The cluster state: in-memory tables per object kind, one write path.
+
+`update(fn)` runs `fn` against a transaction, turns what it wrote into a `Batch`, hands the
+batch to the `Log` (local persistence now, Raft later) and returns once the batch is
+committed and applied. Only `apply` mutates the tables; it runs for every committed batch
+in commit order, on every replica, and publishes one event per change followed by a
+`Commit`. Writers are serialised by a lock, so a transaction's version checks hold until it
+commits (swarmkit's store works the same way on the leader).
+
+Objects handed out by `view()` are the stored ones and must be treated as read-only;
+`Tx.get`/`Tx.find` hand out copies that the caller may edit and pass back to `Tx.update`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import builtins
+import secrets
+from collections.abc import Awaitable, Callable, Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any, Literal, Protocol, TypeVar
+
+import msgspec
+
+from shoal.api.codec import clone
+from shoal.errors import Conflict, NotFound, OutOfSequence
+from shoal.manager.state.changes import KINDS, Batch, Change, decode_batch, encode_batch
+
+__all__ = ["Commit", "Event", "Log", "ReadView", "Store", "Tx", "new_id", "now_rfc3339"]
+
+T = TypeVar("T")
+_ALPHABET = "0123456789abcdefghijklmnopqrstuvwxyz"
+
+
+def new_id() -> str:
+    """A 25-character lowercase base-36 ID, like swarmkit's."""
+    return "".join(secrets.choice(_ALPHABET) for _ in range(25))
+
+
+def now_rfc3339() -> str:
+    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+@dataclass(frozen=True)
+class Event:
+    kind: str
+    action: str  # create | update | delete
+    obj: Any
+    old: Any | None
+
+
+@dataclass(frozen=True)
+class Commit:
+    index: int
+
+
+class Log(Protocol):
+    """Where batches go to be committed.
+
+    `propose` returns once the batch is durable and `Store.apply` has run for it (on this
+    replica); it raises `Unavailable` when this node cannot commit (not the leader, no quorum).
+    """
+
+    async def propose(self, batch: bytes) -> None: ...
+
+
+class ReadView:
+    def __init__(self, tables: dict[str, dict[str, Any]]) -> None:
+        self._tables = tables
+
+    def get(self, kind: str, obj_id: str) -> Any | None:
+        return self._tables[kind].get(obj_id)
+
+    def list(self, kind: str) -> builtins.list[Any]:
+        return list(self._tables[kind].values())
+
+    def find(self, kind: str, pred: Callable[[Any], bool]) -> builtins.list[Any]:
+        return [o for o in self._tables[kind].values() if pred(o)]
+
+
+class Tx:
+    """A write transaction: reads see committed state plus this transaction's own writes."""
+
+    def __init__(self, tables: dict[str, dict[str, Any]]) -> None:
+        self._tables = tables
+        self._writes: dict[tuple[str, str], tuple[Literal["create", "update", "delete"], Any]] = {}
+
+    def _current(self, kind: str, obj_id: str) -> Any | None:
+        pending = self._writes.get((kind, obj_id))
+        if pending is not None:
+            return None if pending[0] == "delete" else pending[1]
+        return self._tables[kind].get(obj_id)
+
+    def get(self, kind: str, obj_id: str) -> Any | None:
+        obj = self._current(kind, obj_id)
+        return None if obj is None else clone(obj)
+
+    def _all(self, kind: str) -> Iterator[Any]:
+        seen = set()
+        for (k, obj_id), (action, obj) in self._writes.items():
+            if k == kind:
+                seen.add(obj_id)
+                if action != "delete":
+                    yield obj
+        for obj_id, obj in self._tables[kind].items():
+            if obj_id not in seen:
+                yield obj
+
+    def list(self, kind: str) -> builtins.list[Any]:
+        return [clone(o) for o in self._all(kind)]
+
+    def find(self, kind: str, pred: Callable[[Any], bool]) -> builtins.list[Any]:
+        return [clone(o) for o in self._all(kind) if pred(o)]
+
+    def create(self, kind: str, obj: Any) -> None:
+        if self._current(kind, obj.id) is not None:
+            raise Conflict(f"{kind} {obj.id} already exists")
+        prev = self._writes.get((kind, obj.id))
+        self._writes[(kind, obj.id)] = ("update" if prev else "create", obj)
+
+    def update(self, kind: str, obj: Any) -> None:
+        """Store `obj`; refused if its Version.Index is not the stored one (optimistic locking)."""
+        cur = self._current(kind, obj.id)
+        if cur is None:
+            raise NotFound(f"{kind} {obj.id} not found")
+        if cur.version.index != obj.version.index:
+            raise OutOfSequence("update out of sequence")
+        prev = self._writes.get((kind, obj.id))
+        self._writes[(kind, obj.id)] = (prev[0] if prev else "update", obj)
+
+    def delete(self, kind: str, obj_id: str) -> None:
+        if self._current(kind, obj_id) is None:
+            raise NotFound(f"{kind} {obj_id} not found")
+        prev = self._writes.get((kind, obj_id))
+        if prev is not None and prev[0] == "create":
+            del self._writes[(kind, obj_id)]
+        else:
+            self._writes[(kind, obj_id)] = ("delete", None)
+
+    def batch(self, timestamp: str) -> Batch | None:
+        if not self._writes:
+            return None
+        changes = [
+            Change(action, kind, obj_id, b"" if obj is None else msgspec.msgpack.encode(obj))
+            for (kind, obj_id), (action, obj) in self._writes.items()
+        ]
+        return Batch(timestamp, changes)
+
+
+class Store:
+    def __init__(self) -> None:
+        self._tables: dict[str, dict[str, Any]] = {kind: {} for kind in KINDS}
+        self._log: Log | None = None
+        self._lock = asyncio.Lock()
+        self._watchers: list[asyncio.Queue[Event | Commit]] = []
+        self.index = 0
+
+    def attach(self, log: Log) -> None:
+        self._log = log
+
+    # -- reads --------------------------------------------------------------------------
+    def view(self) -> ReadView:
+        return ReadView(self._tables)
+
+    def watch(self) -> asyncio.Queue[Event | Commit]:
+        """Subscribe to events. Take a `view()` in the same synchronous step to miss nothing."""
+        queue: asyncio.Queue[Event | Commit] = asyncio.Queue()
+        self._watchers.append(queue)
+        return queue
+
+    def unwatch(self, queue: asyncio.Queue[Event | Commit]) -> None:
+        if queue in self._watchers:
+            self._watchers.remove(queue)
+
+    # -- the write path -----------------------------------------------------------------
+    async def update(self, fn: Callable[[Tx], T]) -> T:
+        """Run `fn` in a transaction and commit what it wrote; returns `fn`'s result."""
+        assert self._log is not None, "store has no log attached"
+        async with self._lock:
+            tx = Tx(self._tables)
+            result = fn(tx)
+            batch = tx.batch(now_rfc3339())
+            if batch is not None:
+                await self._log.propose(encode_batch(batch))
+            return result
+
+    async def update_async(self, fn: Callable[[Tx], Awaitable[T]]) -> T:
+        assert self._log is not None, "store has no log attached"
+        async with self._lock:
+            tx = Tx(self._tables)
+            result = await fn(tx)
+            batch = tx.batch(now_rfc3339())
+            if batch is not None:
+                await self._log.propose(encode_batch(batch))
+            return result
+
+    def apply(self, raw: bytes) -> None:
+        """Apply one committed batch (called by the log, in commit order)."""
+        batch = decode_batch(raw)
+        self.index += 1
+        events: list[Event] = []
+        for change in batch.changes:
+            table = self._tables[change.kind]
+            old = table.get(change.id)
+            if change.action == "delete":
+                if old is not None:
+                    del table[change.id]
+                    events.append(Event(change.kind, "delete", old, old))
+                continue
+            obj = msgspec.msgpack.decode(change.data, type=KINDS[change.kind])
+            obj.version.index = self.index
+            obj.updated_at = batch.timestamp
+            if old is None:
+                obj.created_at = obj.created_at or batch.timestamp
+            table[change.id] = obj
+            events.append(Event(change.kind, "create" if old is None else "update", obj, old))
+        for queue in self._watchers:
+            for event in events:
+                queue.put_nowait(event)
+            queue.put_nowait(Commit(self.index))
+
+    def load(self, objects: dict[str, list[Any]], index: int) -> None:
+        """Replace the whole state (restore from disk or a snapshot); no events."""
+        self._tables = {kind: {} for kind in KINDS}
+        for kind, objs in objects.items():
+            for obj in objs:
+                self._tables[kind][obj.id] = obj
+        self.index = index
+
+    def snapshot(self) -> dict[str, list[Any]]:
+        return {kind: list(table.values()) for kind, table in self._tables.items()}
