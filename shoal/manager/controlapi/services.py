@@ -1,0 +1,89 @@
+"""Service create / update / remove: validation, defaults, port allocation, one transaction each."""
+
+from __future__ import annotations
+
+import msgspec
+
+from shoal.api.types import Endpoint, Service, ServiceSpec
+from shoal.errors import Conflict, InvalidArgument, OutOfSequence
+from shoal.manager.allocator.ports import allocate_ports
+from shoal.manager.controlapi.resolve import resolve
+from shoal.manager.controlapi.validation import validate_service_spec, with_defaults
+from shoal.manager.state.store import Store, Tx, new_id
+
+__all__ = ["create_service", "remove_service", "update_service"]
+
+
+def _prepare(tx: Tx, service_id: str, spec: ServiceSpec) -> tuple[ServiceSpec, Endpoint]:
+    validate_service_spec(spec)
+    spec = with_defaults(spec)
+    for other in tx.list("service"):
+        if other.id != service_id and other.spec.name == spec.name:
+            raise Conflict(
+                "rpc error: code = AlreadyExists desc = name conflicts with an existing "
+                f"object: service {spec.name} already exists"
+            )
+    endpoint_spec = spec.endpoint_spec
+    assert endpoint_spec is not None
+    ports = allocate_ports(service_id, endpoint_spec.ports or [], tx.list("service"))
+    return spec, Endpoint(spec=endpoint_spec, ports=ports or None)
+
+
+async def create_service(store: Store, spec: ServiceSpec) -> Service:
+    def fn(tx: Tx) -> Service:
+        service_id = new_id()
+        full, endpoint = _prepare(tx, service_id, spec)
+        service = Service(id=service_id, spec=full, endpoint=endpoint, spec_version=1)
+        tx.create("service", service)
+        return service
+
+    return await store.update(fn)
+
+
+def _task_template_changed(old: ServiceSpec, new: ServiceSpec) -> bool:
+    return msgspec.json.encode(old.task_template) != msgspec.json.encode(new.task_template)
+
+
+async def update_service(
+    store: Store, ref: str, version: int | None, spec: ServiceSpec, rollback: bool = False
+) -> Service:
+    def fn(tx: Tx) -> Service:
+        service: Service = resolve(tx, "service", ref)
+        if version is None:
+            raise InvalidArgument("version is required to update a service")
+        if version != service.version.index:
+            raise OutOfSequence("rpc error: code = Unknown desc = update out of sequence")
+        new_spec = spec
+        if rollback:
+            if service.previous_spec is None:
+                raise InvalidArgument(
+                    "rpc error: code = FailedPrecondition desc = service "
+                    f"{service.id} does not have a previous spec"
+                )
+            new_spec = service.previous_spec
+        if new_spec.name != service.spec.name:
+            raise InvalidArgument(
+                "rpc error: code = Unimplemented desc = renaming services is not supported"
+            )
+        full, endpoint = _prepare(tx, service.id, new_spec)
+        if _task_template_changed(service.spec, full):
+            service.spec_version += 1
+        service.previous_spec = service.spec
+        service.spec = full
+        service.endpoint = endpoint
+        service.update_status = None
+        tx.update("service", service)
+        return service
+
+    return await store.update(fn)
+
+
+async def remove_service(store: Store, ref: str) -> Service:
+    """Delete the service; the orchestrator then shuts its tasks down and removes them."""
+
+    def fn(tx: Tx) -> Service:
+        service: Service = resolve(tx, "service", ref)
+        tx.delete("service", service.id)
+        return service
+
+    return await store.update(fn)
