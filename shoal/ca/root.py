@@ -1,0 +1,75 @@
+"""The cluster's root CA: generated at `swarm init`, its digest pinned by join tokens."""
+
+from __future__ import annotations
+
+import datetime
+import hashlib
+import secrets
+from dataclasses import dataclass
+
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import NameOID
+
+__all__ = ["RootCA", "join_token", "parse_join_token"]
+
+_B36 = "0123456789abcdefghijklmnopqrstuvwxyz"
+
+
+def _base36(data: bytes, width: int) -> str:
+    n = int.from_bytes(data, "big")
+    out = ""
+    while n:
+        n, r = divmod(n, 36)
+        out = _B36[r] + out
+    return out.rjust(width, "0")
+
+
+@dataclass(frozen=True)
+class RootCA:
+    cert_pem: bytes
+    key_pem: bytes
+
+    @classmethod
+    def generate(cls, cluster_id: str, years: int = 20) -> RootCA:
+        key = ec.generate_private_key(ec.SECP256R1())
+        name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "swarm-ca")])
+        now = datetime.datetime.now(datetime.UTC)
+        cert = (
+            x509.CertificateBuilder()
+            .subject_name(name)
+            .issuer_name(name)
+            .public_key(key.public_key())
+            .serial_number(x509.random_serial_number())
+            .not_valid_before(now - datetime.timedelta(minutes=5))
+            .not_valid_after(now + datetime.timedelta(days=365 * years))
+            .add_extension(x509.BasicConstraints(ca=True, path_length=1), critical=True)
+            .sign(key, hashes.SHA256())
+        )
+        return cls(
+            cert.public_bytes(serialization.Encoding.PEM),
+            key.private_bytes(
+                serialization.Encoding.PEM,
+                serialization.PrivateFormat.PKCS8,
+                serialization.NoEncryption(),
+            ),
+        )
+
+    def digest(self) -> str:
+        der = x509.load_pem_x509_certificate(self.cert_pem).public_bytes(serialization.Encoding.DER)
+        return _base36(hashlib.sha256(der).digest(), 50)
+
+
+def join_token(ca: RootCA) -> str:
+    return f"SWMTKN-1-{ca.digest()}-{_base36(secrets.token_bytes(16), 25)}"
+
+
+def parse_join_token(token: str) -> tuple[str, str]:
+    """(CA digest, secret) of a token; ValueError if it is not a swarm join token."""
+    parts = token.split("-")
+    if len(parts) != 4 or parts[0] != "SWMTKN" or parts[1] != "1":
+        raise ValueError("invalid join token")
+    if len(parts[2]) != 50 or len(parts[3]) != 25:
+        raise ValueError("invalid join token")
+    return parts[2], parts[3]
