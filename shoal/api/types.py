@@ -260,10 +260,11 @@ class Task(_Base):
     status: TaskStatusInfo = msgspec.field(default_factory=TaskStatusInfo)
     desired_state: str = ""
     networks_attachments: list[Any] | None = None
-    # shoal: the service spec_version this task was created from, and its address
+    # shoal: the service spec_version this task was created from, its address on the
+    # node's bridge, and how many times its slot was restarted before it
     spec_version: int = 0
     address: str = ""
-    endpoint_ports: list[EndpointPortConfig] | None = None
+    attempt: int = 0
 
 
 # --- nodes ----------------------------------------------------------------------------

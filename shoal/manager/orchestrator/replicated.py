@@ -1,0 +1,140 @@
+"""Replicated and global services: the right number of tasks, per slot or per node.
+
+One pass per commit over every service: slots without a running task get one (subject to
+the restart policy), surplus slots are shut down, out-of-date tasks are replaced in rolling
+batches (update.py), tasks of removed services are marked for removal.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections import defaultdict
+
+from shoal.api.states import TaskState, rank
+from shoal.api.types import Node, Service, Task, UpdateStatus
+from shoal.manager.orchestrator.restart import restart_at
+from shoal.manager.orchestrator.tasks import is_current, is_dead, new_task
+from shoal.manager.orchestrator.update import slots_to_update
+from shoal.manager.reconciler import Reconciler
+from shoal.manager.scheduler.filters import node_is_eligible
+from shoal.manager.state.store import Tx, now_rfc3339
+
+__all__ = ["Orchestrator"]
+
+log = logging.getLogger(__name__)
+
+
+class Orchestrator(Reconciler):
+    name = "orchestrator"
+
+    async def reconcile(self) -> float | None:
+        wake: list[float] = []
+        await self.store.update(lambda tx: self._pass(tx, time.time(), wake))
+        return min(wake) if wake else None
+
+    def _pass(self, tx: Tx, now: float, wake: list[float]) -> None:
+        services = {s.id: s for s in tx.list("service")}
+        nodes = {n.id: n for n in tx.list("node")}
+        by_service: dict[str, list[Task]] = defaultdict(list)
+        for task in tx.list("task"):
+            if task.service_id not in services:
+                if rank(task.desired_state) < TaskState.REMOVE:
+                    task.desired_state = "remove"
+                    tx.update("task", task)
+                continue
+            by_service[task.service_id].append(task)
+        for service in services.values():
+            tasks = by_service.get(service.id, [])
+            self._retire_dead_or_stranded(tx, tasks, nodes)
+            if service.spec.mode is not None and service.spec.mode.global_ is not None:
+                self._global(tx, service, tasks, nodes)
+            else:
+                self._replicated(tx, service, tasks, now, wake)
+            self._update_status(tx, service, tasks)
+
+    def _retire_dead_or_stranded(self, tx: Tx, tasks: list[Task], nodes: dict[str, Node]) -> None:
+        for task in tasks:
+            node = nodes.get(task.node_id) if task.node_id else None
+            stranded = task.node_id and (node is None or node.spec.availability == "drain")
+            if is_current(task) and stranded:
+                log.info(
+                    "task %s: node %s drained or gone, shutting it down", task.id, task.node_id
+                )
+                task.desired_state = "shutdown"
+                tx.update("task", task)
+
+    def _replicated(
+        self, tx: Tx, service: Service, tasks: list[Task], now: float, wake: list[float]
+    ) -> None:
+        mode = service.spec.mode
+        want = (mode.replicated.replicas or 0) if mode and mode.replicated else 1
+        slots: dict[int, list[Task]] = defaultdict(list)
+        for task in tasks:
+            slots[task.slot].append(task)
+        for slot in range(1, want + 1):
+            history = sorted(slots.get(slot, []), key=lambda t: t.version.index)
+            if any(is_current(t) for t in history):
+                continue
+            dead = [t for t in history if is_dead(t) or t.desired_state == "shutdown"]
+            attempt = 0
+            if dead:
+                last = dead[-1]
+                at = restart_at(service, last)
+                for t in dead:
+                    if is_dead(t):
+                        t.desired_state = "shutdown"
+                        tx.update("task", t)
+                if at is None:
+                    continue
+                if at > now:
+                    wake.append(at - now)
+                    continue
+                attempt = last.attempt + 1 if at > 0 else 0
+            tx.create("task", new_task(service, slot, attempt=attempt))
+        for slot, history in slots.items():
+            if slot > want:
+                for task in history:
+                    if rank(task.desired_state) < TaskState.SHUTDOWN:
+                        task.desired_state = "shutdown"
+                        tx.update("task", task)
+        for task in slots_to_update(service, [t for t in tasks if t.slot <= want]):
+            task.desired_state = "shutdown"
+            tx.update("task", task)
+            tx.create("task", new_task(service, task.slot, node_id=""))
+
+    def _global(self, tx: Tx, service: Service, tasks: list[Task], nodes: dict[str, Node]) -> None:
+        eligible = {n.id for n in nodes.values() if node_is_eligible(n, service)}
+        running_on = {t.node_id for t in tasks if is_current(t)}
+        for node_id in sorted(eligible - running_on):
+            tx.create("task", new_task(service, 0, node_id=node_id))
+        for task in tasks:
+            if (is_current(task) and task.node_id not in eligible) or is_dead(task):
+                task.desired_state = "shutdown"
+                tx.update("task", task)
+        for task in slots_to_update(service, [t for t in tasks if t.node_id in eligible]):
+            task.desired_state = "shutdown"
+            tx.update("task", task)
+            tx.create("task", new_task(service, 0, node_id=task.node_id))
+
+    def _update_status(self, tx: Tx, service: Service, tasks: list[Task]) -> None:
+        current = [t for t in tasks if is_current(t)]
+        stale = any(t.spec_version < service.spec_version for t in current)
+        fresh_pending = any(
+            t.spec_version == service.spec_version and t.status.state != "running" for t in current
+        )
+        state = service.update_status.state if service.update_status else ""
+        if service.spec_version > 1 and (stale or fresh_pending) and state != "updating":
+            service.update_status = UpdateStatus(
+                state="updating", started_at=now_rfc3339(), message="update in progress"
+            )
+            tx.update("service", service)
+        elif state == "updating" and not stale and not fresh_pending:
+            assert service.update_status is not None
+            service.update_status = UpdateStatus(
+                state="completed",
+                started_at=service.update_status.started_at,
+                completed_at=now_rfc3339(),
+                message="update completed",
+            )
+            tx.update("service", service)

@@ -1,0 +1,86 @@
+"""The scheduler: assigns unassigned tasks to nodes.
+
+Filters first (filters.py); among the nodes left, spread: fewest tasks of the same service,
+then fewest tasks overall, then node ID for a stable order. A task that fits nowhere stays
+pending with the reason.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import Counter
+
+from shoal.api.states import TaskState, rank
+from shoal.api.types import Node, Task
+from shoal.manager.orchestrator.tasks import is_current
+from shoal.manager.reconciler import Reconciler
+from shoal.manager.scheduler.filters import FILTERS, explain_no_fit
+from shoal.manager.state.store import Tx, now_rfc3339
+
+__all__ = ["Scheduler", "pick_node"]
+
+log = logging.getLogger(__name__)
+
+
+def pick_node(
+    task: Task, nodes: list[Node], per_service: Counter[tuple[str, str]], total: Counter[str]
+) -> Node | None:
+    fits = [
+        n
+        for n in nodes
+        if all(f.check(n, task.spec, per_service[(n.id, task.service_id)]) for f in FILTERS)
+    ]
+    if not fits:
+        return None
+    return min(fits, key=lambda n: (per_service[(n.id, task.service_id)], total[n.id], n.id))
+
+
+class Scheduler(Reconciler):
+    name = "scheduler"
+
+    async def reconcile(self) -> float | None:
+        await self.store.update(self._pass)
+        return None
+
+    def _pass(self, tx: Tx) -> None:
+        nodes = sorted(tx.list("node"), key=lambda n: n.id)
+        tasks = tx.list("task")
+        per_service: Counter[tuple[str, str]] = Counter()
+        total: Counter[str] = Counter()
+        for t in tasks:
+            if t.node_id and is_current(t):
+                per_service[(t.node_id, t.service_id)] += 1
+                total[t.node_id] += 1
+        pending = [
+            t
+            for t in tasks
+            if not t.node_id and rank(t.status.state) <= TaskState.PENDING and is_current(t)
+        ]
+        for task in sorted(pending, key=lambda t: (t.service_id, t.slot)):
+            node = pick_node(task, nodes, per_service, total)
+            if node is None:
+                reason = explain_no_fit(
+                    nodes, task.spec, {n.id: per_service[(n.id, task.service_id)] for n in nodes}
+                )
+                if task.status.err != reason or task.status.state != "pending":
+                    task.status.state = "pending"
+                    task.status.err = reason
+                    task.status.message = "pending task scheduling"
+                    task.status.timestamp = now_rfc3339()
+                    tx.update("task", task)
+                continue
+            per_service[(node.id, task.service_id)] += 1
+            total[node.id] += 1
+            task.node_id = node.id
+            task.status.state = "assigned"
+            task.status.err = ""
+            task.status.message = "scheduler assigned task to node"
+            task.status.timestamp = now_rfc3339()
+            tx.update("task", task)
+        # tasks of a global service carry their node from birth: just move them on
+        for task in tasks:
+            if task.node_id and task.status.state in ("new", "pending") and is_current(task):
+                task.status.state = "assigned"
+                task.status.message = "scheduler assigned task to node"
+                task.status.timestamp = now_rfc3339()
+                tx.update("task", task)
