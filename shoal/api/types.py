@@ -265,6 +265,7 @@ class Task(_Base):
     spec_version: int = 0
     address: str = ""
     attempt: int = 0
+    service_name: str = ""
 
 
 # --- nodes ----------------------------------------------------------------------------

@@ -15,6 +15,7 @@ def new_task(service: Service, slot: int, node_id: str = "", attempt: int = 0) -
         id=new_id(),
         spec=clone(service.spec.task_template),
         service_id=service.id,
+        service_name=service.spec.name,
         slot=slot,
         node_id=node_id,
         status=TaskStatusInfo(timestamp=now_rfc3339(), state="new", message="created"),

@@ -1,0 +1,180 @@
+"""One task's life on this node: prepare, start, run, and stop or exit, never backwards.
+
+A controller is an asyncio task owned by the agent. It reports every state it reaches
+through `report`, keeps the task's endpoint in the table exactly while the task is running
+(out of it before a requested stop: drain first, then SIGTERM), and cleans the runtime up
+whichever way the task ends.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import ipaddress
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from shoal.agent.exec.runtime import ExecRuntime, ExitStatus, TaskConfig, TaskStartError
+from shoal.agent.ipam import SubnetAllocator
+from shoal.agent.taskenv import task_argv, task_env
+from shoal.api.states import TaskState, rank
+from shoal.api.types import ContainerStatus, Task, TaskStatusInfo
+from shoal.gossip.table import EndpointEntry, EndpointTable
+from shoal.manager.dispatcher.session import StatusUpdate
+from shoal.manager.state.store import now_rfc3339
+
+__all__ = ["NodeContext", "TaskController"]
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class NodeContext:
+    node_id: str
+    hostname: str
+    gateway: ipaddress.IPv4Interface
+    runtime: ExecRuntime
+    ipam: SubnetAllocator
+    endpoints: EndpointTable
+    report: Callable[[StatusUpdate], None]
+    drain_delay: float
+
+
+class TaskController:
+    def __init__(self, ctx: NodeContext, task: Task, adopted_address: str | None = None) -> None:
+        self.ctx = ctx
+        self.task = task
+        self.task_id = task.id
+        self._stop = asyncio.Event()
+        self._adopted = adopted_address
+        self._address = adopted_address or ""
+        self._state = task.status.state
+        self.done = False
+
+    def request_stop(self) -> None:
+        self._stop.set()
+
+    def _report(
+        self, state: str, message: str, err: str = "", exit_code: int | None = None, pid: int = 0
+    ) -> None:
+        if rank(state) < rank(self._state):
+            return
+        self._state = state
+        status = TaskStatusInfo(timestamp=now_rfc3339(), state=state, message=message, err=err)
+        if exit_code is not None or pid:
+            status.container_status = ContainerStatus(
+                container_id=self.task_id, pid=pid, exit_code=exit_code or 0
+            )
+        self.ctx.report(StatusUpdate(self.task_id, status, self._address))
+
+    async def run(self) -> None:
+        try:
+            await self._run()
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:  # a bug or a runtime failure: the task fails, the agent lives
+            log.exception("task %s: controller failed", self.task_id)
+            self._report("failed", "task controller error", err=str(exc))
+            await self._cleanup()
+        finally:
+            self.done = True
+
+    async def _run(self) -> None:
+        if self._stop.is_set():
+            self._report("shutdown", "shutdown before start")
+            return
+        if self._adopted is None:
+            pid = await self._start()
+            if pid is None:
+                return
+        else:
+            pid = 0
+            log.info("task %s: adopted running process at %s", self.task_id, self._address)
+        self._report("running", "started", pid=pid)
+        self.ctx.endpoints.set(
+            EndpointEntry(
+                self.task.service_id,
+                self.task_id,
+                self.ctx.node_id,
+                self._address,
+                True,
+            )
+        )
+        waiter = asyncio.ensure_future(self.ctx.runtime.wait(self.task_id))
+        stopper = asyncio.ensure_future(self._stop.wait())
+        try:
+            await asyncio.wait({waiter, stopper}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            stopper.cancel()
+        self.ctx.endpoints.remove(self.task_id)
+        if waiter.done():
+            self._exited(waiter.result())
+        else:
+            await self._graceful_stop(waiter)
+        await self._cleanup()
+
+    async def _start(self) -> int | None:
+        self._report("accepted", "accepted")
+        self._report("preparing", "preparing")
+        address = self.ctx.ipam.allocate()
+        self._address = str(address.ip)
+        spec = self.task.spec.container_spec
+        cfg = TaskConfig(
+            task_id=self.task_id,
+            hostname=self.task_id[:12],
+            argv=task_argv(self.task),
+            env=task_env(self.task, self.ctx.hostname),
+            address=address,
+            gateway=self.ctx.gateway.ip,
+            workdir=(spec.dir or None) if spec else None,
+        )
+        self._report("starting", "starting")
+        try:
+            return await self.ctx.runtime.start(cfg)
+        except TaskStartError as exc:
+            log.info("task %s: start failed: %s", self.task_id, exc.message)
+            self._report("rejected", "starting container failed", err=exc.message)
+            await self._cleanup()
+            return None
+
+    def _exited(self, status: ExitStatus) -> None:
+        if status.code == 0:
+            self._report("complete", "finished", exit_code=0)
+        else:
+            self._report(
+                "failed",
+                "started",
+                err=f"task: non-zero exit ({status.code})",
+                exit_code=status.code,
+            )
+        log.info("task %s: exited: %s", self.task_id, status.message)
+
+    async def _graceful_stop(self, waiter: asyncio.Future[ExitStatus]) -> None:
+        # out of the mesh first (done above), let in-flight requests finish, then stop
+        if self.ctx.drain_delay > 0:
+            done, _ = await asyncio.wait({waiter}, timeout=self.ctx.drain_delay)
+            if done:
+                self._exited(waiter.result())
+                return
+        spec = self.task.spec.container_spec
+        grace = (
+            spec.stop_grace_period
+            if spec and spec.stop_grace_period is not None
+            else 10_000_000_000
+        ) / 1e9
+        await self.ctx.runtime.stop(self.task_id, grace)
+        waiter.cancel()
+        self._report("shutdown", "shutdown")
+
+    async def _cleanup(self) -> None:
+        self.ctx.endpoints.remove(self.task_id)
+        try:
+            await self.ctx.runtime.remove(self.task_id)
+        except Exception:
+            log.exception("task %s: runtime cleanup failed", self.task_id)
+        if self._address:
+            self.ctx.ipam.release(ipaddress.IPv4Address(self._address))
+
+    @staticmethod
+    def wants_stop(task: Task) -> bool:
+        return rank(task.desired_state) > TaskState.RUNNING

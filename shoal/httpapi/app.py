@@ -1,0 +1,81 @@
+"""The aiohttp application: version prefixes, error mapping, Docker's response headers."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Awaitable, Callable
+
+from aiohttp import web
+
+from shoal import __version__
+from shoal.errors import ShoalError
+from shoal.httpapi import nodes, services, swarm, system, tasks
+from shoal.httpapi.common import API_VERSION, DAEMON_KEY, MIN_API_VERSION, json_response
+from shoal.node.daemon import Daemon
+
+__all__ = ["make_app"]
+
+log = logging.getLogger(__name__)
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
+def _version_tuple(text: str) -> tuple[int, int]:
+    major, minor = text.split(".")
+    return int(major), int(minor)
+
+
+def _error(status: int, message: str) -> web.Response:
+    return json_response({"message": message}, status=status)
+
+
+@web.middleware
+async def _errors(request: web.Request, handler: Handler) -> web.StreamResponse:
+    try:
+        response = await handler(request)
+    except ShoalError as exc:
+        response = _error(exc.status, exc.message)
+    except web.HTTPException as exc:
+        if exc.status == 404:
+            response = _error(
+                404, f"shoal does not support this endpoint: {request.method} {request.path}"
+            )
+        elif exc.status == 405:
+            response = _error(405, f"method {request.method} not allowed on {request.path}")
+        else:
+            response = _error(exc.status, exc.reason)
+    except Exception:
+        log.exception("API %s %s failed", request.method, request.path)
+        response = _error(500, f"internal error in shoal while serving {request.path}")
+    if not response.prepared:
+        response.headers["Api-Version"] = API_VERSION
+        response.headers["Ostype"] = "linux"
+        response.headers["Server"] = f"shoal/{__version__} (linux)"
+        response.headers["Docker-Experimental"] = "false"
+    return response
+
+
+@web.middleware
+async def _versions(request: web.Request, handler: Handler) -> web.StreamResponse:
+    version = request.match_info.get("api_version")
+    if version is None:
+        return await handler(request)
+    if _version_tuple(version) < _version_tuple(MIN_API_VERSION):
+        return _error(
+            400,
+            f"client version {version} is too old. Minimum supported API version is "
+            f"{MIN_API_VERSION}, please upgrade your client to a newer version",
+        )
+    if _version_tuple(version) > _version_tuple(API_VERSION):
+        return _error(
+            400,
+            f"client version {version} is too new. Maximum supported API version is {API_VERSION}",
+        )
+    return await handler(request)
+
+
+def make_app(daemon: Daemon) -> web.Application:
+    app = web.Application(middlewares=[_errors, _versions], client_max_size=16 * 1024 * 1024)
+    app[DAEMON_KEY] = daemon
+    for module in (system, swarm, nodes, services, tasks):
+        module.add_routes(app.router)
+    return app

@@ -1,0 +1,97 @@
+"""The agent's session with the dispatcher: assignments down, task status up.
+
+`AgentSession` is the contract; `LocalSession` serves it in-process from the store (a node
+that is its own manager). The 2377 dispatcher will serve the same contract to remote
+workers, so the agent does not change when it moves to another host.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+from typing import Protocol
+
+import msgspec
+
+from shoal.api.states import check_transition
+from shoal.api.types import Task, TaskStatusInfo
+from shoal.errors import ShoalError
+from shoal.manager.state.store import Commit, Store, Tx
+
+__all__ = ["AgentSession", "LocalSession", "StatusUpdate"]
+
+log = logging.getLogger(__name__)
+
+
+class StatusUpdate(msgspec.Struct):
+    task_id: str
+    status: TaskStatusInfo
+    address: str = ""
+
+
+class AgentSession(Protocol):
+    def assignments(self) -> AsyncIterator[list[Task]]:
+        """Every task assigned to this node, again after each change that concerns them."""
+        ...
+
+    async def report(self, updates: list[StatusUpdate]) -> None:
+        """Record observed task states; a backwards transition raises (it is a bug)."""
+        ...
+
+    async def heartbeat(self) -> None: ...
+
+
+class LocalSession:
+    def __init__(self, store: Store, node_id: str) -> None:
+        self._store = store
+        self._node_id = node_id
+
+    async def assignments(self) -> AsyncIterator[list[Task]]:
+        queue = self._store.watch()
+        try:
+            last: list[tuple[str, int]] | None = None
+            while True:
+                tasks = self._store.view().find("task", lambda t: t.node_id == self._node_id)
+                key = sorted((t.id, t.version.index) for t in tasks)
+                if key != last:
+                    last = key
+                    yield tasks
+                while not isinstance(await queue.get(), Commit):
+                    pass
+        finally:
+            self._store.unwatch(queue)
+
+    async def report(self, updates: list[StatusUpdate]) -> None:
+        def fn(tx: Tx) -> None:
+            for update in updates:
+                task: Task | None = tx.get("task", update.task_id)
+                if task is None or task.node_id != self._node_id:
+                    continue
+                if update.status.state == task.status.state and not update.address:
+                    continue
+                try:
+                    check_transition(task.status.state, update.status.state)
+                except ShoalError:
+                    log.error(
+                        "task %s: agent reported %s after %s; refused",
+                        task.id,
+                        update.status.state,
+                        task.status.state,
+                    )
+                    raise
+                task.status = update.status
+                if update.address:
+                    task.address = update.address
+                tx.update("task", task)
+
+        await self._store.update(fn)
+
+    async def heartbeat(self) -> None:
+        def fn(tx: Tx) -> None:
+            node = tx.get("node", self._node_id)
+            if node is not None and node.status.state != "ready":
+                node.status.state = "ready"
+                node.status.message = ""
+                tx.update("node", node)
+
+        await self._store.update(fn)
