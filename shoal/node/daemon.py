@@ -19,6 +19,7 @@ import logging
 import shutil
 import signal
 import socket
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -67,13 +68,21 @@ class SwarmState:
 
 
 class Daemon:
-    def __init__(self, opts: DaemonOptions) -> None:
+    """One node. `runtime` and `plane_factory` default to the real ones; tests pass fakes."""
+
+    def __init__(
+        self,
+        opts: DaemonOptions,
+        runtime: ExecRuntime | None = None,
+        plane_factory: Callable[[], DataPlane] | None = None,
+    ) -> None:
         self.opts = opts
         self.hostname = opts.hostname or socket.gethostname()
         self.version = __version__
         self.root = opts.data_root
         self.root.mkdir(parents=True, exist_ok=True)
-        self.runtime = ExecRuntime(self.root / "tasks")
+        self.runtime = runtime or ExecRuntime(self.root / "tasks")
+        self._plane_factory = plane_factory
         self.store: Store | None = None
         self.swarm: SwarmState | None = None
         self.endpoints = EndpointTable()
@@ -141,6 +150,8 @@ class Daemon:
         ]
 
     def _make_plane(self) -> DataPlane:
+        if self._plane_factory is not None:
+            return self._plane_factory()
         if self.opts.mesh == "kernel":
             from shoal.mesh.kernel import KernelDataPlane
 

@@ -1,0 +1,87 @@
+"""The store's one write path: transactions, versions, events, durability."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from shoal.api.types import Service, ServiceSpec
+from shoal.errors import Conflict, NotFound, OutOfSequence
+from shoal.manager.state.locallog import LocalLog
+from shoal.manager.state.store import Commit, Event, Store, Tx
+
+
+def make_store(tmp_path: Path) -> tuple[Store, LocalLog]:
+    store = Store()
+    log = LocalLog(tmp_path / "state.db", store)
+    log.restore()
+    store.attach(log)
+    return store, log
+
+
+async def test_update_commits_with_versions_and_events(tmp_path: Path) -> None:
+    store, _ = make_store(tmp_path)
+    queue = store.watch()
+    await store.update(lambda tx: tx.create("service", Service(id="s1", spec=ServiceSpec(name="a"))))
+    stored = store.view().get("service", "s1")
+    assert stored.spec.name == "a"
+    assert stored.version.index == 1
+    assert stored.created_at and stored.updated_at
+    event = queue.get_nowait()
+    assert isinstance(event, Event) and event.action == "create" and event.kind == "service"
+    assert isinstance(queue.get_nowait(), Commit)
+
+
+async def test_stale_version_is_refused_and_changes_nothing(tmp_path: Path) -> None:
+    store, _ = make_store(tmp_path)
+    await store.update(lambda tx: tx.create("service", Service(id="s1", spec=ServiceSpec(name="a"))))
+    stale = store.view().get("service", "s1")
+    stale_copy = Service(id="s1", spec=ServiceSpec(name="b"), version=stale.version)
+
+    def bump(tx: Tx) -> None:
+        svc = tx.get("service", "s1")
+        svc.spec.name = "c"
+        tx.update("service", svc)
+
+    await store.update(bump)
+    with pytest.raises(OutOfSequence):
+        await store.update(lambda tx: tx.update("service", stale_copy))
+    assert store.view().get("service", "s1").spec.name == "c"
+
+
+async def test_failed_transaction_writes_nothing(tmp_path: Path) -> None:
+    store, _ = make_store(tmp_path)
+
+    def fn(tx: Tx) -> None:
+        tx.create("service", Service(id="s1", spec=ServiceSpec(name="a")))
+        raise Conflict("boom")
+
+    with pytest.raises(Conflict):
+        await store.update(fn)
+    assert store.view().get("service", "s1") is None
+    with pytest.raises(NotFound):
+        await store.update(lambda tx: tx.delete("service", "nope"))
+
+
+async def test_tx_get_returns_copies(tmp_path: Path) -> None:
+    store, _ = make_store(tmp_path)
+    await store.update(lambda tx: tx.create("service", Service(id="s1", spec=ServiceSpec(name="a"))))
+
+    def edit_without_saving(tx: Tx) -> None:
+        tx.get("service", "s1").spec.name = "mutated"
+
+    await store.update(edit_without_saving)
+    assert store.view().get("service", "s1").spec.name == "a"
+
+
+async def test_state_survives_restart(tmp_path: Path) -> None:
+    store, log = make_store(tmp_path)
+    await store.update(lambda tx: tx.create("service", Service(id="s1", spec=ServiceSpec(name="a"))))
+    await store.update(lambda tx: tx.create("service", Service(id="s2", spec=ServiceSpec(name="b"))))
+    await store.update(lambda tx: tx.delete("service", "s1"))
+    log.close()
+    again, _ = make_store(tmp_path)
+    assert [s.id for s in again.view().list("service")] == ["s2"]
+    assert again.index == 3
+    assert again.view().get("service", "s2").version.index == 2
