@@ -32,6 +32,7 @@ class Agent:
         self._finished: set[str] = set()
         self._updates: asyncio.Queue[StatusUpdate] = asyncio.Queue()
         self._tg: asyncio.TaskGroup | None = None
+        self.recovered = asyncio.Event()  # set once surviving tasks are adopted or cleaned
         ctx.report = self._updates.put_nowait
 
     async def run(self) -> None:
@@ -45,6 +46,7 @@ class Agent:
                     await self._recover(tasks)
                     recovered = True
                 self._reconcile(tasks)
+                self.recovered.set()
 
     async def stop_all(self) -> None:
         """Stop every task this agent runs (swarm leave)."""

@@ -140,7 +140,12 @@ class Daemon:
         session = LocalSession(self.store, self.swarm.node_id)
         self.agent = Agent(ctx, session)
         self.mesh = MeshSync(
-            self.store, self.endpoints, self._plane, self.swarm.node_id, self.swarm.subnet
+            self.store,
+            self.endpoints,
+            self._plane,
+            self.swarm.node_id,
+            self.swarm.subnet,
+            ready=self.agent.recovered,
         )
         self._manager = Manager(self.store)
         self._manager.become_leader()

@@ -22,8 +22,15 @@ log = logging.getLogger(__name__)
 
 class MeshSync:
     def __init__(
-        self, store: Store, table: EndpointTable, plane: DataPlane, node_id: str, subnet: str
+        self,
+        store: Store,
+        table: EndpointTable,
+        plane: DataPlane,
+        node_id: str,
+        subnet: str,
+        ready: asyncio.Event | None = None,
     ) -> None:
+        self._ready = ready
         self._store = store
         self._table = table
         self._plane = plane
@@ -58,6 +65,10 @@ class MeshSync:
         )
 
     async def run(self) -> None:
+        # After a restart the kernel still holds the last rules; wait until the agent has
+        # adopted the surviving tasks so the first apply does not drop their endpoints.
+        if self._ready is not None:
+            await self._ready.wait()
         async with asyncio.TaskGroup() as tg:
             tg.create_task(self._watch_store())
             tg.create_task(self._watch_table())
