@@ -1,1 +1,1 @@
-"""shoal."""
+"""Programs that run as tasks: `whoami` (which task answered?) for demos, tests, benchmarks."""

@@ -1,0 +1,53 @@
+"""What the routing mesh of one node should do: published ports and the endpoints behind them.
+
+A `MeshState` is a complete, self-contained description: a data plane given the same state
+twice does the same thing twice. It says nothing about *how* (nftables, a proxy); that is
+the data plane's business. Values only, no I/O; `to_dict`/`from_dict` give a JSON-able form
+(used by the lab driver, `shoal.mesh.driver`).
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from typing import Any, Literal, cast
+
+__all__ = ["Endpoint", "MeshState", "PortSpec"]
+
+
+@dataclass(frozen=True)
+class PortSpec:
+    """One published port of a service (`--publish published=P,target=T,mode=M,protocol=X`)."""
+
+    service_id: str
+    protocol: Literal["tcp", "udp"]
+    published: int
+    target: int
+    mode: Literal["ingress", "host"]
+
+
+@dataclass(frozen=True)
+class Endpoint:
+    """One task of a service as the endpoint table knows it. Only `ready` ones get traffic."""
+
+    service_id: str
+    task_id: str
+    node_id: str
+    address: str  # IPv4 of the task
+    ready: bool
+
+
+@dataclass(frozen=True)
+class MeshState:
+    node_id: str  # this node
+    local_subnet: str  # this node's task subnet (bridge side), e.g. "198.19.1.0/24"
+    ports: tuple[PortSpec, ...]
+    endpoints: tuple[Endpoint, ...]
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> MeshState:
+        ports = tuple(PortSpec(**cast(dict[str, Any], p)) for p in data.get("ports", ()))
+        endpoints = tuple(Endpoint(**cast(dict[str, Any], e)) for e in data.get("endpoints", ()))
+        return cls(str(data["node_id"]), str(data["local_subnet"]), ports, endpoints)

@@ -1,0 +1,21 @@
+"""Click commands of the workloads (`shoal whoami`), registered by the CLI's main group."""
+
+from __future__ import annotations
+
+import click
+
+__all__ = ["whoami"]
+
+
+@click.command("whoami")
+@click.option("--port", "port", type=int, default=80, show_default=True, help="HTTP port")
+@click.option("--udp-port", "udp_port", type=int, default=None, help="also answer UDP here")
+@click.option("--host", default="0.0.0.0", show_default=True, help="address to listen on")
+def whoami(port: int, udp_port: int | None, host: str) -> None:
+    """Answer HTTP (and UDP) with which task, service and node served the request."""
+    from shoal.workloads.whoami import main
+
+    try:
+        main(port, udp_port, host)
+    except OSError as exc:
+        raise click.ClickException(f"whoami: {exc}") from exc

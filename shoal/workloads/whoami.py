@@ -1,0 +1,257 @@
+"""`whoami`: a tiny server that says which task answered, for demos, tests and benchmarks.
+
+Like traefik/whoami. HTTP/1.1 (keep-alive, pipelining) on a raw `asyncio.Protocol`, so it
+costs little per request:
+    GET /health        -> 200 "ok"
+    GET /data?size=N   -> 200 with N bytes of body (N <= 64 MiB)
+    any other request  -> 200 text/plain lines `key: value`: hostname, task, task_id, slot,
+                          service, node, node_id, client (the peer ip:port as seen)
+UDP (optional): every datagram is answered with the same lines (client = the sender).
+SIGTERM or SIGINT: stop listening, close connections, exit 0.
+
+Run: `shoal whoami [--port 80] [--udp-port 53]` or `python -m shoal.workloads.whoami`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import signal
+import socket
+import sys
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import cast
+from urllib.parse import parse_qs, urlsplit
+
+__all__ = ["Whoami", "identity", "main", "serve", "start"]
+
+MAX_DATA = 64 * 1024 * 1024
+MAX_HEAD = 64 * 1024
+
+
+def identity(env: Mapping[str, str] | None = None) -> str:
+    """The fixed part of the answer (every line but `client`), from the task's environment."""
+    env = os.environ if env is None else env
+    host = socket.gethostname()
+    lines = [
+        ("hostname", host),
+        ("task", env.get("SHOAL_TASK_NAME") or host),
+        ("task_id", env.get("SHOAL_TASK_ID", "")),
+        ("slot", env.get("SHOAL_TASK_SLOT", "")),
+        ("service", env.get("SHOAL_SERVICE_NAME", "")),
+        ("node", env.get("SHOAL_NODE_HOSTNAME", "")),
+        ("node_id", env.get("SHOAL_NODE_ID", "")),
+    ]
+    return "".join(f"{k}: {v}\n" for k, v in lines)
+
+
+def _peer(addr: object) -> str:
+    if isinstance(addr, tuple) and len(addr) >= 2:
+        host = str(addr[0])
+        return f"[{host}]:{addr[1]}" if ":" in host else f"{host}:{addr[1]}"
+    return str(addr)
+
+
+def _response(status: str, body: bytes, close: bool, head_only: bool = False) -> bytes:
+    extra = "Connection: close\r\n" if close else ""
+    head = (
+        f"HTTP/1.1 {status}\r\nContent-Type: text/plain; charset=utf-8\r\n"
+        f"Content-Length: {len(body)}\r\n{extra}\r\n"
+    ).encode()
+    return head if head_only else head + body
+
+
+@dataclass
+class _Shared:
+    ident: bytes
+    connections: set[asyncio.Transport] = field(default_factory=set)
+    data: dict[int, bytes] = field(default_factory=dict)
+
+    def blob(self, size: int) -> bytes:
+        body = self.data.get(size)
+        if body is None:
+            if len(self.data) > 16:
+                self.data.clear()
+            body = self.data[size] = b"x" * size
+        return body
+
+
+class _Http(asyncio.Protocol):
+    def __init__(self, shared: _Shared) -> None:
+        self._shared = shared
+        self._buf = bytearray()
+        self._transport: asyncio.Transport | None = None
+        self._client = b""
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self._transport = cast(asyncio.Transport, transport)
+        self._shared.connections.add(self._transport)
+        self._client = f"client: {_peer(transport.get_extra_info('peername'))}\n".encode()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        if self._transport is not None:
+            self._shared.connections.discard(self._transport)
+
+    def data_received(self, data: bytes) -> None:
+        self._buf += data
+        while self._transport is not None and not self._transport.is_closing():
+            end = self._buf.find(b"\r\n\r\n")
+            if end < 0:
+                if len(self._buf) > MAX_HEAD:
+                    self._transport.write(_response("431 Request Header Fields Too Large",
+                                                     b"", True))
+                    self._transport.close()
+                return
+            head = bytes(self._buf[:end]).decode("latin-1")
+            lines = head.split("\r\n")
+            headers = {}
+            for line in lines[1:]:
+                name, _, value = line.partition(":")
+                headers[name.strip().lower()] = value.strip()
+            try:
+                length = int(headers.get("content-length", "0"))
+            except ValueError:
+                length = -1
+            if length < 0:
+                self._transport.write(_response("400 Bad Request", b"bad length\n", True))
+                self._transport.close()
+                return
+            if len(self._buf) < end + 4 + length:
+                return  # wait for the body
+            del self._buf[: end + 4 + length]
+            self._answer(lines[0], headers)
+
+    def _answer(self, request_line: str, headers: dict[str, str]) -> None:
+        assert self._transport is not None
+        parts = request_line.split(" ")
+        if len(parts) != 3:
+            self._transport.write(_response("400 Bad Request", b"bad request line\n", True))
+            self._transport.close()
+            return
+        method, target, version = parts
+        conn = headers.get("connection", "").lower()
+        close = conn == "close" or (version == "HTTP/1.0" and conn != "keep-alive")
+        status, body = self._route(target)
+        self._transport.write(_response(status, body, close, head_only=method == "HEAD"))
+        if close:
+            self._transport.close()
+
+    def _route(self, target: str) -> tuple[str, bytes]:
+        if target == "/health":
+            return "200 OK", b"ok"
+        if target.startswith("/data"):
+            url = urlsplit(target)
+            if url.path == "/data":
+                try:
+                    size = int(parse_qs(url.query).get("size", ["0"])[0])
+                except ValueError:
+                    size = -1
+                if not 0 <= size <= MAX_DATA:
+                    return "400 Bad Request", f"size must be 0..{MAX_DATA}\n".encode()
+                return "200 OK", self._shared.blob(size)
+        return "200 OK", self._shared.ident + self._client
+
+
+class _Udp(asyncio.DatagramProtocol):
+    def __init__(self, shared: _Shared) -> None:
+        self._shared = shared
+        self._transport: asyncio.DatagramTransport | None = None
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self._transport = cast(asyncio.DatagramTransport, transport)
+
+    def datagram_received(self, data: bytes, addr: tuple[str | object, int]) -> None:
+        if self._transport is not None:
+            self._transport.sendto(self._shared.ident + f"client: {_peer(addr)}\n".encode(), addr)
+
+
+class Whoami:
+    """A running whoami: its bound ports, and `close()`."""
+
+    def __init__(
+        self, server: asyncio.Server, udp: asyncio.DatagramTransport | None, shared: _Shared
+    ) -> None:
+        self._server, self._udp, self._shared = server, udp, shared
+        self.http_port: int = server.sockets[0].getsockname()[1]
+        self.udp_port: int | None = udp.get_extra_info("sockname")[1] if udp else None
+
+    def close(self) -> None:
+        self._server.close()
+        if self._udp is not None:
+            self._udp.close()
+        for transport in list(self._shared.connections):
+            transport.close()
+
+
+async def start(
+    http_port: int = 80, udp_port: int | None = None, host: str = "0.0.0.0",
+    env: Mapping[str, str] | None = None,
+) -> Whoami:
+    """Start listening (port 0 picks a free one) and return at once."""
+    loop = asyncio.get_running_loop()
+    shared = _Shared(identity(env).encode())
+    server = await loop.create_server(
+        lambda: _Http(shared), host, http_port, reuse_address=True, backlog=1024
+    )
+    udp: asyncio.DatagramTransport | None = None
+    if udp_port is not None:
+        try:
+            udp, _ = await loop.create_datagram_endpoint(
+                lambda: _Udp(shared), local_addr=(host, udp_port)
+            )
+        except OSError:
+            server.close()
+            raise
+    return Whoami(server, udp, shared)
+
+
+async def serve(http_port: int = 80, udp_port: int | None = None, host: str = "0.0.0.0") -> None:
+    """Serve until cancelled (or, under `main`, until SIGTERM/SIGINT)."""
+    app = await start(http_port, udp_port, host)
+    try:
+        await asyncio.Future()
+    finally:
+        app.close()
+
+
+async def _run(http_port: int, udp_port: int | None, host: str) -> None:
+    loop = asyncio.get_running_loop()
+    stop = asyncio.Event()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    app = await start(http_port, udp_port, host)
+    udp = f" udp/{app.udp_port}" if app.udp_port is not None else ""
+    print(f"whoami: listening on {host} tcp/{app.http_port}{udp}", flush=True)
+    try:
+        await stop.wait()
+    finally:
+        app.close()
+
+
+def main(http_port: int = 80, udp_port: int | None = None, host: str = "0.0.0.0") -> None:
+    """Blocking entry point; returns (exit status 0) after SIGTERM or SIGINT."""
+    try:
+        import uvloop  # optional, faster
+    except ImportError:
+        asyncio.run(_run(http_port, udp_port, host))
+    else:
+        uvloop.run(_run(http_port, udp_port, host))
+
+
+def _cli(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="python -m shoal.workloads.whoami")
+    parser.add_argument("--port", type=int, default=80)
+    parser.add_argument("--udp-port", type=int, default=None)
+    parser.add_argument("--host", default="0.0.0.0")
+    args = parser.parse_args(argv)
+    try:
+        main(args.port, args.udp_port, args.host)
+    except OSError as exc:
+        print(f"whoami: {exc}", file=sys.stderr)
+        sys.exit(1)
+
+
+if __name__ == "__main__":
+    _cli()
