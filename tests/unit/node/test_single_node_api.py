@@ -26,11 +26,11 @@ class Node:
                  plane: RecordingPlane) -> None:
         self.daemon, self.client, self.runtime, self.plane = daemon, client, runtime, plane
 
-    async def call(self, method: str, path: str, body: Any = None, status: int = 200,
+    async def call(self, method: str, path: str, body: Any = None, expect: int = 200,
                    **params: str) -> Any:
         resp = await self.client.request(method, V + path, json=body, params=params)
         text = await resp.text()
-        assert resp.status == status, f"{method} {path}: {resp.status} {text}"
+        assert resp.status == expect, f"{method} {path}: {resp.status} {text}"
         if resp.status >= 400:
             assert resp.headers["Content-Type"] == "application/json"
         return json.loads(text) if text else None
@@ -115,7 +115,7 @@ async def test_ping_info_and_version_negotiation(node: Node) -> None:
 
 
 async def test_service_lifecycle_through_the_api(node: Node) -> None:
-    created = await node.call("POST", "/services/create", web_spec(), status=201)
+    created = await node.call("POST", "/services/create", web_spec(), expect=201)
     sid = created["ID"]
     tasks = await running(node, sid, 3)
     ids = {t["ID"] for t in tasks}
@@ -190,19 +190,19 @@ def node_tasks_gone(node: Node, sid: str) -> Callable[[], Any]:
 
 
 async def test_bad_input_is_refused_and_changes_nothing(node: Node) -> None:
-    await node.call("POST", "/services/create", web_spec(replicas=1), status=201)
+    await node.call("POST", "/services/create", web_spec(replicas=1), expect=201)
     other = web_spec(replicas=1)
     other["Name"] = "api"
-    err = await node.call("POST", "/services/create", other, status=400)
+    err = await node.call("POST", "/services/create", other, expect=400)
     assert "port '8080' is already in use by service 'web'" in err["message"]
-    err = await node.call("POST", "/services/create", web_spec(replicas=1), status=409)
+    err = await node.call("POST", "/services/create", web_spec(replicas=1), expect=409)
     assert "already exists" in err["message"]
-    err = await node.call("POST", "/services/create", {"Name": "x", "Bogus": 1}, status=400)
+    err = await node.call("POST", "/services/create", {"Name": "x", "Bogus": 1}, expect=400)
     assert "unknown field" in err["message"]
-    err = await node.call("GET", "/services/nosuch", status=404)
+    err = await node.call("GET", "/services/nosuch", expect=404)
     assert err["message"] == "service nosuch not found"
     other["EndpointSpec"]["Ports"] = [{"TargetPort": 80, "PublishedPort": 8081}]
-    await node.call("POST", "/services/create", other, status=201)
+    await node.call("POST", "/services/create", other, expect=201)
     services = await node.call("GET", "/services")
     assert sorted(s["Spec"]["Name"] for s in services) == ["api", "web"]
     # an ambiguous ID prefix
@@ -211,9 +211,9 @@ async def test_bad_input_is_refused_and_changes_nothing(node: Node) -> None:
     while a[: len(prefix) + 1] == b[: len(prefix) + 1]:
         prefix = a[: len(prefix) + 1]
     if prefix:
-        err = await node.call("GET", f"/services/{prefix}", status=400)
+        err = await node.call("GET", f"/services/{prefix}", expect=400)
         assert "ambiguous" in err["message"]
-    err = await node.call("GET", "/nodes/nosuch", status=404)
+    err = await node.call("GET", "/nodes/nosuch", expect=404)
     assert "node nosuch not found" == err["message"]
 
 
@@ -222,7 +222,7 @@ async def test_missing_program_fails_the_task_not_the_daemon(node: Node) -> None
     spec = web_spec(replicas=1, ports=[])
     spec["TaskTemplate"]["ContainerSpec"] = {"Image": "nosuchcmd"}
     spec["TaskTemplate"]["RestartPolicy"] = {"Condition": "none"}
-    sid = (await node.call("POST", "/services/create", spec, status=201))["ID"]
+    sid = (await node.call("POST", "/services/create", spec, expect=201))["ID"]
 
     async def rejected() -> dict[str, Any] | None:
         tasks = await node.tasks(sid)
@@ -234,10 +234,10 @@ async def test_missing_program_fails_the_task_not_the_daemon(node: Node) -> None
 
 
 async def test_leave_needs_force_and_cleans_up(node: Node) -> None:
-    await node.call("POST", "/services/create", web_spec(replicas=2), status=201)
-    err = await node.call("POST", "/swarm/leave", status=503)
+    await node.call("POST", "/services/create", web_spec(replicas=2), expect=201)
+    err = await node.call("POST", "/swarm/leave", expect=503)
     assert "--force" in err["message"]
     await node.call("POST", "/swarm/leave", force="1")
     assert node.plane.closed and not node.runtime.alive()
-    err = await node.call("GET", "/services", status=503)
+    err = await node.call("GET", "/services", expect=503)
     assert "not a swarm manager" in err["message"]
