@@ -1,0 +1,116 @@
+"""KernelDataPlane against stand-in `nft` and `conntrack` programs (no kernel is touched):
+what it sends when, how it fails, and that it refuses the initial network namespace."""
+
+from __future__ import annotations
+
+import stat
+from pathlib import Path
+
+import pytest
+
+from shoal.mesh.errors import MeshError
+from shoal.mesh.kernel import KernelDataPlane, in_root_netns
+from shoal.mesh.model import Endpoint, MeshState, PortSpec
+from shoal.mesh.recording import RecordingDataPlane
+
+WEB = PortSpec("web", "tcp", 8080, 80, "ingress")
+DNS = PortSpec("web", "udp", 53, 53, "ingress")
+
+
+def mesh(*addresses: str) -> MeshState:
+    eps = tuple(Endpoint("web", f"t{i}", "n1", a, True) for i, a in enumerate(addresses))
+    return MeshState("n1", "198.19.1.0/24", (WEB, DNS), eps)
+
+
+class Tools:
+    """Shell scripts that log their input and arguments; `nft` fails while `fail` exists."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        self.nft = self._script("nft", 'cat >> "$D/nft.log"; echo "--" >> "$D/nft.log"\n'
+                                'if [ -e "$D/fail" ]; then echo "Error: boom" >&2; exit 1; fi\n')
+        self.conntrack = self._script("conntrack", 'echo "$*" >> "$D/conntrack.log"; exit 1\n')
+
+    def _script(self, name: str, body: str) -> str:
+        path = self.root / name
+        path.write_text(f'#!/bin/sh\nD="{self.root}"\n{body}')
+        path.chmod(path.stat().st_mode | stat.S_IEXEC)
+        return str(path)
+
+    def scripts(self) -> list[str]:
+        log = self.root / "nft.log"
+        return [s for s in log.read_text().split("--\n") if s] if log.exists() else []
+
+    def conntrack_calls(self) -> list[str]:
+        log = self.root / "conntrack.log"
+        return log.read_text().splitlines() if log.exists() else []
+
+
+@pytest.fixture
+def tools(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Tools:
+    monkeypatch.setenv("SHOAL_ALLOW_ROOT_NETNS", "1")  # the stand-in nft touches nothing
+    return Tools(tmp_path)
+
+
+async def test_first_apply_replaces_then_only_diffs(tools: Tools) -> None:
+    plane = KernelDataPlane(nft=tools.nft, conntrack=tools.conntrack)
+    await plane.apply(mesh("198.19.1.10", "198.19.1.11"))
+    await plane.apply(mesh("198.19.1.10", "198.19.1.11"))  # same state: nothing to send
+    await plane.apply(mesh("198.19.1.10"))
+    first, second = tools.scripts()
+    assert first.startswith("add table inet shoal\ndelete table inet shoal\n")
+    assert second.startswith("flush chain inet shoal svc-tcp-8080\n")
+    assert "add table" not in second
+    assert tools.conntrack_calls() == [
+        "-D -p udp --orig-port-dst 53 --reply-src 198.19.1.11 --reply-port-src 53"
+    ]
+
+
+async def test_failure_raises_with_nft_message_and_rebuilds_next_time(tools: Tools) -> None:
+    plane = KernelDataPlane(nft=tools.nft, conntrack=tools.conntrack)
+    await plane.apply(mesh("198.19.1.10"))
+    (tools.root / "fail").touch()
+    with pytest.raises(MeshError, match="boom"):
+        await plane.apply(mesh("198.19.1.11"))
+    (tools.root / "fail").unlink()
+    await plane.apply(mesh("198.19.1.11"))
+    assert tools.scripts()[-1].startswith("add table inet shoal\ndelete table inet shoal\n")
+
+
+async def test_close_deletes_the_table(tools: Tools) -> None:
+    plane = KernelDataPlane(table="other", nft=tools.nft, conntrack=None)
+    await plane.apply(mesh("198.19.1.10"))
+    await plane.close()
+    assert tools.scripts()[-1] == "add table inet other\ndelete table inet other\n"
+
+
+async def test_missing_nft_is_a_mesh_error(tools: Tools) -> None:
+    plane = KernelDataPlane(nft=str(tools.root / "no-such-nft"))
+    with pytest.raises(MeshError, match="cannot run"):
+        await plane.apply(mesh("198.19.1.10"))
+
+
+async def test_refuses_the_initial_network_namespace(
+    tools: Tools, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    if not in_root_netns():
+        pytest.skip("this check needs the test to run in the initial network namespace")
+    monkeypatch.delenv("SHOAL_ALLOW_ROOT_NETNS")
+    plane = KernelDataPlane(nft=tools.nft)
+    with pytest.raises(MeshError, match="initial network namespace"):
+        await plane.apply(mesh("198.19.1.10"))
+    with pytest.raises(MeshError):
+        await plane.close()
+    assert tools.scripts() == []
+
+
+async def test_recording_plane_records_and_fails_on_demand() -> None:
+    plane = RecordingDataPlane()
+    await plane.apply(mesh("198.19.1.10"))
+    assert plane.published() == {("tcp", 8080, 80), ("udp", 53, 53)}
+    plane.fail_next()
+    with pytest.raises(MeshError):
+        await plane.apply(mesh())
+    assert len(plane.states) == 1
+    await plane.close()
+    assert plane.closed and plane.published() == set()
