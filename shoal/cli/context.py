@@ -1,0 +1,92 @@
+"""What every command gets from the root group: the daemon client and the outside world.
+
+`CliContext` is click's `ctx.obj`. The root group fills in `host` from `-H/--host`; commands
+call `get_client()` for a client to that host. Everything a command would otherwise take
+from the process (client construction, wall clock, monotonic clock, sleeping, TTY and
+terminal width, environment) is a field, so tests pass their own `CliContext` as
+`CliRunner.invoke(..., obj=CliContext(client_factory=...))` and no patching is needed.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import sys
+import time
+from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any, Protocol
+
+import click
+
+from shoal.client import Client
+from shoal.errors import InvalidArgument
+
+__all__ = ["ApiClient", "CliContext", "StreamResponse", "get_cli", "pass_cli"]
+
+
+class StreamResponse(Protocol):
+    def iter_bytes(self) -> Iterator[bytes]: ...
+
+
+class ApiClient(Protocol):
+    """The part of `shoal.client.Client` the commands use."""
+
+    def get(self, path: str, params: dict[str, Any] | None = None) -> Any: ...
+
+    def post(self, path: str, body: Any = None, params: dict[str, Any] | None = None) -> Any: ...
+
+    def delete(self, path: str, params: dict[str, Any] | None = None) -> Any: ...
+
+    def stream(
+        self, method: str, path: str, params: dict[str, Any] | None = None
+    ) -> AbstractContextManager[Any]: ...
+
+
+def _default_client(host: str | None) -> ApiClient:
+    try:
+        return Client(host)
+    except ValueError as exc:
+        raise InvalidArgument(str(exc)) from exc
+
+
+def _stdout_isatty() -> bool:
+    try:
+        return sys.stdout.isatty()
+    except (AttributeError, ValueError):
+        return False
+
+
+def _term_width() -> int:
+    return shutil.get_terminal_size((200, 24)).columns
+
+
+@dataclass
+class CliContext:
+    host: str | None = None
+    client_factory: Callable[[str | None], ApiClient] = _default_client
+    now: Callable[[], datetime] = field(default=lambda: datetime.now(UTC))
+    monotonic: Callable[[], float] = time.monotonic
+    sleep: Callable[[float], None] = time.sleep
+    isatty: Callable[[], bool] = _stdout_isatty
+    term_width: Callable[[], int] = _term_width
+    environ: dict[str, str] = field(default_factory=lambda: dict(os.environ))
+    _client: ApiClient | None = field(default=None, repr=False)
+
+    def get_client(self) -> ApiClient:
+        """One client per invocation, built lazily (commands that need no daemon need none)."""
+        if self._client is None:
+            self._client = self.client_factory(self.host)
+        return self._client
+
+
+def get_cli(ctx: click.Context) -> CliContext:
+    obj = ctx.find_object(CliContext)
+    if obj is None:
+        obj = ctx.ensure_object(CliContext)
+    return obj
+
+
+pass_cli = click.make_pass_decorator(CliContext, ensure=True)

@@ -1,0 +1,103 @@
+"""The `shoal` command: a docker-like CLI for a shoal (or any Docker swarm) daemon.
+
+`main()` is the console entry point. The root group takes `-H/--host` ($SHOAL_HOST) into the
+`CliContext` and turns every expected failure (ShoalError: daemon errors, refused flags,
+an unreachable daemon; httpx transport errors) into docker's one-line message and exit
+status 1, never a traceback. `whoami` and `lab` come from other packages and are imported
+only when used; while they are missing or broken the command says so instead of failing
+the whole CLI.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+import click
+import httpx
+
+from shoal import __version__
+from shoal.cli.common import echo, error_text
+from shoal.cli.context import CliContext
+from shoal.cli.daemon import daemon
+from shoal.cli.node import node
+from shoal.cli.service import service
+from shoal.cli.swarm import swarm
+from shoal.cli.system import info, version
+from shoal.client import DEFAULT_HOST
+from shoal.errors import ShoalError
+
+__all__ = ["cli", "main"]
+
+LAZY_COMMANDS = {
+    "whoami": ("shoal.workloads.cli", "whoami"),
+    "lab": ("shoal.lab.cli", "lab"),
+}
+
+
+def _unavailable(name: str, reason: str) -> click.Command:
+    def run(args: tuple[str, ...]) -> None:
+        raise ShoalError(f"shoal {name} is not available: {reason}")
+
+    return click.Command(
+        name,
+        callback=run,
+        params=[click.Argument(["args"], nargs=-1, type=click.UNPROCESSED)],
+        help=f"(not available: {reason})",
+        context_settings={"ignore_unknown_options": True, "allow_extra_args": True},
+        add_help_option=False,
+    )
+
+
+class ShoalGroup(click.Group):
+    """Root group: lazy subcommands and docker-style error reporting."""
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted({*super().list_commands(ctx), *LAZY_COMMANDS})
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        command = super().get_command(ctx, cmd_name)
+        if command is not None or cmd_name not in LAZY_COMMANDS:
+            return command
+        module_name, attr = LAZY_COMMANDS[cmd_name]
+        try:
+            loaded = getattr(importlib.import_module(module_name), attr)
+        except Exception as exc:  # a sibling package still being written must not break us
+            return _unavailable(cmd_name, f"{type(exc).__name__}: {exc}")
+        if not isinstance(loaded, click.Command):
+            return _unavailable(cmd_name, f"{module_name}.{attr} is not a click command")
+        return loaded
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except (ShoalError, httpx.HTTPError) as exc:
+            echo(error_text(exc) + "\n", err=True)
+            raise click.exceptions.Exit(1) from None
+
+
+@click.group(cls=ShoalGroup)
+@click.option(
+    "-H",
+    "--host",
+    envvar="SHOAL_HOST",
+    metavar="HOST",
+    help=f"Daemon socket to connect to (unix:///path or tcp://ip:port) [default: {DEFAULT_HOST}]",
+)
+@click.version_option(
+    __version__, "--version", prog_name="shoal", message="%(prog)s version %(version)s"
+)
+@click.pass_context
+def cli(ctx: click.Context, host: str | None) -> None:
+    """Docker swarm mode, with its routing mesh, in Python."""
+    obj = ctx.ensure_object(CliContext)
+    if host:
+        obj.host = host
+
+
+for _command in (swarm, node, service, info, version, daemon):
+    cli.add_command(_command)
+
+
+def main() -> None:
+    cli(prog_name="shoal")

@@ -1,0 +1,233 @@
+"""`shoal service create|update|scale|rollback|rm` (and the group with ls/ps/inspect/logs).
+
+Same calls as docker: create POSTs the spec built from the flags; update, scale and rollback
+GET the service, edit (or, for rollback, keep) its whole spec and POST it back with
+`?version=N`. The image is tagged `:latest` when untagged, as docker's client does. Unless
+`-d`, the command then follows the convergence like docker (see progress.py).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import click
+
+from shoal.cli.common import ErrorList, echo, error_text
+from shoal.cli.context import ApiClient, CliContext, get_cli
+from shoal.cli.format import image_with_tag
+from shoal.cli.opts import parse_uint
+from shoal.cli.progress import ProgressWriter, wait_on_service
+from shoal.cli.service_flags import collect, service_options
+from shoal.cli.service_view import inspect, logs, ls, ps
+from shoal.cli.spec import apply_update, build_spec
+from shoal.errors import APIError, ShoalError
+
+__all__ = ["service"]
+
+
+@click.group()
+def service() -> None:
+    """Manage Swarm services."""
+
+
+for _command in (ls, ps, inspect, logs):
+    service.add_command(_command)
+
+
+def _tag_image(spec: dict[str, Any]) -> None:
+    template = next((v for k, v in spec.items() if k.lower() == "tasktemplate"), None) or {}
+    container = next((v for k, v in template.items() if k.lower() == "containerspec"), None)
+    if isinstance(container, dict):
+        key = next((k for k in container if k.lower() == "image"), "Image")
+        if container.get(key):
+            container[key] = image_with_tag(str(container[key]))
+
+
+def _network_id(client: ApiClient, name: str) -> str:
+    """docker resolves a network name to its ID; a daemon without /networks keeps the name."""
+    try:
+        found = client.get(f"/networks/{name}", params={"scope": "swarm"}) or {}
+    except APIError as exc:
+        if exc.status == 404 and exc.message == "page not found":
+            return name
+        raise
+    return str(found.get("Id") or found.get("ID") or name)
+
+
+def _networks(client: ApiClient, names: list[str]) -> list[dict[str, Any]]:
+    return [{"Target": _network_id(client, name)} for name in names]
+
+
+def _print_warnings(response: Any) -> None:
+    for warning in (response or {}).get("Warnings") or []:
+        echo(f"{warning}\n", err=True)
+
+
+def _wait(cli: CliContext, client: ApiClient, ref: str, flags: dict[str, Any]) -> None:
+    if flags.get("detach"):
+        return
+    write = (lambda _text: None) if flags.get("quiet") else echo
+    out = ProgressWriter(write, cli.isatty(), cli.term_width())
+    timeout = flags.get("timeout")
+    wait_on_service(cli, client, ref, out, None if timeout is None else timeout / 1e9)
+
+
+@service.command(context_settings={"allow_interspersed_args": False})
+@service_options("create")
+@click.argument("image")
+@click.argument("args", nargs=-1, type=click.UNPROCESSED, metavar="[COMMAND] [ARG...]")
+@click.pass_context
+def create(ctx: click.Context, /, image: str, args: tuple[str, ...], **_: Any) -> None:
+    """Create a new service."""
+    cli = get_cli(ctx)
+    flags = collect(ctx)
+    build_spec(flags, image, list(args))  # refuse contradictory flags before any request
+    client = cli.get_client()
+    if flags.get("network"):
+        flags["network"] = _networks(client, flags["network"])
+    spec = build_spec(flags, image, list(args))
+    _tag_image(spec)
+    response = client.post("/services/create", spec) or {}
+    _print_warnings(response)
+    echo(f"{response.get('ID', '')}\n")
+    _wait(cli, client, str(response.get("ID", "")), flags)
+
+
+@service.command()
+@service_options("update")
+@click.argument("ref", metavar="SERVICE")
+@click.pass_context
+def update(ctx: click.Context, /, ref: str, **_: Any) -> None:
+    """Update a service."""
+    cli = get_cli(ctx)
+    flags = collect(ctx)
+    rollback = flags.pop("rollback", False)
+    if rollback and set(flags) - {"detach", "quiet", "timeout"}:
+        raise ShoalError("other flags may not be combined with --rollback")
+    apply_update({}, flags)  # refuse contradictory flags before any request
+    client = cli.get_client()
+    current = client.get(f"/services/{ref}", params={"insertDefaults": "false"})
+    for key in ("network-add", "network-rm"):
+        if flags.get(key):
+            flags[key] = _networks(client, flags[key])
+    if "network-rm" in flags:
+        flags["network-rm"] = [n["Target"] for n in flags["network-rm"]]
+    spec = current.get("Spec") or {}
+    apply_update(spec, flags)
+    _tag_image(spec)
+    params: dict[str, Any] = {"registryAuthFrom": "spec"}
+    if rollback:
+        params["rollback"] = "previous"
+    params["version"] = (current.get("Version") or {}).get("Index", 0)
+    response = client.post(f"/services/{current['ID']}/update", spec, params=params)
+    _print_warnings(response)
+    echo(f"{ref}\n")
+    _wait(cli, client, ref, flags)
+
+
+@service.command()
+@click.argument("ref", metavar="SERVICE")
+@click.option("-d", "--detach", is_flag=True, help="Exit immediately instead of waiting")
+@click.option("-q", "--quiet", is_flag=True, help="Suppress progress output")
+@click.option("--timeout", help="Give up waiting after this many seconds (shoal extension)")
+@click.pass_context
+def rollback(ctx: click.Context, ref: str, detach: bool, quiet: bool, timeout: str | None) -> None:
+    """Revert changes to a service's configuration."""
+    cli = get_cli(ctx)
+    flags = _wait_flags(detach, quiet, timeout)
+    client = cli.get_client()
+    current = client.get(f"/services/{ref}", params={"insertDefaults": "false"})
+    spec = current.get("Spec") or {}
+    _tag_image(spec)
+    params = {"rollback": "previous", "version": (current.get("Version") or {}).get("Index", 0)}
+    response = client.post(f"/services/{current['ID']}/update", spec, params=params)
+    _print_warnings(response)
+    echo(f"{ref}\n")
+    _wait(cli, client, ref, flags)
+
+
+def _wait_flags(detach: bool, quiet: bool, timeout: str | None) -> dict[str, Any]:
+    flags: dict[str, Any] = {"detach": detach, "quiet": quiet}
+    if timeout is not None:
+        try:
+            flags["timeout"] = int(float(timeout) * 1e9)
+        except ValueError:
+            raise ShoalError(f'invalid argument "{timeout}" for "--timeout" flag') from None
+    return flags
+
+
+@service.command()
+@click.argument("specs", nargs=-1, required=True, metavar="SERVICE=REPLICAS [SERVICE=REPLICAS...]")
+@click.option("-d", "--detach", is_flag=True, help="Exit immediately instead of waiting")
+@click.option("--timeout", help="Give up waiting after this many seconds (shoal extension)")
+@click.pass_context
+def scale(ctx: click.Context, specs: tuple[str, ...], detach: bool, timeout: str | None) -> None:
+    """Scale one or multiple replicated services."""
+    for arg in specs:
+        name, sep, count = arg.partition("=")
+        if not sep or not name or not count:
+            raise ShoalError(f"invalid scale specifier '{arg}'.\nSee 'shoal service scale --help'.")
+    cli = get_cli(ctx)
+    flags = _wait_flags(detach, False, timeout)
+    client = cli.get_client()
+    errors: list[str] = []
+    scaled: list[str] = []
+    for arg in specs:
+        name, _, count = arg.partition("=")
+        try:
+            replicas = parse_uint(count)
+        except ValueError as exc:
+            errors.append(f"{name}: invalid replicas value {count}: {exc}")
+            continue
+        try:
+            _scale_one(client, name, replicas)
+        except ShoalError as exc:
+            errors.append(f"{name}: {_plain(exc)}")
+            continue
+        echo(f"{name} scaled to {replicas}\n")
+        scaled.append(name)
+    for name in scaled:
+        try:
+            _wait(cli, client, name, flags)
+        except ShoalError as exc:
+            errors.append(f"{name}: {_plain(exc)}")
+    if errors:
+        raise ErrorList(errors)
+
+
+def _plain(exc: ShoalError) -> str:
+    return error_text(exc) if isinstance(exc, APIError) else exc.message
+
+
+def _scale_one(client: ApiClient, name: str, replicas: int) -> None:
+    current = client.get(f"/services/{name}", params={"insertDefaults": "false"})
+    spec = current.get("Spec") or {}
+    mode = spec.get("Mode") or {}
+    if isinstance(mode.get("Replicated"), dict):
+        mode["Replicated"]["Replicas"] = replicas
+    elif isinstance(mode.get("ReplicatedJob"), dict):
+        mode["ReplicatedJob"]["TotalCompletions"] = replicas
+    else:
+        raise ShoalError("scale can only be used with replicated or replicated-job mode")
+    _tag_image(spec)
+    version = (current.get("Version") or {}).get("Index", 0)
+    response = client.post(f"/services/{current['ID']}/update", spec, params={"version": version})
+    _print_warnings(response)
+
+
+@service.command("rm")
+@click.argument("refs", nargs=-1, required=True, metavar="SERVICE [SERVICE...]")
+@click.pass_context
+def rm(ctx: click.Context, refs: tuple[str, ...]) -> None:
+    """Remove one or more services."""
+    client = get_cli(ctx).get_client()
+    errors = []
+    for ref in refs:
+        try:
+            client.delete(f"/services/{ref}")
+        except ShoalError as exc:
+            errors.append(error_text(exc))
+            continue
+        echo(f"{ref}\n")
+    if errors:
+        raise ErrorList(errors)
