@@ -90,7 +90,8 @@ class TaskController:
         else:
             pid = 0
             log.info("task %s: adopted running process at %s", self.task_id, self._address)
-        self._report("running", "started", pid=pid)
+        if self._adopted is None or self.task.status.state != "running":
+            self._report("running", "started", pid=pid)
         self.ctx.endpoints.set(
             EndpointEntry(
                 self.task.service_id,
