@@ -1,0 +1,119 @@
+"""`shoal lab ...`: the click group of the lab, registered by the main CLI.
+
+Every command needs root. SHOAL_LAB_TAG (undocumented on purpose) selects a tagged lab
+instead of the default one, so that tests of these commands never touch a user's lab.
+"""
+
+from __future__ import annotations
+
+import os
+
+import click
+
+from shoal.errors import ShoalError
+from shoal.lab.lab import HostStatus, Lab
+
+__all__ = ["lab"]
+
+
+def _lab() -> Lab:
+    if os.geteuid() != 0:
+        raise ShoalError("shoal lab needs root (it creates network namespaces and cgroups)")
+    return Lab(os.environ.get("SHOAL_LAB_TAG", ""))
+
+
+def _table(rows: list[HostStatus]) -> str:
+    cells = [["HOST", "NAMESPACE", "ADDRESS", "ROLE", "STATE", "DAEMON-PID"]]
+    for r in rows:
+        cells.append([r.host, r.netns, r.address, r.role, r.state, str(r.pid or "-")])
+    widths = [max(len(row[i]) for row in cells) for i in range(len(cells[0]))]
+    lines = ["   ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)) for row in cells]
+    return "\n".join(line.rstrip() for line in lines)
+
+
+@click.group("lab")
+def lab() -> None:
+    """A multi-host shoal cluster on this machine, out of network namespaces."""
+
+
+@lab.command("up")
+@click.option("--nodes", default=1, show_default=True, help="number of hosts (h1..hN)")
+@click.option("--managers", default=1, show_default=True, help="how many of them are managers")
+def up(nodes: int, managers: int) -> None:
+    """Build the fabric and hosts, start a daemon on each, `swarm init` on h1."""
+    the_lab = _lab()
+    click.echo(f"lab: building {nodes} host(s) on fabric 198.18.0.0/24, starting daemons...")
+    the_lab.up(nodes, managers)
+    click.echo("lab: swarm initialised on h1 (198.18.0.11)")
+    click.echo(_table(the_lab.status()))
+
+
+@lab.command("down")
+def down() -> None:
+    """Remove the lab: processes, namespaces, cgroups, sockets (idempotent)."""
+    deleted = _lab().down()
+    click.echo(f"lab: down ({len(deleted)} namespace(s) removed)")
+
+
+@lab.command(
+    "exec",
+    context_settings={"ignore_unknown_options": True, "allow_interspersed_args": False},
+)
+@click.argument("host")
+@click.argument("command", nargs=-1, required=True, type=click.UNPROCESSED)
+def exec_(host: str, command: tuple[str, ...]) -> None:
+    """Run COMMAND on HOST (h1..hN or client): `shoal lab exec h1 -- shoal node ls`."""
+    the_lab = _lab()
+    argv = list(command)
+    if argv[:1] == ["--"]:  # click keeps the separator once HOST has been read
+        argv = argv[1:]
+    argv = the_lab.exec_argv(host, argv)
+    os.execvpe(argv[0], argv, the_lab.exec_env(host))
+
+
+@lab.command("ls")
+def ls() -> None:
+    """List the hosts of the lab."""
+    click.echo(_table(_lab().status()))
+
+
+@lab.command("stop")
+@click.argument("host")
+def stop(host: str) -> None:
+    """Power HOST off: its daemon and tasks die, its network goes."""
+    _lab().stop(host)
+    click.echo(f"lab: {host} powered off")
+
+
+@lab.command("start")
+@click.argument("host")
+def start(host: str) -> None:
+    """Power HOST on: its daemon comes back on the same data root."""
+    _lab().start(host)
+    click.echo(f"lab: {host} running")
+
+
+@lab.command("cut")
+@click.argument("host")
+def cut(host: str) -> None:
+    """Take HOST's fabric link down."""
+    _lab().cut(host)
+    click.echo(f"lab: {host} cut off the fabric")
+
+
+@lab.command("heal")
+@click.argument("host")
+def heal(host: str) -> None:
+    """Bring HOST's fabric link back up."""
+    _lab().heal(host)
+    click.echo(f"lab: {host} back on the fabric")
+
+
+@lab.command("demo")
+@click.option("--nodes", default=1, show_default=True, help="number of hosts")
+@click.option("--keep", is_flag=True, help="leave the lab up at the end")
+def demo(nodes: int, keep: bool) -> None:
+    """The routing mesh story: a 3-replica `web` service answering on every host."""
+    from shoal.lab.demo import run_demo
+
+    run_demo(_lab(), nodes=nodes, keep=keep)

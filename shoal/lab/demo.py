@@ -1,0 +1,175 @@
+"""`shoal lab demo`: the README's story of the routing mesh, told on a lab.
+
+lab up -> a `web` service of 3 `shoal whoami` replicas published on 8080 -> requests from the
+client to every host, each line saying which task answered -> `service update --publish-add
+published=9090,target=80 web` -> requests on 9090 -> lab down (unless --keep). Everything
+waits on conditions with deadlines; every request has a timeout.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import Counter
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+import click
+
+from shoal.client import Client
+from shoal.errors import ShoalError, Unavailable
+from shoal.lab.ask import probe
+from shoal.lab.lab import Lab
+
+__all__ = ["REPLICAS", "run_demo", "wait_for", "web_spec"]
+
+REPLICAS = 3
+REQUESTS = 9
+T = TypeVar("T")
+
+
+def web_spec() -> dict[str, Any]:
+    return {
+        "Name": "web",
+        "TaskTemplate": {"ContainerSpec": {"Image": "shoal", "Args": ["whoami", "--port", "80"]}},
+        "Mode": {"Replicated": {"Replicas": REPLICAS}},
+        "EndpointSpec": {"Ports": [_port(8080)]},
+    }
+
+
+def _port(published: int) -> dict[str, Any]:
+    return {
+        "Protocol": "tcp",
+        "TargetPort": 80,
+        "PublishedPort": published,
+        "PublishMode": "ingress",
+    }
+
+
+def _say(text: str = "", **style: Any) -> None:
+    click.secho(text, **style)
+
+
+def _step(text: str) -> None:
+    _say()
+    _say("== " + text, bold=True)
+
+
+def _cmd(text: str) -> None:
+    _say("$ " + text, fg="cyan")
+
+
+def wait_for(what: str, check: Callable[[], T | None], timeout: float) -> T:
+    """Poll `check` until it returns a value; Unavailable naming `what` after `timeout`."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = check()
+        if value is not None:
+            return value
+        if time.monotonic() > deadline:
+            raise Unavailable(f"demo: timed out after {timeout:.0f}s waiting for {what}")
+        time.sleep(0.2)
+
+
+def _fields(body: str) -> dict[str, str]:
+    pairs = (line.partition(":") for line in body.splitlines())
+    return {key.strip(): value.strip() for key, _, value in pairs}
+
+
+def _running_tasks(api: Client, service: str) -> list[dict[str, Any]] | None:
+    tasks = api.get("/tasks", {"filters": {"service": [service], "desired-state": ["running"]}})
+    running = [t for t in tasks if t.get("Status", {}).get("State") == "running"]
+    return running if len(running) >= REPLICAS else None
+
+
+def _host_of(lab: Lab, address: str) -> str:
+    return next((h for h in lab.hosts() if lab.address(h) == address), address)
+
+
+def _requests(lab: Lab, port: int) -> None:
+    targets = [f"{lab.address(h)}:{port}" for h in lab.hosts()]
+    wait_for(
+        f"the mesh to answer on port {port}",
+        lambda: True if all(r["ok"] for r in probe(lab, "http", targets)) else None,
+        timeout=30,
+    )
+    _cmd(f"for i in $(seq {REQUESTS}); do curl -s HOST:{port}; done    # from `client`")
+    answered: Counter[str] = Counter()
+    for result in probe(lab, "http", targets, REQUESTS):
+        address = result["target"].rsplit(":", 1)[0]
+        prefix = f"  {_host_of(lab, address)} {result['target']} -> "
+        if not result["ok"]:
+            _say(prefix + f"FAILED: {result.get('error') or result.get('status')}", fg="red")
+            continue
+        info = _fields(result["body"])
+        task = info.get("task", "?")
+        answered[task] += 1
+        _say(prefix + f"task {task}.{info.get('task_id', '')[:12]} on {info.get('node', '?')}")
+    summary = ", ".join(f"{task} x{n}" for task, n in sorted(answered.items()))
+    _say(f"  {sum(answered.values())} answers from {len(answered)} task(s): {summary}", fg="green")
+
+
+def _create(api: Client) -> str:
+    _step(f"A service of {REPLICAS} whoami replicas, published on port 8080 of every node")
+    _cmd("shoal service create --name web --replicas 3 --publish published=8080,target=80 \\")
+    _cmd("      shoal whoami --port 80")
+    created = api.post("/services/create", web_spec())
+    service_id = str(created["ID"])
+    _say(f"  service web: {service_id}")
+    tasks = wait_for("3 running tasks", lambda: _running_tasks(api, "web"), timeout=60)
+    nodes = {n["ID"]: n["Description"]["Hostname"] for n in api.get("/nodes")}
+    for task in sorted(tasks, key=lambda t: t.get("Slot", 0)):
+        where = nodes.get(task.get("NodeID"), task.get("NodeID"))
+        _say(f"  task web.{task.get('Slot')}.{task['ID'][:12]} running on {where}")
+    return service_id
+
+
+def _publish_9090(api: Client, service_id: str) -> None:
+    _step("Publish the service on a second port, live")
+    _cmd("shoal service update --publish-add published=9090,target=80 web")
+    service = api.get(f"/services/{service_id}")
+    spec = service["Spec"]
+    ports = spec.setdefault("EndpointSpec", {}).setdefault("Ports", [])
+    ports.append(_port(9090))
+    api.post(
+        f"/services/{service_id}/update",
+        spec,
+        params={"version": service["Version"]["Index"]},
+    )
+
+    def published() -> bool | None:
+        ports = api.get(f"/services/{service_id}").get("Endpoint", {}).get("Ports") or []
+        return True if any(p.get("PublishedPort") == 9090 for p in ports) else None
+
+    wait_for("port 9090 to be published", published, timeout=30)
+    _say("  web now publishes 8080->80 and 9090->80")
+
+
+def run_demo(lab: Lab, nodes: int = 1, keep: bool = False) -> None:
+    """Tell the story on `lab`; it is brought down at the end unless `keep`."""
+    _step(f"A lab of {nodes} host(s) on fabric 198.18.0.0/24, and a client at 198.18.0.2")
+    _cmd(f"shoal lab up --nodes {nodes}")
+    lab.up(nodes)
+    for row in lab.status():
+        _say(f"  {row.host:<7} {row.netns:<14} {row.address:<13} {row.role:<8} {row.state}")
+    try:
+        with lab.client("h1") as api:
+            service_id = _create(api)
+            _step("Requests from the client to port 8080 of every host")
+            _requests(lab, 8080)
+            _publish_9090(api, service_id)
+            _step("Requests from the client to port 9090 of every host")
+            _requests(lab, 9090)
+    except ShoalError as exc:
+        _say(f"demo failed: {exc}", fg="red", err=True)
+        raise
+    finally:
+        if keep:
+            _step("The lab stays up (--keep)")
+            _cmd("shoal lab exec client -- curl -s 198.18.0.11:8080")
+            _say("  `shoal lab down` removes it.")
+        else:
+            _step("Tearing the lab down")
+            _cmd("shoal lab down")
+            lab.down()
+    _say()
+    _say("demo: done", bold=True)

@@ -1,0 +1,96 @@
+"""Fixtures of the integration tests: labs that always go away.
+
+Each pytest process has its own lab tag, `lt<pid in base 36>` (namespaces `shoal-lt...-h1`,
+...), so concurrent test sessions on one machine never share or sweep each other's lab,
+and never touch the default lab of `shoal lab`. At the start of a session, labs left by
+test processes that no longer exist are removed; at its end, this session's lab is.
+
+    lab_tag                     this session's lab tag (for a Lab of your own making)
+    lab1                        a 1-node lab, `swarm init` done on h1 (module scope)
+    http_get(lab, addr, port)   an HTTP GET from the client namespace (curl, short timeout)
+    udp_ask(lab, addr, port)    one UDP question from the client namespace
+
+The helpers live in shoal.lab.ask (`from shoal.lab.ask import http_get, udp_ask` works from
+any test module); they are re-exported here.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Iterator
+
+import pytest
+
+from shoal.lab import Lab
+from shoal.lab.ask import http_get, udp_ask
+from shoal.lab.cgroups import cgroup2_mount
+from shoal.lab.iproute import list_netns
+
+__all__ = ["http_get", "session_lab_tag", "udp_ask"]
+
+_TAG_PREFIX = "lt"
+_TAG_NAME = re.compile(rf"^shoal-({_TAG_PREFIX}[0-9a-z]+)-")
+
+
+def _base36(number: int) -> str:
+    digits = "0123456789abcdefghijklmnopqrstuvwxyz"
+    out = ""
+    while True:
+        number, rest = divmod(number, 36)
+        out = digits[rest] + out
+        if number == 0:
+            return out
+
+
+def session_lab_tag(pid: int | None = None) -> str:
+    """The lab tag of the test process `pid` (this one by default)."""
+    return _TAG_PREFIX + _base36(os.getpid() if pid is None else pid)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def _stale_test_tags() -> set[str]:
+    """Tags of test labs whose pytest process is gone (found by namespace, run dir, cgroup)."""
+    names = [*list_netns(), *os.listdir("/run")]
+    cgroups = cgroup2_mount()
+    if cgroups.is_dir():
+        names += os.listdir(cgroups)
+    tags = {m.group(1) for m in map(_TAG_NAME.match, names) if m is not None}
+    return {tag for tag in tags if not _alive(int(tag[len(_TAG_PREFIX) :], 36))}
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _lab_safety_net() -> Iterator[None]:
+    """Remove dead sessions' labs first, and this session's lab whatever happened."""
+    if os.geteuid() == 0:
+        for tag in _stale_test_tags():
+            Lab(tag).down()
+    yield
+    if os.geteuid() == 0:
+        Lab(session_lab_tag()).down()
+
+
+@pytest.fixture(scope="session")
+def lab_tag() -> str:
+    return session_lab_tag()
+
+
+@pytest.fixture(scope="module")
+def lab1() -> Iterator[Lab]:
+    """A 1-node lab with `swarm init` done on h1; torn down after the module, also on failure."""
+    lab = Lab(session_lab_tag())
+    lab.down()  # a previous module's lab, if its teardown could not finish
+    try:
+        lab.up(nodes=1)
+        yield lab
+    finally:
+        lab.down()
