@@ -49,10 +49,14 @@ def up(nodes: int, managers: int) -> None:
 
 
 @lab.command("down")
-def down() -> None:
+@click.option("--purge", is_flag=True, help="also remove the data roots and daemon logs")
+def down(purge: bool) -> None:
     """Remove the lab: processes, namespaces, cgroups, sockets (idempotent)."""
-    deleted = _lab().down()
+    the_lab = _lab()
+    deleted = the_lab.down(purge=purge)
     click.echo(f"lab: down ({len(deleted)} namespace(s) removed)")
+    if not purge and the_lab.layout.data_dir.exists():
+        click.echo(f"lab: daemon logs kept in {the_lab.layout.data_dir}/h*/daemon.log")
 
 
 @lab.command(

@@ -151,16 +151,18 @@ class Lab:
             self.down()
             raise
 
-    def down(self) -> list[str]:
+    def down(self, purge: bool = False) -> list[str]:
         """Remove everything of the lab, with or without a state file; idempotent.
 
-        Returns the namespaces it deleted. The data dir (daemon logs) is left for post-mortems;
-        the next `up` clears it.
+        Returns the namespaces it deleted. The data dir (daemon logs) is left for post-mortems
+        unless `purge`; the next `up` clears it anyway.
         """
         kill_cgroup(self.layout.cgroup_dir, reap=self._reap)
         deleted = fabric.sweep(self.layout)
         remove_cgroup(self.layout.cgroup_dir)
         shutil.rmtree(self.layout.run_dir, ignore_errors=True)
+        if purge:
+            shutil.rmtree(self.layout.data_dir, ignore_errors=True)
         self._reap()
         return deleted
 

@@ -60,7 +60,7 @@ def _alive(pid: int) -> bool:
 
 def _stale_test_tags() -> set[str]:
     """Tags of test labs whose pytest process is gone (found by namespace, run dir, cgroup)."""
-    names = [*list_netns(), *os.listdir("/run")]
+    names = [*list_netns(), *os.listdir("/run"), *os.listdir("/var/lib")]
     cgroups = cgroup2_mount()
     if cgroups.is_dir():
         names += os.listdir(cgroups)
@@ -69,14 +69,18 @@ def _stale_test_tags() -> set[str]:
 
 
 @pytest.fixture(scope="session", autouse=True)
-def _lab_safety_net() -> Iterator[None]:
-    """Remove dead sessions' labs first, and this session's lab whatever happened."""
+def _lab_safety_net(request: pytest.FixtureRequest) -> Iterator[None]:
+    """Remove dead sessions' labs first, and this session's lab whatever happened.
+
+    The daemons' logs (/var/lib/shoal-lt...-lab) are kept when a test failed, for a
+    post-mortem, until the next session removes them.
+    """
     if os.geteuid() == 0:
         for tag in _stale_test_tags():
-            Lab(tag).down()
+            Lab(tag).down(purge=True)
     yield
     if os.geteuid() == 0:
-        Lab(session_lab_tag()).down()
+        Lab(session_lab_tag()).down(purge=request.session.testsfailed == 0)
 
 
 @pytest.fixture(scope="session")
