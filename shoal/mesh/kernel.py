@@ -77,8 +77,7 @@ class KernelDataPlane:
             flushes = planner.conntrack_flushes(self._ports if self._known else None,
                                                 result.ports)
             self._known, self._applied, self._ports = True, result.ruleset, result.ports
-            for args in flushes:
-                await self._run_conntrack(args)
+            await asyncio.gather(*(self._run_conntrack(args) for args in flushes))
 
     async def close(self) -> None:
         async with self._lock:
