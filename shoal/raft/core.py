@@ -172,10 +172,11 @@ class Raft:
         me = self.trk.progress[self.id]
         me.become_replicate()
         me.recent_active = True
-        # No conf change until everything before this term is applied (this also gives
-        # the thesis' fix for single-server changes: commit an entry of the new term first).
-        self.pending_conf_index = self.log.last_index()
         leader.append_entry(self, [b""])
+        # No conf change before this empty entry is applied: everything of earlier terms is
+        # then applied, and an entry of our own term is committed (the fix of the thesis'
+        # single-server change bug, stricter than etcd which waits for the earlier ones only).
+        self.pending_conf_index = self.log.last_index()
 
     # --- time ---------------------------------------------------------------------------
 

@@ -218,6 +218,7 @@ def _handle_append_response(r: Raft, m: Message, pr: Progress) -> None:
         return
     if m.index > r.log.last_index():
         raise InvariantViolation(f"raft {r.id}: {m.from_} acknowledged {m.index} we lack")
+    was_paused = pr.is_paused()
     if not (pr.maybe_update(m.index) or (pr.match == m.index and pr.state is PS.PROBE)):
         return
     if pr.state is PS.PROBE:
@@ -230,6 +231,9 @@ def _handle_append_response(r: Raft, m: Message, pr: Progress) -> None:
         pr.paused = pr.inflights.full()
     if _maybe_commit(r):
         bcast_append(r)
+    elif was_paused:
+        # It missed what happened while it was paused; this also carries the commit index.
+        maybe_send_append(r, m.from_, send_if_empty=True)
     while maybe_send_append(r, m.from_, send_if_empty=False):
         pass
     if m.from_ == r.lead_transferee and pr.match == r.log.last_index():

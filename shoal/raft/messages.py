@@ -208,7 +208,9 @@ def decode_message(data: bytes, *, max_size: int = DEFAULT_MAX_DECODE_BYTES) -> 
     expected = m.index + 1
     for e in m.entries:
         if m.type is MessageType.APP and (e.index != expected or e.term > m.term):
-            raise MessageDecodeError(f"message: entries not contiguous after index {m.index}")
+            raise MessageDecodeError(
+                f"message: entries not contiguous after index {m.index} or past term {m.term}"
+            )
         expected = e.index + 1
     return m
 

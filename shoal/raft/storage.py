@@ -83,14 +83,17 @@ class MemoryStorage:
         self._ents: list[Entry] = [Entry(term=0, index=0)]
 
     @classmethod
-    def bootstrap(cls, voters: tuple[int, ...], data: bytes = b"") -> MemoryStorage:
+    def bootstrap(
+        cls, voters: tuple[int, ...], data: bytes = b"", learners: tuple[int, ...] = ()
+    ) -> MemoryStorage:
         """A storage whose log starts at a snapshot (index 1, term 1) of the initial members.
 
         Every founding member starts from the same one; nodes that join later start empty
         and receive a snapshot from the leader (which carries the configuration).
         """
         s = cls()
-        meta = SnapshotMetadata(index=1, term=1, conf_state=ConfState(voters=tuple(sorted(voters))))
+        cs = ConfState(voters=tuple(sorted(voters)), learners=tuple(sorted(learners)))
+        meta = SnapshotMetadata(index=1, term=1, conf_state=cs)
         s.apply_snapshot(Snapshot(metadata=meta, data=data))
         s.set_hard_state(HardState(term=1, commit=1))
         return s
