@@ -8,7 +8,6 @@ import shutil
 from pathlib import Path
 
 from shoal.agent.exec.runtime import ExitStatus, TaskConfig, TaskRecord, TaskStartError
-from shoal.mesh.model import MeshState
 
 
 class FakeRuntime:
@@ -68,19 +67,3 @@ class FakeRuntime:
 
     def log_path(self, task_id: str) -> Path:
         return self.state_dir / task_id / "log.jsonl"
-
-
-class RecordingPlane:
-    def __init__(self) -> None:
-        self.states: list[MeshState] = []
-        self.closed = False
-
-    async def apply(self, state: MeshState) -> None:
-        self.states.append(state)
-
-    async def close(self) -> None:
-        self.closed = True
-
-    @property
-    def last(self) -> MeshState:
-        return self.states[-1]

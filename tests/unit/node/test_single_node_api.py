@@ -16,7 +16,8 @@ from aiohttp.test_utils import TestClient, TestServer
 
 from shoal.httpapi.app import make_app
 from shoal.node.daemon import Daemon, DaemonOptions
-from tests.unit.fakes import FakeRuntime, RecordingPlane
+from shoal.mesh.recording import RecordingDataPlane as RecordingPlane
+from tests.unit.fakes import FakeRuntime
 
 V = "/v1.47"
 
@@ -92,11 +93,12 @@ async def running(node: Node, service: str, count: int) -> list[dict[str, Any]]:
 
 
 def mesh_ports(plane: RecordingPlane) -> set[tuple[str, int, int]]:
-    return {(p.protocol, p.published, p.target) for p in plane.last.ports}
+    return plane.published()
 
 
 def ready_tasks(plane: RecordingPlane) -> set[str]:
-    return {e.task_id for e in plane.last.endpoints if e.ready}
+    last = plane.last
+    return {e.task_id for e in last.endpoints if e.ready} if last else set()
 
 
 async def test_ping_info_and_version_negotiation(node: Node) -> None:
@@ -178,7 +180,7 @@ async def test_service_lifecycle_through_the_api(node: Node) -> None:
 
     # remove: no task left running, no port, tasks reaped
     await node.call("DELETE", f"/services/{sid}")
-    await eventually(lambda: not node.plane.last.ports and not node.runtime.alive())
+    await eventually(lambda: not node.plane.published() and not node.runtime.alive())
     await eventually(node_tasks_gone(node, sid))
 
 

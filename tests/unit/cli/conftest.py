@@ -1,0 +1,26 @@
+"""Fixtures of the CLI tests: a fake daemon, a fake clock, and `shoal` bound to both."""
+
+from __future__ import annotations
+
+import pytest
+
+from .fakes import FakeClock, FakeDaemon, Shoal
+
+
+@pytest.fixture
+def daemon() -> FakeDaemon:
+    return FakeDaemon(
+        info={"Swarm": {"NodeID": "node1id", "LocalNodeState": "active", "ControlAvailable": True}},
+        swarm={"ID": "cluster1", "Version": {"Index": 7}, "Spec": {"Name": "default"},
+               "JoinTokens": {"Worker": "SWMTKN-1-w", "Manager": "SWMTKN-1-m"}},
+    )  # fmt: skip
+
+
+@pytest.fixture
+def clock() -> FakeClock:
+    return FakeClock()
+
+
+@pytest.fixture
+def shoal(daemon: FakeDaemon, clock: FakeClock) -> Shoal:
+    return Shoal(daemon, clock)

@@ -1,0 +1,268 @@
+"""A fake Engine API daemon for the CLI tests, and a runner wired to it.
+
+`FakeDaemon` keeps services, tasks and nodes in memory and answers the calls the CLI makes
+(Docker's paths, bodies and errors) through `httpx.MockTransport`, so the real
+`shoal.client.Client` (query encoding, error decoding, streaming) is exercised; it records
+every request. The CLI receives the client through `CliContext(client_factory=...)`, its
+injection point; clocks and sleeping are fakes too, so waiting costs no real time.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+from urllib.parse import parse_qsl
+
+import httpx
+from click.testing import CliRunner, Result
+
+from shoal.cli.context import CliContext
+from shoal.cli.main import cli
+from shoal.client import Client
+
+NOW = datetime(2025, 1, 1, 12, 0, 0, tzinfo=UTC)
+
+
+@dataclass
+class Recorded:
+    method: str
+    path: str  # without the /v1.47 prefix
+    params: dict[str, str]
+    body: Any
+
+
+def _json(status: int, body: Any) -> httpx.Response:
+    return httpx.Response(status, json=body)
+
+
+def _error(status: int, message: str) -> httpx.Response:
+    return httpx.Response(status, json={"message": message})
+
+
+@dataclass
+class FakeDaemon:
+    services: dict[str, dict[str, Any]] = field(default_factory=dict)
+    tasks: list[dict[str, Any]] = field(default_factory=list)
+    nodes: list[dict[str, Any]] = field(default_factory=list)
+    info: dict[str, Any] = field(default_factory=dict)
+    swarm: dict[str, Any] = field(default_factory=dict)
+    logs: bytes = b""
+    requests: list[Recorded] = field(default_factory=list)
+    # (method, path) -> a response, or a function of the request returning one
+    overrides: dict[tuple[str, str], Any] = field(default_factory=dict)
+    # called after each answered request (lets a test move tasks forward while the CLI polls)
+    on_request: Callable[[Recorded], None] | None = None
+    _ids: Any = field(default_factory=lambda: itertools.count(1))
+
+    # --- state helpers -------------------------------------------------------------------
+
+    def add_service(
+        self, name: str, spec: dict[str, Any] | None = None, **extra: Any
+    ) -> dict[str, Any]:
+        ident = extra.pop("ID", f"{name}id{'0' * 20}"[:25])
+        full = {
+            "Name": name,
+            "Labels": {},
+            "TaskTemplate": {"ContainerSpec": {"Image": "busybox:latest"}, "ForceUpdate": 0},
+            "Mode": {"Replicated": {"Replicas": 1}},
+            "EndpointSpec": {"Mode": "vip"},
+        }
+        full.update(spec or {})
+        service = {"ID": ident, "Version": {"Index": 10}, "Spec": full, **extra}
+        self.services[ident] = service
+        return service
+
+    def add_node(self, ident: str, hostname: str, **extra: Any) -> dict[str, Any]:
+        node = {
+            "ID": ident,
+            "Version": {"Index": 5},
+            "Spec": {"Role": "worker", "Availability": "active", "Labels": {}},
+            "Description": {"Hostname": hostname, "Engine": {"EngineVersion": "0.1.0"}},
+            "Status": {"State": "ready", "Addr": "198.18.0.11"},
+            **extra,
+        }
+        self.nodes.append(node)
+        return node
+
+    def requests_to(self, method: str, path: str) -> list[Recorded]:
+        return [r for r in self.requests if r.method == method and r.path == path]
+
+    def writes(self) -> list[Recorded]:
+        return [r for r in self.requests if r.method != "GET"]
+
+    # --- HTTP ----------------------------------------------------------------------------
+
+    def handle(self, request: httpx.Request) -> httpx.Response:
+        path = request.url.path.removeprefix("/v1.47")
+        body = json.loads(request.content) if request.content else None
+        rec = Recorded(request.method, path, dict(parse_qsl(request.url.query.decode())), body)
+        self.requests.append(rec)
+        override = self.overrides.get((rec.method, rec.path))
+        if override is not None:
+            response = override(rec) if callable(override) else override
+        else:
+            response = self.route(rec)
+        if self.on_request is not None:
+            self.on_request(rec)
+        return response
+
+    def route(self, rec: Recorded) -> httpx.Response:
+        parts = rec.path.strip("/").split("/")
+        kind = parts[0]
+        if rec.method == "GET" and rec.path == "/info":
+            return _json(200, self.info)
+        if rec.method == "GET" and rec.path == "/version":
+            return _json(200, {"Version": "0.1.0", "ApiVersion": "1.47", "MinAPIVersion": "1.24",
+                               "Os": "linux", "Arch": "amd64"})  # fmt: skip
+        if kind == "swarm":
+            return self._swarm(rec, parts)
+        if kind == "services":
+            return self._services(rec, parts)
+        if kind == "tasks":
+            return self._tasks(rec, parts)
+        if kind == "nodes":
+            return self._nodes(rec, parts)
+        return _error(404, "page not found")
+
+    def _swarm(self, rec: Recorded, parts: list[str]) -> httpx.Response:
+        if rec.method == "GET" and len(parts) == 1:
+            return _json(200, self.swarm)
+        if parts[1:] == ["init"]:
+            return _json(200, "node1id")
+        return httpx.Response(200)
+
+    def _find(
+        self,
+        objects: list[dict[str, Any]],
+        ref: str,
+        kind: str,
+        name: Callable[[dict[str, Any]], str],
+    ) -> dict[str, Any] | httpx.Response:
+        for match in (
+            lambda o: o["ID"] == ref,
+            lambda o: name(o) == ref,
+            lambda o: o["ID"].startswith(ref),
+        ):
+            found = [o for o in objects if match(o)]
+            if len(found) == 1:
+                return found[0]
+            if len(found) > 1:
+                return _error(400, f"{kind} {ref} is ambiguous ({len(found)} matches found)")
+        return _error(404, f"{kind} {ref} not found")
+
+    def _services(self, rec: Recorded, parts: list[str]) -> httpx.Response:
+        if rec.method == "POST" and parts[1:] == ["create"]:
+            ident = f"svc{next(self._ids):022d}"
+            self.services[ident] = {"ID": ident, "Version": {"Index": 1}, "Spec": rec.body}
+            return _json(201, {"ID": ident})
+        if rec.method == "GET" and len(parts) == 1:
+            found = list(self.services.values())
+            filters = json.loads(rec.params.get("filters", "{}"))
+            if "id" in filters:
+                found = [s for s in found if any(s["ID"].startswith(i) for i in filters["id"])]
+            if "name" in filters:
+                found = [s for s in found if s["Spec"].get("Name") in filters["name"]]
+            return _json(200, found)
+        service = self._find(
+            list(self.services.values()), parts[1], "service", lambda s: s["Spec"].get("Name", "")
+        )
+        if isinstance(service, httpx.Response):
+            return service
+        if rec.method == "GET" and parts[2:] == ["logs"]:
+            return httpx.Response(200, content=self.logs)
+        if rec.method == "GET":
+            return _json(200, service)
+        if rec.method == "DELETE":
+            del self.services[service["ID"]]
+            return httpx.Response(200)
+        if rec.method == "POST" and parts[2:] == ["update"]:
+            if int(rec.params.get("version", -1)) != service["Version"]["Index"]:
+                return _error(500, "rpc error: code = Unknown desc = update out of sequence")
+            service["PreviousSpec"] = service["Spec"]
+            service["Spec"] = rec.body
+            service["Version"] = {"Index": service["Version"]["Index"] + 1}
+            return _json(200, {"Warnings": None})
+        return _error(404, "page not found")
+
+    def _tasks(self, rec: Recorded, parts: list[str]) -> httpx.Response:
+        if len(parts) == 2:
+            found = self._find(self.tasks, parts[1], "task", lambda t: "")
+            return found if isinstance(found, httpx.Response) else _json(200, found)
+        filters = json.loads(rec.params.get("filters", "{}"))
+        tasks = self.tasks
+        if "service" in filters:
+            tasks = [t for t in tasks if t.get("ServiceID") in filters["service"]]
+        if "node" in filters:
+            tasks = [t for t in tasks if t.get("NodeID") in filters["node"]]
+        if "desired-state" in filters:
+            tasks = [t for t in tasks if t.get("DesiredState") in filters["desired-state"]]
+        return _json(200, tasks)
+
+    def _nodes(self, rec: Recorded, parts: list[str]) -> httpx.Response:
+        if rec.method == "GET" and len(parts) == 1:
+            return _json(200, self.nodes)
+        node = self._find(self.nodes, parts[1], "node", lambda n: n["Description"]["Hostname"])
+        if isinstance(node, httpx.Response):
+            return node
+        if rec.method == "GET":
+            return _json(200, node)
+        if rec.method == "DELETE":
+            self.nodes.remove(node)
+            return httpx.Response(200)
+        if rec.method == "POST" and parts[2:] == ["update"]:
+            node["Spec"] = rec.body
+            node["Version"] = {"Index": node["Version"]["Index"] + 1}
+            return httpx.Response(200)
+        return _error(404, "page not found")
+
+
+def mock_client(daemon: FakeDaemon) -> Client:
+    """A real Client whose HTTP transport is the fake daemon (nothing is ever connected)."""
+    client = Client("tcp://127.0.0.1:9")
+    client._http.close()
+    client._http = httpx.Client(
+        transport=httpx.MockTransport(daemon.handle), base_url="http://shoal"
+    )
+    return client
+
+
+@dataclass
+class FakeClock:
+    now: float = 1000.0
+    slept: list[float] = field(default_factory=list)
+
+    def monotonic(self) -> float:
+        return self.now
+
+    def sleep(self, seconds: float) -> None:
+        self.slept.append(seconds)
+        self.now += seconds
+
+
+@dataclass
+class Shoal:
+    """Runs `shoal ...` in-process against the fake daemon."""
+
+    daemon: FakeDaemon
+    clock: FakeClock
+    tty: bool = False
+    width: int = 200
+    environ: dict[str, str] = field(default_factory=lambda: {"SHOAL_CONVERGE_MONITOR": "0"})
+
+    def context(self) -> CliContext:
+        return CliContext(
+            client_factory=lambda host: mock_client(self.daemon),
+            now=lambda: NOW,
+            monotonic=self.clock.monotonic,
+            sleep=self.clock.sleep,
+            isatty=lambda: self.tty,
+            term_width=lambda: self.width,
+            environ=self.environ,
+        )
+
+    def __call__(self, *args: str) -> Result:
+        return CliRunner().invoke(cli, list(args), obj=self.context(), catch_exceptions=False)
