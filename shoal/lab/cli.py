@@ -11,7 +11,7 @@ import os
 import click
 
 from shoal.errors import ShoalError
-from shoal.lab.lab import HostStatus, Lab
+from shoal.lab.lab import Lab, status_table
 
 __all__ = ["lab"]
 
@@ -20,15 +20,6 @@ def _lab() -> Lab:
     if os.geteuid() != 0:
         raise ShoalError("shoal lab needs root (it creates network namespaces and cgroups)")
     return Lab(os.environ.get("SHOAL_LAB_TAG", ""))
-
-
-def _table(rows: list[HostStatus]) -> str:
-    cells = [["HOST", "NAMESPACE", "ADDRESS", "ROLE", "STATE", "DAEMON-PID"]]
-    for r in rows:
-        cells.append([r.host, r.netns, r.address, r.role, r.state, str(r.pid or "-")])
-    widths = [max(len(row[i]) for row in cells) for i in range(len(cells[0]))]
-    lines = ["   ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)) for row in cells]
-    return "\n".join(line.rstrip() for line in lines)
 
 
 @click.group("lab")
@@ -45,7 +36,7 @@ def up(nodes: int, managers: int) -> None:
     click.echo(f"lab: building {nodes} host(s) on fabric 198.18.0.0/24, starting daemons...")
     the_lab.up(nodes, managers)
     click.echo("lab: swarm initialised on h1 (198.18.0.11)")
-    click.echo(_table(the_lab.status()))
+    click.echo(status_table(the_lab.status()))
 
 
 @lab.command("down")
@@ -78,7 +69,7 @@ def exec_(host: str, command: tuple[str, ...]) -> None:
 @lab.command("ls")
 def ls() -> None:
     """List the hosts of the lab."""
-    click.echo(_table(_lab().status()))
+    click.echo(status_table(_lab().status()))
 
 
 @lab.command("stop")

@@ -18,7 +18,7 @@ import click
 from shoal.client import Client
 from shoal.errors import ShoalError, Unavailable
 from shoal.lab.ask import probe
-from shoal.lab.lab import Lab
+from shoal.lab.lab import Lab, status_table
 
 __all__ = ["REPLICAS", "run_demo", "wait_for", "web_spec"]
 
@@ -111,7 +111,7 @@ def _requests(lab: Lab, port: int) -> None:
 def _create(api: Client) -> str:
     _step(f"A service of {REPLICAS} whoami replicas, published on port 8080 of every node")
     _cmd("shoal service create --name web --replicas 3 --publish published=8080,target=80 \\")
-    _cmd("      shoal whoami --port 80")
+    _say("      shoal whoami --port 80", fg="cyan")
     created = api.post("/services/create", web_spec())
     service_id = str(created["ID"])
     _say(f"  service web: {service_id}")
@@ -149,8 +149,8 @@ def run_demo(lab: Lab, nodes: int = 1, keep: bool = False) -> None:
     _step(f"A lab of {nodes} host(s) on fabric 198.18.0.0/24, and a client at 198.18.0.2")
     _cmd(f"shoal lab up --nodes {nodes}")
     lab.up(nodes)
-    for row in lab.status():
-        _say(f"  {row.host:<7} {row.netns:<14} {row.address:<13} {row.role:<8} {row.state}")
+    for line in status_table(lab.status()).splitlines():
+        _say("  " + line)
     try:
         with lab.client("h1") as api:
             service_id = _create(api)

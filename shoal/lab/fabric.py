@@ -1,7 +1,7 @@
 """The lab's network: a fabric namespace with a bridge, and one namespace per host.
 
     shoal-fabric:  fab0 (bridge, no address) with ports vh1..vhN and vclient
-    shoal-hK:      lo, eth0 198.18.0.(10+K)/24   (veth peer of vhK)
+    shoal-hK:      lo, eth0 198.18.0.(10+K)/24   (veth peer of vhK, MAC 02:5e:c6:12:00:<last byte>)
     shoal-client:  lo, eth0 198.18.0.2/24        (veth peer of vclient)
 
 No namespace gets a default route: 198.18.0.0/24 is all a lab host can reach, and the root
@@ -27,6 +27,7 @@ from shoal.lab.layout import (
 __all__ = [
     "BRIDGE",
     "build_fabric",
+    "host_mac",
     "orphan_task_netns",
     "plug",
     "sweep",
@@ -48,8 +49,16 @@ def plug(layout: LabLayout, host: str, cut: bool = False) -> None:
     iproute.add_netns(ns)
     iproute.add_veth(layout.fabric_ns, port, ns, "eth0")
     iproute.set_link(layout.fabric_ns, port, up=not cut, master=BRIDGE)
+    iproute.set_mac(ns, "eth0", host_mac(host))
     iproute.add_address(ns, "eth0", f"{host_address(host)}/{FABRIC_PREFIXLEN}")
     iproute.set_link(ns, "eth0", up=True)
+
+
+def host_mac(host: str) -> str:
+    """A fixed MAC per host, like a NIC's: after a power cycle the other hosts' ARP caches
+    still hold the right one (a new random MAC would black-hole traffic for ~10 s)."""
+    last = int(host_address(host).rsplit(".", 1)[1])
+    return f"02:5e:c6:12:00:{last:02x}"
 
 
 def task_netns_of(layout: LabLayout, host: str) -> list[str]:

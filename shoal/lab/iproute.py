@@ -34,6 +34,7 @@ __all__ = [
     "netns_pids",
     "peer_netns_names",
     "set_link",
+    "set_mac",
 ]
 
 NETNS_DIR = Path("/run/netns")
@@ -102,6 +103,10 @@ def set_link(ns: str, name: str, *, up: bool, master: str | None = None) -> None
     if master is not None:
         args += ["master", master]
     _ip(*args, "up" if up else "down")
+
+
+def set_mac(ns: str, name: str, mac: str) -> None:
+    _ip("-n", ns, "link", "set", name, "address", mac)
 
 
 def link_is_up(ns: str, name: str) -> bool | None:

@@ -38,7 +38,7 @@ from shoal.lab.procs import (
 )
 from shoal.lab.state import HostRecord, LabState, load_state, save_state
 
-__all__ = ["POOL", "HostStatus", "Lab"]
+__all__ = ["POOL", "HostStatus", "Lab", "status_table"]
 
 POOL = "198.19.0.0/16"  # the cluster's address pool: task networks live here
 
@@ -51,6 +51,16 @@ class HostStatus:
     role: str
     state: str  # "running", "stopped", "no daemon"; ",cut" appended when its link is cut
     pid: int | None
+
+
+def status_table(rows: list[HostStatus]) -> str:
+    """The `lab ls` table: HOST NAMESPACE ADDRESS ROLE STATE DAEMON-PID."""
+    cells = [["HOST", "NAMESPACE", "ADDRESS", "ROLE", "STATE", "DAEMON-PID"]]
+    for r in rows:
+        cells.append([r.host, r.netns, r.address, r.role, r.state, str(r.pid or "-")])
+    widths = [max(len(row[i]) for row in cells) for i in range(len(cells[0]))]
+    lines = ["   ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)) for row in cells]
+    return "\n".join(line.rstrip() for line in lines)
 
 
 class Lab:

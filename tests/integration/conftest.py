@@ -1,9 +1,11 @@
 """Fixtures of the integration tests: labs that always go away.
 
-Each pytest process has its own lab tag, `lt<pid in base 36>` (namespaces `shoal-lt...-h1`,
-...), so concurrent test sessions on one machine never share or sweep each other's lab,
-and never touch the default lab of `shoal lab`. At the start of a session, labs left by
-test processes that no longer exist are removed; at its end, this session's lab is.
+Each pytest process has its own lab tag, `lt` + its pid in 5 base-36 digits (namespaces
+`shoal-lt.....-h1`, ...; a second lab of the same session adds a character:
+`session_lab_tag("d")`), so concurrent test sessions on one machine never share or sweep
+each other's labs, and never touch the default lab of `shoal lab`. At the start of a
+session, labs of test processes that no longer exist are removed; at its end, this
+session's labs are.
 
     lab_tag                     this session's lab tag (for a Lab of your own making)
     lab1                        a 1-node lab, `swarm init` done on h1 (module scope)
@@ -30,22 +32,24 @@ from shoal.lab.iproute import list_netns
 __all__ = ["http_get", "session_lab_tag", "udp_ask"]
 
 _TAG_PREFIX = "lt"
-_TAG_NAME = re.compile(rf"^shoal-({_TAG_PREFIX}[0-9a-z]+)-")
+_TAG_NAME = re.compile(rf"^shoal-({_TAG_PREFIX}([0-9a-z]{{5}})[0-9a-z]?)-")
 
 
-def _base36(number: int) -> str:
+def _base36(number: int, width: int = 5) -> str:
     digits = "0123456789abcdefghijklmnopqrstuvwxyz"
     out = ""
-    while True:
+    for _ in range(width):  # 36**5 > the largest Linux pid (2**22)
         number, rest = divmod(number, 36)
         out = digits[rest] + out
-        if number == 0:
-            return out
+    return out
 
 
-def session_lab_tag(pid: int | None = None) -> str:
-    """The lab tag of the test process `pid` (this one by default)."""
-    return _TAG_PREFIX + _base36(os.getpid() if pid is None else pid)
+def session_lab_tag(suffix: str = "", pid: int | None = None) -> str:
+    """The lab tag of the test process `pid` (this one by default): `lt` + 5 base-36 digits
+    of the pid, + an optional one-character `suffix` for a second lab of the same session."""
+    if len(suffix) > 1:
+        raise ValueError("a lab tag suffix is one character")
+    return _TAG_PREFIX + _base36(os.getpid() if pid is None else pid) + suffix
 
 
 def _alive(pid: int) -> bool:
@@ -58,14 +62,14 @@ def _alive(pid: int) -> bool:
     return True
 
 
-def _stale_test_tags() -> set[str]:
-    """Tags of test labs whose pytest process is gone (found by namespace, run dir, cgroup)."""
+def _test_labs() -> dict[str, int]:
+    """Test labs that exist in any form (namespace, run dir, data dir, cgroup): tag -> pid."""
     names = [*list_netns(), *os.listdir("/run"), *os.listdir("/var/lib")]
     cgroups = cgroup2_mount()
     if cgroups.is_dir():
         names += os.listdir(cgroups)
-    tags = {m.group(1) for m in map(_TAG_NAME.match, names) if m is not None}
-    return {tag for tag in tags if not _alive(int(tag[len(_TAG_PREFIX) :], 36))}
+    matches = [m for m in map(_TAG_NAME.match, names) if m is not None]
+    return {m.group(1): int(m.group(2), 36) for m in matches}
 
 
 @pytest.fixture(scope="session", autouse=True)
@@ -76,11 +80,14 @@ def _lab_safety_net(request: pytest.FixtureRequest) -> Iterator[None]:
     post-mortem, until the next session removes them.
     """
     if os.geteuid() == 0:
-        for tag in _stale_test_tags():
-            Lab(tag).down(purge=True)
+        for tag, pid in _test_labs().items():
+            if not _alive(pid):
+                Lab(tag).down(purge=True)
     yield
     if os.geteuid() == 0:
-        Lab(session_lab_tag()).down(purge=request.session.testsfailed == 0)
+        for tag, pid in _test_labs().items():
+            if pid == os.getpid():
+                Lab(tag).down(purge=request.session.testsfailed == 0)
 
 
 @pytest.fixture(scope="session")

@@ -19,6 +19,7 @@ from shoal.errors import InvalidArgument, Unavailable
 from shoal.lab import Lab
 from shoal.lab.ask import AskFailed, http_get, probe
 from shoal.lab.cgroups import cgroup2_mount, procs
+from shoal.lab.demo import run_demo
 from shoal.lab.iproute import list_netns
 from shoal.lab.layout import LabLayout, host_address
 
@@ -138,8 +139,9 @@ def test_cut_and_heal(bare: Lab) -> None:
 # -- power -------------------------------------------------------------------------------
 def test_stop_kills_everything_on_the_host_and_start_brings_it_back(bare: Lab) -> None:
     h1_cg, h2_cg = bare.layout.cgroup("h1"), bare.layout.cgroup("h2")
-    wait_until("both stand-in processes on h1", lambda: len(procs(h1_cg)) == 2)
-    before_h1, before_h2 = procs(h1_cg), procs(h2_cg)
+    for cg in (h1_cg, h2_cg):
+        wait_until(f"both stand-in processes in {cg}", lambda cg=cg: len(procs(cg)) == 2)
+    before_h2 = procs(h2_cg)
     # a command exec'd on the host is on it too, even when it detaches
     bare.exec("h1", ["sh", "-c", "setsid sleep 1000 >/dev/null 2>&1 &"], check=True)
     wait_until("the exec'd sleep", lambda: len(procs(h1_cg)) == 3)
@@ -282,3 +284,46 @@ def test_one_node_lab_is_a_swarm(lab1: Lab) -> None:
     with pytest.raises(AskFailed):
         http_get(lab1, "198.18.0.11", 8080, timeout=1)  # nothing published yet
     assert probe(lab1, "http", ["198.18.0.11:1"], timeout=1)[0]["ok"] is False
+
+
+def test_demo_tells_the_story_and_a_power_cycle_brings_the_service_back(
+    lab_tag: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    lab = Lab(lab_tag + "d")  # a lab of its own: the demo brings it up
+    lab.down()
+    try:
+        run_demo(lab, nodes=1, keep=True)
+        out = capsys.readouterr().out
+        for port in (8080, 9090):
+            answers = [line for line in out.splitlines() if f"198.18.0.11:{port} -> task" in line]
+            assert len(answers) == 9 and all("on shoal-h1" in line for line in answers)
+        assert out.count("9 answers from 3 task(s): web.1 x3, web.2 x3, web.3 x3") == 2
+
+        tasks_before = set(_answering_tasks(lab))
+        lab.stop("h1")
+        with pytest.raises(AskFailed):
+            http_get(lab, "198.18.0.11", 8080, timeout=1)  # h1 is off
+        lab.start("h1")
+        wait_until(
+            "the service to answer again on both ports",
+            lambda: all(_answers(lab, port) for port in (8080, 9090)),
+            timeout=60,
+        )
+        assert not tasks_before & set(_answering_tasks(lab))  # new tasks, old ones died
+    finally:
+        lab.down()
+    assert not [n for n in list_netns() if lab.layout.is_lab_netns(n)]
+    assert not lab.layout.cgroup_dir.exists()
+
+
+def _answers(lab: Lab, port: int) -> bool:
+    return probe(lab, "http", [f"198.18.0.11:{port}"], timeout=1)[0]["ok"] is True
+
+
+def _answering_tasks(lab: Lab) -> list[str]:
+    results = probe(lab, "http", ["198.18.0.11:8080"], count=6, timeout=2)
+    ids = []
+    for result in results:
+        fields = dict(line.split(": ", 1) for line in result["body"].splitlines() if ": " in line)
+        ids.append(fields["task_id"])
+    return ids
