@@ -184,6 +184,19 @@ def test_kill_daemon_spares_the_rest(bare: Lab) -> None:
     assert bare.daemon_alive("h1")
 
 
+def test_up_reports_a_daemon_that_dies_and_leaves_nothing(lab_tag: str) -> None:
+    def broken(layout: LabLayout, host: str) -> list[str]:
+        return ["sh", "-c", "echo 'boom: no such thing' >&2; exit 3"]
+
+    lab = Lab(lab_tag, daemon_argv=broken)
+    lab.down()
+    with pytest.raises(Unavailable, match=r"(?s)h1: its daemon exited.*boom: no such thing"):
+        lab.up(1)
+    assert not [n for n in list_netns() if lab.layout.is_lab_netns(n)]
+    assert not lab.layout.cgroup_dir.exists() and not lab.is_up()
+    lab.down(purge=True)
+
+
 # -- exec --------------------------------------------------------------------------------
 def test_exec_env_and_exit_code(bare: Lab) -> None:
     out = bare.exec(
