@@ -36,6 +36,8 @@ def up(nodes: int, managers: int) -> None:
     click.echo(f"lab: building {nodes} host(s) on fabric 198.18.0.0/24, starting daemons...")
     the_lab.up(nodes, managers)
     click.echo("lab: swarm initialised on h1 (198.18.0.11)")
+    if nodes > 1:
+        click.echo(f"lab: h2..h{nodes} run daemons but are not joined yet (swarm join comes later)")
     click.echo(status_table(the_lab.status()))
 
 
