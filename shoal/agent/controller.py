@@ -23,9 +23,27 @@ from shoal.gossip.table import EndpointEntry, EndpointTable
 from shoal.manager.dispatcher.session import StatusUpdate
 from shoal.manager.state.store import now_rfc3339
 
-__all__ = ["NodeContext", "TaskController"]
+__all__ = ["NodeContext", "TaskController", "wait_listening"]
 
 log = logging.getLogger(__name__)
+
+
+async def wait_listening(address: str, ports: list[int], interval: float = 0.05) -> None:
+    """Return once every TCP port accepts a connection at `address`.
+
+    A process that has started is not yet serving: routing to it before its socket listens
+    fails connections. Until a health check says more, a task gets traffic once its
+    published TCP target ports accept connections.
+    """
+    for port in ports:
+        while True:
+            try:
+                _, writer = await asyncio.wait_for(asyncio.open_connection(address, port), 1.0)
+            except (OSError, TimeoutError):
+                await asyncio.sleep(interval)
+                continue
+            writer.close()
+            break
 
 
 @dataclass
@@ -92,21 +110,23 @@ class TaskController:
             log.info("task %s: adopted running process at %s", self.task_id, self._address)
         if self._adopted is None or self.task.status.state != "running":
             self._report("running", "started", pid=pid)
-        self.ctx.endpoints.set(
-            EndpointEntry(
-                self.task.service_id,
-                self.task_id,
-                self.ctx.node_id,
-                self._address,
-                True,
-            )
-        )
         waiter = asyncio.ensure_future(self.ctx.runtime.wait(self.task_id))
         stopper = asyncio.ensure_future(self._stop.wait())
+        ready = asyncio.ensure_future(wait_listening(self._address, self.task.ready_ports or []))
         try:
-            await asyncio.wait({waiter, stopper}, return_when=asyncio.FIRST_COMPLETED)
+            done, _ = await asyncio.wait(
+                {waiter, stopper, ready}, return_when=asyncio.FIRST_COMPLETED
+            )
+            if ready in done:
+                self.ctx.endpoints.set(
+                    EndpointEntry(
+                        self.task.service_id, self.task_id, self.ctx.node_id, self._address, True
+                    )
+                )
+                await asyncio.wait({waiter, stopper}, return_when=asyncio.FIRST_COMPLETED)
         finally:
             stopper.cancel()
+            ready.cancel()
         self.ctx.endpoints.remove(self.task_id)
         if waiter.done():
             self._exited(waiter.result())

@@ -266,6 +266,8 @@ class Task(_Base):
     address: str = ""
     attempt: int = 0
     service_name: str = ""
+    # shoal: TCP target ports that must accept connections before the task gets traffic
+    ready_ports: list[int] | None = None
 
 
 # --- nodes ----------------------------------------------------------------------------

@@ -41,18 +41,26 @@ class InitOptions:
 
 
 def _spec_defaults(spec: SwarmSpec | None) -> SwarmSpec:
+    """Docker's defaults for every field left zero (the docker CLI sends empty sections)."""
     spec = spec or SwarmSpec()
     spec.name = spec.name or "default"
-    spec.orchestration = spec.orchestration or OrchestrationConfig(task_history_retention_limit=5)
-    spec.raft = spec.raft or RaftConfig(
-        snapshot_interval=10000,
-        keep_old_snapshots=0,
-        log_entries_for_slow_followers=500,
-        election_tick=10,
-        heartbeat_tick=1,
-    )
-    spec.dispatcher = spec.dispatcher or DispatcherConfig(heartbeat_period=5 * SECOND)
-    spec.ca_config = spec.ca_config or {"NodeCertExpiry": 90 * 24 * 3600 * SECOND}
+    orch = spec.orchestration or OrchestrationConfig()
+    if orch.task_history_retention_limit is None:
+        orch.task_history_retention_limit = 5
+    spec.orchestration = orch
+    raft = spec.raft or RaftConfig()
+    raft.snapshot_interval = raft.snapshot_interval or 10000
+    raft.keep_old_snapshots = raft.keep_old_snapshots or 0
+    raft.log_entries_for_slow_followers = raft.log_entries_for_slow_followers or 500
+    raft.election_tick = raft.election_tick or 10
+    raft.heartbeat_tick = raft.heartbeat_tick or 1
+    spec.raft = raft
+    dispatcher = spec.dispatcher or DispatcherConfig()
+    dispatcher.heartbeat_period = dispatcher.heartbeat_period or 5 * SECOND
+    spec.dispatcher = dispatcher
+    ca = dict(spec.ca_config or {})
+    ca["NodeCertExpiry"] = ca.get("NodeCertExpiry") or 90 * 24 * 3600 * SECOND
+    spec.ca_config = ca
     return spec
 
 

@@ -11,7 +11,7 @@ import logging
 import time
 from collections import defaultdict
 
-from shoal.api.states import TaskState, rank
+from shoal.api.states import TaskState, is_terminal, rank
 from shoal.api.types import Node, Service, Task, UpdateStatus
 from shoal.manager.orchestrator.restart import restart_at
 from shoal.manager.orchestrator.tasks import is_current, is_dead, new_task
@@ -72,6 +72,7 @@ class Orchestrator(Reconciler):
         slots: dict[int, list[Task]] = defaultdict(list)
         for task in tasks:
             slots[task.slot].append(task)
+        nodes = {n.id: n for n in tx.list("node")}
         for slot in range(1, want + 1):
             history = sorted(slots.get(slot, []), key=lambda t: t.version.index)
             if any(is_current(t) for t in history):
@@ -80,6 +81,8 @@ class Orchestrator(Reconciler):
             attempt = 0
             if dead:
                 last = dead[-1]
+                if self._still_stopping(last, nodes):
+                    continue  # stop-first: the slot's new task waits for the old one to end
                 at = restart_at(service, last)
                 for t in dead:
                     if is_dead(t):
@@ -91,23 +94,44 @@ class Orchestrator(Reconciler):
                     wake.append(at - now)
                     continue
                 attempt = last.attempt + 1 if at > 0 else 0
-            tx.create("task", new_task(service, slot, attempt=attempt))
+            self._create(tx, tasks, new_task(service, slot, attempt=attempt))
         for slot, history in slots.items():
             if slot > want:
                 for task in history:
                     if rank(task.desired_state) < TaskState.SHUTDOWN:
                         task.desired_state = "shutdown"
                         tx.update("task", task)
+        start_first = service.spec.update_config and service.spec.update_config.order == (
+            "start-first"
+        )
         for task in slots_to_update(service, [t for t in tasks if t.slot <= want]):
             task.desired_state = "shutdown"
             tx.update("task", task)
-            tx.create("task", new_task(service, task.slot, node_id=""))
+            if start_first:
+                self._create(tx, tasks, new_task(service, task.slot, node_id=""))
+
+    @staticmethod
+    def _create(tx: Tx, tasks: list[Task], task: Task) -> None:
+        # later steps of the same pass (update batches, status) must see the new task
+        tx.create("task", task)
+        tasks.append(task)
+
+    @staticmethod
+    def _still_stopping(task: Task, nodes: dict[str, Node]) -> bool:
+        """Shut down on purpose, not ended yet, on a node that can still end it."""
+        node = nodes.get(task.node_id) if task.node_id else None
+        return (
+            node is not None
+            and node.status.state == "ready"
+            and not is_terminal(task.status.state)
+            and rank(task.status.state) >= TaskState.ASSIGNED
+        )
 
     def _global(self, tx: Tx, service: Service, tasks: list[Task], nodes: dict[str, Node]) -> None:
         eligible = {n.id for n in nodes.values() if node_is_eligible(n, service)}
         running_on = {t.node_id for t in tasks if is_current(t)}
         for node_id in sorted(eligible - running_on):
-            tx.create("task", new_task(service, 0, node_id=node_id))
+            self._create(tx, tasks, new_task(service, 0, node_id=node_id))
         for task in tasks:
             if (is_current(task) and task.node_id not in eligible) or is_dead(task):
                 task.desired_state = "shutdown"
@@ -115,11 +139,17 @@ class Orchestrator(Reconciler):
         for task in slots_to_update(service, [t for t in tasks if t.node_id in eligible]):
             task.desired_state = "shutdown"
             tx.update("task", task)
-            tx.create("task", new_task(service, 0, node_id=task.node_id))
+            self._create(tx, tasks, new_task(service, 0, node_id=task.node_id))
 
     def _update_status(self, tx: Tx, service: Service, tasks: list[Task]) -> None:
         current = [t for t in tasks if is_current(t)]
-        stale = any(t.spec_version < service.spec_version for t in current)
+        stale = any(t.spec_version < service.spec_version for t in current) or any(
+            t.spec_version < service.spec_version
+            and t.desired_state == "shutdown"
+            and t.node_id
+            and not is_terminal(t.status.state)
+            for t in tasks
+        )
         fresh_pending = any(
             t.spec_version == service.spec_version and t.status.state != "running" for t in current
         )

@@ -22,6 +22,10 @@ def new_task(service: Service, slot: int, node_id: str = "", attempt: int = 0) -
         desired_state="running",
         spec_version=service.spec_version,
         attempt=attempt,
+        ready_ports=sorted(
+            {p.target_port for p in service.endpoint.ports or [] if p.protocol == "tcp"}
+        )
+        or None,
     )
 
 
