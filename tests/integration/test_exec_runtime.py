@@ -1,0 +1,386 @@
+"""The exec runtime against the real kernel: netns, veths, bridge, shims, processes.
+
+Like the daemon in a lab host, the runtime runs under `ip netns exec <host netns>`: this file
+is also the driver script that pytest starts there (`python <this file> '<json args>'`);
+each scenario prints its observations as JSON and pytest checks them. Running the first part
+of the adoption test in a driver process that exits is a real daemon restart.
+
+Everything created (host netns `shoal-ct-host*`, task netns `shoal-ct-t-*`, processes) is
+removed in the fixture's finalizer, by name and by verified pid, also when a test fails.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import ipaddress
+import json
+import os
+import secrets
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[2]
+NETNS_PREFIX = "shoal-ct-t-"
+BRIDGE = "shct0"
+GATEWAY = "198.19.1.1/24"
+
+
+def _new_id() -> str:
+    return secrets.token_hex(12)
+
+
+# --------------------------------------------------------------------------------------
+# driver side: runs inside the test's host netns
+# --------------------------------------------------------------------------------------
+def _runtime(args: dict[str, Any], bridge: str = BRIDGE) -> Any:
+    from shoal.agent.exec.runtime import ExecRuntime
+
+    return ExecRuntime(
+        Path(args["state_dir"]), bridge=bridge, netns_prefix=NETNS_PREFIX, veth_prefix="vc"
+    )
+
+
+def _cfg(
+    task_id: str,
+    host: int,
+    argv: list[str],
+    env: dict[str, str] | None = None,
+    workdir: str | None = None,
+) -> Any:
+    from shoal.agent.exec.runtime import TaskConfig
+
+    return TaskConfig(
+        task_id=task_id,
+        hostname=task_id[:12],
+        argv=argv,
+        env=env or {},
+        address=ipaddress.IPv4Interface(f"198.19.1.{host}/24"),
+        gateway=ipaddress.IPv4Address("198.19.1.1"),
+        workdir=workdir,
+    )
+
+
+async def _until(cond: Any, timeout: float = 10.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not cond():
+        if time.monotonic() > deadline:
+            raise TimeoutError("condition not reached")
+        await asyncio.sleep(0.02)
+
+
+def _links() -> str:
+    return subprocess.run(["ip", "-o", "link"], capture_output=True, text=True).stdout
+
+
+async def scenario_serve(args: dict[str, Any]) -> dict[str, Any]:
+    rt = _runtime(args)
+    await rt.ensure_node_network(ipaddress.IPv4Interface(GATEWAY))
+    await rt.ensure_node_network(ipaddress.IPv4Interface(GATEWAY))  # idempotent
+    out = []
+    for task_id, host, www in zip(args["ids"], (5, 6), args["www"], strict=True):
+        began = time.monotonic()
+        pid = await rt.start(
+            _cfg(task_id, host, ["busybox", "httpd", "-f", "-p", "80"], workdir=www)
+        )
+        out.append({"id": task_id, "pid": pid, "ms": (time.monotonic() - began) * 1e3})
+    return {"tasks": out}  # the driver ends here: the "daemon" dies, the tasks live on
+
+
+async def scenario_adopt(args: dict[str, Any]) -> dict[str, Any]:
+    from shoal.agent.exec.taskdir import ProcRef
+
+    rt = _runtime(args)  # a new daemon on the same state dir
+    records = {r.task_id: [str(r.address), r.alive] for r in rt.existing()}
+    adopted = {t: await rt.adopt(t) for t in args["ids"]}
+    killed, stopped = args["ids"]
+    program = ProcRef.load(Path(args["state_dir"]) / killed / "pid")
+    assert program is not None
+    os.kill(program.pid, signal.SIGKILL)
+    status_killed = await asyncio.wait_for(rt.wait(killed), 10)
+    await rt.stop(stopped, 5.0)
+    status_stopped = await asyncio.wait_for(rt.wait(stopped), 10)
+    for task_id in args["ids"]:
+        await rt.remove(task_id)
+    await rt.remove(killed)  # idempotent
+    left = {t: sorted(os.listdir(Path(args["state_dir"]) / t)) for t in args["ids"]}
+    return {
+        "records": records,
+        "adopted": adopted,
+        "killed": [status_killed.code, status_killed.message],
+        "stopped": [status_stopped.code, status_stopped.message],
+        "files_left": left,
+        "existing_after": [r.task_id for r in rt.existing()],
+        "links": _links(),
+    }
+
+
+async def scenario_logs(args: dict[str, Any]) -> dict[str, Any]:
+    from shoal.agent.exec.logs import follow, read_logs
+
+    rt = _runtime(args)
+    await rt.ensure_node_network(ipaddress.IPv4Interface(GATEWAY))
+    script = 'hostname; echo "foo=$FOO"; echo "home=$HOME"; echo to-stderr >&2; exit 3'
+    first, second = args["ids"]
+    await rt.start(_cfg(first, 7, ["sh", "-c", script], {"FOO": "bar baz"}))
+    status = await asyncio.wait_for(rt.wait(first), 10)
+    lines = [[ln.stream, ln.text] for ln in read_logs(rt.log_path(first))]
+    tail = [ln.text for ln in read_logs(rt.log_path(first), tail=1)]
+    times = [ln.time for ln in read_logs(rt.log_path(first))]
+    await rt.start(_cfg(second, 8, ["sh", "-c", "for i in 1 2 3; do echo line$i; sleep 0.1; done"]))
+    watch = asyncio.ensure_future(rt.wait(second))
+    followed = [ln.text async for ln in follow(rt.log_path(second), done=watch.done, poll=0.02)]
+    for task_id in args["ids"]:
+        await rt.purge(task_id)
+    return {
+        "status": [status.code, status.message],
+        "lines": lines,
+        "tail": tail,
+        "times": times,
+        "followed": followed,
+        "dirs_left": sorted(os.listdir(args["state_dir"])),
+    }
+
+
+async def scenario_stop(args: dict[str, Any]) -> dict[str, Any]:
+    from shoal.agent.exec.logs import read_logs
+    from shoal.agent.exec.taskdir import ProcRef
+
+    rt = _runtime(args)
+    await rt.ensure_node_network(ipaddress.IPv4Interface(GATEWAY))
+    polite, stubborn, victim = args["ids"]
+    loop = "echo ready; while :; do sleep 0.05; done"
+    await rt.start(_cfg(polite, 9, ["sh", "-c", f'trap "echo bye; exit 0" TERM; {loop}']))
+    await rt.start(_cfg(stubborn, 10, ["sh", "-c", f'trap "" TERM; {loop}']))
+    pid = await rt.start(_cfg(victim, 11, ["sleep", "1000"]))
+    for task_id in (polite, stubborn):  # traps are set once "ready" is printed
+        await _until(lambda t=task_id: any(ln.text == "ready" for ln in read_logs(rt.log_path(t))))
+
+    async def timed_stop(task_id: str, grace: float) -> float:
+        began = time.monotonic()
+        await rt.stop(task_id, grace)
+        return time.monotonic() - began
+
+    grace = 1.0
+    took = await asyncio.gather(timed_stop(polite, grace), timed_stop(stubborn, grace))
+    statuses = {t: (await rt.wait(t)).code for t in (polite, stubborn)}
+    await rt.stop(polite, grace)  # no-op once exited
+    shim = ProcRef.load(Path(args["state_dir"]) / victim / "shim.json")
+    assert shim is not None
+    rss = _rss_kib(shim.pid)
+    os.kill(pid, signal.SIGKILL)
+    killed = await asyncio.wait_for(rt.wait(victim), 10)
+    polite_log = [ln.text for ln in read_logs(rt.log_path(polite))]
+    for task_id in args["ids"]:
+        await rt.purge(task_id)
+    return {
+        "took": took,
+        "grace": grace,
+        "codes": [statuses[polite], statuses[stubborn]],
+        "polite_log": polite_log,
+        "killed": [killed.code, killed.message],
+        "shim_rss_kib": rss,
+    }
+
+
+def _rss_kib(pid: int) -> int:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1])
+    return -1
+
+
+async def scenario_failures(args: dict[str, Any]) -> dict[str, Any]:
+    from shoal.agent.exec.runtime import TaskStartError
+
+    rt = _runtime(args)
+    await rt.ensure_node_network(ipaddress.IPv4Interface(GATEWAY))
+    missing, plumbing = args["ids"]
+    errors = []
+    try:
+        await rt.start(_cfg(missing, 12, ["nosuchcmd-shoal-ct", "x"]))
+    except TaskStartError as exc:
+        errors.append(exc.message)
+    broken = _runtime(args, bridge="shctnone")  # its bridge was never made: veth fails
+    try:
+        await broken.start(_cfg(plumbing, 13, ["sleep", "1000"]))
+    except TaskStartError as exc:
+        errors.append(exc.message)
+    return {
+        "errors": errors,
+        "dirs_left": sorted(os.listdir(args["state_dir"])),
+        "links": _links(),
+    }
+
+
+SCENARIOS = {
+    "serve": scenario_serve,
+    "adopt": scenario_adopt,
+    "logs": scenario_logs,
+    "stop": scenario_stop,
+    "failures": scenario_failures,
+}
+
+
+def _driver_main(raw: str) -> None:
+    args = json.loads(raw)
+    result = asyncio.run(SCENARIOS[args["scenario"]](args))
+    print(json.dumps(result))
+
+
+# --------------------------------------------------------------------------------------
+# pytest side: runs in the root namespaces, owns and cleans everything
+# --------------------------------------------------------------------------------------
+class Lab:
+    def __init__(self, host: str, state_dir: Path) -> None:
+        self.host = host
+        self.state_dir = state_dir
+
+    def drive(self, scenario: str, **args: Any) -> dict[str, Any]:
+        payload = json.dumps({"scenario": scenario, "state_dir": str(self.state_dir), **args})
+        proc = subprocess.run(
+            ["ip", "netns", "exec", self.host, sys.executable, __file__, payload],
+            capture_output=True,
+            text=True,
+            timeout=120,
+            env={"PATH": os.environ.get("PATH", ""), "PYTHONPATH": str(REPO)},
+        )
+        assert proc.returncode == 0, f"driver {scenario} failed:\n{proc.stderr}"
+        result: dict[str, Any] = json.loads(proc.stdout.strip().splitlines()[-1])
+        return result
+
+    def run_in_host(self, *argv: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            ["ip", "netns", "exec", self.host, *argv], capture_output=True, text=True, timeout=30
+        )
+
+    def cleanup(self) -> None:
+        from shoal.agent.exec.taskdir import ProcRef
+
+        dirs = list(self.state_dir.iterdir()) if self.state_dir.is_dir() else []
+        for task_dir in dirs:  # the program's group first, then its shim
+            program = ProcRef.load(task_dir / "pid")
+            if program is not None and program.alive():
+                os.killpg(program.pid, signal.SIGKILL)
+            shim = ProcRef.load(task_dir / "shim.json")
+            if shim is not None and shim.alive():
+                os.kill(shim.pid, signal.SIGKILL)
+        for task_dir in dirs:
+            name = NETNS_PREFIX + task_dir.name[:12]
+            if Path("/run/netns", name).exists():
+                subprocess.run(["ip", "netns", "delete", name], check=False)
+        subprocess.run(["ip", "netns", "delete", self.host], check=False)
+
+
+@pytest.fixture
+def lab(tmp_path: Path) -> Iterator[Lab]:
+    if os.geteuid() != 0:
+        pytest.skip("needs root for network namespaces")
+    host = f"shoal-ct-host{secrets.token_hex(3)}"
+    subprocess.run(["ip", "netns", "add", host], check=True)
+    lab = Lab(host, tmp_path / "tasks")
+    try:
+        yield lab
+    finally:
+        lab.cleanup()
+
+
+def _netns_list() -> set[str]:
+    out = subprocess.run(["ip", "netns", "list"], capture_output=True, text=True).stdout
+    return {line.split()[0] for line in out.splitlines() if line.strip()}
+
+
+@pytest.mark.lab
+def test_replicas_share_a_port_and_survive_a_daemon_restart(lab: Lab, tmp_path: Path) -> None:
+    ids = [_new_id(), _new_id()]
+    www = []
+    for n, _ in enumerate(ids):
+        site = tmp_path / f"www{n}"
+        site.mkdir()
+        (site / "index.html").write_text(f"hello from task {n}\n")
+        www.append(str(site))
+    started = lab.drive("serve", ids=ids, www=www)
+    print("start latency (ms):", [round(t["ms"], 1) for t in started["tasks"]])
+
+    # the driver ("daemon") is gone; both tasks serve port 80 on their own address
+    for n, host in enumerate((5, 6)):
+        got = lab.run_in_host(
+            "curl", "-sS", "--noproxy", "*", "-m", "5", f"http://198.19.1.{host}:80/"
+        )
+        assert got.stdout == f"hello from task {n}\n", got.stderr
+    # task netns made inside the host's mount namespace are visible from the root one
+    assert {NETNS_PREFIX + t[:12] for t in ids} <= _netns_list()
+    uts = subprocess.run(
+        ["nsenter", "-t", str(started["tasks"][0]["pid"]), "-u", "hostname"],
+        capture_output=True,
+        text=True,
+    )
+    assert uts.stdout.strip() == ids[0][:12], uts.stderr
+
+    result = lab.drive("adopt", ids=ids)
+    assert result["records"] == {ids[0]: ["198.19.1.5/24", True], ids[1]: ["198.19.1.6/24", True]}
+    assert result["adopted"] == {ids[0]: True, ids[1]: True}
+    assert result["killed"] == [137, "task killed by signal 9"]
+    assert result["stopped"] == [143, "task killed by signal 15"]
+    assert result["existing_after"] == []
+    assert result["files_left"] == {t: ["exit", "log.jsonl"] for t in ids}
+    assert not {NETNS_PREFIX + t[:12] for t in ids} & _netns_list()
+    assert "vc" + ids[0][:11] not in result["links"]
+    assert "vc" + ids[1][:11] not in result["links"]
+
+
+@pytest.mark.lab
+def test_hostname_env_stderr_exit_code_and_follow(lab: Lab) -> None:
+    ids = [_new_id(), _new_id()]
+    result = lab.drive("logs", ids=ids)
+    assert result["status"] == [3, "task exited with code 3"]
+    assert sorted(result["lines"]) == sorted(
+        [
+            ["stdout", ids[0][:12]],
+            ["stdout", "foo=bar baz"],
+            ["stdout", "home=/root"],
+            ["stderr", "to-stderr"],
+        ]
+    )
+    assert len(result["tail"]) == 1
+    assert all(t.endswith("Z") and len(t) == 30 for t in result["times"])  # RFC 3339 nano
+    assert result["followed"] == ["line1", "line2", "line3"]
+    assert result["dirs_left"] == []
+
+
+@pytest.mark.lab
+def test_stop_grace_then_sigkill_and_kill_9(lab: Lab) -> None:
+    result = lab.drive("stop", ids=[_new_id(), _new_id(), _new_id()])
+    polite_took, stubborn_took = result["took"]
+    assert result["codes"] == [0, 137]
+    assert polite_took < result["grace"]
+    assert stubborn_took >= result["grace"]
+    # the whole group got SIGTERM: sh may also report its `sleep` child "Terminated"
+    assert result["polite_log"][0] == "ready"
+    assert result["polite_log"][-1] == "bye"
+    assert result["killed"] == [137, "task killed by signal 9"]
+    print("shim RSS (KiB):", result["shim_rss_kib"])
+
+
+@pytest.mark.lab
+def test_failed_starts_leave_nothing_behind(lab: Lab) -> None:
+    ids = [_new_id(), _new_id()]
+    result = lab.drive("failures", ids=ids)
+    missing, plumbing = result["errors"]
+    assert missing == (
+        'starting container failed: exec: "nosuchcmd-shoal-ct": executable file not found in $PATH'
+    )
+    assert plumbing.startswith("starting container failed: ")
+    assert result["dirs_left"] == []
+    assert "vc" + ids[1][:11] not in result["links"]
+    assert not {NETNS_PREFIX + t[:12] for t in ids} & _netns_list()
+
+
+if __name__ == "__main__":
+    _driver_main(sys.argv[1])
