@@ -61,10 +61,10 @@ class SafetyChecker:
             self.fail(f"election safety: {other} and {node} both leaders of term {term}")
         ci = self.max_committed
         if log.h.get(ci) != self.committed[ci]:
-            have = max(log.h)
+            held = "another entry" if ci in log.h else f"entries {min(log.h)}..{max(log.h)}"
             self.fail(
                 f"leader completeness: {node} leads term {term} without committed entry "
-                f"{ci} (its log ends at {have}, hash {log.h.get(ci)} != {self.committed[ci]})"
+                f"{ci} (its log holds {held})"
             )
 
     def on_snapshot(self, node: int, snap: Snapshot, log: LogHashes) -> None:

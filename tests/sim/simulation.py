@@ -66,11 +66,15 @@ class Scenario:
     keys: int = 2
     client_rate: float = 0.5
     client_timeout: int = 30  # ticks
+    restart_after: tuple[int, int] = (2, 40)  # ticks a crashed node stays down
     send_before_persist: bool = False  # a broken driver, to prove the checks bite
 
     @classmethod
     def from_seed(cls, seed: int, chaos_ticks: int | None = None) -> Scenario:
+        """A fault profile drawn from the seed: one seed in four is crash-heavy (fast
+        crash/restart cycles, short election timeouts), the others mix every fault."""
         r = random.Random(f"scenario-{seed}")
+        crashy = r.random() < 0.25
         sc = cls(
             seed=seed,
             nodes=r.choice((3, 3, 5)),
@@ -80,15 +84,17 @@ class Scenario:
                 max_delay=r.choice((3, 6, 12)),
                 long_delay=r.choice((0.0, 0.02, 0.05)),
             ),
-            crash_rate=r.choice((0.0, 0.02, 0.05)),
+            crash_rate=0.3 if crashy else r.choice((0.0, 0.02, 0.05)),
+            restart_after=(1, 3) if crashy else (2, 40),
+            election_tick=5 if crashy else 10,
             partition_rate=r.choice((0.0, 0.02, 0.05)),
             membership=r.random() < 0.5,
             transfer_rate=r.choice((0.0, 0.0, 0.01)),
             compact_every=r.choice((4, 15, 1000)),
             keep_tail=r.choice((0, 0, 3)),
-            pre_vote=r.random() < 0.85,
+            pre_vote=r.random() < 0.75,
             check_quorum=r.random() < 0.85,
-            heartbeat_tick=r.choice((1, 2, 3)),
+            heartbeat_tick=r.choice((1, 2, 3)) if not crashy else 1,
             max_inflight=r.choice((1, 4, 256)),
             max_size_per_msg=r.choice((1, 100, 1 << 20)),
             keys=r.choice((1, 2, 3)),
@@ -100,14 +106,14 @@ class Scenario:
     def summary(self) -> str:
         n = self.net
         return (
-            f"nodes={self.nodes} drop={n.drop} dup={n.duplicate} delay<={n.max_delay} "
-            f"long={n.long_delay} crash={self.crash_rate} part={self.partition_rate} "
+            f"nodes={self.nodes} election={self.election_tick} hb={self.heartbeat_tick} "
+            f"drop={n.drop} dup={n.duplicate} delay<={n.max_delay} long={n.long_delay} "
+            f"crash={self.crash_rate}/{self.restart_after} part={self.partition_rate} "
             f"membership={self.membership} transfer={self.transfer_rate} "
             f"compact={self.compact_every}/{self.keep_tail} prevote={self.pre_vote} "
-            f"checkquorum={self.check_quorum} hb={self.heartbeat_tick} "
-            f"inflight={self.max_inflight} msgsize={self.max_size_per_msg}"
+            f"checkquorum={self.check_quorum} inflight={self.max_inflight} "
+            f"msgsize={self.max_size_per_msg}"
         )
-
 
 @dataclass
 class Client:
@@ -165,7 +171,7 @@ class Simulation:
     def _crashed(self, node: SimNode, where: str) -> None:
         node.crash()
         self.crashes += 1
-        self.restart_at[node.id] = self.tick_no + self.rng.randint(2, 40)
+        self.restart_at[node.id] = self.tick_no + self.rng.randint(*self.sc.restart_after)
         self.trace(f"n{node.id} crashed {where}")
 
     def leader(self) -> SimNode | None:
