@@ -127,8 +127,9 @@ class RawNode:
         self._raft.step(Message(MT.HUP, self.id, self.id))
 
     def step(self, m: Message) -> None:
-        """Hand over a message received from a peer. A proposal forwarded to us that we
-        cannot take is dropped silently (its proposer times out and retries)."""
+        """Hand over a message received from a peer. A forwarded proposal, read or transfer
+        that we cannot take is dropped silently (its proposer times out and retries) —
+        even one of our own that came back to us through a stale leader."""
         if m.type in LOCAL_MESSAGES:
             raise ConfigError(f"raft: cannot step local message {m.type.name} from a peer")
         if m.type in RESPONSE_MESSAGES and m.from_ not in self._raft.trk.progress:
@@ -136,8 +137,7 @@ class RawNode:
         try:
             self._raft.step(m)
         except ProposalDropped:
-            if m.from_ == self.id:
-                raise
+            pass
 
     def propose(self, data: bytes) -> None:
         """Propose an entry; raises ProposalDropped when it cannot be accepted now

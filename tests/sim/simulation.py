@@ -20,7 +20,6 @@ from dataclasses import dataclass, field, replace
 from shoal.raft import (
     ConfChange,
     ConfChangeType,
-    InvariantViolation,
     MemoryStorage,
     ProposalDropped,
     StateRole,
@@ -193,7 +192,7 @@ class Simulation:
             ok, why = check_history(self.history.for_checker())
             if not ok:
                 raise SafetyViolation(f"linearizability: {why}")
-        except (SafetyViolation, InvariantViolation, AssertionError) as exc:
+        except Exception as exc:  # any escape is a failure of this seed: report how to replay
             raise SimFailure(self.failure_report(exc)) from exc
         return self
 

@@ -9,6 +9,7 @@ import pytest
 from shoal.raft import (
     Config,
     ConfigError,
+    Entry,
     HardState,
     MemoryStorage,
     Message,
@@ -95,6 +96,15 @@ def test_proposals_without_leader_are_dropped() -> None:
 def test_forwarded_proposal_that_cannot_be_taken_is_dropped_silently() -> None:
     n = node()
     n.step(Message(MessageType.PROP, from_=2, to=1, entries=()))  # no leader: dropped
+
+
+def test_own_request_bounced_back_by_a_stale_leader_is_dropped_silently() -> None:
+    """Found by the simulation: node 5 forwarded a read to node 2, which had meanwhile
+    come to believe 5 leads and forwarded it back; 5, leaderless by then, must not
+    raise from step()."""
+    n = node()
+    n.step(Message(MessageType.READ_INDEX, from_=1, to=1, context=b"mine"))
+    n.step(Message(MessageType.PROP, from_=1, to=1, entries=(Entry(0, 0, data=b"p"),)))
 
 
 def test_local_messages_cannot_come_from_the_network() -> None:
