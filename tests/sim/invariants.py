@@ -18,6 +18,7 @@ may still erase proves nothing).
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import NoReturn
 
 from shoal.raft import Entry, Snapshot
 
@@ -52,7 +53,7 @@ class SafetyChecker:
         self.max_committed = 1
         self.applied: dict[int, tuple[int, int, bytes]] = {}  # index -> (term, type, data)
 
-    def fail(self, what: str) -> None:
+    def fail(self, what: str) -> NoReturn:
         raise SafetyViolation(what)
 
     def on_leader(self, node: int, term: int, log: LogHashes) -> None:

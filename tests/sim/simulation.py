@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import random
 from collections import deque
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 
 from shoal.raft import (
     ConfChange,
@@ -29,7 +29,8 @@ from tests.sim.history import History, PendingOp
 from tests.sim.invariants import SafetyChecker, SafetyViolation
 from tests.sim.kv import KV
 from tests.sim.linearizability import check_history
-from tests.sim.network import NetProfile, SimNetwork
+from tests.sim.network import SimNetwork
+from tests.sim.scenario import Scenario
 from tests.sim.simnode import CrashPoint, NodeCrashed, SimNode
 
 __all__ = ["REPLAY", "Scenario", "SimFailure", "Simulation"]
@@ -41,78 +42,6 @@ REPLAY = ".venv/bin/pytest tests/sim/test_raft_sim.py --seed {seed}"
 class SimFailure(AssertionError):
     pass
 
-
-@dataclass(frozen=True)
-class Scenario:
-    seed: int
-    nodes: int = 3
-    chaos_ticks: int = 300
-    liveness_ticks: int = 120
-    net: NetProfile = field(default_factory=NetProfile)
-    crash_rate: float = 0.0  # per tick
-    partition_rate: float = 0.0  # per tick, when healed
-    membership: bool = False
-    transfer_rate: float = 0.0
-    compact_every: int = 1000
-    keep_tail: int = 0
-    pre_vote: bool = True
-    check_quorum: bool = True
-    election_tick: int = 10
-    heartbeat_tick: int = 1
-    max_inflight: int = 256
-    max_size_per_msg: int = 1 << 20
-    clients: int = 3
-    keys: int = 2
-    client_rate: float = 0.5
-    client_timeout: int = 30  # ticks
-    restart_after: tuple[int, int] = (2, 40)  # ticks a crashed node stays down
-    send_before_persist: bool = False  # a broken driver, to prove the checks bite
-
-    @classmethod
-    def from_seed(cls, seed: int, chaos_ticks: int | None = None) -> Scenario:
-        """A fault profile drawn from the seed: one seed in four is crash-heavy (fast
-        crash/restart cycles, short election timeouts), the others mix every fault."""
-        r = random.Random(f"scenario-{seed}")
-        crashy = r.random() < 0.25
-        sc = cls(
-            seed=seed,
-            nodes=r.choice((3, 3, 5)),
-            net=NetProfile(
-                drop=r.choice((0.0, 0.01, 0.05, 0.15)),
-                duplicate=r.choice((0.0, 0.0, 0.03)),
-                max_delay=r.choice((3, 6, 12)),
-                long_delay=r.choice((0.0, 0.02, 0.05)),
-            ),
-            crash_rate=0.3 if crashy else r.choice((0.0, 0.02, 0.05)),
-            restart_after=(1, 3) if crashy else (2, 40),
-            election_tick=5 if crashy else 10,
-            partition_rate=r.choice((0.0, 0.02, 0.05)),
-            membership=r.random() < 0.5,
-            transfer_rate=r.choice((0.0, 0.0, 0.01)),
-            compact_every=r.choice((4, 15, 1000)),
-            keep_tail=r.choice((0, 0, 3)),
-            pre_vote=r.random() < 0.75,
-            check_quorum=r.random() < 0.85,
-            heartbeat_tick=r.choice((1, 2, 3)) if not crashy else 1,
-            max_inflight=r.choice((1, 4, 256)),
-            max_size_per_msg=r.choice((1, 100, 1 << 20)),
-            keys=r.choice((1, 2, 3)),
-        )
-        if chaos_ticks is not None:
-            sc = replace(sc, chaos_ticks=chaos_ticks)
-        return sc
-
-    def summary(self) -> str:
-        n = self.net
-        return (
-            f"nodes={self.nodes} election={self.election_tick} hb={self.heartbeat_tick} "
-            f"drop={n.drop} dup={n.duplicate} delay<={n.max_delay} long={n.long_delay} "
-            f"crash={self.crash_rate}/{self.restart_after} part={self.partition_rate} "
-            f"membership={self.membership} transfer={self.transfer_rate} "
-            f"compact={self.compact_every}/{self.keep_tail} prevote={self.pre_vote} "
-            f"checkquorum={self.check_quorum} inflight={self.max_inflight} "
-            f"msgsize={self.max_size_per_msg}"
-        )
 
 @dataclass
 class Client:

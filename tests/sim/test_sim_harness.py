@@ -15,9 +15,9 @@ from tests.sim.simulation import Scenario, SimFailure, Simulation
 
 
 def test_a_seed_replays_exactly() -> None:
-    def run() -> tuple[list[tuple[object, ...]], int, list[str]]:
+    def run() -> tuple[list[object], int, list[str]]:
         sim = Simulation(Scenario.from_seed(11)).run()
-        ops = [
+        ops: list[object] = [
             (o.client, o.kind, o.key, o.value, o.result, o.invoke, o.complete)
             for o in sim.history.ops
         ]

@@ -163,7 +163,7 @@ def test_no_campaign_with_a_committed_but_unapplied_conf_change() -> None:
     net.stabilize()  # the application applies entry 2
     assert node.conf_state == ConfState(voters=(1, 2))
     node.campaign()
-    assert node.role is StateRole.PRE_CANDIDATE
+    assert node.status().soft_state.role is StateRole.PRE_CANDIDATE
 
 
 # --- leadership transfer ----------------------------------------------------------------

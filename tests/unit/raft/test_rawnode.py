@@ -162,7 +162,7 @@ def test_invalid_config(kwargs: dict[str, int]) -> None:
     args: dict[str, int] = {"id": 1}
     args.update(kwargs)
     with pytest.raises(ConfigError):
-        RawNode(Config(rng=random.Random(0), **args), MemoryStorage.bootstrap((1,)))
+        RawNode(Config(rng=random.Random(0), **args), MemoryStorage.bootstrap((1,)))  # type: ignore[arg-type]
 
 
 def test_status_shows_progress_on_the_leader_only() -> None:
