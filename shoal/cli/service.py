@@ -19,7 +19,7 @@ from shoal.cli.opts import parse_uint
 from shoal.cli.progress import ProgressWriter, wait_on_service
 from shoal.cli.service_flags import collect, service_options
 from shoal.cli.service_view import inspect, logs, ls, ps
-from shoal.cli.spec import apply_update, build_spec
+from shoal.cli.spec import apply_update, build_spec, check_update_flags
 from shoal.errors import APIError, ShoalError
 
 __all__ = ["service"]
@@ -54,8 +54,8 @@ def _network_id(client: ApiClient, name: str) -> str:
     return str(found.get("Id") or found.get("ID") or name)
 
 
-def _networks(client: ApiClient, names: list[str]) -> list[dict[str, Any]]:
-    return [{"Target": _network_id(client, name)} for name in names]
+def _networks(client: ApiClient, wanted: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    return [{**net, "Target": _network_id(client, net["Target"])} for net in wanted]
 
 
 def _print_warnings(response: Any) -> None:
@@ -80,7 +80,7 @@ def _wait(cli: CliContext, client: ApiClient, ref: str, flags: dict[str, Any]) -
 def create(ctx: click.Context, /, image: str, args: tuple[str, ...], **_: Any) -> None:
     """Create a new service."""
     cli = get_cli(ctx)
-    flags = collect(ctx)
+    flags = collect(ctx, "create")
     build_spec(flags, image, list(args))  # refuse contradictory flags before any request
     client = cli.get_client()
     if flags.get("network"):
@@ -100,18 +100,17 @@ def create(ctx: click.Context, /, image: str, args: tuple[str, ...], **_: Any) -
 def update(ctx: click.Context, /, ref: str, **_: Any) -> None:
     """Update a service."""
     cli = get_cli(ctx)
-    flags = collect(ctx)
+    flags = collect(ctx, "update")
     rollback = flags.pop("rollback", False)
     if rollback and set(flags) - {"detach", "quiet", "timeout"}:
         raise ShoalError("other flags may not be combined with --rollback")
-    apply_update({}, flags)  # refuse contradictory flags before any request
+    check_update_flags(flags)
     client = cli.get_client()
     current = client.get(f"/services/{ref}", params={"insertDefaults": "false"})
-    for key in ("network-add", "network-rm"):
-        if flags.get(key):
-            flags[key] = _networks(client, flags[key])
-    if "network-rm" in flags:
-        flags["network-rm"] = [n["Target"] for n in flags["network-rm"]]
+    if flags.get("network-add"):
+        flags["network-add"] = _networks(client, flags["network-add"])
+    if flags.get("network-rm"):
+        flags["network-rm"] = [_network_id(client, name) for name in flags["network-rm"]]
     spec = current.get("Spec") or {}
     apply_update(spec, flags)
     _tag_image(spec)

@@ -58,6 +58,13 @@ def _timeout(value: str) -> int:
         return _positive_duration(value)
 
 
+def _attachment(value: str) -> dict[str, Any]:
+    """A network attachment by name (docker resolves the name to an ID before sending)."""
+    if not value:
+        raise ValueError("network name cannot be empty")
+    return {"Target": value}
+
+
 def _shlex(value: str) -> list[str]:
     return shlex.split(value)
 
@@ -126,8 +133,8 @@ FLAGS: tuple[Flag, ...] = (
          multiple=True),
     Flag("placement-pref-rm", "Remove a placement preference", U, parse=parse_placement_pref,
          multiple=True),
-    Flag("network", "Network attachments", C, parse=str, multiple=True),
-    Flag("network-add", "Add a network", U, parse=str, multiple=True),
+    Flag("network", "Network attachments", C, parse=_attachment, multiple=True),
+    Flag("network-add", "Add a network", U, parse=_attachment, multiple=True),
     Flag("network-rm", "Remove a network", U, parse=str, multiple=True),
     Flag("workdir", "Working directory inside the container", B, "w", str),
     Flag("user", "Username or UID (format: <name|uid>[:<group|gid>])", B, "u", str),
@@ -222,12 +229,12 @@ def service_options(kind: str) -> Callable[[Callable[..., Any]], Callable[..., A
     return decorate
 
 
-def collect(ctx: click.Context) -> dict[str, Any]:
-    """The flags given on the command line, parsed, keyed by docker's flag name."""
+def collect(ctx: click.Context, kind: str) -> dict[str, Any]:
+    """The `kind` flags given on the command line, parsed, keyed by docker's flag name."""
     given: dict[str, Any] = {}
     for flag in FLAGS:
         name = _param(flag)
-        if name not in ctx.params:
+        if flag.where not in (B, kind) or name not in ctx.params:
             continue
         value = ctx.params[name]
         if flag.parse is None:

@@ -152,7 +152,7 @@ def _service_ids(client: ApiClient, refs: tuple[str, ...]) -> tuple[list[str], l
         if prefixed:
             ids.append(prefixed[0])
         else:
-            missing.append(f"no such service: {ref}")
+            missing.append(f"Error: no such service: {ref}")
     return ids, missing
 
 

@@ -21,6 +21,7 @@ __all__ = [
     "DEFAULT_UPDATE",
     "apply_update",
     "build_spec",
+    "check_update_flags",
     "health_config",
     "make_env",
     "update_ports",
@@ -356,12 +357,17 @@ def _update_networks(task: dict[str, Any], flags: Flags) -> None:
     _put(task, "Networks", sorted(networks, key=lambda n: str(_get(n, "Target"))))
 
 
+def check_update_flags(flags: Flags) -> None:
+    """Refuse contradictory update flags (before the service is even fetched)."""
+    if flags.get("no-healthcheck") and _changed(flags, *_HEALTH_FLAGS):
+        raise InvalidArgument("--no-healthcheck conflicts with --health-* options")
+
+
 def _update_health(container: dict[str, Any], flags: Flags) -> None:
     if not _changed(flags, "no-healthcheck", *_HEALTH_FLAGS):
         return
+    check_update_flags(flags)
     if flags.get("no-healthcheck"):
-        if _changed(flags, *_HEALTH_FLAGS):
-            raise InvalidArgument("--no-healthcheck conflicts with --health-* options")
         _put(container, "Healthcheck", {"Test": ["NONE"]})
         return
     health = _sub(container, "Healthcheck")

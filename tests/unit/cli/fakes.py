@@ -238,9 +238,13 @@ class FakeClock:
     def monotonic(self) -> float:
         return self.now
 
+    limit: float = 600.0  # fake seconds: a CLI that waits longer has a bug (fail, not hang)
+
     def sleep(self, seconds: float) -> None:
         self.slept.append(seconds)
         self.now += seconds
+        if sum(self.slept) > self.limit:
+            raise AssertionError(f"the CLI waited more than {self.limit} s of fake time")
 
 
 @dataclass

@@ -10,7 +10,10 @@ from shoal.errors import ShoalError
 
 from .fakes import FakeDaemon, Shoal
 
-DETAILS = "com.docker.swarm.node.id=node1id,com.docker.swarm.service.id=webid,com.docker.swarm.task.id=task1"
+DETAILS = ",".join(
+    f"com.docker.swarm.{kind}.id={ident}"
+    for kind, ident in (("node", "node1id"), ("service", "webid"), ("task", "task1"))
+)
 
 
 def frame(stream: int, payload: bytes) -> bytes:

@@ -97,8 +97,11 @@ def test_create_many_flags(shoal: Shoal, daemon: FakeDaemon) -> None:
         "Retries": 2,
     }
     assert task["RestartPolicy"] == {
-        "Condition": "on-failure", "Delay": 5_000_000_000, "MaxAttempts": 3, "Window": 90_000_000_000,
-    }  # fmt: skip
+        "Condition": "on-failure",
+        "Delay": 5_000_000_000,
+        "MaxAttempts": 3,
+        "Window": 90_000_000_000,
+    }
     assert task["Placement"] == {
         "Constraints": ["node.role==worker"],
         "Preferences": [{"Spread": {"SpreadDescriptor": "node.labels.rack"}}],
@@ -173,12 +176,14 @@ def test_unknown_network_is_an_error(shoal: Shoal, daemon: FakeDaemon) -> None:
         (["--restart-delay", "10"],
          'invalid argument "10" for "--restart-delay" flag: time: missing unit in duration "10"'),
         (["--replicas", "-1"],
-         'invalid argument "-1" for "--replicas" flag: strconv.ParseUint: parsing "-1": invalid syntax'),
+         'invalid argument "-1" for "--replicas" flag: '
+         'strconv.ParseUint: parsing "-1": invalid syntax'),
         (["--health-interval", "-1s"], "duration cannot be negative"),
         (["--restart-condition", "sometimes"], 'for "--restart-condition" flag: must be one of'),
         (["--mode", "global", "--replicas", "2"],
          "Error: replicas can only be used with replicated or replicated-job mode"),
-        (["--mode", "daemonset"], "Error: unknown mode: daemonset, only replicated and global supported"),
+        (["--mode", "daemonset"],
+         "Error: unknown mode: daemonset, only replicated and global supported"),
         (["--no-healthcheck", "--health-cmd", "true"],
          "Error: --no-healthcheck conflicts with --health-* options"),
         (["-e", "=x"], "invalid environment variable: =x"),

@@ -104,23 +104,27 @@ def test_service_ps(shoal: Shoal, daemon: FakeDaemon, web: dict[str, Any]) -> No
     ]  # fmt: skip
     result = shoal("service", "ps", "web")
     assert result.exit_code == 0, result.output
+    widths = (15, 12, 17, 11, 16, 24, 35)  # each column's longest cell plus 3, like docker
+    expected = [
+        ("ID", "NAME", "IMAGE", "NODE", "DESIRED STATE", "CURRENT STATE", "ERROR", "PORTS"),
+        ("task1newaaaa", "web.1", "busybox:latest", "shoal-h1", "Running",
+         "Running 4 seconds ago", "", "*:7000->80/tcp"),
+        ("task1oldaaaa", " \\_ web.1", "busybox:latest", "shoal-h1", "Shutdown",
+         "Failed 4 seconds ago", '"task: non-zero exit (1): the …"', ""),
+        ("task2aaaaaaa", "web.2", "busybox:latest", "shoal-h1", "Running",
+         "Running 4 seconds ago", "", ""),
+        ("task10aaaaaa", "web.10", "busybox:latest", "shoal-h1", "Running",
+         "Running 4 seconds ago", "", ""),
+    ]  # fmt: skip
     assert result.stdout.splitlines() == [
-        "ID             NAME        IMAGE            NODE       DESIRED STATE   CURRENT STATE"
-        "           ERROR                              PORTS",
-        "task1newaaaa   web.1       busybox:latest   shoal-h1   Running         Running 4 seconds ago"
-        "                                      *:7000->80/tcp",
-        "task1oldaaaa    \\_ web.1   busybox:latest   shoal-h1   Shutdown        Failed 4 seconds ago "
-        '   "task: non-zero exit (1): the …"   ',
-        "task2aaaaaaa   web.2       busybox:latest   shoal-h1   Running         Running 4 seconds ago"
-        "                                      ",
-        "task10aaaaaa   web.10      busybox:latest   shoal-h1   Running         Running 4 seconds ago"
-        "                                      ",
+        "".join(cell.ljust(width) for cell, width in zip(row, widths, strict=False)) + row[-1]
+        for row in expected
     ]
     calls = [(r.path, r.params.get("filters")) for r in daemon.requests[:3]]
     assert calls == [
         ("/services", '{"id":{"web":true}}'),
         ("/services", '{"name":{"web":true}}'),
-        ("/tasks", '{"service":{"%s":true}}' % WEB_ID),
+        ("/tasks", '{"service":{"' + WEB_ID + '":true}}'),
     ]
 
 
@@ -160,8 +164,14 @@ def test_service_inspect_missing(shoal: Shoal, web: dict[str, Any]) -> None:
 
 
 def test_service_inspect_pretty(shoal: Shoal, web: dict[str, Any]) -> None:
-    web["Spec"]["UpdateConfig"] = {"Parallelism": 1, "Delay": 10_000_000_000, "FailureAction": "pause",
-                                   "Monitor": 5_000_000_000, "MaxFailureRatio": 0, "Order": "stop-first"}  # fmt: skip
+    web["Spec"]["UpdateConfig"] = {
+        "Parallelism": 1,
+        "Delay": 10_000_000_000,
+        "FailureAction": "pause",
+        "Monitor": 5_000_000_000,
+        "MaxFailureRatio": 0,
+        "Order": "stop-first",
+    }
     text = shoal("service", "inspect", "--pretty", "web").stdout
     assert (
         "ID:\t\tx5oi3qkhyj8gq2wz9mbt0vd4e\nName:\t\tweb\nService Mode:\tReplicated\n Replicas:\t1\n"
