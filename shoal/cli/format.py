@@ -19,6 +19,7 @@ from shoal.cli.templates import HEADER_FUNCS, Row, parse
 
 __all__ = [
     "Row",
+    "bytes_size",
     "ellipsis",
     "image_display",
     "image_with_tag",
@@ -103,6 +104,16 @@ def render(
 def indent_json(objects: list[Any]) -> str:
     """`inspect` output: a JSON array indented by 4 like Go's json.Indent."""
     return json.dumps(objects, indent=4, ensure_ascii=False, separators=(",", ": ")) + "\n"
+
+
+def bytes_size(size: float) -> str:
+    """go-units BytesSize: 1024-based with 4 significant digits (`15.51GiB`)."""
+    units = ["B", "KiB", "MiB", "GiB", "TiB", "PiB", "EiB"]
+    i = 0
+    while size >= 1024 and i < len(units) - 1:
+        size /= 1024
+        i += 1
+    return f"{size:.4g}{units[i]}"
 
 
 def truncate_id(ident: str) -> str:

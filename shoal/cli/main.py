@@ -74,6 +74,8 @@ class ShoalGroup(click.Group):
         except (ShoalError, httpx.HTTPError) as exc:
             echo(error_text(exc) + "\n", err=True)
             raise click.exceptions.Exit(1) from None
+        except KeyboardInterrupt:
+            raise click.exceptions.Exit(130) from None
 
 
 @click.group(cls=ShoalGroup)

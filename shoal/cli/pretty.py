@@ -12,8 +12,7 @@ from datetime import datetime
 from typing import Any
 
 from shoal.cli.durations import format_duration, human_duration, parse_time
-from shoal.cli.format import pretty
-from shoal.cli.system import _bytes_size
+from shoal.cli.format import bytes_size, pretty
 from shoal.cli.templates import parse
 
 __all__ = ["node_pretty", "service_pretty"]
@@ -109,7 +108,7 @@ def node_pretty(node: dict[str, Any], now: datetime) -> str:
         "PlatformOS": (desc.get("Platform") or {}).get("OS") or "",
         "PlatformArchitecture": (desc.get("Platform") or {}).get("Architecture") or "",
         "ResourceNanoCPUs": nano // 1_000_000_000 if nano % 1_000_000_000 == 0 else nano / 1e9,
-        "ResourceMemory": _bytes_size(float(resources.get("MemoryBytes") or 0)),
+        "ResourceMemory": bytes_size(float(resources.get("MemoryBytes") or 0)),
         "EnginePlugins": {k: ", ".join(sorted(v)) for k, v in plugins.items()},
         "EngineVersion": engine.get("EngineVersion") or "",
         "EngineLabels": engine.get("Labels") or {},

@@ -245,13 +245,21 @@ def _monitor_seconds(service: Mapping[str, Any], environ: Mapping[str, str]) -> 
     return monitor / 1e9 if monitor else 5.0
 
 
-def _check_update_status(service: Mapping[str, Any]) -> tuple[str, str]:
+def _task_error(client: ApiClient, service_id: str) -> str:
+    """The error of a failed up-to-date task, to say why an update paused."""
+    filters = {"service": {service_id: True}, "_up-to-date": {"true": True}}
+    tasks = client.get("/tasks", params={"filters": _compact(filters)}) or []
+    return next((str(t["Status"]["Err"]) for t in tasks if (t.get("Status") or {}).get("Err")), "")
+
+
+def _check_update_status(client: ApiClient, service: Mapping[str, Any]) -> tuple[str, str]:
     status = service.get("UpdateStatus") or {}
     state, message = str(status.get("State") or ""), str(status.get("Message") or "")
-    if state == "paused":
-        raise ShoalError(f"service update paused: {message}")
-    if state == "rollback_paused":
-        raise ShoalError(f"service rollback paused: {message}")
+    if state in ("paused", "rollback_paused"):
+        what = "update" if state == "paused" else "rollback"
+        error = _task_error(client, str(service.get("ID") or ""))
+        detail = f" ({error})" if error and error not in message else ""
+        raise ShoalError(f"service {what} paused: {message}{detail}")
     return state, message
 
 
@@ -271,7 +279,7 @@ def wait_on_service(
                 return  # jobs are not followed (shoal runs services)
             if updater is None:
                 updater = _updater(service, out)
-            state, message = _check_update_status(service)
+            state, message = _check_update_status(client, service)
             if state == "updating":
                 rollback = False
             elif state == "completed" and not converged:

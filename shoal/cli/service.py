@@ -19,7 +19,8 @@ from shoal.cli.opts import parse_uint
 from shoal.cli.progress import ProgressWriter, wait_on_service
 from shoal.cli.service_flags import collect, service_options
 from shoal.cli.service_view import inspect, logs, ls, ps
-from shoal.cli.spec import apply_update, build_spec, check_update_flags
+from shoal.cli.spec import build_spec
+from shoal.cli.spec_update import apply_update, check_update_flags
 from shoal.errors import APIError, ShoalError
 
 __all__ = ["service"]

@@ -11,21 +11,12 @@ from shoal import __version__
 from shoal.cli.common import echo
 from shoal.cli.context import CliContext, pass_cli
 from shoal.cli.durations import human_duration
-from shoal.cli.format import tabwrite
+from shoal.cli.format import bytes_size, tabwrite
 from shoal.cli.templates import parse
 from shoal.client import API_VERSION
 from shoal.errors import ShoalError
 
 __all__ = ["info", "info_text", "version"]
-
-
-def _bytes_size(size: float) -> str:
-    units = ["B", "KiB", "MiB", "GiB", "TiB", "PiB", "EiB"]
-    i = 0
-    while size >= 1024 and i < len(units) - 1:
-        size /= 1024
-        i += 1
-    return f"{size:.4g}{units[i]}"
 
 
 def _go(value: Any) -> str:
@@ -121,7 +112,7 @@ def info_text(data: dict[str, Any]) -> str:
         if data.get(key) not in (None, ""):
             _line(out, f" {label}:", data[key])
     if data.get("MemTotal"):
-        _line(out, " Total Memory:", _bytes_size(float(data["MemTotal"])))
+        _line(out, " Total Memory:", bytes_size(float(data["MemTotal"])))
     return "".join(out)
 
 

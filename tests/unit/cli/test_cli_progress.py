@@ -168,8 +168,10 @@ def test_quiet_waits_silently(shoal: Shoal, daemon: FakeDaemon) -> None:
     assert result.stdout == "web\n"
 
 
-def test_paused_update_fails(shoal: Shoal, daemon: FakeDaemon) -> None:
+def test_paused_update_fails_with_the_task_error(shoal: Shoal, daemon: FakeDaemon) -> None:
     service = daemon.add_service("web")
+    daemon.tasks = [{**task(1, "failed", desired="shutdown", err="task: non-zero exit (1)"),
+                     "ServiceID": service["ID"]}]  # fmt: skip
 
     def pause(rec: Recorded) -> None:
         if rec.method == "POST":
@@ -178,7 +180,9 @@ def test_paused_update_fails(shoal: Shoal, daemon: FakeDaemon) -> None:
     daemon.on_request = pause
     result = shoal("service", "update", "--image", "bad", "web")
     assert result.exit_code == 1
-    assert result.stderr == "Error: service update paused: update paused due to failure\n"
+    assert result.stderr == (
+        "Error: service update paused: update paused due to failure (task: non-zero exit (1))\n"
+    )
 
 
 def test_completed_update_returns_at_once(shoal: Shoal, daemon: FakeDaemon) -> None:
