@@ -100,7 +100,8 @@ def inspect_objects(
     fetch: Callable[[str], Any],
     fmt: str,
 ) -> None:
-    """docker's inspect: a JSON array (or one template line per object), then the errors."""
+    """docker's inspect: an indented JSON array (compact for `json`, or one template line per
+    object), then the errors."""
     objects: list[Any] = []
     errors: list[str] = []
     for ref in refs:
@@ -108,7 +109,9 @@ def inspect_objects(
             objects.append(fetch(ref))
         except ShoalError as exc:
             errors.append(error_text(exc))
-    if fmt:
+    if fmt == "json":  # docker's compact JSON inspector
+        echo(json.dumps(objects, ensure_ascii=False, separators=(",", ":")) + "\n")
+    elif fmt:
         tmpl = parse(fmt.replace("\\t", "\t").replace("\\n", "\n"))
         lines = []
         for obj in objects:

@@ -49,6 +49,12 @@ def _unavailable(name: str, reason: str) -> click.Command:
     )
 
 
+class _UsageError(click.UsageError):
+    """A command used wrongly: click's message, docker's exit status (1, not click's 2)."""
+
+    exit_code = 1
+
+
 class ShoalGroup(click.Group):
     """Root group: lazy subcommands and docker-style error reporting."""
 
@@ -74,6 +80,8 @@ class ShoalGroup(click.Group):
         except (ShoalError, httpx.HTTPError) as exc:
             echo(error_text(exc) + "\n", err=True)
             raise click.exceptions.Exit(1) from None
+        except click.UsageError as exc:
+            raise _UsageError(exc.format_message(), exc.ctx) from None
         except KeyboardInterrupt:
             raise click.exceptions.Exit(130) from None
 

@@ -184,3 +184,10 @@ def test_lazy_commands_are_listed() -> None:
     help_text = CliRunner().invoke(cli, ["--help"]).stdout
     for name in ("whoami", "lab", "service", "swarm", "node", "daemon", "info", "version"):
         assert f"  {name} " in help_text
+
+
+def test_usage_errors_exit_1(shoal: Shoal, daemon: FakeDaemon) -> None:
+    result = shoal("service", "create")
+    assert result.exit_code == 1
+    assert "Missing argument 'IMAGE'" in result.stderr
+    assert daemon.requests == []

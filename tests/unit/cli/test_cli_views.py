@@ -154,6 +154,7 @@ def test_service_inspect(shoal: Shoal, daemon: FakeDaemon, web: dict[str, Any]) 
     assert daemon.requests[0].params == {"insertDefaults": "true"}
     fmt = shoal("service", "inspect", "--format", "{{.Spec.Name}} {{json .Spec.Mode}}", "web")
     assert fmt.stdout == 'web {"Replicated":{"Replicas":1}}\n'
+    assert json.loads(shoal("service", "inspect", "--format", "json", "web").stdout) == [web]
 
 
 def test_service_inspect_missing(shoal: Shoal, web: dict[str, Any]) -> None:
