@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import ipaddress
 import logging
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
 from shoal.agent.exec.runtime import ExecRuntime, ExitStatus, TaskConfig, TaskStartError
@@ -56,6 +56,7 @@ class NodeContext:
     endpoints: EndpointTable
     report: Callable[[StatusUpdate], None]
     drain_delay: float
+    probe: Callable[[str, list[int]], Awaitable[None]] = wait_listening
 
 
 class TaskController:
@@ -112,7 +113,7 @@ class TaskController:
             self._report("running", "started", pid=pid)
         waiter = asyncio.ensure_future(self.ctx.runtime.wait(self.task_id))
         stopper = asyncio.ensure_future(self._stop.wait())
-        ready = asyncio.ensure_future(wait_listening(self._address, self.task.ready_ports or []))
+        ready = asyncio.ensure_future(self.ctx.probe(self._address, self.task.ready_ports or []))
         try:
             done, _ = await asyncio.wait(
                 {waiter, stopper, ready}, return_when=asyncio.FIRST_COMPLETED

@@ -19,13 +19,13 @@ import logging
 import shutil
 import signal
 import socket
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from shoal import __version__
 from shoal.agent.agent import Agent, gateway_of
-from shoal.agent.controller import NodeContext
+from shoal.agent.controller import NodeContext, wait_listening
 from shoal.agent.exec.runtime import ExecRuntime
 from shoal.agent.ipam import SubnetAllocator
 from shoal.api.types import Node, SwarmSpec
@@ -75,8 +75,10 @@ class Daemon:
         opts: DaemonOptions,
         runtime: ExecRuntime | None = None,
         plane_factory: Callable[[], DataPlane] | None = None,
+        probe: Callable[[str, list[int]], Awaitable[None]] | None = None,
     ) -> None:
         self.opts = opts
+        self._probe = probe or wait_listening
         self.hostname = opts.hostname or socket.gethostname()
         self.version = __version__
         self.root = opts.data_root
@@ -136,6 +138,7 @@ class Daemon:
             endpoints=self.endpoints,
             report=lambda update: None,
             drain_delay=self.opts.drain_delay,
+            probe=self._probe,
         )
         session = LocalSession(self.store, self.swarm.node_id)
         self.agent = Agent(ctx, session)

@@ -134,6 +134,13 @@ class ExecRuntime:
             await netsetup.ensure_bridge(self.bridge, gateway)
             netsetup.set_sysctl("net.ipv4.ip_forward", "1")
             netsetup.set_sysctl("net.ipv4.conf.all.route_localnet", "1")
+            # With br_netfilter loaded, frames between two ports of the node bridge pass the
+            # nftables hooks; a task reaching a published port that DNATs back onto the same
+            # bridge then loses its SYN. The mesh DNATs at L3 only, so bridged frames skip it.
+            for family in ("iptables", "ip6tables", "arptables"):
+                sysctl = f"net.bridge.bridge-nf-call-{family}"
+                if Path("/proc/sys", *sysctl.split(".")).exists():
+                    netsetup.set_sysctl(sysctl, "0")
         except (OSError, netsetup.NetlinkError) as exc:
             raise ShoalError(f"setting up bridge {self.bridge} failed: {exc}") from exc
         log.info("node network: bridge %s at %s", self.bridge, gateway)

@@ -56,8 +56,14 @@ async def eventually(check: Callable[[], Any], timeout: float = 5.0) -> Any:
 async def node(tmp_path: Path) -> AsyncIterator[Node]:
     runtime = FakeRuntime(tmp_path / "tasks")
     plane = RecordingPlane()
+    probed: list[tuple[str, list[int]]] = []
+
+    async def probe(address: str, ports: list[int]) -> None:
+        probed.append((address, ports))  # fake tasks listen at once; no packet leaves
+
     daemon = Daemon(DaemonOptions(data_root=tmp_path, hostname="h1", drain_delay=0),
-                    runtime=runtime, plane_factory=lambda: plane)  # type: ignore[arg-type]
+                    runtime=runtime, plane_factory=lambda: plane,  # type: ignore[arg-type]
+                    probe=probe)
     client = TestClient(TestServer(make_app(daemon)))
     await client.start_server()
     n = Node(daemon, client, runtime, plane)
