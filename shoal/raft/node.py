@@ -132,6 +132,8 @@ class RawNode:
         even one of our own that came back to us through a stale leader."""
         if m.type in LOCAL_MESSAGES:
             raise ConfigError(f"raft: cannot step local message {m.type.name} from a peer")
+        if m.to != self.id:
+            return  # misrouted (e.g. meant for a previous incarnation of this address)
         if m.type in RESPONSE_MESSAGES and m.from_ not in self._raft.trk.progress:
             return  # a response from a node no longer (or not yet) in our configuration
         try:

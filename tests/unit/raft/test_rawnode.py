@@ -112,6 +112,12 @@ def test_local_messages_cannot_come_from_the_network() -> None:
         node().step(Message(MessageType.HUP, from_=2, to=1))
 
 
+def test_messages_for_another_node_are_ignored() -> None:
+    n = node()
+    n.step(Message(MessageType.APP, from_=2, to=3, term=7))
+    assert n.term == 1
+
+
 def test_responses_from_strangers_are_ignored() -> None:
     n = node()
     n.step(Message(MessageType.APP_RESP, from_=9, to=1, term=5))
