@@ -18,7 +18,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from shoal.lab.lab import Lab  # noqa: E402
+from shoal.lab.lab import Lab
 
 TAG = "bench"
 
@@ -48,8 +48,12 @@ def wrk(lab: Lab, url: str, seconds: int, connections: int, close: bool) -> dict
         unit = m.group(2) if m else "ms"
         lat[pct] = value / 1000 if unit == "us" else value * 1000 if unit == "s" else value
     errors = re.search(r"Non-2xx or 3xx responses: (\d+)|Socket errors: (.*)", out)
-    return {"rps": rps, "p50": lat["50"], "p99": lat["99"],
-            "errors": 0.0 if errors is None else 1.0}
+    return {
+        "rps": rps,
+        "p50": lat["50"],
+        "p99": lat["99"],
+        "errors": 0.0 if errors is None else 1.0,
+    }
 
 
 def main() -> None:
@@ -58,25 +62,41 @@ def main() -> None:
     parser.add_argument("--connections", type=int, default=32)
     args = parser.parse_args()
     if shutil.which("wrk") is None:
-        subprocess.run(["apt-get", "install", "-y", "-qq", "wrk"], check=True,
-                       stdout=subprocess.DEVNULL)
+        subprocess.run(
+            ["apt-get", "install", "-y", "-qq", "wrk"], check=True, stdout=subprocess.DEVNULL
+        )
     lab = Lab(TAG)
     lab.down()
     lab.up(nodes=1)
     try:
         client = lab.client("h1")
-        sid = client.post("/services/create", {
-            "Name": "bench",
-            "TaskTemplate": {"ContainerSpec": {"Image": "shoal",
-                                               "Args": ["whoami", "--port", "80"]}},
-            "Mode": {"Replicated": {"Replicas": 1}},
-            "EndpointSpec": {"Ports": [{"TargetPort": 80, "PublishedPort": 8080}]},
-        })["ID"]
+        sid = client.post(
+            "/services/create",
+            {
+                "Name": "bench",
+                "TaskTemplate": {
+                    "ContainerSpec": {"Image": "shoal", "Args": ["whoami", "--port", "80"]}
+                },
+                "Mode": {"Replicated": {"Replicas": 1}},
+                "EndpointSpec": {"Ports": [{"TargetPort": 80, "PublishedPort": 8080}]},
+            },
+        )["ID"]
         task = wait_running(lab, sid, 1)[0]
         node = client.get(f"/nodes/{task['NodeID']}")
         node_addr = lab.address("h1")
-        subprocess.run(["ip", "-n", lab.layout.netns("client"), "route", "replace",
-                        node["Subnet"], "via", node_addr], check=True)
+        subprocess.run(
+            [
+                "ip",
+                "-n",
+                lab.layout.netns("client"),
+                "route",
+                "replace",
+                node["Subnet"],
+                "via",
+                node_addr,
+            ],
+            check=True,
+        )
         direct = f"http://{task['Address']}:80/data?size=1024"
         mesh = f"http://{node_addr}:8080/data?size=1024"
         lab.exec("client", ["curl", "-sf", "-o", "/dev/null", mesh], check=True)
@@ -86,14 +106,18 @@ def main() -> None:
             d = wrk(lab, direct, args.seconds, args.connections, close)
             m = wrk(lab, mesh, args.seconds, args.connections, close)
             rows.append((mode, d, m))
-        print(f"\n1 KiB HTTP from the lab client, wrk -t2 -c{args.connections} "
-              f"-d{args.seconds}s, one whoami task")
+        print(
+            f"\n1 KiB HTTP from the lab client, wrk -t2 -c{args.connections} "
+            f"-d{args.seconds}s, one whoami task"
+        )
         print(f"{'mode':<16}{'path':<10}{'req/s':>10}{'p50 ms':>9}{'p99 ms':>9}")
         for mode, d, m in rows:
             for name, r in (("direct", d), ("mesh", m)):
                 print(f"{mode:<16}{name:<10}{r['rps']:>10.0f}{r['p50']:>9.2f}{r['p99']:>9.2f}")
-            print(f"{mode:<16}{'ratio':<10}{m['rps'] / d['rps']:>10.2f}"
-                  f"{m['p50'] / d['p50']:>9.2f}{m['p99'] / d['p99']:>9.2f}   (mesh / direct)")
+            print(
+                f"{mode:<16}{'ratio':<10}{m['rps'] / d['rps']:>10.2f}"
+                f"{m['p50'] / d['p50']:>9.2f}{m['p99'] / d['p99']:>9.2f}   (mesh / direct)"
+            )
     finally:
         lab.down()
 

@@ -35,7 +35,8 @@ class FakeRuntime:
         log.parent.mkdir(parents=True, exist_ok=True)
         log.write_text(
             '{"time":"2026-01-01T00:00:00.000000000Z","stream":"stdout","log":"hello from '
-            + cfg.env["SHOAL_TASK_NAME"] + '"}\n'
+            + cfg.env["SHOAL_TASK_NAME"]
+            + '"}\n'
         )
         return 1000 + len(self.configs)
 

@@ -9,8 +9,13 @@ from shoal.manager.scheduler.filters import explain_no_fit, match_constraint
 from shoal.manager.scheduler.scheduler import pick_node
 
 
-def node(nid: str, state: str = "ready", availability: str = "active", role: str = "worker",
-         labels: dict[str, str] | None = None) -> Node:
+def node(
+    nid: str,
+    state: str = "ready",
+    availability: str = "active",
+    role: str = "worker",
+    labels: dict[str, str] | None = None,
+) -> Node:
     return Node(
         id=nid,
         spec=NodeSpec(role=role, availability=availability, labels=labels),  # type: ignore[arg-type]
@@ -20,9 +25,11 @@ def node(nid: str, state: str = "ready", availability: str = "active", role: str
 
 
 def task(service: str = "s", constraints: list[str] | None = None, max_replicas: int = 0) -> Task:
-    return Task(id="t", service_id=service,
-                spec=TaskSpec(placement=Placement(constraints=constraints,
-                                                  max_replicas=max_replicas)))
+    return Task(
+        id="t",
+        service_id=service,
+        spec=TaskSpec(placement=Placement(constraints=constraints, max_replicas=max_replicas)),
+    )
 
 
 def test_spreads_by_service_then_total() -> None:

@@ -23,7 +23,9 @@ def make_store(tmp_path: Path) -> tuple[Store, LocalLog]:
 async def test_update_commits_with_versions_and_events(tmp_path: Path) -> None:
     store, _ = make_store(tmp_path)
     queue = store.watch()
-    await store.update(lambda tx: tx.create("service", Service(id="s1", spec=ServiceSpec(name="a"))))
+    await store.update(
+        lambda tx: tx.create("service", Service(id="s1", spec=ServiceSpec(name="a")))
+    )
     stored = store.view().get("service", "s1")
     assert stored.spec.name == "a"
     assert stored.version.index == 1
@@ -35,7 +37,9 @@ async def test_update_commits_with_versions_and_events(tmp_path: Path) -> None:
 
 async def test_stale_version_is_refused_and_changes_nothing(tmp_path: Path) -> None:
     store, _ = make_store(tmp_path)
-    await store.update(lambda tx: tx.create("service", Service(id="s1", spec=ServiceSpec(name="a"))))
+    await store.update(
+        lambda tx: tx.create("service", Service(id="s1", spec=ServiceSpec(name="a")))
+    )
     stale = store.view().get("service", "s1")
     stale_copy = Service(id="s1", spec=ServiceSpec(name="b"), version=stale.version)
 
@@ -66,7 +70,9 @@ async def test_failed_transaction_writes_nothing(tmp_path: Path) -> None:
 
 async def test_tx_get_returns_copies(tmp_path: Path) -> None:
     store, _ = make_store(tmp_path)
-    await store.update(lambda tx: tx.create("service", Service(id="s1", spec=ServiceSpec(name="a"))))
+    await store.update(
+        lambda tx: tx.create("service", Service(id="s1", spec=ServiceSpec(name="a")))
+    )
 
     def edit_without_saving(tx: Tx) -> None:
         tx.get("service", "s1").spec.name = "mutated"
@@ -77,8 +83,12 @@ async def test_tx_get_returns_copies(tmp_path: Path) -> None:
 
 async def test_state_survives_restart(tmp_path: Path) -> None:
     store, log = make_store(tmp_path)
-    await store.update(lambda tx: tx.create("service", Service(id="s1", spec=ServiceSpec(name="a"))))
-    await store.update(lambda tx: tx.create("service", Service(id="s2", spec=ServiceSpec(name="b"))))
+    await store.update(
+        lambda tx: tx.create("service", Service(id="s1", spec=ServiceSpec(name="a")))
+    )
+    await store.update(
+        lambda tx: tx.create("service", Service(id="s2", spec=ServiceSpec(name="b")))
+    )
     await store.update(lambda tx: tx.delete("service", "s1"))
     log.close()
     again, _ = make_store(tmp_path)

@@ -34,8 +34,10 @@ def test_bad_specs_are_refused(extra: str, message: str) -> None:
 
 
 def test_duplicate_published_ports_refused() -> None:
-    bad = spec('"EndpointSpec":{"Ports":[{"TargetPort":80,"PublishedPort":8080},'
-               '{"TargetPort":81,"PublishedPort":8080}]}')
+    bad = spec(
+        '"EndpointSpec":{"Ports":[{"TargetPort":80,"PublishedPort":8080},'
+        '{"TargetPort":81,"PublishedPort":8080}]}'
+    )
     with pytest.raises(InvalidArgument, match="duplicate"):
         validate_service_spec(bad)
 
@@ -50,8 +52,9 @@ def test_wrong_types_and_unknown_fields_are_clear_errors() -> None:
 
 
 def test_keys_match_case_insensitively_like_go() -> None:
-    s = decode_body(b'{"name":"x","mode":{"replicated":{"replicas":2}},"labels":{"aB":"1"}}',
-                    ServiceSpec)
+    s = decode_body(
+        b'{"name":"x","mode":{"replicated":{"replicas":2}},"labels":{"aB":"1"}}', ServiceSpec
+    )
     assert s.mode is not None and s.mode.replicated is not None
     assert s.mode.replicated.replicas == 2
     assert s.labels == {"aB": "1"}  # map keys are data, left alone
@@ -74,8 +77,10 @@ def _svc(sid: str, name: str, *ports: tuple[int, str, str]) -> Service:
         spec=ServiceSpec(name=name),
         endpoint=__import__("shoal.api.types", fromlist=["Endpoint"]).Endpoint(
             spec=EndpointSpec(),
-            ports=[EndpointPortConfig(protocol=p, target_port=80, published_port=n,
-                                      publish_mode=m) for n, p, m in ports],  # type: ignore[arg-type]
+            ports=[
+                EndpointPortConfig(protocol=p, target_port=80, published_port=n, publish_mode=m)
+                for n, p, m in ports
+            ],  # type: ignore[arg-type]
         ),
     )
 
@@ -83,11 +88,13 @@ def _svc(sid: str, name: str, *ports: tuple[int, str, str]) -> Service:
 def test_port_in_use_by_another_service() -> None:
     web = _svc("w1", "web", (8080, "tcp", "ingress"))
     with pytest.raises(InvalidArgument, match="port '8080' is already in use by service 'web'"):
-        allocate_ports("new", [EndpointPortConfig(protocol="tcp", target_port=80,
-                                                  published_port=8080)], [web])
+        allocate_ports(
+            "new", [EndpointPortConfig(protocol="tcp", target_port=80, published_port=8080)], [web]
+        )
     # same number over udp is another port
-    out = allocate_ports("new", [EndpointPortConfig(protocol="udp", target_port=80,
-                                                    published_port=8080)], [web])
+    out = allocate_ports(
+        "new", [EndpointPortConfig(protocol="udp", target_port=80, published_port=8080)], [web]
+    )
     assert out[0].published_port == 8080
 
 

@@ -15,20 +15,22 @@ import pytest
 from aiohttp.test_utils import TestClient, TestServer
 
 from shoal.httpapi.app import make_app
-from shoal.node.daemon import Daemon, DaemonOptions
 from shoal.mesh.recording import RecordingDataPlane as RecordingPlane
+from shoal.node.daemon import Daemon, DaemonOptions
 from tests.unit.fakes import FakeRuntime
 
 V = "/v1.47"
 
 
 class Node:
-    def __init__(self, daemon: Daemon, client: TestClient, runtime: FakeRuntime,
-                 plane: RecordingPlane) -> None:
+    def __init__(
+        self, daemon: Daemon, client: TestClient, runtime: FakeRuntime, plane: RecordingPlane
+    ) -> None:
         self.daemon, self.client, self.runtime, self.plane = daemon, client, runtime, plane
 
-    async def call(self, method: str, path: str, body: Any = None, expect: int = 200,
-                   **params: str) -> Any:
+    async def call(
+        self, method: str, path: str, body: Any = None, expect: int = 200, **params: str
+    ) -> Any:
         resp = await self.client.request(method, V + path, json=body, params=params)
         text = await resp.text()
         assert resp.status == expect, f"{method} {path}: {resp.status} {text}"
@@ -61,14 +63,20 @@ async def node(tmp_path: Path) -> AsyncIterator[Node]:
     async def probe(address: str, ports: list[int]) -> None:
         probed.append((address, ports))  # fake tasks listen at once; no packet leaves
 
-    daemon = Daemon(DaemonOptions(data_root=tmp_path, hostname="h1", drain_delay=0),
-                    runtime=runtime, plane_factory=lambda: plane,  # type: ignore[arg-type]
-                    probe=probe)
+    daemon = Daemon(
+        DaemonOptions(data_root=tmp_path, hostname="h1", drain_delay=0),
+        runtime=runtime,
+        plane_factory=lambda: plane,  # type: ignore[arg-type]
+        probe=probe,
+    )
     client = TestClient(TestServer(make_app(daemon)))
     await client.start_server()
     n = Node(daemon, client, runtime, plane)
-    await n.call("POST", "/swarm/init", {"AdvertiseAddr": "198.18.0.11",
-                                         "DefaultAddrPool": ["198.19.0.0/16"], "SubnetSize": 24})
+    await n.call(
+        "POST",
+        "/swarm/init",
+        {"AdvertiseAddr": "198.18.0.11", "DefaultAddrPool": ["198.19.0.0/16"], "SubnetSize": 24},
+    )
     try:
         yield n
     finally:
@@ -84,15 +92,21 @@ def web_spec(replicas: int = 3, ports: list[dict[str, Any]] | None = None) -> di
             "RestartPolicy": {"Condition": "any", "Delay": 50_000_000},
         },
         "Mode": {"Replicated": {"Replicas": replicas}},
-        "EndpointSpec": {"Ports": ports if ports is not None else [
-            {"Protocol": "tcp", "TargetPort": 80, "PublishedPort": 8080}]},
+        "EndpointSpec": {
+            "Ports": ports
+            if ports is not None
+            else [{"Protocol": "tcp", "TargetPort": 80, "PublishedPort": 8080}]
+        },
     }
 
 
 async def running(node: Node, service: str, count: int) -> list[dict[str, Any]]:
     async def check() -> list[dict[str, Any]] | None:
-        tasks = [t for t in await node.tasks(service)
-                 if t["Status"]["State"] == "running" and t["DesiredState"] == "running"]
+        tasks = [
+            t
+            for t in await node.tasks(service)
+            if t["Status"]["State"] == "running" and t["DesiredState"] == "running"
+        ]
         return tasks if len(tasks) == count else None
 
     return await eventually(check)  # type: ignore[no-any-return]
@@ -130,27 +144,33 @@ async def test_service_lifecycle_through_the_api(node: Node) -> None:
     assert {t["Slot"] for t in tasks} == {1, 2, 3}
     env = node.runtime.configs[tasks[0]["ID"]].env
     assert env["SHOAL_SERVICE_NAME"] == "web" and env["SHOAL_NODE_HOSTNAME"] == "h1"
-    assert node.runtime.configs[tasks[0]["ID"]].argv[1:] == ["-m", "shoal", "whoami",
-                                                              "--port", "80"]
+    assert node.runtime.configs[tasks[0]["ID"]].argv[1:] == [
+        "-m",
+        "shoal",
+        "whoami",
+        "--port",
+        "80",
+    ]
     await eventually(lambda: ready_tasks(node.plane) == ids)
     assert mesh_ports(node.plane) == {("tcp", 8080, 80)}
 
     listed = await node.call("GET", "/services", status="true")
-    assert listed[0]["ServiceStatus"] == {"RunningTasks": 3, "DesiredTasks": 3,
-                                          "CompletedTasks": 0}
+    assert listed[0]["ServiceStatus"] == {"RunningTasks": 3, "DesiredTasks": 3, "CompletedTasks": 0}
 
     # the seed command: publish-add on the live service, tasks untouched
     svc = await node.call("GET", f"/services/{sid}")
     spec = svc["Spec"]
-    spec["EndpointSpec"]["Ports"].append({"Protocol": "tcp", "TargetPort": 80,
-                                          "PublishedPort": 9090, "PublishMode": "ingress"})
+    spec["EndpointSpec"]["Ports"].append(
+        {"Protocol": "tcp", "TargetPort": 80, "PublishedPort": 9090, "PublishMode": "ingress"}
+    )
     await node.call("POST", f"/services/{sid}/update", spec, version=str(svc["Version"]["Index"]))
     await eventually(lambda: ("tcp", 9090, 80) in mesh_ports(node.plane))
     assert {t["ID"] for t in await running(node, sid, 3)} == ids
 
     # stale version: Docker's message, nothing changed
-    resp = await node.client.post(f"{V}/services/{sid}/update", json=spec,
-                                  params={"version": str(svc["Version"]["Index"])})
+    resp = await node.client.post(
+        f"{V}/services/{sid}/update", json=spec, params={"version": str(svc["Version"]["Index"])}
+    )
     assert resp.status == 500 and "update out of sequence" in (await resp.json())["message"]
 
     # a task that dies is replaced, and leaves the mesh
@@ -159,29 +179,32 @@ async def test_service_lifecycle_through_the_api(node: Node) -> None:
     await eventually(lambda: victim not in ready_tasks(node.plane))
     replaced = await running(node, sid, 3)
     assert victim not in {t["ID"] for t in replaced}
-    dead = [t for t in await node.tasks(sid) if t["ID"] == victim][0]
+    dead = next(t for t in await node.tasks(sid) if t["ID"] == victim)
     assert dead["Status"]["State"] == "failed" and "non-zero exit (1)" in dead["Status"]["Err"]
 
     # scale both ways
     svc = await node.call("GET", f"/services/{sid}")
     svc["Spec"]["Mode"]["Replicated"]["Replicas"] = 10
-    await node.call("POST", f"/services/{sid}/update", svc["Spec"],
-                    version=str(svc["Version"]["Index"]))
+    await node.call(
+        "POST", f"/services/{sid}/update", svc["Spec"], version=str(svc["Version"]["Index"])
+    )
     await running(node, sid, 10)
     await eventually(lambda: len(ready_tasks(node.plane)) == 10)
     svc = await node.call("GET", f"/services/{sid}")
     svc["Spec"]["Mode"]["Replicated"]["Replicas"] = 1
-    await node.call("POST", f"/services/{sid}/update", svc["Spec"],
-                    version=str(svc["Version"]["Index"]))
+    await node.call(
+        "POST", f"/services/{sid}/update", svc["Spec"], version=str(svc["Version"]["Index"])
+    )
     await running(node, sid, 1)
     await eventually(lambda: len(ready_tasks(node.plane)) == 1 and len(node.runtime.alive()) == 1)
 
     # logs, in docker's multiplexed frames with the task details
-    resp = await node.client.get(f"{V}/services/{sid}/logs",
-                                 params={"stdout": "1", "stderr": "1", "details": "1"})
+    resp = await node.client.get(
+        f"{V}/services/{sid}/logs", params={"stdout": "1", "stderr": "1", "details": "1"}
+    )
     raw = await resp.read()
     stream, length = struct.unpack(">BxxxL", raw[:8])
-    assert stream == 1 and b"com.docker.swarm.task.id=" in raw[8:8 + length]
+    assert stream == 1 and b"com.docker.swarm.task.id=" in raw[8 : 8 + length]
     assert b"hello from web." in raw
 
     # remove: no task left running, no port, tasks reaped
@@ -222,7 +245,7 @@ async def test_bad_input_is_refused_and_changes_nothing(node: Node) -> None:
         err = await node.call("GET", f"/services/{prefix}", expect=400)
         assert "ambiguous" in err["message"]
     err = await node.call("GET", "/nodes/nosuch", expect=404)
-    assert "node nosuch not found" == err["message"]
+    assert err["message"] == "node nosuch not found"
 
 
 async def test_missing_program_fails_the_task_not_the_daemon(node: Node) -> None:
