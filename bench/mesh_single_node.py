@@ -99,7 +99,11 @@ def main() -> None:
         )
         direct = f"http://{task['Address']}:80/data?size=1024"
         mesh = f"http://{node_addr}:8080/data?size=1024"
-        lab.exec("client", ["curl", "-sf", "-o", "/dev/null", mesh], check=True)
+        deadline = time.monotonic() + 10
+        while lab.exec("client", ["curl", "-sf", "-o", "/dev/null", mesh]).returncode != 0:
+            if time.monotonic() > deadline:
+                raise SystemExit("the published port did not answer within 10 s")
+            time.sleep(0.1)
         rows = []
         for close in (False, True):
             mode = "new connection" if close else "keep-alive"
@@ -110,10 +114,13 @@ def main() -> None:
             f"\n1 KiB HTTP from the lab client, wrk -t2 -c{args.connections} "
             f"-d{args.seconds}s, one whoami task"
         )
-        print(f"{'mode':<16}{'path':<10}{'req/s':>10}{'p50 ms':>9}{'p99 ms':>9}")
+        print(f"{'mode':<16}{'path':<10}{'req/s':>10}{'p50 ms':>9}{'p99 ms':>9}{'errors':>8}")
         for mode, d, m in rows:
             for name, r in (("direct", d), ("mesh", m)):
-                print(f"{mode:<16}{name:<10}{r['rps']:>10.0f}{r['p50']:>9.2f}{r['p99']:>9.2f}")
+                print(
+                    f"{mode:<16}{name:<10}{r['rps']:>10.0f}{r['p50']:>9.2f}{r['p99']:>9.2f}"
+                    f"{r['errors']:>8.0f}"
+                )
             print(
                 f"{mode:<16}{'ratio':<10}{m['rps'] / d['rps']:>10.2f}"
                 f"{m['p50'] / d['p50']:>9.2f}{m['p99'] / d['p99']:>9.2f}   (mesh / direct)"
