@@ -203,8 +203,8 @@ def decode_message(data: bytes, *, max_size: int = DEFAULT_MAX_DECODE_BYTES) -> 
     m = decode(data, Message, max_size=max_size)
     if m.type in LOCAL_MESSAGES:
         raise MessageDecodeError(f"message: local type {m.type.name} is never sent on the wire")
-    if m.from_ == NONE:
-        raise MessageDecodeError("message: no sender")
+    if m.from_ == NONE or m.to == NONE:
+        raise MessageDecodeError("message: no sender or no recipient")
     expected = m.index + 1
     for e in m.entries:
         if m.type is MessageType.APP and (e.index != expected or e.term > m.term):

@@ -119,6 +119,7 @@ def test_size_limit() -> None:
     [
         (Message(MessageType.HUP, 1, 2), "local"),
         (Message(MessageType.APP, 0, 2, term=1), "sender"),
+        (Message(MessageType.APP, 1, 0, term=1), "recipient"),
         (Message(MessageType.APP, 1, 2, term=1, index=5, entries=(Entry(1, 7),)), "contiguous"),
         (Message(MessageType.APP, 1, 2, term=1, index=5, entries=(Entry(2, 6),)), "contiguous"),
     ],
