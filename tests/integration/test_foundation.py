@@ -95,6 +95,19 @@ def test_udp_through_the_mesh(web: Lab) -> None:
     assert {task_of(r["body"]) for r in results} == {"web.1", "web.2", "web.3"}
 
 
+def test_a_task_reaches_the_published_port_itself(web: Lab) -> None:
+    # hairpin: a task's request may be DNAT'd back to the same bridge, even to itself
+    task = running(web, "web")[0]
+    seen: Counter[str] = Counter()
+    for _ in range(9):
+        proc = subprocess.run(
+            ["ip", "netns", "exec", f"shoal-t-{task['ID'][:12]}", "curl", "-sf", "-m", "2",
+             f"http://{H1}:8080/"], capture_output=True, text=True)
+        assert proc.returncode == 0, proc.stderr
+        seen[task_of(proc.stdout)] += 1
+    assert set(seen) == {"web.1", "web.2", "web.3"}
+
+
 def test_publish_add_and_rm_on_the_live_service(web: Lab) -> None:
     before = {t["ID"] for t in running(web, "web")}
     shoal(web, "service", "update", "--publish-add", "published=9090,target=80", "web")
