@@ -26,6 +26,7 @@ def _filtered(view: ReadView, filters: dict[str, list[str]]) -> list[Task]:
     if filters.get("service"):
         service_ids = set()
         for ref in filters["service"]:
+            service_ids.add(ref)  # tasks of a removed service still match its ID
             service_ids |= {
                 s.id
                 for s in services.values()

@@ -207,7 +207,8 @@ def _task_process_alive(pid: int, task_id: str) -> bool:
 
 
 def test_service_rm_leaves_nothing_behind(web: Lab) -> None:
-    ids = [t["ID"] for t in tasks(web, "web")]
+    service_id = web.client("h1").get("/services/web")["ID"]
+    ids = [t["ID"] for t in tasks(web, service_id)]
     pids = {t["ID"]: t["Status"]["ContainerStatus"]["PID"] for t in running(web, "web")}
     assert pids and all(_task_process_alive(pid, tid) for tid, pid in pids.items())
     shoal(web, "service", "rm", "web")
@@ -220,7 +221,7 @@ def test_service_rm_leaves_nothing_behind(web: Lab) -> None:
             not any(f"shoal-t-{i[:12]}" in netns for i in ids)
             and " vt" not in links
             and "8080" not in ruleset(web)
-            and not tasks(web, "web")
+            and not tasks(web, service_id)
         )
 
     until(clean, what="no netns, veth, rule or task of web")
