@@ -16,7 +16,7 @@ from __future__ import annotations
 import asyncio
 import builtins
 import secrets
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Literal, Protocol, TypeVar
@@ -180,16 +180,6 @@ class Store:
         async with self._lock:
             tx = Tx(self._tables)
             result = fn(tx)
-            batch = tx.batch(now_rfc3339())
-            if batch is not None:
-                await self._log.propose(encode_batch(batch))
-            return result
-
-    async def update_async(self, fn: Callable[[Tx], Awaitable[T]]) -> T:
-        assert self._log is not None, "store has no log attached"
-        async with self._lock:
-            tx = Tx(self._tables)
-            result = await fn(tx)
             batch = tx.batch(now_rfc3339())
             if batch is not None:
                 await self._log.propose(encode_batch(batch))
