@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime
 import hashlib
+import hmac
 import secrets
 from dataclasses import dataclass
 
@@ -12,7 +13,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
-__all__ = ["RootCA", "join_token", "parse_join_token"]
+__all__ = ["RootCA", "ca_digest", "join_token", "parse_join_token", "token_matches"]
 
 _B36 = "0123456789abcdefghijklmnopqrstuvwxyz"
 
@@ -57,12 +58,22 @@ class RootCA:
         )
 
     def digest(self) -> str:
-        der = x509.load_pem_x509_certificate(self.cert_pem).public_bytes(serialization.Encoding.DER)
-        return _base36(hashlib.sha256(der).digest(), 50)
+        return ca_digest(self.cert_pem)
+
+
+def ca_digest(cert_pem: bytes) -> str:
+    """The digest a join token pins: SHA-256 of the CA certificate (DER), base 36."""
+    der = x509.load_pem_x509_certificate(cert_pem).public_bytes(serialization.Encoding.DER)
+    return _base36(hashlib.sha256(der).digest(), 50)
 
 
 def join_token(ca: RootCA) -> str:
     return f"SWMTKN-1-{ca.digest()}-{_base36(secrets.token_bytes(16), 25)}"
+
+
+def token_matches(given: str, expected: str) -> bool:
+    """Constant-time comparison of a presented token with a valid one."""
+    return bool(expected) and hmac.compare_digest(given.encode(), expected.encode())
 
 
 def parse_join_token(token: str) -> tuple[str, str]:

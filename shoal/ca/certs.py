@@ -1,0 +1,199 @@
+"""Node certificates: keys and CSRs made on the node, signed by the cluster's root CA.
+
+A node certificate says who the node is and what it may do: the node ID in the subject's
+CN, the role in its OU (`swarm-worker` / `swarm-manager`, as swarmkit writes them), the
+cluster ID in its O. The same strings are DNS SANs, so a client that dials a manager checks
+the server name `swarm-manager` and a worker's certificate cannot pose as a manager.
+The private key is generated where it is used and never leaves that node: the manager only
+sees a CSR. Pure functions of their arguments (time is passed in); no file or network I/O.
+"""
+
+from __future__ import annotations
+
+import datetime
+from dataclasses import dataclass
+from typing import Literal
+
+from cryptography import x509
+from cryptography.exceptions import InvalidSignature
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+
+from shoal.ca.root import RootCA
+from shoal.errors import InvalidArgument
+
+__all__ = [
+    "MANAGER_OU",
+    "MANAGER_SERVER_NAME",
+    "WORKER_OU",
+    "NodeIdentity",
+    "Role",
+    "identity_of",
+    "make_csr",
+    "new_key",
+    "not_after",
+    "role_of_ou",
+    "sign_node_csr",
+    "verify_node_cert",
+]
+
+Role = Literal["worker", "manager"]
+WORKER_OU = "swarm-worker"
+MANAGER_OU = "swarm-manager"
+MANAGER_SERVER_NAME = MANAGER_OU  # what clients check a manager's certificate against
+_OU = {"worker": WORKER_OU, "manager": MANAGER_OU}
+
+
+@dataclass(frozen=True)
+class NodeIdentity:
+    """Who a verified certificate speaks for."""
+
+    node_id: str
+    role: Role
+    cluster_id: str
+
+
+def role_of_ou(ou: str) -> Role:
+    if ou == WORKER_OU:
+        return "worker"
+    if ou == MANAGER_OU:
+        return "manager"
+    raise InvalidArgument(f"certificate has no swarm role (OU {ou!r})")
+
+
+def new_key() -> bytes:
+    """A fresh P-256 private key, PEM (PKCS#8)."""
+    key = ec.generate_private_key(ec.SECP256R1())
+    return key.private_bytes(
+        serialization.Encoding.PEM,
+        serialization.PrivateFormat.PKCS8,
+        serialization.NoEncryption(),
+    )
+
+
+def make_csr(key_pem: bytes) -> bytes:
+    """A CSR for `key_pem`. Its subject is a placeholder: the CA decides ID and role."""
+    key = serialization.load_pem_private_key(key_pem, password=None)
+    assert isinstance(key, ec.EllipticCurvePrivateKey)
+    csr = (
+        x509.CertificateSigningRequestBuilder()
+        .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "swarm-node")]))
+        .sign(key, hashes.SHA256())
+    )
+    return csr.public_bytes(serialization.Encoding.PEM)
+
+
+def sign_node_csr(
+    ca: RootCA,
+    csr_pem: bytes,
+    node_id: str,
+    role: Role,
+    cluster_id: str,
+    expiry: datetime.timedelta,
+    now: datetime.datetime,
+) -> bytes:
+    """The node certificate for the CSR's public key, valid from `now` for `expiry`."""
+    try:
+        csr = x509.load_pem_x509_csr(csr_pem)
+    except ValueError as exc:
+        raise InvalidArgument(f"invalid certificate signing request: {exc}") from None
+    if not csr.is_signature_valid:
+        raise InvalidArgument("certificate signing request signature is invalid")
+    if not isinstance(csr.public_key(), ec.EllipticCurvePublicKey):
+        raise InvalidArgument("certificate signing request must carry an EC P-256 key")
+    ca_cert = x509.load_pem_x509_certificate(ca.cert_pem)
+    ca_key = serialization.load_pem_private_key(ca.key_pem, password=None)
+    assert isinstance(ca_key, ec.EllipticCurvePrivateKey)
+    subject = x509.Name(
+        [
+            x509.NameAttribute(NameOID.ORGANIZATION_NAME, cluster_id),
+            x509.NameAttribute(NameOID.ORGANIZATIONAL_UNIT_NAME, _OU[role]),
+            x509.NameAttribute(NameOID.COMMON_NAME, node_id),
+        ]
+    )
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(subject)
+        .issuer_name(ca_cert.subject)
+        .public_key(csr.public_key())
+        .serial_number(x509.random_serial_number())
+        # a little slack for clocks that disagree by a few minutes
+        .not_valid_before(now - datetime.timedelta(minutes=5))
+        .not_valid_after(now + expiry)
+        .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
+        .add_extension(
+            x509.KeyUsage(
+                digital_signature=True,
+                content_commitment=False,
+                key_encipherment=True,
+                data_encipherment=False,
+                key_agreement=False,
+                key_cert_sign=False,
+                crl_sign=False,
+                encipher_only=False,
+                decipher_only=False,
+            ),
+            critical=True,
+        )
+        .add_extension(
+            x509.ExtendedKeyUsage(
+                [ExtendedKeyUsageOID.SERVER_AUTH, ExtendedKeyUsageOID.CLIENT_AUTH]
+            ),
+            critical=False,
+        )
+        .add_extension(
+            x509.SubjectAlternativeName([x509.DNSName(_OU[role]), x509.DNSName(node_id)]),
+            critical=False,
+        )
+        .sign(ca_key, hashes.SHA256())
+    )
+    return cert.public_bytes(serialization.Encoding.PEM)
+
+
+def identity_of(cert: bytes) -> NodeIdentity:
+    """The identity a node certificate (PEM or DER) states. Does NOT verify it."""
+    parsed = (
+        x509.load_pem_x509_certificate(cert)
+        if cert.startswith(b"-----")
+        else x509.load_der_x509_certificate(cert)
+    )
+    return _identity(parsed)
+
+
+def _identity(cert: x509.Certificate) -> NodeIdentity:
+    def one(oid: x509.ObjectIdentifier) -> str:
+        attrs = cert.subject.get_attributes_for_oid(oid)
+        if len(attrs) != 1:
+            raise InvalidArgument("certificate is not a swarm node certificate")
+        value = attrs[0].value
+        return value if isinstance(value, str) else value.decode()
+
+    return NodeIdentity(
+        node_id=one(NameOID.COMMON_NAME),
+        role=role_of_ou(one(NameOID.ORGANIZATIONAL_UNIT_NAME)),
+        cluster_id=one(NameOID.ORGANIZATION_NAME),
+    )
+
+
+def not_after(cert_pem: bytes) -> datetime.datetime:
+    return x509.load_pem_x509_certificate(cert_pem).not_valid_after_utc
+
+
+def verify_node_cert(ca_cert_pem: bytes, cert_pem: bytes, now: datetime.datetime) -> NodeIdentity:
+    """Check that `cert_pem` was signed by the CA and is valid at `now`; its identity."""
+    ca_cert = x509.load_pem_x509_certificate(ca_cert_pem)
+    cert = x509.load_pem_x509_certificate(cert_pem)
+    public = ca_cert.public_key()
+    assert isinstance(public, ec.EllipticCurvePublicKey)
+    try:
+        public.verify(
+            cert.signature, cert.tbs_certificate_bytes, ec.ECDSA(cert.signature_hash_algorithm)
+        )
+    except InvalidSignature:
+        raise InvalidArgument("certificate is not signed by this swarm's root CA") from None
+    if cert.issuer != ca_cert.subject:
+        raise InvalidArgument("certificate is not issued by this swarm's root CA")
+    if not cert.not_valid_before_utc <= now <= cert.not_valid_after_utc:
+        raise InvalidArgument("certificate is expired or not yet valid")
+    return _identity(cert)

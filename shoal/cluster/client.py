@@ -1,0 +1,135 @@
+"""The client side of 2377: CA pinning, then mutual-TLS gRPC calls to a manager.
+
+`fetch_root_ca` is the only code that talks to a manager without trusting it: it reads the
+certificates the server presents in the TLS handshake (not verified yet) and keeps the one
+whose digest is the join token's. From then on every channel verifies the server against
+that CA and the server name `swarm-manager` (only manager certificates carry it), and
+presents this node's certificate when it has one. gRPC errors become ShoalErrors here.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import ssl
+from collections.abc import AsyncIterator
+from typing import Any, TypeVar
+
+import grpc
+import grpc.aio
+from cryptography import x509
+
+from shoal.ca.certs import MANAGER_SERVER_NAME
+from shoal.ca.files import NodeTLS
+from shoal.ca.root import ca_digest
+from shoal.cluster.server import grpc_options
+from shoal.cluster.wire import decoder, encoder
+from shoal.errors import InvalidArgument, NotFound, ShoalError, Unavailable
+
+__all__ = ["ClusterClient", "fetch_root_ca", "rpc_error"]
+
+T = TypeVar("T")
+
+_REFUSED = {
+    grpc.StatusCode.INVALID_ARGUMENT,
+    grpc.StatusCode.PERMISSION_DENIED,
+    grpc.StatusCode.UNAUTHENTICATED,
+    grpc.StatusCode.FAILED_PRECONDITION,
+    grpc.StatusCode.ALREADY_EXISTS,
+}
+
+
+def rpc_error(exc: grpc.aio.AioRpcError, addr: str) -> ShoalError:
+    code = exc.code()
+    details = exc.details() or code.name
+    if code in _REFUSED:
+        return InvalidArgument(f"rpc error: code = {_go_name(code)} desc = {details}")
+    if code == grpc.StatusCode.NOT_FOUND:
+        return NotFound(f"rpc error: code = NotFound desc = {details}")
+    return Unavailable(f"manager {addr} unreachable: {_go_name(code)}: {details}")
+
+
+def _go_name(code: grpc.StatusCode) -> str:
+    return "".join(part.capitalize() for part in code.name.split("_"))
+
+
+async def fetch_root_ca(addr: str, digest: str, timeout: float = 10.0) -> bytes:
+    """The root CA `addr` presents, if its digest is `digest` (the join token's)."""
+    host, _, port = addr.rpartition(":")
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    ctx.check_hostname = False
+    ctx.verify_mode = ssl.CERT_NONE  # nothing is trusted yet: the digest decides below
+    try:
+        _, writer = await asyncio.wait_for(
+            asyncio.open_connection(host, int(port), ssl=ctx), timeout
+        )
+    except (OSError, TimeoutError, ssl.SSLError, ValueError) as exc:
+        raise Unavailable(f"could not reach a manager at {addr}: {exc}") from None
+    try:
+        sslobj = writer.get_extra_info("ssl_object")
+        # Python 3.13 has SSLSocket.get_unverified_chain(); 3.11 has it on the C object.
+        chain = sslobj._sslobj.get_unverified_chain() or []
+        presented = [c.public_bytes(0x01) for c in chain]  # _ssl.ENCODING_PEM
+    finally:
+        writer.close()
+        with contextlib.suppress(Exception):
+            await writer.wait_closed()
+    for pem in presented:
+        pem_bytes = pem.encode() if isinstance(pem, str) else pem
+        if _is_ca(pem_bytes) and ca_digest(pem_bytes) == digest:
+            return pem_bytes
+    raise InvalidArgument(
+        f"remote CA does not match fingerprint. Expected: {digest} (the manager at {addr} "
+        "belongs to another swarm, or the join token is wrong)"
+    )
+
+
+def _is_ca(pem: bytes) -> bool:
+    try:
+        cert = x509.load_pem_x509_certificate(pem)
+        constraints = cert.extensions.get_extension_for_class(x509.BasicConstraints).value
+    except (ValueError, x509.ExtensionNotFound):
+        return False
+    return bool(constraints.ca) and cert.issuer == cert.subject
+
+
+class ClusterClient:
+    """A channel to one manager. `tls` None: no client certificate (the join only)."""
+
+    def __init__(self, addr: str, ca_pem: bytes, tls: NodeTLS | None) -> None:
+        self.addr = addr
+        creds = grpc.ssl_channel_credentials(
+            root_certificates=ca_pem,
+            private_key=tls.key_pem if tls else None,
+            certificate_chain=tls.cert_pem if tls else None,
+        )
+        options = [*grpc_options(), ("grpc.ssl_target_name_override", MANAGER_SERVER_NAME)]
+        self._channel = grpc.aio.secure_channel(addr, creds, options=options)
+        self._encode = encoder()
+
+    async def call(
+        self, name: str, request: Any, response: type[T], timeout: float = 10.0
+    ) -> T:
+        method = self._channel.unary_unary(
+            f"/shoal.{name}", request_serializer=self._encode, response_deserializer=decoder(response)  # type: ignore[type-var]
+        )
+        try:
+            return await method(request, timeout=timeout)  # type: ignore[no-any-return]
+        except grpc.aio.AioRpcError as exc:
+            raise rpc_error(exc, self.addr) from None
+
+    async def stream(self, name: str, request: Any, response: type[T]) -> AsyncIterator[T]:
+        method = self._channel.unary_stream(
+            f"/shoal.{name}", request_serializer=self._encode, response_deserializer=decoder(response)  # type: ignore[type-var]
+        )
+        call = method(request)
+        try:
+            async for item in call:
+                yield item
+        except grpc.aio.AioRpcError as exc:
+            raise rpc_error(exc, self.addr) from None
+        finally:
+            call.cancel()
+
+    async def close(self) -> None:
+        await self._channel.close()

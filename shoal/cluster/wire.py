@@ -1,0 +1,110 @@
+"""The messages of the 2377 channel and their msgpack (de)serializers.
+
+gRPC carries opaque bytes; each method's payloads are msgspec structs encoded as msgpack
+(no protoc, no generated code). Decoding is strict: a payload of the wrong shape is refused
+before any handler sees it. Task objects travel in the store's own model (shoal.api.types).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+import msgspec
+
+from shoal.api.types import Task
+from shoal.manager.dispatcher.session import StatusUpdate
+
+__all__ = [
+    "Empty",
+    "HeartbeatResponse",
+    "JoinRequest",
+    "JoinResponse",
+    "PublishedPort",
+    "RaftRequest",
+    "RaftResponse",
+    "RenewRequest",
+    "RenewResponse",
+    "SessionMessage",
+    "SessionRequest",
+    "StatusRequest",
+    "decoder",
+    "encoder",
+]
+
+T = TypeVar("T", bound=msgspec.Struct)
+
+
+class Empty(msgspec.Struct):
+    pass
+
+
+class JoinRequest(msgspec.Struct):
+    token: str
+    csr: bytes
+    hostname: str
+    addr: str  # the address the node advertises (its IP)
+    availability: str = ""
+    engine_version: str = ""
+
+
+class JoinResponse(msgspec.Struct):
+    node_id: str
+    cert: bytes  # signed for the CSR of the request
+    subnet: str  # this node's slice of the address pool
+    managers: list[str]  # "ip:port" of every manager's 2377
+
+
+class RenewRequest(msgspec.Struct):
+    csr: bytes
+
+
+class RenewResponse(msgspec.Struct):
+    cert: bytes
+
+
+class SessionRequest(msgspec.Struct):
+    hostname: str = ""
+    addr: str = ""
+
+
+class PublishedPort(msgspec.Struct, array_like=True):
+    service_id: str
+    protocol: str
+    published: int
+    target: int
+    mode: str
+
+
+class SessionMessage(msgspec.Struct):
+    """Everything the node must know, sent whole again after each change that concerns it."""
+
+    tasks: list[Task]
+    ports: list[PublishedPort]  # every service's published ports (the mesh needs them all)
+    managers: list[str]
+    heartbeat_period: float  # seconds
+
+
+class StatusRequest(msgspec.Struct):
+    updates: list[StatusUpdate]
+
+
+class HeartbeatResponse(msgspec.Struct):
+    period: float  # seconds until the next heartbeat is expected
+
+
+class RaftRequest(msgspec.Struct):
+    messages: bytes
+
+
+class RaftResponse(msgspec.Struct):
+    messages: bytes = b""
+
+
+def encoder() -> Callable[[Any], bytes]:
+    return msgspec.msgpack.Encoder().encode
+
+
+def decoder(kind: type[T]) -> Callable[[bytes], T]:
+    dec = msgspec.msgpack.Decoder(kind)
+    return dec.decode
