@@ -11,10 +11,13 @@ from __future__ import annotations
 import asyncio
 import ipaddress
 import logging
+import time
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import Any, TypeVar
 
 from shoal.agent.exec.runtime import ExecRuntime, ExitStatus, TaskConfig, TaskStartError
+from shoal.agent.health import HealthMonitor, health_spec
 from shoal.agent.ipam import SubnetAllocator
 from shoal.agent.taskenv import task_argv, task_env
 from shoal.api.states import TaskState, rank
@@ -26,6 +29,7 @@ from shoal.manager.state.store import now_rfc3339
 __all__ = ["NodeContext", "TaskController", "wait_listening"]
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 
 async def wait_listening(address: str, ports: list[int], interval: float = 0.05) -> None:
@@ -46,6 +50,10 @@ async def wait_listening(address: str, ports: list[int], interval: float = 0.05)
             break
 
 
+async def _no_checker() -> bool:
+    raise RuntimeError("this node has no health check runner")
+
+
 @dataclass
 class NodeContext:
     node_id: str
@@ -57,6 +65,10 @@ class NodeContext:
     report: Callable[[StatusUpdate], None]
     drain_delay: float
     probe: Callable[[str, list[int]], Awaitable[None]] = wait_listening
+    # runs a health check command for a task: (task, argv, timeout) -> passed
+    check_health: Callable[[Task, list[str], float], Awaitable[bool]] = field(
+        default=lambda task, argv, timeout: _no_checker()
+    )
 
 
 class TaskController:
@@ -109,31 +121,69 @@ class TaskController:
         else:
             pid = 0
             log.info("task %s: adopted running process at %s", self.task_id, self._address)
-        if self._adopted is None or self.task.status.state != "running":
-            self._report("running", "started", pid=pid)
         waiter = asyncio.ensure_future(self.ctx.runtime.wait(self.task_id))
-        stopper = asyncio.ensure_future(self._stop.wait())
-        ready = asyncio.ensure_future(self.ctx.probe(self._address, self.task.ready_ports or []))
-        try:
-            done, _ = await asyncio.wait(
-                {waiter, stopper, ready}, return_when=asyncio.FIRST_COMPLETED
-            )
-            if ready in done:
-                self.ctx.endpoints.set(
-                    EndpointEntry(
-                        self.task.service_id, self.task_id, self.ctx.node_id, self._address, True
-                    )
-                )
-                await asyncio.wait({waiter, stopper}, return_when=asyncio.FIRST_COMPLETED)
-        finally:
-            stopper.cancel()
-            ready.cancel()
+        unhealthy = await self._serve(pid, waiter)
         self.ctx.endpoints.remove(self.task_id)
         if waiter.done():
             self._exited(waiter.result())
+        elif unhealthy:
+            log.info("task %s: unhealthy, stopping it", self.task_id)
+            await self._graceful_stop(waiter, drain=False)
+            self._report("failed", "unhealthy", err="task: unhealthy container")
         else:
             await self._graceful_stop(waiter)
         await self._cleanup()
+
+    async def _serve(self, pid: int, waiter: asyncio.Future[ExitStatus]) -> bool:
+        """Until the task exits or must stop: ready -> in the mesh. True if it went unhealthy."""
+        spec = self.task.spec.container_spec
+        health = health_spec(spec.health_check if spec else None)
+        stopper = asyncio.ensure_future(self._stop.wait())
+        try:
+            if health is None:
+                if self._adopted is None or self.task.status.state != "running":
+                    self._report("running", "started", pid=pid)
+                probe = self.ctx.probe(self._address, self.task.ready_ports or [])
+                if not (await self._race(probe, waiter, stopper))[0]:
+                    return False
+                self._join_mesh()
+                watch: set[asyncio.Future[Any]] = {waiter, stopper}
+                await asyncio.wait(watch, return_when=asyncio.FIRST_COMPLETED)
+                return False
+            monitor = HealthMonitor(
+                health,
+                lambda argv, timeout: self.ctx.check_health(self.task, argv, timeout),
+                time.monotonic,
+            )
+            finished, healthy = await self._race(monitor.wait_healthy(), waiter, stopper)
+            if not finished:
+                return False
+            if not healthy:
+                return True
+            self._report("running", "healthy", pid=pid)
+            self._join_mesh()
+            finished, _ = await self._race(monitor.wait_unhealthy(), waiter, stopper)
+            return finished
+        finally:
+            stopper.cancel()
+
+    @staticmethod
+    async def _race(coro: Awaitable[T], *others: asyncio.Future[Any]) -> tuple[bool, T | None]:
+        """Run `coro` until it finishes (True, result) or one of `others` does (False, None)."""
+        fut = asyncio.ensure_future(coro)
+        try:
+            await asyncio.wait({fut, *others}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            if not fut.done():
+                fut.cancel()
+        if fut.done() and not fut.cancelled():
+            return True, fut.result()
+        return False, None
+
+    def _join_mesh(self) -> None:
+        self.ctx.endpoints.set(
+            EndpointEntry(self.task.service_id, self.task_id, self.ctx.node_id, self._address, True)
+        )
 
     async def _start(self) -> int | None:
         self._report("accepted", "accepted")
@@ -171,9 +221,9 @@ class TaskController:
             )
         log.info("task %s: exited: %s", self.task_id, status.message)
 
-    async def _graceful_stop(self, waiter: asyncio.Future[ExitStatus]) -> None:
+    async def _graceful_stop(self, waiter: asyncio.Future[ExitStatus], drain: bool = True) -> None:
         # out of the mesh first (done above), let in-flight requests finish, then stop
-        if self.ctx.drain_delay > 0:
+        if drain and self.ctx.drain_delay > 0:
             done, _ = await asyncio.wait({waiter}, timeout=self.ctx.drain_delay)
             if done:
                 self._exited(waiter.result())
@@ -186,7 +236,8 @@ class TaskController:
         ) / 1e9
         await self.ctx.runtime.stop(self.task_id, grace)
         waiter.cancel()
-        self._report("shutdown", "shutdown")
+        if drain:
+            self._report("shutdown", "shutdown")
 
     async def _cleanup(self) -> None:
         self.ctx.endpoints.remove(self.task_id)

@@ -27,8 +27,10 @@ from shoal import __version__
 from shoal.agent.agent import Agent, gateway_of
 from shoal.agent.controller import NodeContext, wait_listening
 from shoal.agent.exec.runtime import ExecRuntime
+from shoal.agent.health import netns_checker
 from shoal.agent.ipam import SubnetAllocator
-from shoal.api.types import Node, SwarmSpec
+from shoal.agent.taskenv import task_env
+from shoal.api.types import Node, SwarmSpec, Task
 from shoal.ca.root import RootCA
 from shoal.errors import InvalidArgument, NotSupported, ShoalError, Unavailable
 from shoal.gossip.table import EndpointTable
@@ -76,7 +78,9 @@ class Daemon:
         runtime: ExecRuntime | None = None,
         plane_factory: Callable[[], DataPlane] | None = None,
         probe: Callable[[str, list[int]], Awaitable[None]] | None = None,
+        check_health: Callable[[Task, list[str], float], Awaitable[bool]] | None = None,
     ) -> None:
+        self._check_health = check_health
         self.opts = opts
         self._probe = probe or wait_listening
         self.hostname = opts.hostname or socket.gethostname()
@@ -139,6 +143,11 @@ class Daemon:
             report=lambda update: None,
             drain_delay=self.opts.drain_delay,
             probe=self._probe,
+            check_health=self._check_health
+            or netns_checker(
+                lambda task_id: str(self.runtime.netns_dir / self.runtime.netns_name(task_id)),
+                lambda task: task_env(task, self.hostname),
+            ),
         )
         session = LocalSession(self.store, self.swarm.node_id)
         self.agent = Agent(ctx, session)

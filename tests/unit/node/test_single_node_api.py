@@ -63,15 +63,22 @@ async def node(tmp_path: Path) -> AsyncIterator[Node]:
     async def probe(address: str, ports: list[int]) -> None:
         probed.append((address, ports))  # fake tasks listen at once; no packet leaves
 
+    health: dict[str, bool] = {}
+
+    async def check_health(task: Any, argv: list[str], timeout: float) -> bool:
+        return health.get(task.id, health.get("default", True))
+
     daemon = Daemon(
         DaemonOptions(data_root=tmp_path, hostname="h1", drain_delay=0),
         runtime=runtime,
         plane_factory=lambda: plane,  # type: ignore[arg-type]
         probe=probe,
+        check_health=check_health,
     )
     client = TestClient(TestServer(make_app(daemon)))
     await client.start_server()
     n = Node(daemon, client, runtime, plane)
+    n.health = health
     await n.call(
         "POST",
         "/swarm/init",
@@ -272,3 +279,39 @@ async def test_leave_needs_force_and_cleans_up(node: Node) -> None:
     assert node.plane.closed and not node.runtime.alive()
     err = await node.call("GET", "/services", expect=503)
     assert "not a swarm manager" in err["message"]
+
+
+async def test_health_checks_gate_the_mesh_and_replace_unhealthy_tasks(node: Node) -> None:
+    spec = web_spec(replicas=1)
+    spec["TaskTemplate"]["ContainerSpec"]["HealthCheck"] = {
+        "Test": ["CMD-SHELL", "true"],
+        "Interval": 20_000_000,
+        "Retries": 2,
+    }
+    node.health["default"] = False  # checks fail until said otherwise
+    sid = (await node.call("POST", "/services/create", spec, expect=201))["ID"]
+
+    async def failed_unhealthy() -> list[str]:
+        return [
+            t["ID"]
+            for t in await node.tasks(sid)
+            if t["Status"].get("Err") == "task: unhealthy container"
+        ]
+
+    # never healthy: the task never gets traffic, fails, and is replaced
+    first = (await eventually(failed_unhealthy))[0]
+    assert all(first not in {e.task_id for e in st.endpoints} for st in node.plane.states)
+    node.health["default"] = True
+    task = (await running(node, sid, 1))[0]
+    assert task["ID"] != first
+    await eventually(lambda: ready_tasks(node.plane) == {task["ID"]})
+    # healthy, then unhealthy: out of the mesh, failed, replaced
+    node.health[task["ID"]] = False
+    await eventually(lambda: task["ID"] not in ready_tasks(node.plane))
+
+    async def replaced() -> bool:
+        now = await running(node, sid, 1)
+        return now[0]["ID"] not in (task["ID"], first)
+
+    await eventually(replaced)
+    assert task["ID"] in await failed_unhealthy()
