@@ -5,7 +5,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 need_apt=()
-for bin in nft:nftables ip:iproute2 curl:curl busybox:busybox conntrack:conntrack python3:python3; do
+for bin in nft:nftables ip:iproute2 curl:curl busybox:busybox conntrack:conntrack openssl:openssl python3:python3; do
   command -v "${bin%%:*}" >/dev/null 2>&1 || need_apt+=("${bin##*:}")
 done
 python3 -c 'import venv, ensurepip' >/dev/null 2>&1 || need_apt+=(python3-venv)

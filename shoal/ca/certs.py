@@ -186,10 +186,11 @@ def verify_node_cert(ca_cert_pem: bytes, cert_pem: bytes, now: datetime.datetime
     cert = x509.load_pem_x509_certificate(cert_pem)
     public = ca_cert.public_key()
     assert isinstance(public, ec.EllipticCurvePublicKey)
+    algorithm = cert.signature_hash_algorithm
+    if algorithm is None:
+        raise InvalidArgument("certificate has no signature hash algorithm")
     try:
-        public.verify(
-            cert.signature, cert.tbs_certificate_bytes, ec.ECDSA(cert.signature_hash_algorithm)
-        )
+        public.verify(cert.signature, cert.tbs_certificate_bytes, ec.ECDSA(algorithm))
     except InvalidSignature:
         raise InvalidArgument("certificate is not signed by this swarm's root CA") from None
     if cert.issuer != ca_cert.subject:

@@ -53,8 +53,9 @@ def _go_name(code: grpc.StatusCode) -> str:
     return "".join(part.capitalize() for part in code.name.split("_"))
 
 
-async def fetch_root_ca(addr: str, digest: str, timeout: float = 10.0) -> bytes:
-    """The root CA `addr` presents, if its digest is `digest` (the join token's)."""
+async def fetch_root_ca(addr: str, digest: str, timeout: float = 10.0) -> tuple[bytes, str]:
+    """The root CA `addr` presents, if its digest is `digest` (the join token's), and the
+    local address this node reached `addr` from."""
     host, _, port = addr.rpartition(":")
     ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
     ctx.check_hostname = False
@@ -66,6 +67,7 @@ async def fetch_root_ca(addr: str, digest: str, timeout: float = 10.0) -> bytes:
     except (OSError, TimeoutError, ssl.SSLError, ValueError) as exc:
         raise Unavailable(f"could not reach a manager at {addr}: {exc}") from None
     try:
+        local_ip = str(writer.get_extra_info("sockname")[0])
         sslobj = writer.get_extra_info("ssl_object")
         # Python 3.13 has SSLSocket.get_unverified_chain(); 3.11 has it on the C object.
         chain = sslobj._sslobj.get_unverified_chain() or []
@@ -77,7 +79,7 @@ async def fetch_root_ca(addr: str, digest: str, timeout: float = 10.0) -> bytes:
     for pem in presented:
         pem_bytes = pem.encode() if isinstance(pem, str) else pem
         if _is_ca(pem_bytes) and ca_digest(pem_bytes) == digest:
-            return pem_bytes
+            return pem_bytes, local_ip
     raise InvalidArgument(
         f"remote CA does not match fingerprint. Expected: {digest} (the manager at {addr} "
         "belongs to another swarm, or the join token is wrong)"
@@ -111,7 +113,9 @@ class ClusterClient:
         self, name: str, request: Any, response: type[T], timeout: float = 10.0
     ) -> T:
         method = self._channel.unary_unary(
-            f"/shoal.{name}", request_serializer=self._encode, response_deserializer=decoder(response)  # type: ignore[type-var]
+            f"/shoal.{name}",
+            request_serializer=self._encode,
+            response_deserializer=decoder(response),  # type: ignore[type-var]
         )
         try:
             return await method(request, timeout=timeout)  # type: ignore[no-any-return]
@@ -120,7 +124,9 @@ class ClusterClient:
 
     async def stream(self, name: str, request: Any, response: type[T]) -> AsyncIterator[T]:
         method = self._channel.unary_stream(
-            f"/shoal.{name}", request_serializer=self._encode, response_deserializer=decoder(response)  # type: ignore[type-var]
+            f"/shoal.{name}",
+            request_serializer=self._encode,
+            response_deserializer=decoder(response),  # type: ignore[type-var]
         )
         call = method(request)
         try:

@@ -14,6 +14,15 @@ from shoal.manager.controlapi.swarm import update_swarm
 __all__ = ["add_routes"]
 
 
+class JoinRequest(msgspec.Struct, rename="pascal", forbid_unknown_fields=True):
+    listen_addr: str = "0.0.0.0:2377"
+    advertise_addr: str = ""
+    data_path_addr: str = ""
+    remote_addrs: list[str] | None = None
+    join_token: str = ""
+    availability: str = ""
+
+
 class InitRequest(msgspec.Struct, rename="pascal", forbid_unknown_fields=True):
     listen_addr: str = "0.0.0.0:2377"
     advertise_addr: str = ""
@@ -48,12 +57,20 @@ async def init(request: web.Request) -> web.StreamResponse:
         body.subnet_size,
         body.data_path_port,
         body.spec,
+        body.listen_addr,
     )
     return json_response(node_id)
 
 
 async def join(request: web.Request) -> web.StreamResponse:
-    raise NotSupported("shoal does not support joining a swarm yet (single-node swarms only)")
+    daemon = daemon_of(request)
+    body = decode_body(await request.read(), JoinRequest)
+    if body.availability not in ("", "active", "pause", "drain"):
+        raise InvalidArgument(f"invalid availability {body.availability!r}")
+    await daemon.join(
+        body.remote_addrs or [], body.join_token, body.advertise_addr, body.availability
+    )
+    return web.Response(status=200)
 
 
 async def leave(request: web.Request) -> web.StreamResponse:
@@ -62,11 +79,19 @@ async def leave(request: web.Request) -> web.StreamResponse:
 
 
 async def update(request: web.Request) -> web.StreamResponse:
-    store = daemon_of(request).require_manager()
+    daemon = daemon_of(request)
+    store = daemon.require_manager()
     spec = decode_body(await request.read(), SwarmSpec)
-    if query_bool(request, "rotateWorkerToken") or query_bool(request, "rotateManagerToken"):
-        raise NotSupported("shoal does not rotate join tokens yet")
-    await update_swarm(store, query_int(request, "version"), spec)
+    if query_bool(request, "rotateManagerUnlockKey"):
+        raise NotSupported("shoal does not support autolock (no unlock key to rotate)")
+    await update_swarm(
+        store,
+        query_int(request, "version"),
+        spec,
+        rotate_worker=query_bool(request, "rotateWorkerToken"),
+        rotate_manager=query_bool(request, "rotateManagerToken"),
+        ca=daemon.root_ca,
+    )
     return web.Response(status=200)
 
 

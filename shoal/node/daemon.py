@@ -1,9 +1,13 @@
 """`shoal daemon`: one node — the API, and once in a swarm the manager, agent and mesh.
 
+A node is a manager (the store, reconcilers, the 2377 services; its own agent talks to the
+store in-process) or a worker (no store: its agent has a session with a manager's
+dispatcher over 2377, and the Docker API answers manager-only calls with Docker's 503).
+
 State under the data root:
-    swarm/state.db        the store's durable log (SQLite)
-    swarm/node.json       this node's ID and address pool slice
-    certificates/         the root CA (until the CA issue moves it into the replicated store)
+    swarm/node.json       membership: node ID, role, pool slice, address, managers' 2377
+    swarm/state.db        the store's durable log (SQLite; managers)
+    certificates/         root CA (+ its key on managers), this node's certificate and key
     tasks/                the exec runtime's per-task state and logs
 Stopping the daemon leaves tasks and the mesh's kernel rules in place: a restarted daemon
 adopts the tasks and re-applies the mesh, and the mesh keeps serving in between.
@@ -13,14 +17,16 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import datetime
 import ipaddress
-import json
 import logging
+import os
+import random
 import shutil
 import signal
 import socket
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from shoal import __version__
@@ -29,18 +35,25 @@ from shoal.agent.controller import NodeContext, wait_listening
 from shoal.agent.exec.runtime import ExecRuntime
 from shoal.agent.health import netns_checker
 from shoal.agent.ipam import SubnetAllocator
+from shoal.agent.session_client import RemoteSession
 from shoal.agent.taskenv import task_env
-from shoal.api.types import Node, SwarmSpec, Task
+from shoal.api.types import SwarmSpec, Task
+from shoal.ca.certs import make_csr, new_key, sign_node_csr
+from shoal.ca.files import NodeTLS, load_node_tls, load_root_ca, save_node_tls, save_root_ca
+from shoal.ca.renewal import CertRenewer
 from shoal.ca.root import RootCA
 from shoal.errors import InvalidArgument, NotSupported, ShoalError, Unavailable
 from shoal.gossip.table import EndpointTable
-from shoal.manager.controlapi.swarm import InitOptions, init_swarm
-from shoal.manager.dispatcher.session import LocalSession
+from shoal.manager.controlapi.swarm import InitOptions, init_swarm, node_cert_expiry
+from shoal.manager.dispatcher.session import AgentSession, LocalSession
 from shoal.manager.state.locallog import LocalLog
 from shoal.manager.state.store import Store
 from shoal.mesh.dataplane import DataPlane
+from shoal.node.cluster_services import ClusterServices, split_listen_addr
+from shoal.node.joining import join_swarm
 from shoal.node.manager import Manager
-from shoal.node.mesh_sync import MeshSync
+from shoal.node.membership import Membership, load_membership, save_membership
+from shoal.node.mesh_sync import MeshSync, PortFeed, PortSource, StorePorts
 
 __all__ = ["Daemon", "DaemonOptions", "run_daemon"]
 
@@ -49,6 +62,15 @@ log = logging.getLogger(__name__)
 NOT_IN_SWARM = (
     'This node is not a swarm manager. Use "docker swarm init" or "docker swarm join" to '
     "connect this node to swarm and try again."
+)
+NOT_A_MANAGER = (
+    "This node is not a swarm manager. Worker nodes can't be used to view or modify cluster "
+    "state. Please run this command on a manager node or promote the current node to a "
+    "manager."
+)
+ALREADY_IN_SWARM = (
+    'This node is already part of a swarm. Use "docker swarm leave" to leave this swarm and '
+    "join another one."
 )
 
 
@@ -60,13 +82,11 @@ class DaemonOptions:
     mesh: str = "kernel"
     debug: bool = False
     drain_delay: float = 2.0
-
-
-@dataclass(frozen=True)
-class SwarmState:
-    node_id: str
-    subnet: str
-    addr: str
+    # where a manager listens for 2377 whatever `swarm init` asks (unit tests: loopback,
+    # any port); "" follows the request's ListenAddr
+    cluster_listen: str = field(
+        default_factory=lambda: os.environ.get("SHOAL_CLUSTER_LISTEN", "")
+    )
 
 
 class Daemon:
@@ -90,35 +110,64 @@ class Daemon:
         self.runtime = runtime or ExecRuntime(self.root / "tasks")
         self._plane_factory = plane_factory
         self.store: Store | None = None
-        self.swarm: SwarmState | None = None
+        self.swarm: Membership | None = None
+        self.root_ca: RootCA | None = None
+        self.tls: NodeTLS | None = None
         self.endpoints = EndpointTable()
         self.agent: Agent | None = None
         self.mesh: MeshSync | None = None
+        self.cluster: ClusterServices | None = None
+        self.session: RemoteSession | None = None
+        self.renewer: CertRenewer | None = None
         self._log: LocalLog | None = None
         self._plane: DataPlane | None = None
         self._manager: Manager | None = None
+        self._ports: StorePorts | None = None
         self._tasks: list[asyncio.Task[None]] = []
         self._lock = asyncio.Lock()
 
     # -- what the API asks ------------------------------------------------------------
     def require_manager(self) -> Store:
-        if self.store is None:
+        if self.swarm is None:
             raise Unavailable(NOT_IN_SWARM)
+        if self.store is None:
+            raise Unavailable(NOT_A_MANAGER)
         return self.store
 
     @property
     def local_state(self) -> str:
         return "active" if self.swarm is not None else "inactive"
 
+    @property
+    def is_manager(self) -> bool:
+        return self.store is not None
+
+    @property
+    def _certs(self) -> Path:
+        return self.root / "certificates"
+
+    @property
+    def _membership_file(self) -> Path:
+        return self.root / "swarm" / "node.json"
+
     # -- lifecycle --------------------------------------------------------------------
     async def start(self) -> None:
-        state_file = self.root / "swarm" / "node.json"
-        if state_file.exists():
-            saved = json.loads(state_file.read_text())
-            self.swarm = SwarmState(saved["node_id"], saved["subnet"], saved["addr"])
-            self._open_store()
-            log.info("daemon: resuming swarm membership as node %s", self.swarm.node_id)
-            await self._start_components()
+        membership = load_membership(self._membership_file)
+        if membership is None:
+            return
+        self.swarm = membership
+        self.tls = load_node_tls(self._certs)
+        log.info("daemon: resuming swarm membership as %s node %s", membership.role,
+                 membership.node_id)
+        if membership.role == "worker":
+            if self.tls is None:
+                log.error("daemon: no node certificate under %s; cannot rejoin", self._certs)
+                return
+            await self._start_worker()
+            return
+        self._open_store()
+        self.root_ca = load_root_ca(self._certs)
+        await self._start_manager()
 
     def _open_store(self) -> None:
         (self.root / "swarm").mkdir(parents=True, exist_ok=True)
@@ -128,8 +177,8 @@ class Daemon:
         store.attach(self._log)
         self.store = store
 
-    async def _start_components(self) -> None:
-        assert self.store is not None and self.swarm is not None
+    async def _start_agent(self, session: AgentSession, ports: PortSource) -> None:
+        assert self.swarm is not None
         gateway = gateway_of(self.swarm.subnet)
         await self.runtime.ensure_node_network(gateway)
         self._plane = self._make_plane()
@@ -149,22 +198,95 @@ class Daemon:
                 lambda task: task_env(task, self.hostname),
             ),
         )
-        session = LocalSession(self.store, self.swarm.node_id)
         self.agent = Agent(ctx, session)
         self.mesh = MeshSync(
-            self.store,
-            self.endpoints,
-            self._plane,
-            self.swarm.node_id,
-            self.swarm.subnet,
+            ports, self.endpoints, self._plane, self.swarm.node_id, self.swarm.subnet,
             ready=self.agent.recovered,
         )
+        self._spawn(self.agent.run(), "agent")
+        self._spawn(self.mesh.run(), "mesh")
+
+    def _spawn(self, coro: Awaitable[None], name: str) -> None:
+        self._tasks.append(asyncio.ensure_future(coro))
+        self._tasks[-1].set_name(name)
+
+    async def _start_manager(self) -> None:
+        assert self.store is not None and self.swarm is not None
+        if self.root_ca is None:
+            raise Unavailable(f"no root CA key under {self._certs}: cannot run as a manager")
+        if self.tls is None:  # a data root from before node certificates existed
+            self._save_tls(self._issue_local(new_key()))
+        assert self.tls is not None
+        self._ports = StorePorts(self.store)
+        await self._start_agent(LocalSession(self.store, self.swarm.node_id), self._ports)
         self._manager = Manager(self.store)
         self._manager.become_leader()
-        self._tasks = [
-            asyncio.create_task(self.agent.run(), name="agent"),
-            asyncio.create_task(self.mesh.run(), name="mesh"),
-        ]
+        self.cluster = ClusterServices(self.store, self.root_ca, self.tls, self.swarm.node_id)
+        try:
+            await self.cluster.start(self.swarm.listen_addr, self.swarm.addr)
+        except Unavailable as exc:
+            log.error("daemon: %s", exc.message)
+            self.cluster = None
+            raise
+        self.renewer = CertRenewer(
+            lambda: self._current_tls(), self._sign_local, self._save_tls, random.Random()
+        )
+        self._spawn(self.renewer.run(), "cert-renewal")
+
+    async def _start_worker(self) -> None:
+        assert self.swarm is not None and self.tls is not None
+        feed = PortFeed()
+        self.session = RemoteSession(
+            self.swarm.managers,
+            self._current_tls,
+            self.hostname,
+            self.swarm.addr,
+            on_managers=self._save_managers,
+            on_ports=feed.set,
+        )
+        self._spawn(self.session.run(), "session")
+        await self._start_agent(self.session, feed)
+        self.renewer = CertRenewer(
+            self._current_tls, self.session.renew, self._save_tls, random.Random()
+        )
+        self._spawn(self.renewer.run(), "cert-renewal")
+
+    def _current_tls(self) -> NodeTLS:
+        assert self.tls is not None
+        return self.tls
+
+    def _save_tls(self, tls: NodeTLS) -> None:
+        save_node_tls(self._certs, tls)
+        self.tls = tls
+        if self.cluster is not None:
+            self.cluster.reload(tls)
+
+    def _save_managers(self, managers: list[str]) -> None:
+        if self.swarm is not None:
+            self.swarm = replace(self.swarm, managers=list(managers))
+            save_membership(self._membership_file, self.swarm)
+
+    def _issue_local(self, key: bytes) -> NodeTLS:
+        """This manager signs its own certificate with the root CA it holds."""
+        assert self.store is not None and self.root_ca is not None and self.swarm is not None
+        cert = self._sign_for_self(make_csr(key))
+        return NodeTLS(self.root_ca.cert_pem, cert, key)
+
+    def _sign_for_self(self, csr: bytes) -> bytes:
+        assert self.store is not None and self.root_ca is not None and self.swarm is not None
+        swarm = self.store.view().list("cluster")[0]
+        return sign_node_csr(
+            self.root_ca,
+            csr,
+            self.swarm.node_id,
+            "manager",
+            swarm.id,
+            datetime.timedelta(seconds=node_cert_expiry(swarm)),
+            datetime.datetime.now(datetime.UTC),
+        )
+
+    async def _sign_local(self, csr: bytes) -> bytes:
+        return self._sign_for_self(csr)
 
     def _make_plane(self) -> DataPlane:
         if self._plane_factory is not None:
@@ -178,17 +300,23 @@ class Daemon:
     async def _stop_components(self) -> None:
         if self._manager is not None:
             await self._manager.become_follower()
+        if self.cluster is not None:
+            await self.cluster.stop()
+            self.cluster = None
         tasks, self._tasks = self._tasks, []
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
+        if self._ports is not None:
+            self._ports.close()
+            self._ports = None
 
     async def shutdown(self) -> None:
         await self._stop_components()
         if self._log is not None:
             self._log.close()
 
-    # -- swarm init / leave -------------------------------------------------------------
+    # -- swarm init / join / leave ------------------------------------------------------
     async def init_swarm(
         self,
         advertise_addr: str,
@@ -196,17 +324,15 @@ class Daemon:
         subnet_size: int,
         data_path_port: int,
         spec: SwarmSpec | None,
+        listen_addr: str = "0.0.0.0:2377",
     ) -> str:
         async with self._lock:
             if self.swarm is not None:
-                raise Unavailable(
-                    'This node is already part of a swarm. Use "docker swarm leave" to '
-                    "leave this swarm and join another one."
-                )
+                raise Unavailable(ALREADY_IN_SWARM)
             addr = _advertise_address(advertise_addr)
+            _, port = split_listen_addr(self.opts.cluster_listen or listen_addr)
             self._open_store()
             assert self.store is not None and self._log is not None
-            self.store.attach(self._log)
             ca = RootCA.generate("swarm")
             try:
                 _, node = await init_swarm(
@@ -219,36 +345,63 @@ class Daemon:
                         data_path_port=data_path_port,
                         spec=spec,
                         engine_version=self.version,
+                        listen_port=port,
                     ),
                     ca,
                 )
             except ShoalError:
-                self._log.close()
-                self.store = None
-                shutil.rmtree(self.root / "swarm", ignore_errors=True)
+                self._forget_store()
                 raise
-            certs = self.root / "certificates"
-            certs.mkdir(mode=0o700, exist_ok=True)
-            (certs / "swarm-root-ca.crt").write_bytes(ca.cert_pem)
-            key = certs / "swarm-root-ca.key"
-            key.touch(mode=0o600)
-            key.write_bytes(ca.key_pem)
-            self._save_membership(node, addr)
-            await self._start_components()
+            save_root_ca(self._certs, ca)
+            self.root_ca = ca
+            listen = self.opts.cluster_listen or listen_addr or "0.0.0.0:2377"
+            self.swarm = Membership(node.id, node.subnet, addr, "manager", [], listen)
+            self._save_tls(self._issue_local(new_key()))
+            try:
+                await self._start_manager()
+            except ShoalError:
+                await self._stop_components()
+                self._forget_store()
+                self.swarm, self.tls, self.root_ca = None, None, None
+                shutil.rmtree(self._certs, ignore_errors=True)
+                raise
+            save_membership(self._membership_file, self.swarm)
             log.info("daemon: swarm initialised, node %s is its manager", node.id)
             return node.id
 
-    def _save_membership(self, node: Node, addr: str) -> None:
-        self.swarm = SwarmState(node.id, node.subnet, addr)
-        (self.root / "swarm" / "node.json").write_text(
-            json.dumps({"node_id": node.id, "subnet": node.subnet, "addr": addr})
-        )
+    def _forget_store(self) -> None:
+        if self._log is not None:
+            self._log.close()
+        self.store, self._log = None, None
+        shutil.rmtree(self.root / "swarm", ignore_errors=True)
+
+    async def join(
+        self, remotes: list[str], token: str, advertise_addr: str, availability: str
+    ) -> None:
+        async with self._lock:
+            if self.swarm is not None:
+                raise Unavailable(ALREADY_IN_SWARM)
+            advertise = _advertise_address(advertise_addr) if advertise_addr else ""
+            result = await join_swarm(
+                remotes, token, self.hostname, advertise, availability, self.version
+            )
+            save_node_tls(self._certs, result.tls)
+            self.tls = result.tls
+            self.swarm = Membership(
+                result.node_id, result.subnet, result.addr, "worker", result.managers
+            )
+            save_membership(self._membership_file, self.swarm)
+            await self._start_worker()
+            assert self.session is not None
+            with contextlib.suppress(TimeoutError):  # it keeps trying in the background
+                await asyncio.wait_for(self.session.connected.wait(), 10.0)
+            log.info("daemon: joined the swarm as worker node %s", result.node_id)
 
     async def leave(self, force: bool) -> None:
         async with self._lock:
             if self.swarm is None:
                 raise Unavailable("This node is not part of a swarm")
-            if not force:
+            if self.swarm.role == "manager" and not force:
                 raise Unavailable(
                     "You are attempting to leave the swarm on a node that is participating as "
                     "a manager. Removing the last manager erases all current state of the "
@@ -267,9 +420,11 @@ class Daemon:
             if self._log is not None:
                 self._log.close()
             self.store, self.swarm, self._log, self.agent, self.mesh = None, None, None, None, None
+            self.session, self.renewer, self.tls, self.root_ca = None, None, None, None
+            self._manager = None
             self.endpoints = EndpointTable()
             shutil.rmtree(self.root / "swarm", ignore_errors=True)
-            shutil.rmtree(self.root / "certificates", ignore_errors=True)
+            shutil.rmtree(self._certs, ignore_errors=True)
             log.info("daemon: left the swarm")
 
 

@@ -1,45 +1,45 @@
 """Keeps the data plane in step with the published ports and the endpoint table.
 
-Ports come from the services (the store, on a manager); endpoints from the endpoint table.
-Whenever either changes, the desired `MeshState` is rebuilt and applied; bursts of changes
-collapse into one apply.
+Ports come from a `PortSource`: the services in the store on a manager (`StorePorts`), the
+dispatcher's session on a worker, which has no store (`PortFeed`). Endpoints come from the
+endpoint table. Whenever either changes, the desired `MeshState` is rebuilt and applied;
+bursts of changes collapse into one apply.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+from typing import Literal, Protocol, cast
 
 from shoal.gossip.table import EndpointTable
 from shoal.manager.state.store import Store
 from shoal.mesh.dataplane import DataPlane
 from shoal.mesh.model import Endpoint, MeshState, PortSpec
 
-__all__ = ["MeshSync"]
+__all__ = ["MeshSync", "PortFeed", "PortSource", "StorePorts"]
 
 log = logging.getLogger(__name__)
 
 
-class MeshSync:
-    def __init__(
-        self,
-        store: Store,
-        table: EndpointTable,
-        plane: DataPlane,
-        node_id: str,
-        subnet: str,
-        ready: asyncio.Event | None = None,
-    ) -> None:
-        self._ready = ready
-        self._store = store
-        self._table = table
-        self._plane = plane
-        self._node_id = node_id
-        self._subnet = subnet
-        self._dirty = asyncio.Event()
-        self.applied: MeshState | None = None
+class PortSource(Protocol):
+    def ports(self) -> list[PortSpec]:
+        """Every service's published ports, now."""
+        ...
 
-    def desired(self) -> MeshState:
+    async def changed(self) -> None:
+        """Return after the ports may have changed (spurious returns are fine)."""
+        ...
+
+
+class StorePorts:
+    """Published ports read from the services in the store (a manager)."""
+
+    def __init__(self, store: Store) -> None:
+        self._store = store
+        self._queue = store.watch()
+
+    def ports(self) -> list[PortSpec]:
         ports: list[PortSpec] = []
         for service in self._store.view().list("service"):
             for port in service.endpoint.ports or []:
@@ -53,6 +53,70 @@ class MeshSync:
                             mode="host" if port.publish_mode == "host" else "ingress",
                         )
                     )
+        return ports
+
+    async def changed(self) -> None:
+        while True:
+            event = await self._queue.get()
+            if getattr(event, "kind", None) == "service" or not hasattr(event, "kind"):
+                return
+
+    def close(self) -> None:
+        self._store.unwatch(self._queue)
+
+
+class PortFeed:
+    """Published ports as the dispatcher last sent them (a worker)."""
+
+    def __init__(self) -> None:
+        self._ports: list[PortSpec] = []
+        self._event = asyncio.Event()
+
+    def set(self, ports: list[tuple[str, str, int, int, str]]) -> None:
+        new = [
+            PortSpec(
+                service_id=sid,
+                protocol=cast(Literal["tcp", "udp"], proto),
+                published=published,
+                target=target,
+                mode="host" if mode == "host" else "ingress",
+            )
+            for sid, proto, published, target, mode in ports
+            if proto in ("tcp", "udp")
+        ]
+        if new != self._ports:
+            self._ports = new
+            self._event.set()
+
+    def ports(self) -> list[PortSpec]:
+        return list(self._ports)
+
+    async def changed(self) -> None:
+        await self._event.wait()
+        self._event.clear()
+
+
+class MeshSync:
+    def __init__(
+        self,
+        ports: PortSource,
+        table: EndpointTable,
+        plane: DataPlane,
+        node_id: str,
+        subnet: str,
+        ready: asyncio.Event | None = None,
+    ) -> None:
+        self._ready = ready
+        self._ports = ports
+        self._table = table
+        self._plane = plane
+        self._node_id = node_id
+        self._subnet = subnet
+        self._dirty = asyncio.Event()
+        self.applied: MeshState | None = None
+
+    def desired(self) -> MeshState:
+        ports = self._ports.ports()
         endpoints = [
             Endpoint(e.service_id, e.task_id, e.node_id, e.address, e.ready)
             for e in self._table.entries()
@@ -70,7 +134,7 @@ class MeshSync:
         if self._ready is not None:
             await self._ready.wait()
         async with asyncio.TaskGroup() as tg:
-            tg.create_task(self._watch_store())
+            tg.create_task(self._watch_ports())
             tg.create_task(self._watch_table())
             while True:
                 state = self.desired()
@@ -85,15 +149,10 @@ class MeshSync:
                 await self._dirty.wait()
                 self._dirty.clear()
 
-    async def _watch_store(self) -> None:
-        queue = self._store.watch()
-        try:
-            while True:
-                event = await queue.get()
-                if getattr(event, "kind", None) == "service" or not hasattr(event, "kind"):
-                    self._dirty.set()
-        finally:
-            self._store.unwatch(queue)
+    async def _watch_ports(self) -> None:
+        while True:
+            await self._ports.changed()
+            self._dirty.set()
 
     async def _watch_table(self) -> None:
         seen = self._table.version

@@ -24,9 +24,30 @@ from shoal.manager.allocator.subnets import allocate_subnet, validate_pool
 from shoal.manager.controlapi.resolve import resolve
 from shoal.manager.state.store import Store, Tx, new_id
 
-__all__ = ["InitOptions", "cluster", "init_swarm", "update_node", "update_swarm"]
+__all__ = [
+    "InitOptions",
+    "JoinOptions",
+    "cluster",
+    "heartbeat_period",
+    "init_swarm",
+    "node_cert_expiry",
+    "register_node",
+    "update_node",
+    "update_swarm",
+]
 
 SECOND = 1_000_000_000
+MIN_CERT_EXPIRY = 3600 * SECOND  # docker's minimum
+RAFT_NEEDED = "joining as a manager needs Raft, not available yet"
+
+
+@dataclass(frozen=True)
+class JoinOptions:
+    hostname: str
+    addr: str
+    role: str
+    availability: str
+    engine_version: str
 
 
 @dataclass(frozen=True)
@@ -38,6 +59,7 @@ class InitOptions:
     data_path_port: int
     spec: SwarmSpec | None
     engine_version: str
+    listen_port: int = 2377
 
 
 def _spec_defaults(spec: SwarmSpec | None) -> SwarmSpec:
@@ -91,7 +113,9 @@ async def init_swarm(store: Store, opts: InitOptions, ca: RootCA) -> tuple[Swarm
             ),
             status=NodeStatus(state="ready", addr=opts.advertise_addr),
             manager_status=ManagerStatus(
-                leader=True, reachability="reachable", addr=f"{opts.advertise_addr}:2377"
+                leader=True,
+                reachability="reachable",
+                addr=f"{opts.advertise_addr}:{opts.listen_port}",
             ),
             subnet=allocate_subnet(pools, size, []),
         )
@@ -100,6 +124,44 @@ async def init_swarm(store: Store, opts: InitOptions, ca: RootCA) -> tuple[Swarm
         return swarm, node
 
     return await store.update(fn)
+
+
+async def register_node(store: Store, opts: JoinOptions) -> Node:
+    """The Node object of a node that joins: its own slice of the address pool, not ready
+    until its first session with a dispatcher."""
+
+    def fn(tx: Tx) -> Node:
+        swarm = cluster(tx)
+        used = [n.subnet for n in tx.list("node")]
+        node = Node(
+            id=new_id(),
+            spec=NodeSpec(role=opts.role, availability=opts.availability or "active"),  # type: ignore[arg-type]
+            description=NodeDescription(
+                hostname=opts.hostname,
+                platform={"Architecture": "x86_64", "OS": "linux"},
+                engine={"EngineVersion": opts.engine_version},
+            ),
+            status=NodeStatus(state="unknown", addr=opts.addr),
+            subnet=allocate_subnet(
+                swarm.default_addr_pool or ["10.0.0.0/8"], swarm.subnet_size or 24, used
+            ),
+        )
+        tx.create("node", node)
+        return node
+
+    return await store.update(fn)
+
+
+def heartbeat_period(swarm: Swarm) -> float:
+    """Seconds; SwarmSpec.Dispatcher.HeartbeatPeriod (default 5 s)."""
+    period = swarm.spec.dispatcher.heartbeat_period if swarm.spec.dispatcher else 0
+    return (period or 5 * SECOND) / SECOND
+
+
+def node_cert_expiry(swarm: Swarm) -> float:
+    """Seconds; SwarmSpec.CAConfig.NodeCertExpiry (default 90 days)."""
+    value = (swarm.spec.ca_config or {}).get("NodeCertExpiry") or 90 * 24 * 3600 * SECOND
+    return int(value) / SECOND
 
 
 def cluster(tx: Tx) -> Swarm:
@@ -120,6 +182,15 @@ async def update_node(store: Store, ref: str, version: int | None, spec: NodeSpe
                     "rpc error: code = FailedPrecondition desc = attempting to demote the "
                     "last manager of the swarm"
                 )
+            raise InvalidArgument(
+                "rpc error: code = FailedPrecondition desc = demoting a manager needs Raft, "
+                "not available yet"
+            )
+        if spec.role == "manager" and node.spec.role == "worker":
+            raise InvalidArgument(
+                "rpc error: code = FailedPrecondition desc = promoting a worker: "
+                + RAFT_NEEDED.replace("joining as", "becoming")
+            )
         node.spec = NodeSpec(
             name=spec.name,
             labels=spec.labels,
@@ -132,12 +203,35 @@ async def update_node(store: Store, ref: str, version: int | None, spec: NodeSpe
     return await store.update(fn)
 
 
-async def update_swarm(store: Store, version: int | None, spec: SwarmSpec) -> ClusterInfo:
+async def update_swarm(
+    store: Store,
+    version: int | None,
+    spec: SwarmSpec,
+    rotate_worker: bool = False,
+    rotate_manager: bool = False,
+    ca: RootCA | None = None,
+) -> ClusterInfo:
+    """Update the spec; rotating a token replaces it at once (the old one joins nobody)."""
+    expiry = (spec.ca_config or {}).get("NodeCertExpiry") if isinstance(spec.ca_config, dict) else 0
+    if expiry and int(expiry) < MIN_CERT_EXPIRY:
+        raise InvalidArgument(
+            "rpc error: code = InvalidArgument desc = minimum certificate expiry time is 1h0m0s"
+        )
+    period = spec.dispatcher.heartbeat_period if spec.dispatcher else 0
+    if period and period < 0:
+        raise InvalidArgument("heartbeat period must be positive")
+
     def fn(tx: Tx) -> Swarm:
         swarm = cluster(tx)
         if version is not None and version != swarm.version.index:
             raise OutOfSequence("rpc error: code = Unknown desc = update out of sequence")
         swarm.spec = _spec_defaults(spec)
+        if (rotate_worker or rotate_manager) and ca is None:
+            raise InvalidArgument("this node cannot rotate join tokens (no root CA key)")
+        if rotate_worker and ca is not None:
+            swarm.join_tokens.worker = join_token(ca)
+        if rotate_manager and ca is not None:
+            swarm.join_tokens.manager = join_token(ca)
         tx.update("cluster", swarm)
         return swarm
 

@@ -56,10 +56,16 @@ class Orchestrator(Reconciler):
     def _retire_dead_or_stranded(self, tx: Tx, tasks: list[Task], nodes: dict[str, Node]) -> None:
         for task in tasks:
             node = nodes.get(task.node_id) if task.node_id else None
-            stranded = task.node_id and (node is None or node.spec.availability == "drain")
+            # a down node's tasks are replaced elsewhere; if the node comes back, its agent
+            # sees them shut down and stops whatever still runs (swarmkit does the same)
+            stranded = task.node_id and (
+                node is None or node.spec.availability == "drain" or node.status.state == "down"
+            )
             if is_current(task) and stranded:
                 log.info(
-                    "task %s: node %s drained or gone, shutting it down", task.id, task.node_id
+                    "task %s: node %s drained, down or gone, shutting it down",
+                    task.id,
+                    task.node_id,
                 )
                 task.desired_state = "shutdown"
                 tx.update("task", task)

@@ -1,0 +1,185 @@
+"""`RemoteSession`: the AgentSession contract served by a manager's dispatcher over 2377.
+
+One connection at a time to one manager from the list; when it fails (stream broken,
+heartbeat unanswered, manager gone) the next manager of the list is tried, after a short
+growing pause. The list is refreshed from every session message and handed to
+`on_managers` (the daemon persists it), so a node that restarts knows every manager.
+
+Heartbeats are sent here, at the period the dispatcher asks for; the agent's own
+`heartbeat()` calls are no-ops. Status reports made while no manager is reachable are kept
+(latest per task) and sent after the reconnect, so a state change is never lost; a report
+the dispatcher refuses (a backwards transition) raises, as the contract says.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import AsyncIterator, Callable
+
+from shoal.api.types import Task
+from shoal.ca.files import NodeTLS
+from shoal.cluster.client import ClusterClient
+from shoal.cluster.wire import (
+    Empty,
+    HeartbeatResponse,
+    RenewRequest,
+    RenewResponse,
+    SessionMessage,
+    SessionRequest,
+    StatusRequest,
+)
+from shoal.errors import InvalidArgument, NotFound, ShoalError, Unavailable
+from shoal.manager.dispatcher.session import StatusUpdate
+
+__all__ = ["RemoteSession"]
+
+log = logging.getLogger(__name__)
+
+Ports = list[tuple[str, str, int, int, str]]
+_CONNECT_TIMEOUT = 10.0
+
+
+class RemoteSession:
+    def __init__(
+        self,
+        managers: list[str],
+        tls: Callable[[], NodeTLS],
+        hostname: str,
+        addr: str,
+        on_managers: Callable[[list[str]], None] = lambda m: None,
+        on_ports: Callable[[Ports], None] = lambda p: None,
+    ) -> None:
+        if not managers:
+            raise InvalidArgument("no manager address to connect to")
+        self.managers = list(managers)
+        self._tls = tls
+        self._request = SessionRequest(hostname=hostname, addr=addr)
+        self._on_managers = on_managers
+        self._on_ports = on_ports
+        self._index = 0
+        self._client: ClusterClient | None = None
+        self.connected = asyncio.Event()
+        self._latest: list[Task] | None = None
+        self._new_tasks = asyncio.Event()
+        self._pending: dict[str, StatusUpdate] = {}
+        self.period = 5.0
+        self.connected_to = ""
+
+    # -- the AgentSession contract -----------------------------------------------------
+    async def assignments(self) -> AsyncIterator[list[Task]]:
+        while True:
+            await self._new_tasks.wait()
+            self._new_tasks.clear()
+            if self._latest is not None:
+                yield self._latest
+
+    async def report(self, updates: list[StatusUpdate]) -> None:
+        for update in updates:
+            self._pending[update.task_id] = update
+        await self._flush()
+
+    async def heartbeat(self) -> None:
+        """Heartbeats are this session's own business (at the dispatcher's period)."""
+
+    async def renew(self, csr: bytes) -> bytes:
+        """A new certificate for this node from a manager (for CertRenewer)."""
+        client = self._client
+        if client is None:
+            raise Unavailable("no manager connected")
+        response = await client.call("CA/Renew", RenewRequest(csr), RenewResponse)
+        return response.cert
+
+    # -- the connection ----------------------------------------------------------------
+    async def run(self) -> None:
+        pause = 0.2
+        while True:
+            addr = self.managers[self._index % len(self.managers)]
+            client = ClusterClient(addr, self._tls().ca_pem, self._tls())
+            try:
+                await self._session(client)
+            except ShoalError as exc:
+                log.warning("session with manager %s ended: %s", addr, exc)
+            except Exception:
+                log.exception("session with manager %s failed", addr)
+            finally:
+                self._client = None
+                self.connected.clear()
+                self.connected_to = ""
+                with contextlib.suppress(Exception):
+                    await client.close()
+            self._index += 1
+            await asyncio.sleep(pause)
+            pause = min(pause * 2, 2.0) if self._index % len(self.managers) == 0 else pause
+
+    async def _session(self, client: ClusterClient) -> None:
+        stream = client.stream("Dispatcher/Session", self._request, SessionMessage)
+        try:  # raises if the manager refuses or is unreachable
+            first = await asyncio.wait_for(anext(stream), _CONNECT_TIMEOUT)
+        except TimeoutError:
+            raise Unavailable(f"manager {client.addr} did not open a session") from None
+        self._client = client
+        self.connected_to = client.addr
+        self.connected.set()
+        log.info("session: connected to manager %s", client.addr)
+        self._take(first)
+        await self._flush()
+        reader = asyncio.create_task(self._read(stream))
+        beats = asyncio.create_task(self._heartbeats(client))
+        try:
+            done, _ = await asyncio.wait({reader, beats}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for task in (reader, beats):
+                task.cancel()
+            await asyncio.gather(reader, beats, return_exceptions=True)
+        for task in done:
+            task.result()  # the ShoalError that ended the session, if any
+        raise Unavailable("the manager closed the session")
+
+    async def _read(self, stream: AsyncIterator[SessionMessage]) -> None:
+        async for message in stream:
+            self._take(message)
+
+    def _take(self, message: SessionMessage) -> None:
+        self.period = message.heartbeat_period
+        if message.managers and message.managers != self.managers:
+            self.managers = list(message.managers)
+            self._on_managers(self.managers)
+        self._on_ports([(p.service_id, p.protocol, p.published, p.target, p.mode)
+                        for p in message.ports])
+        self._latest = message.tasks
+        self._new_tasks.set()
+
+    async def _heartbeats(self, client: ClusterClient) -> None:
+        while True:
+            await asyncio.sleep(self.period)
+            try:
+                response = await client.call(
+                    "Dispatcher/Heartbeat", Empty(), HeartbeatResponse, timeout=self.period
+                )
+            except NotFound:
+                raise
+            except Unavailable as exc:
+                # the stream may hang on a dead manager: end the session, try the next one
+                raise Unavailable(f"heartbeat unanswered: {exc.message}") from None
+            self.period = response.period
+
+    async def _flush(self) -> None:
+        client = self._client
+        if client is None or not self._pending:
+            return
+        batch = list(self._pending.values())
+        try:
+            await client.call("Dispatcher/UpdateTaskStatus", StatusRequest(batch), Empty)
+        except Unavailable:
+            return  # kept; sent after the reconnect
+        except ShoalError:
+            self._drop(batch)
+            raise  # refused: the agent retries one by one and logs the culprit
+        self._drop(batch)
+
+    def _drop(self, batch: list[StatusUpdate]) -> None:
+        for update in batch:
+            if self._pending.get(update.task_id) is update:
+                del self._pending[update.task_id]

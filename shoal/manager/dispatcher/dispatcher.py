@@ -1,0 +1,202 @@
+"""The dispatcher: remote nodes' sessions over 2377, and who is alive.
+
+Each member node keeps one session: a stream down (its tasks, every service's published
+ports, the managers' addresses and the heartbeat period, sent whole after each change that
+concerns it), task status up (`UpdateTaskStatus`) and heartbeats. The caller's node ID is
+the one in its certificate, never a field it sends. A node that misses its heartbeats for
+GRACE_PERIODS periods is marked down (the orchestrator then replaces its tasks); its next
+heartbeat or session marks it ready again. The node this dispatcher runs on is served
+in-process (LocalSession) and is never declared down by itself. Leader-only.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import AsyncIterator, Callable
+
+import msgspec
+
+from shoal.api.types import Node, Service
+from shoal.ca.issuer import manager_addrs
+from shoal.cluster.server import MEMBERS, Caller, ClusterServer
+from shoal.cluster.wire import (
+    Empty,
+    HeartbeatResponse,
+    PublishedPort,
+    SessionMessage,
+    SessionRequest,
+    StatusRequest,
+)
+from shoal.errors import NotFound
+from shoal.manager.controlapi.swarm import heartbeat_period
+from shoal.manager.dispatcher.liveness import Liveness
+from shoal.manager.dispatcher.session import LocalSession
+from shoal.manager.state.store import Commit, Event, Store, Tx
+
+__all__ = ["Dispatcher", "published_ports"]
+
+log = logging.getLogger(__name__)
+
+
+def published_ports(services: list[Service]) -> list[PublishedPort]:
+    """Every published TCP/UDP port of every service (what each node's mesh serves)."""
+    out: list[PublishedPort] = []
+    for service in services:
+        for port in service.endpoint.ports or []:
+            if port.published_port and port.protocol in ("tcp", "udp"):
+                mode = "host" if port.publish_mode == "host" else "ingress"
+                out.append(
+                    PublishedPort(
+                        service.id, port.protocol, port.published_port, port.target_port, mode
+                    )
+                )
+    return sorted(out, key=lambda p: (p.protocol, p.published))
+
+
+class Dispatcher:
+    def __init__(
+        self, store: Store, local_node_id: str, clock: Callable[[], float] = time.monotonic
+    ) -> None:
+        self._store = store
+        self._local = local_node_id
+        self._clock = clock
+        self.liveness = Liveness(self._period())
+        self._wake = asyncio.Event()
+
+    def register(self, server: ClusterServer) -> None:
+        server.add_stream("Dispatcher/Session", SessionRequest, MEMBERS, self.session)
+        server.add_unary("Dispatcher/UpdateTaskStatus", StatusRequest, MEMBERS, self.update_status)
+        server.add_unary("Dispatcher/Heartbeat", Empty, MEMBERS, self.heartbeat)
+
+    def _period(self) -> float:
+        clusters = self._store.view().list("cluster")
+        return heartbeat_period(clusters[0]) if clusters else 5.0
+
+    def _member(self, caller: Caller) -> str:
+        assert caller.identity is not None
+        node_id = caller.identity.node_id
+        if self._store.view().get("node", node_id) is None:
+            raise NotFound(f"node {node_id} is not a member of this swarm (removed?)")
+        return node_id
+
+    # -- RPCs ---------------------------------------------------------------------------
+    async def session(self, req: SessionRequest, caller: Caller) -> AsyncIterator[SessionMessage]:
+        node_id = self._member(caller)
+        log.info("dispatcher: session opened by node %s (%s)", node_id, caller.peer)
+        await self._alive(node_id, req.addr)
+        queue = self._store.watch()
+        try:
+            last = b""
+            while True:
+                message = self._message(node_id)
+                raw = msgspec.msgpack.encode(message)
+                if raw != last:
+                    last = raw
+                    yield message
+                while not isinstance(await queue.get(), Commit):
+                    pass
+                self._member(caller)
+        finally:
+            self._store.unwatch(queue)
+            log.info("dispatcher: session of node %s closed", node_id)
+
+    def _message(self, node_id: str) -> SessionMessage:
+        view = self._store.view()
+        tasks = view.find("task", lambda t: t.node_id == node_id)
+        return SessionMessage(
+            tasks=sorted(tasks, key=lambda t: t.id),
+            ports=published_ports(view.list("service")),
+            managers=manager_addrs(self._store),
+            heartbeat_period=self.liveness.period,
+        )
+
+    async def update_status(self, req: StatusRequest, caller: Caller) -> Empty:
+        node_id = self._member(caller)
+        await LocalSession(self._store, node_id).report(req.updates)
+        return Empty()
+
+    async def heartbeat(self, req: Empty, caller: Caller) -> HeartbeatResponse:
+        node_id = self._member(caller)
+        await self._alive(node_id, "")
+        return HeartbeatResponse(self.liveness.period)
+
+    async def _alive(self, node_id: str, addr: str) -> None:
+        self.liveness.beat(node_id, self._clock())
+        self._wake.set()
+
+        def fn(tx: Tx) -> None:
+            node: Node | None = tx.get("node", node_id)
+            if node is None:
+                return
+            if node.status.state != "ready" or (addr and node.status.addr != addr):
+                if node.status.state != "ready":
+                    log.info("dispatcher: node %s is ready", node_id)
+                node.status.state = "ready"
+                node.status.message = ""
+                node.status.addr = addr or node.status.addr
+                tx.update("node", node)
+
+        await self._store.update(fn)
+
+    # -- liveness -----------------------------------------------------------------------
+    async def run(self) -> None:
+        """Mark nodes down when their heartbeats stop (leader only)."""
+        queue = self._store.watch()
+        try:
+            while True:
+                self._track_nodes()
+                for node_id in self.liveness.expired(self._clock()):
+                    await self._mark_down(node_id)
+                deadline = self.liveness.next_deadline()
+                timeout = None if deadline is None else max(deadline - self._clock(), 0.0) + 0.01
+                self._wake.clear()
+                await _first(queue, self._wake, timeout)
+        finally:
+            self._store.unwatch(queue)
+
+    def _track_nodes(self) -> None:
+        now = self._clock()
+        period = self._period()
+        if period != self.liveness.period:
+            log.info("dispatcher: heartbeat period is now %.1fs", period)
+            self.liveness.set_period(period, now)
+        known = set()
+        for node in self._store.view().list("node"):
+            known.add(node.id)
+            if node.id != self._local and node.status.state not in ("down", "disconnected"):
+                self.liveness.track(node.id, now)
+        for node_id in self.liveness.tracked():
+            if node_id not in known:
+                self.liveness.forget(node_id)
+
+    async def _mark_down(self, node_id: str) -> None:
+        def fn(tx: Tx) -> None:
+            node: Node | None = tx.get("node", node_id)
+            if node is not None and node.status.state != "down":
+                node.status.state = "down"
+                node.status.message = "heartbeat failure"
+                tx.update("node", node)
+
+        log.warning(
+            "dispatcher: node %s missed its heartbeats for %.1fs: marking it down",
+            node_id,
+            self.liveness.grace,
+        )
+        await self._store.update(fn)
+
+
+async def _first(
+    queue: asyncio.Queue[Event | Commit], wake: asyncio.Event, timeout: float | None
+) -> None:
+    """Return at the next commit, wake-up or timeout, whichever comes first."""
+    getter = asyncio.ensure_future(queue.get())
+    waker = asyncio.ensure_future(wake.wait())
+    try:
+        await asyncio.wait({getter, waker}, timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        getter.cancel()
+        waker.cancel()
+    while not queue.empty():
+        queue.get_nowait()
