@@ -37,7 +37,13 @@ def up(nodes: int, managers: int) -> None:
     the_lab.up(nodes, managers)
     click.echo("lab: swarm initialised on h1 (198.18.0.11)")
     if nodes > 1:
-        click.echo(f"lab: h2..h{nodes} run daemons but are not joined yet (swarm join comes later)")
+        click.echo(f"lab: h2..h{nodes} joined the swarm over 198.18.0.11:2377")
+    not_managers = the_lab.state.not_managers
+    if not_managers:
+        click.echo(
+            f"lab: {', '.join(not_managers)} joined as worker(s), not manager(s): "
+            "joining as a manager needs Raft, not available yet"
+        )
     click.echo(status_table(the_lab.status()))
 
 

@@ -128,9 +128,8 @@ class Lab:
                 self.wait_ready(host)
             if swarm:
                 self.init_swarm()
-            # Joining h2..hN arrives with `swarm join`: then call self.join(host) here for
-            # each of them (managers h2..hM, workers after). Until then they run daemons
-            # outside the swarm.
+                for host in self.hosts()[1:]:
+                    self.join(host)
         except BaseException:
             self.down()
             raise
@@ -218,12 +217,13 @@ class Lab:
         self._save(state)
         return node_id
 
-    def join(self, host: str) -> None:
-        """Join `host` to h1's swarm with the token of its recorded role.
+    def join(self, host: str) -> str:
+        """Join `host` to h1's swarm with the token of its recorded role; the role it got.
 
-        Not called by `up` yet: it waits for multi-node `swarm join` in the daemon.
+        A host meant to be a manager joins as a worker while managers cannot join (no Raft
+        yet); it is listed in the state's `not_managers`.
         """
-        _, rec = self._record(host)
+        state, rec = self._record(host)
         with self.client("h1") as leader:
             tokens = leader.get("/swarm")["JoinTokens"]
         body = {
@@ -233,7 +233,18 @@ class Lab:
             "JoinToken": tokens["Manager" if rec.role == "manager" else "Worker"],
         }
         with self.client(host) as api:
+            try:
+                api.post("/swarm/join", body)
+                return rec.role
+            except ShoalError as exc:
+                if rec.role != "manager" or "needs Raft" not in exc.message:
+                    raise
+            body["JoinToken"] = tokens["Worker"]
             api.post("/swarm/join", body)
+        state.not_managers = sorted({*state.not_managers, host})
+        rec.role = "worker"
+        self._save(state)
+        return "worker"
 
     # -- power and cables -------------------------------------------------------------
     def stop(self, host: str) -> None:

@@ -32,6 +32,8 @@ class LabState:
     swarm: bool = False  # swarm init done on h1
     hosts: dict[str, HostRecord] = field(default_factory=dict)
     client_cut: bool = False
+    # hosts meant to be managers that joined as workers (managers cannot join without Raft)
+    not_managers: list[str] = field(default_factory=list)
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)
@@ -45,6 +47,7 @@ class LabState:
             swarm=bool(data.get("swarm", False)),
             hosts=hosts,
             client_cut=bool(data.get("client_cut", False)),
+            not_managers=list(data.get("not_managers", [])),
         )
 
 

@@ -1,0 +1,114 @@
+"""In-process nodes (fake runtime, recording plane) that form a swarm over loopback 2377."""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+import json
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from aiohttp.test_utils import TestClient, TestServer
+
+from shoal.httpapi.app import make_app
+from shoal.mesh.recording import RecordingDataPlane
+from shoal.node.daemon import Daemon, DaemonOptions
+from tests.unit.fakes import FakeRuntime
+
+V = "/v1.47"
+
+
+class TestNode:
+    __test__ = False
+
+    def __init__(self, root: Path, hostname: str) -> None:
+        self.runtime = FakeRuntime(root / "tasks")
+        self.plane = RecordingDataPlane()
+
+        async def probe(address: str, ports: list[int]) -> None:
+            pass  # fake tasks listen at once; no packet leaves
+
+        async def healthy(task: Any, argv: list[str], timeout: float) -> bool:
+            return True
+
+        self.daemon = Daemon(
+            DaemonOptions(data_root=root, hostname=hostname, drain_delay=0),
+            runtime=self.runtime,  # type: ignore[arg-type]
+            plane_factory=lambda: self.plane,  # type: ignore[arg-type,return-value]
+            probe=probe,
+            check_health=healthy,
+        )
+        self.client = TestClient(TestServer(make_app(self.daemon)))
+
+    async def start(self) -> None:
+        await self.client.start_server()
+        await self.daemon.start()
+
+    async def stop(self) -> None:
+        await self.client.close()
+        await self.daemon.shutdown()
+
+    async def call(
+        self, method: str, path: str, body: Any = None, expect: int = 200, **params: str
+    ) -> Any:
+        resp = await self.client.request(method, V + path, json=body, params=params)
+        text = await resp.text()
+        assert resp.status == expect, f"{method} {path}: {resp.status} {text}"
+        return json.loads(text) if text else None
+
+    async def init(self) -> None:
+        await self.call(
+            "POST",
+            "/swarm/init",
+            {"AdvertiseAddr": "127.0.0.1", "DefaultAddrPool": ["198.19.0.0/16"],
+             "SubnetSize": 24},
+        )
+
+    @property
+    def addr(self) -> str:
+        assert self.daemon.cluster is not None
+        return f"127.0.0.1:{self.daemon.cluster.server.port}"
+
+    async def tokens(self) -> dict[str, str]:
+        return (await self.call("GET", "/swarm"))["JoinTokens"]  # type: ignore[no-any-return]
+
+    async def join(self, manager: TestNode, token: str | None = None, expect: int = 200) -> Any:
+        token = token if token is not None else (await manager.tokens())["Worker"]
+        return await self.call(
+            "POST", "/swarm/join", {"RemoteAddrs": [manager.addr], "JoinToken": token},
+            expect=expect,
+        )
+
+    async def tasks(self, service: str) -> list[dict[str, Any]]:
+        filters = json.dumps({"service": {service: True}})
+        return await self.call("GET", "/tasks", filters=filters)  # type: ignore[no-any-return]
+
+    async def nodes(self) -> dict[str, dict[str, Any]]:
+        return {n["Description"]["Hostname"]: n for n in await self.call("GET", "/nodes")}
+
+
+async def eventually(check: Callable[[], Any], timeout: float = 10.0) -> Any:
+    deadline = time.monotonic() + timeout
+    while True:
+        result = check()
+        if inspect.isawaitable(result):
+            result = await result
+        if result:
+            return result
+        if time.monotonic() > deadline:
+            raise AssertionError(f"condition not met within {timeout}s: {check}")
+        await asyncio.sleep(0.02)
+
+
+def web_spec(replicas: int) -> dict[str, Any]:
+    return {
+        "Name": "web",
+        "TaskTemplate": {
+            "ContainerSpec": {"Image": "shoal", "Args": ["whoami", "--port", "80"]},
+            "RestartPolicy": {"Condition": "any", "Delay": 50_000_000},
+        },
+        "Mode": {"Replicated": {"Replicas": replicas}},
+        "EndpointSpec": {"Ports": [{"Protocol": "tcp", "TargetPort": 80, "PublishedPort": 8080}]},
+    }
