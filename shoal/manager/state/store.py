@@ -218,5 +218,11 @@ class Store:
                 self._tables[kind][obj.id] = obj
         self.index = index
 
+    def publish_reload(self) -> None:
+        """Tell watchers the whole state was replaced by `load` (a replica restored from a
+        Raft snapshot): a bare Commit, so level-triggered watchers take a fresh look."""
+        for queue in self._watchers:
+            queue.put_nowait(Commit(self.index))
+
     def snapshot(self) -> dict[str, list[Any]]:
         return {kind: list(table.values()) for kind, table in self._tables.items()}

@@ -1,0 +1,499 @@
+"""RaftNode: the asyncio driver of one manager's Raft core (shoal/raft).
+
+One task owns the core (`_drive`): every other coroutine talks to it by queueing a small
+closure in the inbox (a received message, a proposal, a tick, a report), so the core is
+only ever touched between two Readies. Each round it runs the inbox (messages first, then
+ticks, so heartbeats that waited behind a slow fsync are seen before time advances), then
+handles each Ready in the order the core demands:
+
+    persist (SQLite, fsync if must_sync, on the storage's thread)  ->  send (queue per
+    peer, one sender task each)  ->  apply (state machine, conf changes, futures)  ->
+    advance
+
+Proposals that arrive during an fsync are stepped together in the next round: one Ready,
+one fsync for all of them (group commit). After the Readies, every `snapshot_every`
+applied entries the state machine is snapshotted and the log compacted.
+
+Leadership is announced to `on_leadership` callbacks only once the new leader has applied
+the empty entry of its term: everything committed before is then applied locally, so a
+reconciler or a write transaction started on `True` reads current state.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import inspect
+import logging
+import random
+from collections import deque
+from collections.abc import Awaitable, Callable
+
+from shoal.errors import InvalidArgument, Unavailable
+from shoal.manager.raft.config import RaftNodeConfig, StateMachine
+from shoal.manager.raft.errors import NotLeader
+from shoal.manager.raft.membership import Membership
+from shoal.manager.raft.pending import Proposals, Reads
+from shoal.manager.raft.storage import SQLiteStorage
+from shoal.manager.raft.transport import Transport
+from shoal.manager.raft.validate import refusal
+from shoal.raft import (
+    ConfChange,
+    Config,
+    ConfState,
+    EntryType,
+    InvariantViolation,
+    Message,
+    MessageDecodeError,
+    ProposalDropped,
+    RaftError,
+    RawNode,
+    Ready,
+    StateRole,
+    Status,
+    decode,
+    decode_message,
+    encode,
+)
+
+__all__ = ["LeadershipCallback", "RaftNode"]
+
+log = logging.getLogger(__name__)
+
+LeadershipCallback = Callable[[bool], Awaitable[None] | None]
+
+
+class _Stopped(Exception):
+    pass
+
+
+class RaftNode(Membership):
+    """Drive one Raft member. `run()` inside the caller's TaskGroup, `stop()` to end it."""
+
+    def __init__(
+        self,
+        node_id: int,
+        storage: SQLiteStorage,
+        transport: Transport,
+        state_machine: StateMachine,
+        config: RaftNodeConfig | None = None,
+        *,
+        rng: random.Random | None = None,
+    ) -> None:
+        self.config = config or RaftNodeConfig()
+        self.config.validate()
+        self.id = node_id
+        self._storage = storage
+        self._transport = transport
+        self._sm = state_machine
+        snap = storage.snapshot()
+        state_machine.restore(snap.data)
+        self._applied = self._snap_index = snap.index
+        c = self.config
+        self._raw = RawNode(
+            Config(
+                id=node_id,
+                rng=rng or random.Random(),
+                election_tick=c.election_tick,
+                heartbeat_tick=c.heartbeat_tick,
+                applied=snap.index,
+                max_size_per_msg=c.max_size_per_msg,
+                max_inflight=c.max_inflight,
+            ),
+            storage,
+        )
+        self._inbox: deque[Callable[[], None]] = deque()
+        self._ticks = 0
+        self._wake = asyncio.Event()
+        self._changed = asyncio.Event()
+        self._proposals = Proposals()
+        self._reads = Reads()
+        self._read_seq = 0
+        self._outbox: dict[int, asyncio.Queue[Message]] = {}
+        self._lead_seen = 0
+        self._term_start = (0, 0)  # (term, index) of the first entry of our leadership
+        self._announced = False
+        self._callbacks: list[LeadershipCallback] = []
+        self._announcements: asyncio.Queue[bool] = asyncio.Queue()
+        self._tg: asyncio.TaskGroup | None = None
+        self._stop_requested = asyncio.Event()
+        self._done = asyncio.Event()
+        self._running = False
+        self._requests: set[asyncio.Future[int]] = set()
+        transport.bind(self)
+
+    # --- introspection --------------------------------------------------------------------
+
+    @property
+    def is_leader(self) -> bool:
+        return self._running and self._raw.role is StateRole.LEADER
+
+    @property
+    def leader_ready(self) -> bool:
+        """Leader, and everything committed before its term is applied here."""
+        term, index = self._term_start
+        return self.is_leader and term == self._raw.term and self._applied >= index
+
+    @property
+    def leader_id(self) -> int:
+        return self._raw.lead
+
+    @property
+    def term(self) -> int:
+        return self._raw.term
+
+    @property
+    def applied(self) -> int:
+        return self._applied
+
+    @property
+    def committed(self) -> int:
+        return self._raw.committed
+
+    @property
+    def conf_state(self) -> ConfState:
+        return self._raw.conf_state
+
+    @property
+    def running(self) -> bool:
+        return self._running
+
+    def status(self) -> Status:
+        return self._raw.status()
+
+    def on_leadership(self, callback: LeadershipCallback) -> None:
+        """`callback(True)` once this node leads with current state, `callback(False)` when
+        it stops leading (or the node stops). Called in order, one at a time."""
+        self._callbacks.append(callback)
+
+    async def wait_until(self, predicate: Callable[[], bool], timeout: float) -> None:
+        """Return once `predicate()` holds (checked after every driver round); raise
+        `Unavailable` after `timeout` seconds."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        while not predicate():
+            remaining = deadline - loop.time()
+            if remaining <= 0 or self._done.is_set():
+                raise Unavailable(f"raft {self.id:x}: condition not reached in {timeout:.1f}s")
+            try:
+                await asyncio.wait_for(self._changed.wait(), remaining)
+            except TimeoutError:
+                pass
+
+    # --- life cycle -------------------------------------------------------------------------
+
+    async def run(self) -> None:
+        """Run until `stop()`; a broken invariant or storage failure ends it with the error."""
+        if self._running or self._done.is_set():
+            raise InvalidArgument(f"raft {self.id:x}: a RaftNode runs once")
+        self._running = True
+        try:
+            async with asyncio.TaskGroup() as tg:
+                self._tg = tg
+                tg.create_task(self._ticker(), name=f"raft-{self.id:x}-tick")
+                tg.create_task(self._drive(), name=f"raft-{self.id:x}-drive")
+                tg.create_task(self._notifier(), name=f"raft-{self.id:x}-notify")
+                await self._stop_requested.wait()
+                raise _Stopped
+        except BaseExceptionGroup as eg:
+            _, rest = eg.split(_Stopped)
+            if rest is not None:
+                log.error("raft %x: stopped by an error: %r", self.id, rest.exceptions[0])
+                raise rest.exceptions[0] if len(rest.exceptions) == 1 else rest from None
+        finally:
+            self._running = False
+            self._tg = None
+            stopped = NotLeader("raft: node stopped", self._raw.lead)
+            self._proposals.fail_all(stopped)
+            self._reads.fail_all(stopped)
+            for fut in list(self._requests):  # still in the inbox when the driver ended
+                if not fut.done():
+                    fut.set_exception(stopped)
+            self._done.set()
+            self._changed.set()
+            if self._announced:
+                self._announced = False
+                await self._call_callbacks(False)
+
+    async def stop(self) -> None:
+        self._stop_requested.set()
+        if self._running:
+            await self._done.wait()
+
+    # --- requests ---------------------------------------------------------------------------
+
+    async def propose(self, data: bytes) -> int:
+        """Replicate `data`; returns its log index once applied here. Raises `NotLeader`
+        when this node is not the leader or loses leadership first (then the entry may or
+        may not be committed)."""
+        if not self.is_leader:
+            raise NotLeader(f"raft {self.id:x}: not the leader", self._raw.lead)
+        fut = self._new_request()
+        self._submit(functools.partial(self._do_propose, data, EntryType.NORMAL, fut))
+        return await fut
+
+    async def read_index(self, timeout: float | None = None) -> int:
+        """A linearizable read point: returns once this node applied an index at least as
+        recent as every write acknowledged before the call (ReadIndex, §6.4). Retries
+        across leader changes; `Unavailable` after `timeout` (no leader or no quorum)."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + (timeout or self.config.timeout)
+        while True:
+            self._read_seq += 1
+            ctx = b"%d:%d" % (self.id, self._read_seq)
+            fut = self._new_request()
+            self._reads.add(ctx, fut)
+            self._submit(functools.partial(self._do_read, ctx, fut))
+            try:
+                return await asyncio.wait_for(fut, max(0.0, deadline - loop.time()))
+            except TimeoutError:
+                raise Unavailable(f"raft {self.id:x}: read index timed out") from None
+            except NotLeader:
+                if loop.time() >= deadline or self._done.is_set():
+                    raise
+                await self.wait_until(lambda: self._raw.lead != 0, deadline - loop.time())
+            finally:
+                self._reads.discard(ctx)
+
+    async def receive(self, messages: list[Message]) -> None:
+        """Messages from peers (the transport calls this). Malformed ones are dropped."""
+        for m in messages:
+            reason = refusal(m, self.id, self.config.max_message_bytes)
+            if reason is not None:
+                log.warning(
+                    "raft %x: dropped %s from %x: %s", self.id, m.type.name, m.from_, reason
+                )
+                continue
+            self._inbox.append(functools.partial(self._step, m))
+        self._wake.set()
+
+    async def receive_frames(self, frames: list[bytes]) -> None:
+        """Raw msgpack frames from a peer: decoded with the size limit, garbage dropped."""
+        messages = []
+        for frame in frames:
+            try:
+                messages.append(decode_message(frame, max_size=self.config.max_message_bytes))
+            except MessageDecodeError as exc:
+                log.warning(
+                    "raft %x: dropped a malformed frame (%d bytes): %s", self.id, len(frame), exc
+                )
+        await self.receive(messages)
+
+    def report_unreachable(self, peer: int) -> None:
+        self._submit(functools.partial(self._raw.report_unreachable, peer))
+
+    def report_snapshot(self, peer: int, ok: bool) -> None:
+        self._submit(functools.partial(self._raw.report_snapshot, peer, ok=ok))
+
+    def campaign(self) -> None:
+        """Start an election now (a freshly bootstrapped single manager need not wait)."""
+        self._submit(self._raw.campaign)
+
+    # --- inbox actions (run by the driver, between Readies) ------------------------------
+
+    def _new_request(self) -> asyncio.Future[int]:
+        """A future the driver settles; failed by `run()` on its way out at the latest."""
+        if not self._running:
+            raise NotLeader(f"raft {self.id:x}: node is not running")
+        fut: asyncio.Future[int] = asyncio.get_running_loop().create_future()
+        self._requests.add(fut)
+        fut.add_done_callback(self._requests.discard)
+        return fut
+
+    def _submit(self, action: Callable[[], None]) -> None:
+        self._inbox.append(action)
+        self._wake.set()
+
+    def _step(self, m: Message) -> None:
+        try:
+            self._raw.step(m)
+        except InvariantViolation:
+            raise
+        except (RaftError, InvalidArgument) as exc:
+            log.warning("raft %x: dropped %s from %x: %s", self.id, m.type.name, m.from_, exc)
+
+    def _do_propose(self, data: bytes, kind: EntryType, fut: asyncio.Future[int]) -> None:
+        if fut.done():
+            return
+        if self._raw.role is not StateRole.LEADER:
+            fut.set_exception(NotLeader(f"raft {self.id:x}: not the leader", self._raw.lead))
+            return
+        try:
+            if kind is EntryType.CONF_CHANGE:
+                self._raw.propose_conf_change(decode(data, ConfChange))
+            else:
+                self._raw.propose(data)
+        except ProposalDropped as exc:
+            fut.set_exception(exc)
+            return
+        self._proposals.add(self._raw.last_index, self._raw.term, fut)
+
+    def _do_read(self, ctx: bytes, fut: asyncio.Future[int]) -> None:
+        if fut.done():
+            return
+        try:
+            self._raw.read_index(ctx)
+        except ProposalDropped as exc:
+            self._reads.fail(ctx, NotLeader(str(exc), self._raw.lead))
+
+    # --- the driver -----------------------------------------------------------------------
+
+    async def _ticker(self) -> None:
+        # Sleeping (not a fixed schedule) means a stalled loop does not replay a burst of
+        # ticks afterwards: a stall slows Raft's clock instead of firing elections.
+        while True:
+            await asyncio.sleep(self.config.tick_interval)
+            self._ticks += 1
+            self._wake.set()
+
+    async def _drive(self) -> None:
+        raw = self._raw
+        while True:
+            if not self._inbox and not self._ticks:
+                self._wake.clear()
+                await self._wake.wait()
+            while self._inbox:
+                self._inbox.popleft()()
+            ticks, self._ticks = self._ticks, 0
+            for _ in range(ticks):
+                raw.tick()
+            while raw.has_ready():
+                await self._handle_ready(raw.ready())
+            await self._maybe_snapshot()
+            self._after_round()
+
+    async def _handle_ready(self, rd: Ready) -> None:
+        st = self._storage
+        if rd.snapshot is not None or rd.entries:
+            await st.persist(
+                snapshot=rd.snapshot,
+                entries=rd.entries,
+                hard_state=rd.hard_state,
+                sync=rd.must_sync,
+            )
+        elif rd.hard_state is not None:
+            # Term/vote changes must be synced; a commit-only change need not be.
+            st.save(hard_state=rd.hard_state, sync=rd.must_sync)
+        if rd.entries and self._raw.role is StateRole.LEADER:
+            self._note_term_start(rd)
+        self._send(rd.messages)
+        self._apply(rd)
+        self._raw.advance(rd)
+
+    def _note_term_start(self, rd: Ready) -> None:
+        term = self._raw.term
+        if self._term_start[0] == term:
+            return
+        for e in rd.entries:
+            if e.term == term:
+                self._term_start = (term, e.index)
+                return
+
+    def _send(self, messages: tuple[Message, ...]) -> None:
+        for m in messages:
+            if m.to == self.id:
+                self._inbox.append(functools.partial(self._step, m))
+                continue
+            q = self._outbox.get(m.to)
+            if q is None:
+                q = self._outbox[m.to] = asyncio.Queue(self.config.max_outbound)
+                assert self._tg is not None
+                self._tg.create_task(self._sender(m.to, q), name=f"raft-{self.id:x}-to-{m.to:x}")
+            try:
+                q.put_nowait(m)
+            except asyncio.QueueFull:
+                self._inbox.append(functools.partial(self._raw.report_unreachable, m.to))
+
+    async def _sender(self, peer: int, q: asyncio.Queue[Message]) -> None:
+        while True:
+            batch = [await q.get()]
+            while not q.empty():
+                batch.append(q.get_nowait())
+            try:
+                await self._transport.send(peer, batch)
+            except Exception as exc:  # a transport breaking its contract must not kill us
+                log.warning("raft %x: transport failed sending to %x: %r", self.id, peer, exc)
+                self.report_unreachable(peer)
+
+    def _apply(self, rd: Ready) -> None:
+        if rd.snapshot is not None:
+            self._sm.restore(rd.snapshot.data)
+            self._applied = self._snap_index = rd.snapshot.index
+            self._proposals.fail_upto(rd.snapshot.index, NotLeader("raft: replaced by a snapshot"))
+            log.info("raft %x: restored snapshot at index %d", self.id, rd.snapshot.index)
+        for e in rd.committed_entries:
+            if e.type is EntryType.CONF_CHANGE:
+                cc = decode(e.data, ConfChange)
+                cs = self._raw.apply_conf_change(cc)
+                log.info(
+                    "raft %x: applied %s of %x at %d: voters %s learners %s",
+                    self.id,
+                    cc.type.name,
+                    cc.node_id,
+                    e.index,
+                    _ids(cs.voters),
+                    _ids(cs.learners),
+                )
+            elif e.data:
+                self._sm.apply(e.index, e.data)
+            self._applied = e.index
+            self._proposals.applied(e.index, e.term)
+        for rs in rd.read_states:
+            self._reads.released(rs.context, rs.index)
+        self._reads.applied(self._applied)
+
+    async def _maybe_snapshot(self) -> None:
+        c = self.config
+        if self._applied - self._snap_index < c.snapshot_every:
+            return
+        index, data = self._applied, self._sm.snapshot()
+        await self._storage.persist_snapshot(
+            index, self._raw.conf_state, data, compact_to=index - c.keep_tail
+        )
+        self._snap_index = index
+        log.info("raft %x: snapshot at %d (%d bytes), log compacted", self.id, index, len(data))
+
+    def _after_round(self) -> None:
+        raw = self._raw
+        if raw.lead != self._lead_seen:
+            if self._lead_seen == self.id:
+                lost = NotLeader(f"raft {self.id:x}: lost leadership", raw.lead)
+                self._proposals.fail_all(lost)
+            self._reads.fail_requested(NotLeader("raft: leader changed", raw.lead))
+            log.info("raft %x: leader is now %x (term %d)", self.id, raw.lead, raw.term)
+            self._lead_seen = raw.lead
+        ready = self.leader_ready
+        if ready != self._announced:
+            self._announced = ready
+            self._announcements.put_nowait(ready)
+        self._changed.set()
+        self._changed = asyncio.Event()
+
+    async def _notifier(self) -> None:
+        while True:
+            await self._call_callbacks(await self._announcements.get())
+
+    async def _call_callbacks(self, leader: bool) -> None:
+        for cb in self._callbacks:
+            try:
+                result = cb(leader)
+                if inspect.isawaitable(result):
+                    await result
+            except Exception:
+                log.exception("raft %x: leadership callback failed", self.id)
+
+    # --- used by Membership -------------------------------------------------------------
+
+    async def _propose_conf_change(self, cc: ConfChange) -> int:
+        if not self.is_leader:
+            raise NotLeader(f"raft {self.id:x}: not the leader", self._raw.lead)
+        fut = self._new_request()
+        self._submit(functools.partial(self._do_propose, encode(cc), EntryType.CONF_CHANGE, fut))
+        return await fut
+
+    def _submit_transfer(self, to: int) -> None:
+        self._submit(functools.partial(self._raw.transfer_leadership, to))
+
+
+def _ids(ids: tuple[int, ...]) -> str:
+    return "[" + ", ".join(f"{i:x}" for i in ids) + "]"
