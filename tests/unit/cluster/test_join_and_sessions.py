@@ -2,16 +2,19 @@
 
 from __future__ import annotations
 
+import datetime
 from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
 
-from shoal.ca.files import load_node_tls
+from shoal.ca.certs import make_csr, new_key, sign_node_csr
+from shoal.ca.files import NodeTLS, load_node_tls
 from shoal.ca.root import RootCA, join_token
 from shoal.cluster.client import ClusterClient
 from shoal.cluster.raft import send_raft
-from shoal.errors import InvalidArgument
+from shoal.cluster.wire import Empty, HeartbeatResponse
+from shoal.errors import InvalidArgument, ShoalError
 from tests.unit.cluster.nodes import TestNode, eventually, web_spec
 
 
@@ -187,3 +190,25 @@ async def _heartbeat(manager: TestNode, period_ns: int) -> None:
     spec = swarm["Spec"]
     spec["Dispatcher"]["HeartbeatPeriod"] = period_ns
     await manager.call("POST", "/swarm/update", spec, version=str(swarm["Version"]["Index"]))
+
+
+async def test_2377_refuses_strangers(manager: TestNode) -> None:
+    tls = manager.daemon.tls
+    assert tls is not None
+    other = RootCA.generate("other")
+    key = new_key()
+    now = datetime.datetime.now(datetime.UTC)
+    forged = sign_node_csr(other, make_csr(key), "evil", "manager", tls.identity.cluster_id,
+                           datetime.timedelta(hours=1), now)
+    callers = {
+        "no certificate": (ClusterClient(manager.addr, tls.ca_pem, None), "Unauthenticated"),
+        "another CA": (ClusterClient(manager.addr, tls.ca_pem, NodeTLS(tls.ca_pem, forged, key)),
+                       "unreachable"),
+    }
+    for what, (client, error) in callers.items():
+        try:
+            with pytest.raises(ShoalError, match=error):
+                await client.call("Dispatcher/Heartbeat", Empty(), HeartbeatResponse, timeout=3)
+        finally:
+            await client.close()
+        assert what
