@@ -14,7 +14,8 @@ See docs/design/raft-driver.md.
 
 from shoal.manager.raft.config import RaftNodeConfig, StateMachine
 from shoal.manager.raft.errors import NotLeader, RaftStorageError, StorageCorrupted
-from shoal.manager.raft.node import LeadershipCallback, RaftNode
+from shoal.manager.raft.leadership import LeadershipCallback
+from shoal.manager.raft.node import RaftNode
 from shoal.manager.raft.raftlog import RaftLog, StoreStateMachine
 from shoal.manager.raft.snapshot import decode_store, encode_store, load_store
 from shoal.manager.raft.storage import SQLiteStorage

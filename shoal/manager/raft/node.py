@@ -23,16 +23,17 @@ from __future__ import annotations
 
 import asyncio
 import functools
-import inspect
 import logging
 import random
 from collections import deque
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 
 from shoal.errors import InvalidArgument, Unavailable
 from shoal.manager.raft.config import RaftNodeConfig, StateMachine
 from shoal.manager.raft.errors import NotLeader
+from shoal.manager.raft.leadership import LeadershipCallback, LeadershipNotifier
 from shoal.manager.raft.membership import Membership
+from shoal.manager.raft.outbox import Outbox
 from shoal.manager.raft.pending import Proposals, Reads
 from shoal.manager.raft.storage import SQLiteStorage
 from shoal.manager.raft.transport import Transport
@@ -59,8 +60,6 @@ from shoal.raft import (
 __all__ = ["LeadershipCallback", "RaftNode"]
 
 log = logging.getLogger(__name__)
-
-LeadershipCallback = Callable[[bool], Awaitable[None] | None]
 
 
 class _Stopped(Exception):
@@ -109,13 +108,10 @@ class RaftNode(Membership):
         self._proposals = Proposals()
         self._reads = Reads()
         self._read_seq = 0
-        self._outbox: dict[int, asyncio.Queue[Message]] = {}
+        self._outbox = Outbox(node_id, transport, self.config.max_outbound, self.report_unreachable)
         self._lead_seen = 0
         self._term_start = (0, 0)  # (term, index) of the first entry of our leadership
-        self._announced = False
-        self._callbacks: list[LeadershipCallback] = []
-        self._announcements: asyncio.Queue[bool] = asyncio.Queue()
-        self._tg: asyncio.TaskGroup | None = None
+        self._leadership = LeadershipNotifier(node_id)
         self._stop_requested = asyncio.Event()
         self._done = asyncio.Event()
         self._running = False
@@ -164,7 +160,7 @@ class RaftNode(Membership):
     def on_leadership(self, callback: LeadershipCallback) -> None:
         """`callback(True)` once this node leads with current state, `callback(False)` when
         it stops leading (or the node stops). Called in order, one at a time."""
-        self._callbacks.append(callback)
+        self._leadership.add(callback)
 
     async def wait_until(self, predicate: Callable[[], bool], timeout: float) -> None:
         """Return once `predicate()` holds (checked after every driver round); raise
@@ -189,10 +185,10 @@ class RaftNode(Membership):
         self._running = True
         try:
             async with asyncio.TaskGroup() as tg:
-                self._tg = tg
+                self._outbox.start(tg)
                 tg.create_task(self._ticker(), name=f"raft-{self.id:x}-tick")
                 tg.create_task(self._drive(), name=f"raft-{self.id:x}-drive")
-                tg.create_task(self._notifier(), name=f"raft-{self.id:x}-notify")
+                tg.create_task(self._leadership.run(), name=f"raft-{self.id:x}-leadership")
                 await self._stop_requested.wait()
                 raise _Stopped
         except BaseExceptionGroup as eg:
@@ -202,7 +198,6 @@ class RaftNode(Membership):
                 raise rest.exceptions[0] if len(rest.exceptions) == 1 else rest from None
         finally:
             self._running = False
-            self._tg = None
             stopped = NotLeader("raft: node stopped", self._raw.lead)
             self._proposals.fail_all(stopped)
             self._reads.fail_all(stopped)
@@ -211,9 +206,7 @@ class RaftNode(Membership):
                     fut.set_exception(stopped)
             self._done.set()
             self._changed.set()
-            if self._announced:
-                self._announced = False
-                await self._call_callbacks(False)
+            await self._leadership.close()
 
     async def stop(self) -> None:
         self._stop_requested.set()
@@ -393,27 +386,8 @@ class RaftNode(Membership):
         for m in messages:
             if m.to == self.id:
                 self._inbox.append(functools.partial(self._step, m))
-                continue
-            q = self._outbox.get(m.to)
-            if q is None:
-                q = self._outbox[m.to] = asyncio.Queue(self.config.max_outbound)
-                assert self._tg is not None
-                self._tg.create_task(self._sender(m.to, q), name=f"raft-{self.id:x}-to-{m.to:x}")
-            try:
-                q.put_nowait(m)
-            except asyncio.QueueFull:
-                self._inbox.append(functools.partial(self._raw.report_unreachable, m.to))
-
-    async def _sender(self, peer: int, q: asyncio.Queue[Message]) -> None:
-        while True:
-            batch = [await q.get()]
-            while not q.empty():
-                batch.append(q.get_nowait())
-            try:
-                await self._transport.send(peer, batch)
-            except Exception as exc:  # a transport breaking its contract must not kill us
-                log.warning("raft %x: transport failed sending to %x: %r", self.id, peer, exc)
-                self.report_unreachable(peer)
+            else:
+                self._outbox.put(m)
 
     def _apply(self, rd: Ready) -> None:
         if rd.snapshot is not None:
@@ -462,25 +436,9 @@ class RaftNode(Membership):
             self._reads.fail_requested(NotLeader("raft: leader changed", raw.lead))
             log.info("raft %x: leader is now %x (term %d)", self.id, raw.lead, raw.term)
             self._lead_seen = raw.lead
-        ready = self.leader_ready
-        if ready != self._announced:
-            self._announced = ready
-            self._announcements.put_nowait(ready)
+        self._leadership.announce(self.leader_ready)
         self._changed.set()
         self._changed = asyncio.Event()
-
-    async def _notifier(self) -> None:
-        while True:
-            await self._call_callbacks(await self._announcements.get())
-
-    async def _call_callbacks(self, leader: bool) -> None:
-        for cb in self._callbacks:
-            try:
-                result = cb(leader)
-                if inspect.isawaitable(result):
-                    await result
-            except Exception:
-                log.exception("raft %x: leadership callback failed", self.id)
 
     # --- used by Membership -------------------------------------------------------------
 
