@@ -42,13 +42,14 @@ from shoal.ca.certs import make_csr, new_key, sign_node_csr
 from shoal.ca.files import NodeTLS, load_node_tls, load_root_ca, save_node_tls, save_root_ca
 from shoal.ca.renewal import CertRenewer
 from shoal.ca.root import RootCA
-from shoal.errors import InvalidArgument, NotSupported, ShoalError, Unavailable
+from shoal.errors import NotSupported, ShoalError, Unavailable
 from shoal.gossip.table import EndpointTable
 from shoal.manager.controlapi.swarm import InitOptions, init_swarm, node_cert_expiry
 from shoal.manager.dispatcher.session import AgentSession, LocalSession
 from shoal.manager.state.locallog import LocalLog
 from shoal.manager.state.store import Store
 from shoal.mesh.dataplane import DataPlane
+from shoal.node.addresses import advertise_address
 from shoal.node.cluster_services import ClusterServices, split_listen_addr
 from shoal.node.joining import join_swarm
 from shoal.node.manager import Manager
@@ -329,7 +330,7 @@ class Daemon:
         async with self._lock:
             if self.swarm is not None:
                 raise Unavailable(ALREADY_IN_SWARM)
-            addr = _advertise_address(advertise_addr)
+            addr = advertise_address(advertise_addr)
             _, port = split_listen_addr(self.opts.cluster_listen or listen_addr)
             self._open_store()
             assert self.store is not None and self._log is not None
@@ -381,7 +382,7 @@ class Daemon:
         async with self._lock:
             if self.swarm is not None:
                 raise Unavailable(ALREADY_IN_SWARM)
-            advertise = _advertise_address(advertise_addr) if advertise_addr else ""
+            advertise = advertise_address(advertise_addr) if advertise_addr else ""
             result = await join_swarm(
                 remotes, token, self.hostname, advertise, availability, self.version
             )
@@ -426,33 +427,6 @@ class Daemon:
             shutil.rmtree(self.root / "swarm", ignore_errors=True)
             shutil.rmtree(self._certs, ignore_errors=True)
             log.info("daemon: left the swarm")
-
-
-def _advertise_address(given: str) -> str:
-    if given:
-        host = given.rsplit(":", 1)[0] if given.count(":") == 1 else given
-        try:
-            return str(ipaddress.IPv4Address(host))
-        except ValueError:
-            raise InvalidArgument(
-                f"advertise address must be a non-zero IPv4 address, got {given!r}"
-            ) from None
-    candidates = _local_addresses()
-    if len(candidates) != 1:
-        raise InvalidArgument(
-            "could not choose an IP address to advertise since this system has "
-            f"{'no' if not candidates else 'multiple'} addresses - specify one with "
-            "--advertise-addr"
-        )
-    return candidates[0]
-
-
-def _local_addresses() -> list[str]:
-    from pyroute2 import IPRoute
-
-    with IPRoute() as ipr:
-        addrs = [a.get_attr("IFA_ADDRESS") for a in ipr.get_addr(family=socket.AF_INET)]
-    return [a for a in addrs if a and not a.startswith("127.")]
 
 
 async def _serve(opts: DaemonOptions) -> None:

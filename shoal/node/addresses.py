@@ -1,0 +1,39 @@
+"""The address a node advertises: the one given (an IPv4, with or without a port), or
+the only non-loopback IPv4 address of this network namespace."""
+
+from __future__ import annotations
+
+import ipaddress
+import socket
+
+from shoal.errors import InvalidArgument
+
+__all__ = ["advertise_address", "local_addresses"]
+
+
+def advertise_address(given: str) -> str:
+    """docker's rule: --advertise-addr, else the one address this host has."""
+    if given:
+        host = given.rsplit(":", 1)[0] if given.count(":") == 1 else given
+        try:
+            return str(ipaddress.IPv4Address(host))
+        except ValueError:
+            raise InvalidArgument(
+                f"advertise address must be a non-zero IPv4 address, got {given!r}"
+            ) from None
+    candidates = local_addresses()
+    if len(candidates) != 1:
+        raise InvalidArgument(
+            "could not choose an IP address to advertise since this system has "
+            f"{'no' if not candidates else 'multiple'} addresses - specify one with "
+            "--advertise-addr"
+        )
+    return candidates[0]
+
+
+def local_addresses() -> list[str]:
+    from pyroute2 import IPRoute
+
+    with IPRoute() as ipr:
+        addrs = [a.get_attr("IFA_ADDRESS") for a in ipr.get_addr(family=socket.AF_INET)]
+    return [a for a in addrs if a and not a.startswith("127.")]
