@@ -15,7 +15,9 @@ __all__ = ["add_routes", "swarm_info"]
 
 
 def _swarm_header(daemon: Daemon) -> str:
-    return "active/manager" if daemon.swarm is not None else "inactive"
+    if daemon.swarm is None:
+        return "inactive"
+    return "active/manager" if daemon.is_manager else "active/worker"
 
 
 async def ping(request: web.Request) -> web.StreamResponse:
@@ -60,7 +62,7 @@ async def version(request: web.Request) -> web.StreamResponse:
 
 
 def swarm_info(daemon: Daemon) -> dict[str, object]:
-    if daemon.swarm is None or daemon.store is None:
+    if daemon.swarm is None:
         return {
             "NodeID": "",
             "NodeAddr": "",
@@ -68,6 +70,15 @@ def swarm_info(daemon: Daemon) -> dict[str, object]:
             "ControlAvailable": False,
             "Error": "",
             "RemoteManagers": None,
+        }
+    if daemon.store is None:  # a worker: no cluster state, only who its managers are
+        return {
+            "NodeID": daemon.swarm.node_id,
+            "NodeAddr": daemon.swarm.addr,
+            "LocalNodeState": "active",
+            "ControlAvailable": False,
+            "Error": "",
+            "RemoteManagers": [{"NodeID": "", "Addr": m} for m in daemon.swarm.managers],
         }
     view = daemon.store.view()
     nodes = view.list("node")
