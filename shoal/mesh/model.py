@@ -23,6 +23,9 @@ class PortSpec:
     published: int
     target: int
     mode: Literal["ingress", "host"]
+    # send a PROXY protocol v2 header to the task first (userspace data plane only; the
+    # kernel one cannot add bytes to a flow and ignores it)
+    proxy_protocol: bool = False
 
 
 @dataclass(frozen=True)

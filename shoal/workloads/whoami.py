@@ -9,7 +9,13 @@ costs little per request:
 UDP (optional): every datagram is answered with the same lines (client = the sender).
 SIGTERM or SIGINT: stop listening, close connections, exit 0.
 
-Run: `shoal whoami [--port 80] [--udp-port 53]` or `python -m shoal.workloads.whoami`.
+`--proxy-protocol`: every connection (and every datagram) must start with a PROXY protocol
+v2 header (what the userspace mesh sends on ports that ask for it); `client` is then the
+address the header names and a `proxy` line gives the peer that sent it. A connection
+without a valid header is closed, a datagram without one is dropped.
+
+Run: `shoal whoami [--port 80] [--udp-port 53] [--proxy-protocol]` or
+`python -m shoal.workloads.whoami`.
 """
 
 from __future__ import annotations
@@ -24,6 +30,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import cast
 from urllib.parse import parse_qs, urlsplit
+
+from shoal.mesh.proxyv2 import MAX_HEADER, ProxyHeader, ProxyProtocolError, parse
 
 __all__ = ["Whoami", "identity", "main", "serve", "start"]
 
@@ -54,6 +62,14 @@ def _peer(addr: object) -> str:
     return str(addr)
 
 
+def _who(header: ProxyHeader | None, peer: object) -> bytes:
+    """The `client` line (and, behind a PROXY v2 sender, the `proxy` line)."""
+    if header is None:
+        return f"client: {_peer(peer)}\n".encode()
+    client = header.source if header.command == "proxy" and header.source else peer
+    return f"client: {_peer(client)}\nproxy: {_peer(peer)}\n".encode()
+
+
 def _response(status: str, body: bytes, close: bool, head_only: bool = False) -> bytes:
     extra = "Connection: close\r\n" if close else ""
     head = (
@@ -66,6 +82,7 @@ def _response(status: str, body: bytes, close: bool, head_only: bool = False) ->
 @dataclass
 class _Shared:
     ident: bytes
+    proxy_protocol: bool = False
     connections: set[asyncio.Transport] = field(default_factory=set)
     data: dict[int, bytes] = field(default_factory=dict)
 
@@ -84,11 +101,13 @@ class _Http(asyncio.Protocol):
         self._buf = bytearray()
         self._transport: asyncio.Transport | None = None
         self._client = b""
+        self._awaiting_header = shared.proxy_protocol
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self._transport = cast(asyncio.Transport, transport)
         self._shared.connections.add(self._transport)
-        self._client = f"client: {_peer(transport.get_extra_info('peername'))}\n".encode()
+        if not self._awaiting_header:
+            self._client = _who(None, transport.get_extra_info("peername"))
 
     def connection_lost(self, exc: Exception | None) -> None:
         if self._transport is not None:
@@ -96,6 +115,8 @@ class _Http(asyncio.Protocol):
 
     def data_received(self, data: bytes) -> None:
         self._buf += data
+        if self._awaiting_header and not self._take_header():
+            return
         while self._transport is not None and not self._transport.is_closing():
             end = self._buf.find(b"\r\n\r\n")
             if end < 0:
@@ -122,6 +143,24 @@ class _Http(asyncio.Protocol):
                 return  # wait for the body
             del self._buf[: end + 4 + length]
             self._answer(lines[0], headers)
+
+    def _take_header(self) -> bool:
+        """Consume the PROXY v2 header; False while incomplete or (connection closed) bad."""
+        assert self._transport is not None
+        try:
+            found = parse(self._buf)
+        except ProxyProtocolError:
+            self._transport.close()
+            return False
+        if found is None:
+            if len(self._buf) > MAX_HEADER:
+                self._transport.close()
+            return False
+        header, used = found
+        del self._buf[:used]
+        self._client = _who(header, self._transport.get_extra_info("peername"))
+        self._awaiting_header = False
+        return True
 
     def _answer(self, request_line: str, headers: dict[str, str]) -> None:
         assert self._transport is not None
@@ -163,8 +202,18 @@ class _Udp(asyncio.DatagramProtocol):
         self._transport = cast(asyncio.DatagramTransport, transport)
 
     def datagram_received(self, data: bytes, addr: tuple[str | object, int]) -> None:
-        if self._transport is not None:
-            self._transport.sendto(self._shared.ident + f"client: {_peer(addr)}\n".encode(), addr)
+        if self._transport is None:
+            return
+        header = None
+        if self._shared.proxy_protocol:
+            try:
+                found = parse(data)
+            except ProxyProtocolError:
+                return
+            if found is None:
+                return
+            header = found[0]
+        self._transport.sendto(self._shared.ident + _who(header, addr), addr)
 
 
 class Whoami:
@@ -187,11 +236,11 @@ class Whoami:
 
 async def start(
     http_port: int = 80, udp_port: int | None = None, host: str = "0.0.0.0",
-    env: Mapping[str, str] | None = None,
+    env: Mapping[str, str] | None = None, proxy_protocol: bool = False,
 ) -> Whoami:
     """Start listening (port 0 picks a free one) and return at once."""
     loop = asyncio.get_running_loop()
-    shared = _Shared(identity(env).encode())
+    shared = _Shared(identity(env).encode(), proxy_protocol)
     server = await loop.create_server(
         lambda: _Http(shared), host, http_port, reuse_address=True, backlog=1024
     )
@@ -207,37 +256,45 @@ async def start(
     return Whoami(server, udp, shared)
 
 
-async def serve(http_port: int = 80, udp_port: int | None = None, host: str = "0.0.0.0") -> None:
+async def serve(
+    http_port: int = 80, udp_port: int | None = None, host: str = "0.0.0.0",
+    proxy_protocol: bool = False,
+) -> None:
     """Serve until cancelled (or, under `main`, until SIGTERM/SIGINT)."""
-    app = await start(http_port, udp_port, host)
+    app = await start(http_port, udp_port, host, proxy_protocol=proxy_protocol)
     try:
         await asyncio.Future()
     finally:
         app.close()
 
 
-async def _run(http_port: int, udp_port: int | None, host: str) -> None:
+async def _run(http_port: int, udp_port: int | None, host: str, proxy_protocol: bool) -> None:
     loop = asyncio.get_running_loop()
     stop = asyncio.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
-    app = await start(http_port, udp_port, host)
+    app = await start(http_port, udp_port, host, proxy_protocol=proxy_protocol)
     udp = f" udp/{app.udp_port}" if app.udp_port is not None else ""
-    print(f"whoami: listening on {host} tcp/{app.http_port}{udp}", flush=True)
+    pp = " (PROXY protocol v2)" if proxy_protocol else ""
+    print(f"whoami: listening on {host} tcp/{app.http_port}{udp}{pp}", flush=True)
     try:
         await stop.wait()
     finally:
         app.close()
 
 
-def main(http_port: int = 80, udp_port: int | None = None, host: str = "0.0.0.0") -> None:
+def main(
+    http_port: int = 80, udp_port: int | None = None, host: str = "0.0.0.0",
+    proxy_protocol: bool = False,
+) -> None:
     """Blocking entry point; returns (exit status 0) after SIGTERM or SIGINT."""
+    run = _run(http_port, udp_port, host, proxy_protocol)
     try:
         import uvloop  # optional, faster
     except ImportError:
-        asyncio.run(_run(http_port, udp_port, host))
+        asyncio.run(run)
     else:
-        uvloop.run(_run(http_port, udp_port, host))
+        uvloop.run(run)
 
 
 def _cli(argv: list[str] | None = None) -> None:
@@ -245,9 +302,10 @@ def _cli(argv: list[str] | None = None) -> None:
     parser.add_argument("--port", type=int, default=80)
     parser.add_argument("--udp-port", type=int, default=None)
     parser.add_argument("--host", default="0.0.0.0")
+    parser.add_argument("--proxy-protocol", action="store_true")
     args = parser.parse_args(argv)
     try:
-        main(args.port, args.udp_port, args.host)
+        main(args.port, args.udp_port, args.host, args.proxy_protocol)
     except OSError as exc:
         print(f"whoami: {exc}", file=sys.stderr)
         sys.exit(1)
