@@ -296,6 +296,10 @@ class Daemon:
             from shoal.mesh.kernel import KernelDataPlane
 
             return KernelDataPlane()
+        if self.opts.mesh == "userspace":
+            from shoal.mesh.userspace import UserspaceDataPlane
+
+            return UserspaceDataPlane()
         raise NotSupported(f"mesh mode {self.opts.mesh!r} is not available yet (use kernel)")
 
     async def _stop_components(self) -> None:

@@ -1,0 +1,110 @@
+"""`UserspaceDataPlane`: the `DataPlane` protocol over asyncio listeners, one per open port.
+
+`apply(state)` computes the listeners the state asks for (`config.listener_specs`, the
+kernel planner's port selection) and moves to them by difference: a port that left is
+closed, a port that stayed is updated in place (its pool, target and PROXY flag; the
+listening socket is not touched), a new port is bound. Applying the same state again
+changes nothing. Calls are serialised by a lock; the last call wins.
+
+Atomicity is per port, not per state (a deviation from the protocol's wording, on
+purpose): a port that cannot be bound (another program holds it) does not stop the rest of
+the state from being applied, since holding back every endpoint change because of one busy
+port would send new connections to removed tasks. The ports that failed are named in one
+`MeshError` raised at the end; the next `apply` tries to bind them again.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+
+from shoal.mesh.errors import MeshError
+from shoal.mesh.model import MeshState
+from shoal.mesh.userspace.config import ListenerSpec, listener_specs
+from shoal.mesh.userspace.tcp import TcpListener
+from shoal.mesh.userspace.udp import UdpListener
+
+__all__ = ["Listener", "UserspaceDataPlane"]
+
+log = logging.getLogger(__name__)
+
+Listener = TcpListener | UdpListener
+
+
+class UserspaceDataPlane:
+    """`DataPlane` as an asyncio L4 proxy in this process (see the package docstring).
+
+    `host` is the address every published port listens on: all of the node's addresses
+    (0.0.0.0) by default, like the kernel mesh; tests use 127.0.0.1.
+    """
+
+    def __init__(
+        self,
+        host: str = "0.0.0.0",
+        *,
+        connect_timeout: float = 2.0,
+        udp_idle_timeout: float = 30.0,
+        udp_max_flows: int = 4096,
+        backlog: int = 1024,
+    ) -> None:
+        self.host = host
+        self.connect_timeout = connect_timeout
+        self.udp_idle_timeout = udp_idle_timeout
+        self.udp_max_flows = udp_max_flows
+        self.backlog = backlog
+        self._listeners: dict[tuple[str, int], Listener] = {}
+        self._lock = asyncio.Lock()
+        self._problems: tuple[str, ...] = ()
+
+    def listener(self, protocol: str, published: int) -> Listener | None:
+        """The live listener of a port (for inspection and tests)."""
+        return self._listeners.get((protocol, published))
+
+    @property
+    def ports(self) -> list[tuple[str, int]]:
+        return sorted(self._listeners)
+
+    async def apply(self, state: MeshState) -> None:
+        async with self._lock:
+            specs, problems = listener_specs(state)
+            self._report(problems)
+            for key in sorted(self._listeners.keys() - specs.keys()):
+                self._listeners.pop(key).close()
+                log.info("mesh: closed %s/%d", *key)
+            for key in sorted(self._listeners.keys() & specs.keys()):
+                self._listeners[key].update(specs[key])
+            failed: list[str] = []
+            for key in sorted(specs.keys() - self._listeners.keys()):
+                try:
+                    self._listeners[key] = await self._open(specs[key])
+                except MeshError as exc:
+                    failed.append(exc.message)
+            if failed:
+                raise MeshError("; ".join(failed))
+
+    async def close(self) -> None:
+        """Close every listener, flow and relayed connection."""
+        async with self._lock:
+            for listener in self._listeners.values():
+                listener.close(abort=True)
+            self._listeners.clear()
+
+    async def _open(self, spec: ListenerSpec) -> Listener:
+        listener: Listener
+        if spec.protocol == "tcp":
+            listener = TcpListener(spec, connect_timeout=self.connect_timeout,
+                                   backlog=self.backlog)
+        else:
+            listener = UdpListener(spec, idle_timeout=self.udp_idle_timeout,
+                                   max_flows=self.udp_max_flows)
+        await listener.open(self.host)
+        log.info("mesh: listening on %s/%d for service %s (%d backends%s)", spec.protocol,
+                 spec.published, spec.service_id, len(spec.backends),
+                 ", PROXY v2" if spec.proxy_protocol else "")
+        return listener
+
+    def _report(self, problems: tuple[str, ...]) -> None:
+        if problems != self._problems:
+            for problem in problems:
+                log.warning("mesh: %s", problem)
+            self._problems = problems
