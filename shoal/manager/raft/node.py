@@ -116,6 +116,7 @@ class RaftNode(Membership):
         self._done = asyncio.Event()
         self._running = False
         self._requests: set[asyncio.Future[int]] = set()
+        self._last_heard: dict[int, float] = {}
         transport.bind(self)
 
     # --- introspection --------------------------------------------------------------------
@@ -156,6 +157,17 @@ class RaftNode(Membership):
 
     def status(self) -> Status:
         return self._raw.status()
+
+    def reachability(self) -> dict[int, bool]:
+        """Every other member: heard from within the last election timeout? On the leader
+        this is `node ls`'s MANAGER STATUS (Reachable / Unreachable)."""
+        cs = self._raw.conf_state
+        horizon = asyncio.get_running_loop().time() - self.config.election_timeout
+        return {
+            i: self._last_heard.get(i, float("-inf")) >= horizon
+            for i in (*cs.voters, *cs.learners)
+            if i != self.id
+        }
 
     def on_leadership(self, callback: LeadershipCallback) -> None:
         """`callback(True)` once this node leads with current state, `callback(False)` when
@@ -250,6 +262,7 @@ class RaftNode(Membership):
 
     async def receive(self, messages: list[Message]) -> None:
         """Messages from peers (the transport calls this). Malformed ones are dropped."""
+        now = asyncio.get_running_loop().time()
         for m in messages:
             reason = refusal(m, self.id, self.config.max_message_bytes)
             if reason is not None:
@@ -257,6 +270,7 @@ class RaftNode(Membership):
                     "raft %x: dropped %s from %x: %s", self.id, m.type.name, m.from_, reason
                 )
                 continue
+            self._last_heard[m.from_] = now
             self._inbox.append(functools.partial(self._step, m))
         self._wake.set()
 
@@ -357,16 +371,14 @@ class RaftNode(Membership):
 
     async def _handle_ready(self, rd: Ready) -> None:
         st = self._storage
-        if rd.snapshot is not None or rd.entries:
+        if rd.must_sync:
             await st.persist(
-                snapshot=rd.snapshot,
-                entries=rd.entries,
-                hard_state=rd.hard_state,
-                sync=rd.must_sync,
+                snapshot=rd.snapshot, entries=rd.entries, hard_state=rd.hard_state, sync=True
             )
         elif rd.hard_state is not None:
-            # Term/vote changes must be synced; a commit-only change need not be.
-            st.save(hard_state=rd.hard_state, sync=rd.must_sync)
+            # Only the commit index moved: no fsync (it is learnt again if lost), so the
+            # write is cheap enough to do right here.
+            st.save(hard_state=rd.hard_state, sync=False)
         if rd.entries and self._raw.role is StateRole.LEADER:
             self._note_term_start(rd)
         self._send(rd.messages)

@@ -75,3 +75,22 @@ async def test_partitioned_leader_steps_down_and_the_majority_goes_on(tmp_path: 
             assert sorted(services(m)) == ["before", "during"]
     finally:
         await c.close()
+
+
+async def test_the_leader_sees_which_managers_are_reachable(tmp_path: Path) -> None:
+    c = Cluster(tmp_path, 3, seed=9)
+    c.start_all()
+    try:
+        leader = await c.wait_leader()
+        others = sorted(i for i in c.managers if i != leader.id)
+        await c.until(
+            lambda: leader.node.reachability() == dict.fromkeys(others, True), 5, "all reachable"
+        )
+        await c.crash(others[0])
+        await c.until(
+            lambda: leader.node.reachability() == {others[0]: False, others[1]: True},
+            5,
+            "the crashed one to be unreachable",
+        )
+    finally:
+        await c.close()
