@@ -53,6 +53,7 @@ class UserspaceDataPlane:
         self.udp_max_flows = udp_max_flows
         self.backlog = backlog
         self._listeners: dict[tuple[str, int], Listener] = {}
+        self._specs: dict[tuple[str, int], ListenerSpec] = {}  # what each listener runs
         self._lock = asyncio.Lock()
         self._problems: tuple[str, ...] = ()
 
@@ -72,13 +73,15 @@ class UserspaceDataPlane:
                 self._listeners.pop(key).close()
                 log.info("mesh: closed %s/%d", *key)
             for key in sorted(self._listeners.keys() & specs.keys()):
-                self._listeners[key].update(specs[key])
+                if specs[key] != self._specs.get(key):
+                    self._listeners[key].update(specs[key])
             failed: list[str] = []
             for key in sorted(specs.keys() - self._listeners.keys()):
                 try:
                     self._listeners[key] = await self._open(specs[key])
                 except MeshError as exc:
                     failed.append(exc.message)
+            self._specs = {k: v for k, v in specs.items() if k in self._listeners}
             if failed:
                 raise MeshError("; ".join(failed))
 
@@ -88,6 +91,7 @@ class UserspaceDataPlane:
             for listener in self._listeners.values():
                 listener.close(abort=True)
             self._listeners.clear()
+            self._specs.clear()
 
     async def _open(self, spec: ListenerSpec) -> Listener:
         listener: Listener

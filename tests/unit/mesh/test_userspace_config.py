@@ -9,6 +9,7 @@ from pathlib import Path
 from hypothesis import given
 from hypothesis import strategies as st
 
+from shoal.mesh.model import Endpoint, MeshState, PortSpec
 from shoal.mesh.plan import plan_ports
 from shoal.mesh.userspace import config
 from shoal.mesh.userspace.config import (
@@ -38,6 +39,34 @@ def test_listeners_follow_the_kernel_plan() -> None:
     assert any("8080" in p for p in problems)  # the other owner of tcp/8080 is reported
     kernel, _ = plan_ports(desired)
     assert {(p.key, p.backends) for p in kernel} == {(k, s.backends) for k, s in specs.items()}
+
+
+services = st.sampled_from(["a", "b", "c"])
+port_specs = st.builds(
+    PortSpec, services, st.sampled_from(["tcp", "udp", "sctp"]),
+    st.sampled_from([0, 53, 80, 8080, 70000]), st.sampled_from([0, 53, 80, 65536]),
+    st.sampled_from(["ingress", "host"]), st.booleans(),
+)
+endpoints = st.builds(
+    Endpoint, services, st.text("xyz", min_size=1, max_size=2), st.sampled_from(["n1", "n2"]),
+    st.sampled_from(["198.19.1.2", "198.19.1.3", "198.19.2.2", "10.0.0.1", "198.19.1.10",
+                     "bogus", "::1", "198.019.1.2", "1.2.3", "256.1.1.1", " 1.2.3.4",
+                     "1.2.3.4.", "\uff11.2.3.4", "0.0.0.0"]),
+    st.booleans(),
+)
+
+
+@given(st.lists(port_specs, max_size=8), st.lists(endpoints, max_size=12))
+def test_linear_selection_equals_the_kernel_planner(
+    ports: list[PortSpec], eps: list[Endpoint]
+) -> None:
+    desired = MeshState("n1", "198.19.1.0/24", tuple(ports), tuple(eps))
+    specs, problems = listener_specs(desired)
+    kernel, kernel_problems = plan_ports(desired)
+    assert problems == kernel_problems
+    assert [(p.key, p.target, p.service_id, p.backends) for p in kernel] == [
+        (k, s.target, s.service_id, s.backends) for k, s in sorted(specs.items())
+    ]
 
 
 def test_pool_round_robin_exclusion_and_update() -> None:
