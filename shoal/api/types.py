@@ -363,3 +363,92 @@ class ClusterInfo(_Base):
 
 class Swarm(ClusterInfo):
     join_tokens: JoinTokens = msgspec.field(default_factory=JoinTokens)
+
+
+# --- networks, secrets, configs -----------------------------------------------------------
+
+__all__ += [
+    "IPAM",
+    "Config",
+    "ConfigSpec",
+    "IPAMConfig",
+    "Network",
+    "NetworkSpec",
+    "Secret",
+    "SecretSpec",
+]
+
+
+class IPAMConfig(_Base):
+    subnet: str = ""
+    ip_range: str = field(default="", name="IPRange")
+    gateway: str = ""
+    auxiliary_addresses: dict[str, str] | None = None
+
+
+class IPAM(_Base):
+    driver: str = ""
+    config: list[IPAMConfig] | None = None
+    options: dict[str, str] | None = None
+
+
+class NetworkSpec(_Base):
+    """The body of `POST /networks/create` (Docker's NetworkCreateRequest), stored as given
+    once the control API has filled in the driver and scope."""
+
+    name: str = ""
+    check_duplicate: bool | None = None  # sent by API < 1.44 clients; always on in swarm
+    driver: str = ""
+    scope: str = ""
+    internal: bool = False
+    attachable: bool = False
+    ingress: bool = False
+    config_only: bool = False
+    config_from: Any = None
+    ipam: IPAM | None = field(default=None, name="IPAM")
+    enable_ipv4: bool | None = field(default=None, name="EnableIPv4")
+    enable_ipv6: bool | None = field(default=None, name="EnableIPv6")
+    options: dict[str, str] | None = None
+    labels: dict[str, str] | None = None
+
+
+class Network(_Base):
+    """A swarm-scoped network in the store; the API renders it as Docker's NetworkResource
+    (`Id`, `Created`, ...)."""
+
+    id: str = field(default="", name="ID")
+    version: Version = msgspec.field(default_factory=Version)
+    created_at: str = ""
+    updated_at: str = ""
+    spec: NetworkSpec = msgspec.field(default_factory=NetworkSpec)
+
+
+class SecretSpec(_Base):
+    name: str = ""
+    labels: dict[str, str] | None = None
+    data: str | None = None  # base64, as Go encodes []byte; never returned by the API
+    driver: Any = None
+    templating: Any = None
+
+
+class Secret(_Base):
+    id: str = field(default="", name="ID")
+    version: Version = msgspec.field(default_factory=Version)
+    created_at: str = ""
+    updated_at: str = ""
+    spec: SecretSpec = msgspec.field(default_factory=SecretSpec)
+
+
+class ConfigSpec(_Base):
+    name: str = ""
+    labels: dict[str, str] | None = None
+    data: str | None = None  # base64, as Go encodes []byte
+    templating: Any = None
+
+
+class Config(_Base):
+    id: str = field(default="", name="ID")
+    version: Version = msgspec.field(default_factory=Version)
+    created_at: str = ""
+    updated_at: str = ""
+    spec: ConfigSpec = msgspec.field(default_factory=ConfigSpec)

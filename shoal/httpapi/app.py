@@ -9,11 +9,21 @@ from aiohttp import web
 
 from shoal import __version__
 from shoal.errors import ShoalError
-from shoal.httpapi import nodes, services, swarm, system, tasks
+from shoal.httpapi import (
+    configs,
+    networks,
+    nodes,
+    openapi,
+    secrets,
+    services,
+    swarm,
+    system,
+    tasks,
+)
 from shoal.httpapi.common import API_VERSION, DAEMON_KEY, MIN_API_VERSION, json_response
 from shoal.node.daemon import Daemon
 
-__all__ = ["make_app"]
+__all__ = ["ROUTE_MODULES", "add_all_routes", "make_app"]
 
 log = logging.getLogger(__name__)
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
@@ -73,9 +83,17 @@ async def _versions(request: web.Request, handler: Handler) -> web.StreamRespons
     return await handler(request)
 
 
+# every module that serves routes (scripts/gen_openapi.py reads the routes from here)
+ROUTE_MODULES = (system, swarm, nodes, services, tasks, networks, secrets, configs, openapi)
+
+
+def add_all_routes(router: web.UrlDispatcher) -> None:
+    for module in ROUTE_MODULES:
+        module.add_routes(router)
+
+
 def make_app(daemon: Daemon) -> web.Application:
     app = web.Application(middlewares=[_errors, _versions], client_max_size=16 * 1024 * 1024)
     app[DAEMON_KEY] = daemon
-    for module in (system, swarm, nodes, services, tasks):
-        module.add_routes(app.router)
+    add_all_routes(app.router)
     return app

@@ -17,6 +17,7 @@ __all__ = [
     "MIN_API_VERSION",
     "daemon_of",
     "json_response",
+    "label_matches",
     "parse_filters",
     "query_bool",
     "query_int",
@@ -92,3 +93,10 @@ def check_filter_keys(filters: dict[str, list[str]], allowed: set[str]) -> None:
     for key in filters:
         if key not in allowed:
             raise InvalidArgument(f"invalid filter '{key}'")
+
+
+def label_matches(labels: dict[str, str] | None, expr: str) -> bool:
+    """Docker's `label` filter: `key` (present) or `key=value` (equal)."""
+    key, sep, value = expr.partition("=")
+    labels = labels or {}
+    return key in labels and (not sep or labels[key] == value)

@@ -9,6 +9,7 @@ from shoal.httpapi.common import (
     check_filter_keys,
     daemon_of,
     json_response,
+    label_matches,
     parse_filters,
     route,
 )
@@ -56,11 +57,13 @@ def _filtered(view: ReadView, filters: dict[str, list[str]]) -> list[Task]:
             if not any(name.startswith(v) for v in filters["name"]):
                 return False
         if filters.get("label"):
-            labels = task.labels or {}
-            for expr in filters["label"]:
-                key, sep, value = expr.partition("=")
-                if key not in labels or (sep and labels[key] != value):
-                    return False
+            # swarmkit matches a task's labels filter against its service's labels (the
+            # stack commands find a stack's tasks by its namespace label)
+            service = services.get(task.service_id)
+            labels = {**(service.spec.labels or {})} if service is not None else {}
+            labels.update(task.labels or {})
+            if not all(label_matches(labels, expr) for expr in filters["label"]):
+                return False
         if filters.get("_up-to-date"):
             service = services.get(task.service_id)
             if service is None or task.spec_version != service.spec_version:

@@ -7,7 +7,10 @@ import msgspec
 from shoal.api.types import Endpoint, Service, ServiceSpec
 from shoal.errors import Conflict, InvalidArgument, OutOfSequence
 from shoal.manager.allocator.ports import allocate_ports
+from shoal.manager.controlapi.configs import CONFIGS
+from shoal.manager.controlapi.networks import resolve_attachments
 from shoal.manager.controlapi.resolve import resolve
+from shoal.manager.controlapi.secrets import SECRETS, check_references
 from shoal.manager.controlapi.validation import validate_service_spec, with_defaults
 from shoal.manager.state.store import Store, Tx, new_id
 
@@ -16,7 +19,9 @@ __all__ = ["create_service", "remove_service", "update_service"]
 
 def _prepare(tx: Tx, service_id: str, spec: ServiceSpec) -> tuple[ServiceSpec, Endpoint]:
     validate_service_spec(spec)
-    spec = with_defaults(spec)
+    spec = with_defaults(resolve_attachments(tx, spec))
+    check_references(tx, SECRETS, spec)
+    check_references(tx, CONFIGS, spec)
     for other in tx.list("service"):
         if other.id != service_id and other.spec.name == spec.name:
             raise Conflict(

@@ -10,12 +10,20 @@ from typing import Any, Literal
 
 import msgspec
 
-from shoal.api.types import Node, Service, Swarm, Task
+from shoal.api.types import Config, Network, Node, Secret, Service, Swarm, Task
 
 __all__ = ["KINDS", "Batch", "Change", "Kind", "decode_batch", "encode_batch"]
 
-Kind = Literal["service", "task", "node", "cluster"]
-KINDS: dict[str, type[Any]] = {"service": Service, "task": Task, "node": Node, "cluster": Swarm}
+Kind = Literal["service", "task", "node", "cluster", "network", "secret", "config"]
+KINDS: dict[str, type[Any]] = {
+    "service": Service,
+    "task": Task,
+    "node": Node,
+    "cluster": Swarm,
+    "network": Network,
+    "secret": Secret,
+    "config": Config,
+}
 
 
 class Change(msgspec.Struct, array_like=True):

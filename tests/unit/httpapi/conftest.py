@@ -1,0 +1,99 @@
+"""An in-process node (fake runtime, recording data plane) in a swarm, driven over HTTP.
+
+api             an `Api` on a node that has run `swarm init` (aiohttp test client)
+Api.call(...)   one request; asserts the status, returns the decoded JSON body
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from collections.abc import AsyncIterator, Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+from aiohttp.test_utils import TestClient, TestServer
+
+from shoal.httpapi.app import make_app
+from shoal.mesh.recording import RecordingDataPlane
+from shoal.node.daemon import Daemon, DaemonOptions
+from tests.unit.fakes import FakeRuntime
+
+V = "/v1.47"
+
+
+class Api:
+    def __init__(self, daemon: Daemon, client: TestClient, runtime: FakeRuntime) -> None:
+        self.daemon, self.client, self.runtime = daemon, client, runtime
+
+    async def call(
+        self, method: str, path: str, body: Any = None, expect: int = 200, **params: str
+    ) -> Any:
+        resp = await self.client.request(method, V + path, json=body, params=params)
+        text = await resp.text()
+        assert resp.status == expect, f"{method} {path}: {resp.status} {text}"
+        if resp.status >= 400:
+            assert resp.headers["Content-Type"] == "application/json"
+        return json.loads(text) if text else None
+
+    async def get(self, path: str, **params: Any) -> Any:
+        """GET with `filters` given as a dict (docker-py's list form or the CLI's map form)."""
+        if "filters" in params and not isinstance(params["filters"], str):
+            params["filters"] = json.dumps(params["filters"])
+        return await self.call("GET", path, **params)
+
+
+def filters(**kv: str) -> str:
+    """The docker CLI's filter encoding: {"key": {"value": true}}."""
+    return json.dumps({k.replace("_", "-"): {v: True} for k, v in kv.items()})
+
+
+async def eventually(check: Callable[[], Any], timeout: float = 5.0) -> Any:
+    deadline = time.monotonic() + timeout
+    while True:
+        result = await check() if asyncio.iscoroutinefunction(check) else check()
+        if result:
+            return result
+        if time.monotonic() > deadline:
+            raise AssertionError(f"condition not met within {timeout}s: {check}")
+        await asyncio.sleep(0.02)
+
+
+def make_daemon(root: Path) -> tuple[Daemon, FakeRuntime]:
+    runtime = FakeRuntime(root / "tasks")
+
+    async def probe(address: str, ports: list[int]) -> None:
+        return None  # fake tasks listen at once; no packet leaves
+
+    daemon = Daemon(
+        DaemonOptions(data_root=root, hostname="h1", drain_delay=0),
+        runtime=runtime,
+        plane_factory=RecordingDataPlane,  # type: ignore[arg-type]
+        probe=probe,
+    )
+    return daemon, runtime
+
+
+# ListenAddr: the 2377 services on loopback, any free port (tests run side by side)
+INIT = {
+    "ListenAddr": "127.0.0.1:0",
+    "AdvertiseAddr": "198.18.0.11",
+    "DefaultAddrPool": ["198.19.0.0/16"],
+    "SubnetSize": 24,
+}
+
+
+@pytest.fixture
+async def api(tmp_path: Path) -> AsyncIterator[Api]:
+    daemon, runtime = make_daemon(tmp_path)
+    client = TestClient(TestServer(make_app(daemon)))
+    await client.start_server()
+    a = Api(daemon, client, runtime)
+    await a.call("POST", "/swarm/init", INIT)
+    try:
+        yield a
+    finally:
+        await client.close()
+        await daemon.shutdown()
