@@ -8,12 +8,14 @@ node's VTEP MAC) and one fdb entry (that MAC -> the node's underlay address): fl
 vxlan design, with MACs derived from subnets so that nothing but (underlay, subnet) per
 node needs to be known.
 
-`model` (PURE: peers, MAC derivation, conflict resolution), `plan` (PURE: what to change,
+`model` (PURE: peers, MAC derivation, conflict resolution), `peers` (PURE: peers from the
+store's `Node` objects), `plan` (PURE: what to change,
 and a strict model of the kernel), `netlink` (the pyroute2 executor, current netns only,
 never the initial one), `vxlan` (`Overlay`), `driver` (JSON lines, for labs and tests).
 """
 
 from shoal.mesh.overlay.model import ENCAP_OVERHEAD, OverlayPeer, overlay_mtu, vtep_mac
+from shoal.mesh.overlay.peers import peers_from_nodes
 from shoal.mesh.overlay.vxlan import Overlay, OverlayKernel
 
 __all__ = [
@@ -22,5 +24,6 @@ __all__ = [
     "OverlayKernel",
     "OverlayPeer",
     "overlay_mtu",
+    "peers_from_nodes",
     "vtep_mac",
 ]

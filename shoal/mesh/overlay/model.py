@@ -33,6 +33,7 @@ __all__ = [
 # outer IPv4 (20) + UDP (8) + VXLAN (8) + inner Ethernet (14)
 ENCAP_OVERHEAD = 50
 _MAX_PREFIX = 30  # the network address must not be a usable host of a smaller slice
+_Key = tuple[int, int]  # (network address as an integer, prefix length): cheap to hash
 
 
 def parse_subnet(text: str, what: str = "subnet") -> ipaddress.IPv4Network:
@@ -58,7 +59,7 @@ def parse_address(text: str, what: str = "underlay address") -> ipaddress.IPv4Ad
 
 def vtep_mac(subnet: ipaddress.IPv4Network) -> str:
     """The VTEP MAC of the node holding `subnet`: `0a:58:` + its network address bytes."""
-    return "0a:58:" + ":".join(f"{b:02x}" for b in subnet.network_address.packed)
+    return "0a:58:" + subnet.network_address.packed.hex(":")
 
 
 def overlay_mtu(underlay_mtu: int) -> int:
@@ -137,7 +138,8 @@ def select_remotes(
     and the store may briefly disagree, and one bad peer must not cut off the others."""
     chosen: dict[ipaddress.IPv4Network, Remote] = {}
     owner: dict[ipaddress.IPv4Network, str] = {}
-    covered: set[ipaddress.IPv4Network] = set()
+    keys: set[_Key] = set()  # the chosen networks
+    covered: set[_Key] = set()  # the chosen networks and all their supernets
     problems: list[str] = []
     for peer in sorted(peers, key=lambda p: (p.node_id, p.subnet, p.underlay)):
         subnet, underlay = parse_subnet(peer.subnet), parse_address(peer.underlay)
@@ -151,7 +153,7 @@ def select_remotes(
         if underlay == local_underlay:
             problems.append(f"node {peer.node_id} claims this node's underlay {underlay}")
             continue
-        clash = _overlap(subnet, chosen, covered)
+        clash = _overlap(subnet, chosen, keys, covered)
         if clash is not None:
             problems.append(
                 f"node {peer.node_id} claims {subnet}, overlapping {clash} of node "
@@ -160,25 +162,28 @@ def select_remotes(
             continue
         chosen[subnet] = Remote(subnet, underlay)
         owner[subnet] = peer.node_id
-        covered.update(_supernets(subnet))
+        supernets = _supernets(subnet)
+        keys.add(supernets[-1])
+        covered.update(supernets)
     return Selection(chosen, tuple(problems))
 
 
-def _supernets(net: ipaddress.IPv4Network) -> list[ipaddress.IPv4Network]:
-    return [net.supernet(new_prefix=n) for n in range(net.prefixlen)]
+def _supernets(net: ipaddress.IPv4Network) -> list[_Key]:
+    """`net` and every network containing it, as keys."""
+    addr = int(net.network_address)
+    return [(addr & ~((1 << (32 - p)) - 1) & 0xFFFFFFFF, p) for p in range(net.prefixlen + 1)]
 
 
 def _overlap(
     net: ipaddress.IPv4Network,
     chosen: dict[ipaddress.IPv4Network, Remote],
-    covered: set[ipaddress.IPv4Network],
+    keys: set[_Key],
+    covered: set[_Key],
 ) -> ipaddress.IPv4Network | None:
-    """A chosen network overlapping `net`, in O(prefix length) lookups: it is `net`, one of
-    its supernets, or lies inside `net` (then `net` is in `covered`, the chosen ones'
-    supernets)."""
-    for candidate in (net, *_supernets(net)):
-        if candidate in chosen:
-            return candidate
-    if net in covered:
-        return next(other for other in chosen if other.subnet_of(net))
-    return None
+    """A chosen network overlapping `net`, found in O(prefix length) lookups: it is `net`
+    or one of its supernets (in `keys`), or it lies inside `net` (then `net` is in
+    `covered`, the chosen ones and all their supernets)."""
+    supernets = _supernets(net)
+    if supernets[-1] not in covered and keys.isdisjoint(supernets):
+        return None
+    return next(other for other in chosen if other.overlaps(net))  # rare: a conflict

@@ -8,9 +8,10 @@ from collections.abc import Sequence
 
 import pytest
 
+from shoal.api.types import Node, NodeStatus
 from shoal.errors import InvalidArgument
 from shoal.mesh.errors import MeshError
-from shoal.mesh.overlay import Overlay, OverlayPeer
+from shoal.mesh.overlay import Overlay, OverlayPeer, peers_from_nodes
 from shoal.mesh.overlay.netlink import NetlinkKernel
 from shoal.mesh.overlay.plan import KernelView, Op, PlanError, SetRoute, simulate
 
@@ -181,3 +182,19 @@ async def test_the_executor_refuses_the_initial_netns(monkeypatch: pytest.Monkey
             await call
     with pytest.raises(MeshError, match="initial network namespace"):
         await Overlay("198.18.0.11", "198.19.1.0/24", kernel=kernel).apply([peer(2)])
+
+
+def test_peers_come_from_nodes_with_a_subnet_and_an_address() -> None:
+    nodes = [
+        Node(id="b", subnet="198.19.2.0/24", status=NodeStatus(state="down", addr="198.18.0.12")),
+        Node(id="a", subnet="198.19.1.0/24", status=NodeStatus(state="ready", addr="198.18.0.11")),
+        Node(id="c", subnet="", status=NodeStatus(state="unknown", addr="198.18.0.13")),
+        Node(id="d", subnet="198.19.4.0/24", status=NodeStatus(state="unknown", addr="")),
+        Node(id="e", subnet="198.19.5.0/24", status=NodeStatus(state="ready", addr="bogus")),
+    ]
+    peers, skipped = peers_from_nodes(nodes)
+    assert peers == [
+        OverlayPeer("a", "198.18.0.11", "198.19.1.0/24"),
+        OverlayPeer("b", "198.18.0.12", "198.19.2.0/24"),
+    ]
+    assert len(skipped) == 1 and "bogus" in skipped[0]
