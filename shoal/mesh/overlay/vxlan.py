@@ -8,7 +8,7 @@ Knowledge of the kernel: the first apply (and the first after a failure) reads t
 and its entries back, so a restarted daemon adopts what an earlier one left and traffic to
 unchanged peers goes on undisturbed; afterwards the outcome of each apply is known from the
 planner's model (`plan.simulate`) and nothing is read again. Something else editing the
-device behind our back is only noticed after the next failure (or a new `Overlay`).
+device behind our back is noticed after the next failure, or after `invalidate()`.
 """
 
 from __future__ import annotations
@@ -116,6 +116,12 @@ class Overlay:
                     "overlay: %d operation(s) for %d remote node(s) on %s",
                     len(ops), len(selection.remotes), self.device,
                 )
+
+    def invalidate(self) -> None:
+        """Forget what the kernel holds: the next apply reads it back and repairs whatever
+        was changed behind our back (e.g. the device vanished with its underlay link). Cheap
+        enough to call every minute or so, as anti-entropy."""
+        self._spec = self._view = None
 
     async def close(self) -> None:
         """Delete the device, with every route, neighbour and fdb entry on it. Idempotent."""

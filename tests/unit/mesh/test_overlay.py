@@ -123,6 +123,19 @@ async def test_a_new_overlay_adopts_what_the_kernel_holds() -> None:
     assert kernel.view.device is not None and kernel.view.device.port == 7789
 
 
+async def test_invalidate_makes_the_next_apply_repair_outside_changes() -> None:
+    kernel = FakeKernel()
+    ov = overlay(kernel)
+    await ov.apply([peer(2), peer(3)])
+    wanted = kernel.view
+    kernel.view = KernelView()  # the device vanished (its underlay link was deleted)
+    await ov.apply([peer(2), peer(3)])
+    assert kernel.view == KernelView()  # unnoticed: nothing changed from our side
+    ov.invalidate()
+    await ov.apply([peer(2), peer(3)])
+    assert kernel.view == wanted and kernel.reads == 2
+
+
 async def test_close_removes_the_device_and_forgets_it() -> None:
     kernel = FakeKernel()
     ov = overlay(kernel)
