@@ -1,56 +1,83 @@
-"""The endpoint table: which task of which service runs where, at which address, ready or not.
+"""The endpoint table: which task of which service runs where, at which address, ready or
+not, with the service's published ports.
 
-Each node owns the entries of its local tasks. Today the table holds this node's entries
-(and, on a manager, is fed from the store); the gossip layer will merge every node's entries
-into it. Readers wait on `changed()` and read `entries()`.
+Each node owns the entries of its local tasks: the agent calls `set()`/`remove()` for them.
+Without gossip the table holds only those. With a `GossipNode` attached, the same table is
+the node's replica of the cluster-wide table (`EndpointState`): every node's entries,
+merged by per-owner versions, a dead node's entries removed at once, and `reconcile()`
+dropping what the managers do not know. Readers (the mesh) wait on `wait_change()` and read
+`entries()`; `ports()` gives the published ports the entries carry, for a node without the
+store.
 """
 
 from __future__ import annotations
 
 import asyncio
-from dataclasses import dataclass
+from collections import Counter
+from collections.abc import Iterable
 
-__all__ = ["EndpointEntry", "EndpointTable"]
+from shoal.gossip.endpoints import EndpointEntry, EndpointState, PublishedPort
 
-
-@dataclass(frozen=True)
-class EndpointEntry:
-    service_id: str
-    task_id: str
-    node_id: str
-    address: str
-    ready: bool
+__all__ = ["EndpointEntry", "EndpointTable", "PublishedPort"]
 
 
 class EndpointTable:
-    def __init__(self) -> None:
-        self._entries: dict[str, EndpointEntry] = {}
-        self._version = 0
+    def __init__(self, state: EndpointState | None = None, reconcile_grace: int = 50) -> None:
+        self.state = state if state is not None else EndpointState()
+        self.reconcile_grace = reconcile_grace
         self._event = asyncio.Event()
+        self.state.listeners.append(self._wake)
 
     @property
     def version(self) -> int:
-        return self._version
+        """Bumped on every visible change (not a gossip version)."""
+        return self.state.generation
 
     def entries(self) -> list[EndpointEntry]:
-        return list(self._entries.values())
+        return self.state.entries()
 
     def set(self, entry: EndpointEntry) -> None:
-        if self._entries.get(entry.task_id) != entry:
-            self._entries[entry.task_id] = entry
-            self._bump()
+        """Publish (or update) a task of this node."""
+        self.state.set_local(entry)
 
     def remove(self, task_id: str) -> None:
-        if self._entries.pop(task_id, None) is not None:
-            self._bump()
+        """Withdraw a task of this node (a tombstone once gossip replicates the table)."""
+        self.state.remove_local(task_id)
 
-    def _bump(self) -> None:
+    def reconcile(self, authoritative: Iterable[tuple[str, str]]) -> int:
+        """Remove every entry whose (node_id, task_id) the managers do not know.
+
+        With gossip attached, entries younger than `reconcile_grace` ticks are spared (they
+        may have raced the managers' snapshot); this node's own removals are gossiped.
+        """
+        grace = self.reconcile_grace if self.state.replicated else 0
+        return self.state.reconcile(authoritative, grace)
+
+    def ports(self) -> list[tuple[str, str, int, int, str]]:
+        """(service_id, protocol, published, target, mode) of every service with entries.
+
+        Entries of one service may disagree while its ports are being updated; for each
+        published port the target most entries carry wins (ready entries count first).
+        """
+        votes: Counter[tuple[str, str, int, int, str]] = Counter()
+        for e in self.entries():
+            for p in e.ports:
+                votes[(e.service_id, p.protocol, p.published, p.target, p.mode)] += (
+                    1000 if e.ready else 1
+                )
+        best: dict[tuple[str, str, int], tuple[int, tuple[str, str, int, int, str]]] = {}
+        for key, count in sorted(votes.items()):
+            slot = (key[0], key[1], key[2])
+            if slot not in best or count > best[slot][0]:
+                best[slot] = (count, key)
+        return sorted(v for _, v in best.values())
+
+    def _wake(self) -> None:
         # wake every waiter of the current generation, start a new one
-        self._version += 1
         self._event.set()
         self._event = asyncio.Event()
 
     async def wait_change(self, seen: int) -> int:
-        while self._version == seen:
+        while self.version == seen:
             await self._event.wait()
-        return self._version
+        return self.version
