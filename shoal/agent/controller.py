@@ -141,11 +141,13 @@ class TaskController:
         stopper = asyncio.ensure_future(self._stop.wait())
         try:
             if health is None:
-                if self._adopted is None or self.task.status.state != "running":
-                    self._report("running", "started", pid=pid)
+                # `running` means serving: reported once the published TCP target ports
+                # listen, so every node may route to a task the store calls running
                 probe = self.ctx.probe(self._address, self.task.ready_ports or [])
                 if not (await self._race(probe, waiter, stopper))[0]:
                     return False
+                if self._adopted is None or self.task.status.state != "running":
+                    self._report("running", "started", pid=pid)
                 self._join_mesh()
                 watch: set[asyncio.Future[Any]] = {waiter, stopper}
                 await asyncio.wait(watch, return_when=asyncio.FIRST_COMPLETED)
