@@ -25,6 +25,7 @@ class _Item:
     size: int
     transmits: int
     order: int
+    factor: int
 
 
 class BroadcastQueue:
@@ -35,16 +36,17 @@ class BroadcastQueue:
     def __len__(self) -> int:
         return len(self._items)
 
-    def queue(self, key: tuple[str, ...], msg: Message) -> None:
+    def queue(self, key: tuple[str, ...], msg: Message, factor: int = 1) -> None:
+        """Queue `msg`, sent `factor` times as often as the limit says."""
         self._order += 1
-        self._items[key] = _Item(key, msg, encoded_size(msg), 0, self._order)
+        self._items[key] = _Item(key, msg, encoded_size(msg), 0, self._order, factor)
 
     def pending(self) -> list[Message]:
         return [i.msg for i in self._items.values()]
 
     def take(self, budget: int, limit: int) -> list[Message]:
         """Messages that fit in `budget` bytes, least-sent then newest first; each taken
-        one counts a transmission and leaves the queue after `limit` of them."""
+        one counts a transmission and leaves the queue after `limit * factor` of them."""
         budget -= _LIST_OVERHEAD
         taken: list[Message] = []
         for item in sorted(self._items.values(), key=lambda i: (i.transmits, -i.order)):
@@ -53,6 +55,6 @@ class BroadcastQueue:
             budget -= item.size
             taken.append(item.msg)
             item.transmits += 1
-            if item.transmits >= limit:
+            if item.transmits >= limit * item.factor:
                 del self._items[item.key]
         return taken

@@ -2,8 +2,12 @@
 
 The defaults follow hashicorp/memberlist's LAN profile (probe every 1 s, 500 ms probe
 timeout, 3 indirect probes, suspicion 4x log10(n) probe intervals up to 6 times that,
-retransmit 4x log10(n+1), gossip to 3 nodes every 200 ms, push-pull every 30 s), which is
-what Docker's swarm runs through libnetwork's networkdb.
+retransmit 4x log10(n+1), gossip to 3 nodes every 200 ms), which is what Docker's swarm
+runs through libnetwork's networkdb. Two departures, both for the endpoint table, where a
+missed update means a connection sent to a task that is gone: endpoint records are
+retransmitted twice as often as membership news (the chance that a node misses one falls
+from ~1% to ~0.01% at n = 8), and push-pull runs every 15 s instead of 30 s, bounding how
+long a node that did miss one can lag.
 """
 
 from __future__ import annotations
@@ -25,10 +29,11 @@ class GossipConfig:
     suspicion_max_mult: int = 6  # maximum suspicion, without confirmations: min * this
     awareness_max: int = 8  # local health multiplier ceiling (Lifeguard's LHM)
     retransmit_mult: int = 4  # a broadcast is sent mult * ceil(log10(n + 1)) times
+    record_factor: int = 2  # endpoint records are sent that many times more often
     gossip_interval: int = 2  # ticks between gossip rounds
     gossip_fanout: int = 3  # members a gossip round sends to
     gossip_to_dead: int = 300  # ticks a dead member still gets gossip (so it can refute)
-    push_pull_interval: int = 300  # ticks between full-state exchanges (anti-entropy)
+    push_pull_interval: int = 150  # ticks between full-state exchanges (anti-entropy)
     reconnect_interval: int = 100  # ticks between push-pulls with a dead member (healing)
     dead_reap: int = 36_000  # ticks after which a dead member is forgotten
     tombstone_ttl: int = 3000  # ticks a deleted endpoint's tombstone is kept
@@ -43,6 +48,7 @@ class GossipConfig:
             "suspicion_max_mult",
             "awareness_max",
             "retransmit_mult",
+            "record_factor",
             "gossip_interval",
             "gossip_fanout",
             "push_pull_interval",

@@ -112,7 +112,7 @@ class Swim:
         self._rng = rng
         self._broadcasts = BroadcastQueue()
         self._suspicions: dict[str, Suspicion] = {}
-        self.prober = Prober(self.config, self.members, rng, self._send, self._suspect)
+        self.prober = Prober(node_id, self.config, self.members, rng, self._send, self._suspect)
         self._outputs: list[Output] = []
         self._events: list[MemberEvent] = []
         self._header = envelope_size(node_id, addr)
@@ -317,7 +317,7 @@ class Swim:
         self._queue_alive()
         if dead:  # the others dropped this node's records: send them again
             for rec in self.endpoints.owned_records(self.node_id):
-                self._broadcasts.queue(("e", rec.owner, rec.key), rec)
+                self._queue_record(rec)
 
     def _reap(self) -> None:
         for m in self.members.all():
@@ -329,18 +329,18 @@ class Swim:
         if self.endpoints.is_own(rec.owner):
             fix = self.endpoints.refute(rec)
             if fix is not None:
-                self._broadcasts.queue(("e", fix.owner, fix.key), fix)
+                self._queue_record(fix)
             return
         m = self.members.get(rec.owner)
         if m is None or not m.status.live:
             return  # a dead member's records stay gone until it refutes
         if self.endpoints.merge(rec) and rebroadcast:
-            self._broadcasts.queue(("e", rec.owner, rec.key), rec)
+            self._queue_record(rec)
 
     def _publish_local(self) -> None:
         for rec in self.endpoints.take_changes():
             if rec.owner == self.node_id:
-                self._broadcasts.queue(("e", rec.owner, rec.key), rec)
+                self._queue_record(rec)
 
     # -- sending ------------------------------------------------------------------------
     def _gossip(self) -> None:
@@ -361,6 +361,9 @@ class Swim:
 
     def _limit(self) -> int:
         return retransmit_limit(self.config, self.n())
+
+    def _queue_record(self, rec: Record) -> None:
+        self._broadcasts.queue(("e", rec.owner, rec.key), rec, self.config.record_factor)
 
     def _queue_alive(self) -> None:
         alive = Alive(self.node_id, self.addr, self.incarnation)

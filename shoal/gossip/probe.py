@@ -3,9 +3,10 @@ relays, and the local health multiplier.
 
 One probe per period: ping the next member; no ack within `probe_timeout` ticks -> ask
 `indirect_checks` others to ping it (ping-req) and nack if it stays silent; no ack by the
-period's end -> report it suspect. The period is `probe_interval * (awareness + 1)`:
-Lifeguard's local health multiplier, raised by missed nacks (this node, not the target,
-is probably slow) and lowered by every successful probe.
+period's end -> report it suspect. A suspect's ping carries the suspicion (Lifeguard's
+buddy system): it learns of it at once and refutes. The period is `probe_interval *
+(awareness + 1)`: Lifeguard's local health multiplier, raised by missed nacks (this node,
+not the target, is probably slow) and lowered by every successful probe.
 """
 
 from __future__ import annotations
@@ -15,8 +16,8 @@ from dataclasses import dataclass
 from random import Random
 
 from shoal.gossip.config import GossipConfig
-from shoal.gossip.members import Members
-from shoal.gossip.messages import Ack, Message, Nack, Ping, PingReq
+from shoal.gossip.members import Members, MemberStatus
+from shoal.gossip.messages import Ack, Message, Nack, Ping, PingReq, Suspect
 
 __all__ = ["Prober"]
 
@@ -44,12 +45,14 @@ class _Relay:
 class Prober:
     def __init__(
         self,
+        node_id: str,
         config: GossipConfig,
         members: Members,
         rng: Random,
         send: Callable[[str, list[Message]], None],
         suspect: Callable[[str, int], None],
     ) -> None:
+        self.node_id = node_id
         self.config = config
         self.awareness = 0
         self._members = members
@@ -104,7 +107,11 @@ class Prober:
         seq = self._next_seq()
         deadline = now + self.config.probe_timeout
         self._probe = _Probe(seq, target.node_id, target.incarnation, deadline, now + period)
-        self._send(target.addr, [Ping(seq, target.node_id)])
+        msgs: list[Message] = [Ping(seq, target.node_id)]
+        if target.status is MemberStatus.SUSPECT:
+            # Lifeguard's buddy system: tell a suspect at once, so it can refute in time
+            msgs.append(Suspect(target.node_id, target.incarnation, self.node_id))
+        self._send(target.addr, msgs)
 
     def _check_probe(self, now: int) -> None:
         p = self._probe
