@@ -172,7 +172,7 @@ async def apply_cost(services: int, per: int, rounds: int) -> dict[str, float]:
 
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     resource.setrlimit(resource.RLIMIT_NOFILE, (max(soft, min(hard, services + 1024)), hard))
-    plane = UserspaceDataPlane()
+    plane = UserspaceDataPlane(kernel_table=None)
     base, moved = big_state(services, per), big_state(services, per, shift=services * per)
     t0 = time.perf_counter()
     await plane.apply(base)

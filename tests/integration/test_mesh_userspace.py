@@ -9,6 +9,7 @@ node is reported by the daemon.
 
 from __future__ import annotations
 
+import signal
 import subprocess
 import sys
 import time
@@ -98,9 +99,7 @@ def test_round_robin_through_the_proxy(web: Lab) -> None:
     # the proxy connects from the node's side of the task network: tasks see the node
     assert field(results[0]["body"], "client").startswith("198.19.")
     # and no kernel rule is involved
-    rules = subprocess.run(["ip", "netns", "exec", web.layout.netns("h1"), "nft", "list",
-                            "tables"], capture_output=True, text=True, check=True).stdout
-    assert "inet shoal" not in rules
+    assert "inet shoal" not in nft_tables(web)
 
 
 def test_udp_through_the_proxy(web: Lab) -> None:
@@ -128,6 +127,27 @@ def test_scale_down_keeps_answering_from_the_rest(web: Lab) -> None:
     assert {field(r["body"], "task") for r in results} == {"web.1"}
     shoal(web, "service", "scale", "-d", "web=3")
     until(lambda: len(running(web, "web")) == 3, what="3 running again")
+
+
+def nft_tables(lab: Lab) -> str:
+    return subprocess.run(["ip", "netns", "exec", lab.layout.netns("h1"), "nft", "list",
+                           "tables"], capture_output=True, text=True, check=True).stdout
+
+
+def test_restart_removes_a_stale_kernel_mesh_and_serves_again(web: Lab) -> None:
+    web.kill_daemon("h1", signal.SIGTERM)
+    # what a daemon in kernel mode would have left: a table that takes port 8080 first
+    script = ("add table inet shoal\n"
+              "add chain inet shoal input { type filter hook input priority -10; }\n"
+              "add rule inet shoal input tcp dport 8080 drop\n")
+    subprocess.run(["ip", "netns", "exec", web.layout.netns("h1"), "nft", "-f", "-"],
+                   input=script, text=True, check=True)
+    web.start("h1")
+    until(lambda: "inet shoal" not in nft_tables(web), what="the stale table removed")
+    until(lambda: all(r["ok"] for r in answers(web, 8080, 3)), timeout=20,
+          what="8080 answers after the restart")
+    results = answers(web, 8080, 9)
+    assert {field(r["body"], "task") for r in results} == {"web.1", "web.2", "web.3"}
 
 
 def test_proxy_protocol_v2_tells_tasks_the_client(lab: Lab) -> None:
@@ -167,5 +187,10 @@ def test_a_port_held_by_a_node_program_is_reported(lab: Lab) -> None:
         holder.kill()
         holder.wait()
     # once the program is gone, the mesh takes the port on its next attempt
-    until(lambda: all(r["ok"] for r in answers(lab, 7070, 2)), timeout=20, what="7070 answers")
+    try:
+        until(lambda: all(r["ok"] for r in answers(lab, 7070, 2)), timeout=20,
+              what="7070 answers")
+    except AssertionError as exc:
+        ps = shoal(lab, "service", "ps", "busy", check=False).stdout
+        raise AssertionError(f"{exc}\n{ps}\n{answers(lab, 7070, 1)}") from None
     shoal(lab, "service", "rm", "busy")

@@ -11,14 +11,22 @@ purpose): a port that cannot be bound (another program holds it) does not stop t
 the state from being applied, since holding back every endpoint change because of one busy
 port would send new connections to removed tasks. The ports that failed are named in one
 `MeshError` raised at the end; the next `apply` tries to bind them again.
+
+The first `apply` also deletes a kernel mesh table (`inet shoal`) an earlier daemon in
+kernel mode may have left: its DNAT rules would take the published ports' traffic before it
+reaches a socket, towards endpoints nobody updates any more. Best effort (no `nft`, no
+table: nothing to do), and never in the initial network namespace (the real host's
+firewall is not ours), like `KernelDataPlane`.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import os
 
 from shoal.mesh.errors import MeshError
+from shoal.mesh.kernel import in_root_netns
 from shoal.mesh.model import MeshState
 from shoal.mesh.userspace.config import ListenerSpec, listener_specs
 from shoal.mesh.userspace.tcp import TcpListener
@@ -46,12 +54,14 @@ class UserspaceDataPlane:
         udp_idle_timeout: float = 30.0,
         udp_max_flows: int = 4096,
         backlog: int = 1024,
+        kernel_table: str | None = "shoal",
     ) -> None:
         self.host = host
         self.connect_timeout = connect_timeout
         self.udp_idle_timeout = udp_idle_timeout
         self.udp_max_flows = udp_max_flows
         self.backlog = backlog
+        self._kernel_table = kernel_table  # None: leave nftables alone
         self._listeners: dict[tuple[str, int], Listener] = {}
         self._specs: dict[tuple[str, int], ListenerSpec] = {}  # what each listener runs
         self._lock = asyncio.Lock()
@@ -67,6 +77,7 @@ class UserspaceDataPlane:
 
     async def apply(self, state: MeshState) -> None:
         async with self._lock:
+            await self._remove_kernel_mesh()
             specs, problems = listener_specs(state)
             self._report(problems)
             for key in sorted(self._listeners.keys() - specs.keys()):
@@ -106,6 +117,23 @@ class UserspaceDataPlane:
                  spec.published, spec.service_id, len(spec.backends),
                  ", PROXY v2" if spec.proxy_protocol else "")
         return listener
+
+    async def _remove_kernel_mesh(self) -> None:
+        table, self._kernel_table = self._kernel_table, None  # once per process
+        if table is None:
+            return
+        if in_root_netns() and os.environ.get("SHOAL_ALLOW_ROOT_NETNS") != "1":
+            return
+        try:
+            proc = await asyncio.create_subprocess_exec(
+                "nft", "delete", "table", "inet", table,
+                stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.DEVNULL,
+            )
+        except OSError:
+            return  # no nft here: no kernel mesh either
+        if await proc.wait() == 0:
+            log.info("mesh: removed the kernel mesh table inet %s left by an earlier daemon",
+                     table)
 
     def _report(self, problems: tuple[str, ...]) -> None:
         if problems != self._problems:

@@ -28,7 +28,7 @@ from tests.unit.mesh.userspace_support import (
 
 @pytest.fixture
 async def plane() -> AsyncIterator[UserspaceDataPlane]:
-    dp = UserspaceDataPlane("127.0.0.1", connect_timeout=0.5)
+    dp = UserspaceDataPlane("127.0.0.1", kernel_table=None, connect_timeout=0.5)
     yield dp
     await dp.close()
 

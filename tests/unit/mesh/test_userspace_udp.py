@@ -27,7 +27,7 @@ from tests.unit.mesh.userspace_support import (
 
 @pytest.fixture
 async def plane() -> AsyncIterator[UserspaceDataPlane]:
-    dp = UserspaceDataPlane("127.0.0.1", udp_idle_timeout=30.0)
+    dp = UserspaceDataPlane("127.0.0.1", kernel_table=None, udp_idle_timeout=30.0)
     yield dp
     await dp.close()
 
@@ -99,7 +99,7 @@ async def test_a_flow_whose_backend_left_moves_on_its_next_datagram(plane, web, 
 
 async def test_idle_flows_expire(web, clients) -> None:
     _, target = web
-    plane = UserspaceDataPlane("127.0.0.1", udp_idle_timeout=0.2)
+    plane = UserspaceDataPlane("127.0.0.1", kernel_table=None, udp_idle_timeout=0.2)
     try:
         published = free_port()
         await plane.apply(state([port(published, target, "udp")], [endpoint(0)]))
@@ -115,7 +115,8 @@ async def test_idle_flows_expire(web, clients) -> None:
 
 async def test_the_flow_table_is_capped(web, clients) -> None:
     _, target = web
-    plane = UserspaceDataPlane("127.0.0.1", udp_idle_timeout=0.3, udp_max_flows=2)
+    plane = UserspaceDataPlane("127.0.0.1", kernel_table=None, udp_idle_timeout=0.3,
+                               udp_max_flows=2)
     try:
         published = free_port()
         await plane.apply(state([port(published, target, "udp")], [endpoint(0)]))
