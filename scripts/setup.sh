@@ -15,6 +15,21 @@ if [ ${#need_apt[@]} -gt 0 ]; then
   apt-get install -y -qq "${need_apt[@]}" >/dev/null
 fi
 
+# The docker CLI, for the docker-compatibility tests. Debian's docker.io package also carries
+# dockerd, whose installation would start it and rewrite the root namespace's firewall: only
+# the client binary is taken out of the package.
+if ! command -v docker >/dev/null 2>&1; then
+  docker_tmp=$(mktemp -d)
+  chmod 0755 "$docker_tmp"  # apt's sandbox user writes the download there
+  if ! (cd "$docker_tmp" && apt-get download -qq docker.io >/dev/null 2>&1); then
+    apt-get update -qq
+    (cd "$docker_tmp" && apt-get download -qq docker.io >/dev/null)
+  fi
+  dpkg-deb --fsys-tarfile "$docker_tmp"/docker.io_*.deb | tar -x -C "$docker_tmp" ./usr/bin/docker
+  install -m 0755 "$docker_tmp/usr/bin/docker" /usr/local/bin/docker
+  rm -rf "$docker_tmp"
+fi
+
 if [ ! -x .venv/bin/python ]; then
   python3 -m venv .venv
 fi
