@@ -2,7 +2,7 @@
 
 Nothing here opens a socket, reads a clock or draws a random number of its own: time is
 `tick()`, packets come in through `step()`, full-state exchanges through
-`handle_push_pull()` / `merge_push_pull()`, randomness from the `random.Random` passed in,
+`handle_push_pull()` / `merge_push_pull()`, randomness from the `RandomSource` passed in,
 and what to send is collected in `take_outputs()`. The same seed and the same inputs give
 the same outputs, which is what lets the simulation replay a failure exactly.
 
@@ -28,12 +28,11 @@ member is declared dead or leaves, its records go in the same step.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from random import Random
 
 from shoal.gossip.broadcast import BroadcastQueue
 from shoal.gossip.config import GossipConfig, retransmit_limit, suspicion_bounds
 from shoal.gossip.endpoints import EndpointState
-from shoal.gossip.members import Member, Members, MemberStatus
+from shoal.gossip.members import Member, Members, MemberStatus, RandomSource
 from shoal.gossip.messages import (
     Ack,
     Alive,
@@ -94,7 +93,7 @@ class Swim:
         self,
         node_id: str,
         addr: str,
-        rng: Random,
+        rng: RandomSource,
         config: GossipConfig | None = None,
         endpoints: EndpointState | None = None,
     ) -> None:

@@ -13,10 +13,9 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from random import Random
 
 from shoal.gossip.config import GossipConfig
-from shoal.gossip.members import Members, MemberStatus
+from shoal.gossip.members import Members, MemberStatus, RandomSource
 from shoal.gossip.messages import Ack, Message, Nack, Ping, PingReq, Suspect
 
 __all__ = ["Prober"]
@@ -48,7 +47,7 @@ class Prober:
         node_id: str,
         config: GossipConfig,
         members: Members,
-        rng: Random,
+        rng: RandomSource,
         send: Callable[[str, list[Message]], None],
         suspect: Callable[[str, int], None],
     ) -> None:

@@ -12,10 +12,10 @@ from __future__ import annotations
 import heapq
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from random import Random
 
 from shoal.gossip.codec import decode_packet, decode_push_pull, encode_packet, encode_push_pull
 from shoal.gossip.core import MemberEvent, SendPacket, Swim
+from shoal.gossip.members import RandomSource
 from shoal.gossip.messages import PushPull
 
 __all__ = ["NetStats", "SimNetwork"]
@@ -39,7 +39,9 @@ class _Due:
 
 
 class SimNetwork:
-    def __init__(self, rng: Random, loss: float = 0.0, delay: tuple[int, int] = (0, 1)) -> None:
+    def __init__(
+        self, rng: RandomSource, loss: float = 0.0, delay: tuple[int, int] = (0, 1)
+    ) -> None:
         self.rng = rng
         self.loss = loss
         self.delay = delay

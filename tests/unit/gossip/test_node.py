@@ -1,0 +1,177 @@
+"""Real sockets: gossip nodes on 127.0.0.x in one process, encrypted UDP and TCP."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import socket
+from collections.abc import AsyncIterator, Callable
+
+import pytest
+
+from shoal.errors import InvalidArgument
+from shoal.gossip.config import GossipConfig
+from shoal.gossip.crypto import Keyring
+from shoal.gossip.endpoints import EndpointEntry, PublishedPort
+from shoal.gossip.members import MemberStatus
+from shoal.gossip.node import GossipNode, GossipOptions
+
+K1, K2 = b"\x01" * 32, b"\x02" * 32
+# 10 ms ticks: probes every 50 ms, a crashed node is dead within about a second
+FAST = GossipConfig(probe_interval=5, probe_timeout=2, gossip_interval=1,
+                    push_pull_interval=50, reconnect_interval=20, reconcile_grace=5)
+
+
+async def until(cond: Callable[[], bool], timeout: float = 5.0) -> None:
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    while not cond():
+        if loop.time() > deadline:
+            raise AssertionError("condition not met within the deadline")
+        await asyncio.sleep(0.01)
+
+
+class Cluster:
+    def __init__(self, tg: asyncio.TaskGroup) -> None:
+        self.tg = tg
+        self.nodes: list[GossipNode] = []
+
+    async def start(self, keyring: Keyring, host: int | None = None) -> GossipNode:
+        i = len(self.nodes)
+        opts = GossipOptions(f"node{i}", bind_host=f"127.0.0.{host or 20 + i}", port=0,
+                             tick=0.01, config=FAST, leave_timeout=0.5)
+        node = GossipNode(opts, keyring)
+        self.nodes.append(node)
+        self.tg.create_task(node.run())
+        await asyncio.wait_for(node.started(), 5)
+        return node
+
+    def live_view(self, node: GossipNode) -> set[str]:
+        return {m.node_id for m in node.members() if m.status is MemberStatus.ALIVE}
+
+
+@pytest.fixture
+async def cluster() -> AsyncIterator[Cluster]:
+    async with asyncio.TaskGroup() as tg:
+        c = Cluster(tg)
+        try:
+            yield c
+        finally:
+            for node in c.nodes:
+                await node.stop(leave=False)
+
+
+async def start_many(cluster: Cluster, n: int, key: bytes = K1) -> list[GossipNode]:
+    nodes = [await cluster.start(Keyring(key)) for _ in range(n)]
+    for node in nodes[1:]:
+        assert await node.join([nodes[0].addr]) == 1
+    ids = {n.options.node_id for n in nodes}
+    await until(lambda: all(cluster.live_view(n) == ids for n in nodes))
+    return nodes
+
+
+def entry(node: GossipNode, task: str) -> EndpointEntry:
+    return EndpointEntry("web", task, node.options.node_id, "198.19.1.5", True,
+                         (PublishedPort("tcp", 8080, 80),))
+
+
+async def test_nodes_converge_and_share_entries_and_a_stopped_nodes_vanish(
+    cluster: Cluster,
+) -> None:
+    nodes = await start_many(cluster, 5)
+    nodes[1].table.set(entry(nodes[1], "t1"))
+    nodes[3].table.set(entry(nodes[3], "t3"))
+    await until(lambda: all({e.task_id for e in n.table.entries()} == {"t1", "t3"}
+                            for n in nodes))
+    assert nodes[4].table.ports() == [("web", "tcp", 8080, 80, "ingress")]
+    # graceful: the others hear of the leave
+    await nodes[1].stop(leave=True)
+    await until(lambda: all({e.task_id for e in n.table.entries()} == {"t3"}
+                            for n in nodes if n is not nodes[1]), timeout=3)
+    # a crash (no leave): failure detection, then its entries go everywhere
+    await nodes[3].stop(leave=False)
+    rest = [nodes[0], nodes[2], nodes[4]]
+    await until(lambda: all(not n.table.entries() for n in rest), timeout=8)
+    for n in rest:
+        status = {m.node_id: m.status for m in n.members()}
+        assert status["node1"] is MemberStatus.LEFT and status["node3"] is MemberStatus.DEAD
+
+
+async def test_a_removed_entry_and_a_reconcile_reach_everyone(cluster: Cluster) -> None:
+    nodes = await start_many(cluster, 3)
+    nodes[0].table.set(entry(nodes[0], "keep"))
+    nodes[0].table.set(entry(nodes[0], "drop"))
+    nodes[2].table.set(entry(nodes[2], "stale"))
+    await until(lambda: all(len(n.table.entries()) == 3 for n in nodes))
+    nodes[0].table.remove("drop")
+    await until(lambda: all(len(n.table.entries()) == 2 for n in nodes))
+    await asyncio.sleep(FAST.reconcile_grace * 0.01 * 2)  # past the grace, in ticks
+    for n in nodes:
+        n.reconcile({("node0", "keep")})
+    await until(lambda: all([e.task_id for e in n.table.entries()] == ["keep"] for n in nodes))
+
+
+async def test_a_node_with_a_wrong_key_is_shut_out(cluster: Cluster) -> None:
+    nodes = await start_many(cluster, 2)
+    stranger = await cluster.start(Keyring(K2))
+    assert await stranger.join([nodes[0].addr]) == 0
+    # its UDP packets are dropped, counted, and change nothing
+    stranger.core.join([nodes[0].addr])
+    stranger.core.merge_push_pull(nodes[0].core.push_pull_state(join=True))  # learns of them
+    await until(lambda: nodes[0]._drops.count > 0 and nodes[1]._drops.count > 0)
+    assert all("node2" not in cluster.live_view(n) for n in nodes)
+
+
+async def test_garbage_on_the_port_is_dropped_and_the_node_keeps_working(
+    cluster: Cluster,
+) -> None:
+    nodes = await start_many(cluster, 2)
+    host, port = nodes[0].addr.rsplit(":", 1)
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+        for junk in (b"", b"\x01", b"\x01" + b"\x00" * 60, b"\xff" * 5000):
+            s.sendto(junk, (host, int(port)))
+    reader, writer = await asyncio.open_connection(host, int(port))
+    writer.write(b"\x00\x00\x00\x05hello")
+    await writer.drain()
+    assert await asyncio.wait_for(reader.read(), 5) == b""  # closed on us
+    writer.close()
+    await until(lambda: nodes[0]._drops.count >= 5)
+    nodes[1].table.set(entry(nodes[1], "t"))
+    await until(lambda: [e.task_id for e in nodes[0].table.entries()] == ["t"])
+
+
+async def test_key_rotation_without_losing_a_member(cluster: Cluster) -> None:
+    rings = [Keyring(K1) for _ in range(3)]
+    nodes = [await cluster.start(r) for r in rings]
+    for n in nodes[1:]:
+        assert await n.join([nodes[0].addr]) == 1
+    for r in rings:
+        r.install(K2)
+    for r in rings:
+        r.use(K2)  # one by one: the others still open K1 frames meanwhile
+        await asyncio.sleep(0.05)
+    for r in rings:
+        r.remove(K1)
+    newcomer = await cluster.start(Keyring(K2))
+    assert await newcomer.join([nodes[0].addr]) == 1
+    old_key_only = await cluster.start(Keyring(K1))
+    assert await old_key_only.join([nodes[0].addr]) == 0
+    ids = {"node0", "node1", "node2", "node3"}
+    await until(lambda: all(cluster.live_view(n) == ids for n in [*nodes, newcomer]))
+    # nobody was suspected on the way
+    assert all(n.core.incarnation == 0 for n in nodes)
+
+
+def test_bad_options_are_refused() -> None:
+    with pytest.raises(InvalidArgument):
+        GossipNode(GossipOptions("n", port=70000, advertise_host="127.0.0.1"), Keyring(K1))
+    with pytest.raises(InvalidArgument):
+        GossipNode(GossipOptions("n", bind_host="0.0.0.0"), Keyring(K1))
+
+
+async def test_stop_before_start_and_twice_is_harmless() -> None:
+    node = GossipNode(GossipOptions("n", bind_host="127.0.0.30", port=0, tick=0.01),
+                      Keyring(K1))
+    await node.stop()
+    with contextlib.suppress(RuntimeError):
+        node.members()
