@@ -45,7 +45,7 @@ class Manager:
     storage: SQLiteStorage | None = None
     log: RaftLog | None = None
     task: asyncio.Task[None] | None = None
-    history: list[tuple[int, str, str, int]] = field(default_factory=list)
+    history: list[tuple[str, str, int]] = field(default_factory=list)
     leadership: list[bool] = field(default_factory=list)
     _watch: asyncio.Task[None] | None = None
 
@@ -122,12 +122,12 @@ class Cluster:
             self.start(i)
 
     async def _record(self, m: Manager) -> None:
-        """Each replica's sequence of applied changes: (store index, kind, id, version)."""
+        """Each replica's sequence of applied changes: (kind, id, Version.Index)."""
         queue: asyncio.Queue[Event | Commit] = m.store.watch()
         while True:
             ev = await queue.get()
             if isinstance(ev, Event) and ev.action != "delete":
-                m.history.append((m.store.index, ev.kind, ev.obj.id, ev.obj.version.index))
+                m.history.append((ev.kind, ev.obj.id, ev.obj.version.index))
 
     async def stop(self, i: int) -> None:
         m = self.managers[i]

@@ -68,6 +68,9 @@ def rebuild(s: SQLiteStorage) -> MemoryStorage:
 
 
 def apply_write(s: SQLiteStorage | MemoryStorage, w: Write) -> None:
+    if w.app_snapshot and isinstance(s, SQLiteStorage):
+        s.save_snapshot(w.app_snapshot, CONF, b"state@%d" % w.app_snapshot, w.compact_to)
+        return
     if w.app_snapshot:
         s.create_snapshot(w.app_snapshot, CONF, b"state@%d" % w.app_snapshot)
         if w.compact_to >= s.first_index():

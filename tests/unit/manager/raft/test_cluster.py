@@ -37,7 +37,7 @@ async def test_three_managers_replicate_control_api_writes_in_order(cluster3: Cl
         assert sorted(got) == [f"web{i}" for i in range(10)]
         assert got["web3"].spec.task_template.container_spec.image == "nginx"
         assert m.history == leader.history  # same changes, same order, same Version.Index
-    assert [v for _, _, _, v in leader.history] == list(range(1, 12))
+    assert [v for _, _, v in leader.history] == list(range(1, 12))
 
 
 async def test_a_follower_refuses_writes_naming_the_leader_and_reads_linearizably(

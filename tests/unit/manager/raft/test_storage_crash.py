@@ -25,9 +25,10 @@ def _run_and_kill(path: Path, seed: int, rng: random.Random) -> tuple[int, set[s
         [sys.executable, "-m", "tests.unit.manager.raft.storage_model", str(path), str(seed)],
         cwd=ROOT,
         stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
         text=True,
     )
-    assert proc.stdout is not None
+    assert proc.stdout is not None and proc.stderr is not None
     kill_after = rng.randint(0, 40)
     acked, begun, last_acked = -1, -1, ""
     digests: dict[int, str] = {}
@@ -49,7 +50,12 @@ def _run_and_kill(path: Path, seed: int, rng: random.Random) -> tuple[int, set[s
                     break
     finally:
         proc.kill()
-        rest_of_output = proc.communicate()[0]
+        proc.wait()
+        # Through the same text buffers the loop above used (communicate() would read the
+        # raw pipes and miss what those buffers already hold).
+        rest_of_output, errors = proc.stdout.read(), proc.stderr.read()
+        proc.stdout.close()
+        proc.stderr.close()
     for line in rest_of_output.splitlines():  # lines written before the kill landed
         kind, *rest = line.split()
         if kind == "B":
@@ -57,7 +63,7 @@ def _run_and_kill(path: Path, seed: int, rng: random.Random) -> tuple[int, set[s
         elif kind == "A":
             acked = int(rest[0])
             last_acked = digests[acked]
-    assert proc.returncode == -signal.SIGKILL
+    assert proc.returncode == -signal.SIGKILL, f"the writer failed by itself:\n{errors}"
     allowed = {last_acked}
     if begun > acked:
         allowed.add(digests[begun])
@@ -75,7 +81,8 @@ def test_killed_writer_leaves_a_consistent_file_with_every_acknowledged_write(
         total += acked
         storage = SQLiteStorage.open(path)  # verifies every checksum and the structure
         try:
-            assert digest(storage) in allowed, f"round {round_}: state is not an acked one"
+            got = digest(storage)
+            assert got in allowed, f"round {round_}: {got} is not in {allowed} ({acked} acked)"
         finally:
             storage.close()
     assert total > 50
