@@ -3,9 +3,11 @@
 Builds a 1-node lab whose daemon runs `--mesh userspace` (its own tag), runs one `shoal
 whoami` task published on 8080 (the userspace proxy), and programs the *kernel* mesh for
 the same task on 8081 beside it (`python -m shoal.mesh.driver --table shoalbench` in the
-node's namespace). From the lab's client, `wrk` drives: the task's own address (direct),
+node's namespace). From the lab's client, `wrk` drives: a twin task's own address (direct),
 node:8081 (kernel), node:8080 (userspace); 1 KiB bodies with keep-alive and with a new
-connection per request, and 1 MiB bodies (MiB/s). Prints the figures and the ratios.
+connection per request, and 1 MiB bodies (MiB/s). The three paths take turns, `--rounds`
+times, and each prints its median round (a shared machine is noisy). Prints the figures
+and the ratios.
 
 Then, inside the node's namespace, the cost of `apply` on the userspace plane with 1,000
 published ports of 10 endpoints each: the first apply (binds 1,000 listeners), an apply
@@ -105,15 +107,24 @@ def wait_answers(lab: Lab, url: str) -> None:
         time.sleep(0.1)
 
 
-def measure(lab: Lab, seconds: int, connections: int) -> None:
-    client = lab.client("h1")
-    sid = client.post("/services/create", {
-        "Name": "bench",
+def create(lab: Lab, name: str, published: int | None) -> tuple[str, dict[str, Any]]:
+    ports = [{"TargetPort": 80, "PublishedPort": published}] if published else []
+    sid: str = lab.client("h1").post("/services/create", {
+        "Name": name,
         "TaskTemplate": {"ContainerSpec": {"Image": "shoal", "Args": ["whoami", "--port", "80"]}},
         "Mode": {"Replicated": {"Replicas": 1}},
-        "EndpointSpec": {"Ports": [{"TargetPort": 80, "PublishedPort": 8080}]},
+        "EndpointSpec": {"Ports": ports},
     })["ID"]
-    task = wait_running(lab, sid)
+    return sid, wait_running(lab, sid)
+
+
+def measure(lab: Lab, seconds: int, connections: int, rounds: int) -> None:
+    client = lab.client("h1")
+    sid, task = create(lab, "bench", 8080)
+    # The direct path gets a twin task of its own: the client's connections to it and the
+    # kernel mesh's (not SNAT'd) would otherwise share 4-tuples at the task, and TIME_WAIT
+    # with disagreeing timestamps (PAWS, DESIGN.md) would stall whichever path runs second.
+    _, twin = create(lab, "benchdirect", None)
     node = client.get(f"/nodes/{task['NodeID']}")
     node_addr = lab.address("h1")
     subprocess.run(["ip", "-n", lab.layout.netns("client"), "route", "replace", node["Subnet"],
@@ -124,24 +135,34 @@ def measure(lab: Lab, seconds: int, connections: int) -> None:
                           (PortSpec(sid, "tcp", 8081, 80, "ingress"),),
                           (Endpoint(sid, task["ID"], task["NodeID"], task["Address"], True),))
         kernel.call({"op": "apply", "state": state.to_dict()})
-        paths = {"direct": f"http://{task['Address']}:80", "kernel": f"http://{node_addr}:8081",
+        paths = {"direct": f"http://{twin['Address']}:80", "kernel": f"http://{node_addr}:8081",
                  "userspace": f"http://{node_addr}:8080"}
         for base in paths.values():
             wait_answers(lab, base + "/health")
-        report(lab, paths, seconds, connections)
+        report(lab, paths, seconds, connections, rounds)
     finally:
         kernel.close()
 
 
-def report(lab: Lab, paths: dict[str, str], seconds: int, connections: int) -> None:
+def median_run(runs: list[dict[str, float]]) -> dict[str, float]:
+    return sorted(runs, key=lambda r: r["rps"])[len(runs) // 2]
+
+
+def report(lab: Lab, paths: dict[str, str], seconds: int, connections: int,
+           rounds: int) -> None:
     modes = [("keep-alive", 1024, False), ("new connection", 1024, True),
              ("1 MiB bodies", MIB, False)]
-    print(f"\none whoami task, from the lab client: wrk -t2 -c{connections} -d{seconds}s")
+    print(f"\none whoami task, from the lab client: wrk -t2 -c{connections} -d{seconds}s, "
+          f"median of {rounds} interleaved rounds")
     print(f"{'mode':<16}{'path':<11}{'req/s':>10}{'MiB/s':>9}{'p50 ms':>9}{'p99 ms':>9}"
           f"{'errors':>8}")
     for mode, size, close in modes:
-        rows = {name: wrk(lab, f"{base}/data?size={size}", seconds, connections, close)
-                for name, base in paths.items()}
+        runs: dict[str, list[dict[str, float]]] = {name: [] for name in paths}
+        for _ in range(rounds):
+            for name, base in paths.items():
+                runs[name].append(wrk(lab, f"{base}/data?size={size}", seconds, connections,
+                                      close))
+        rows = {name: median_run(r) for name, r in runs.items()}
         for name, r in rows.items():
             print(f"{mode:<16}{name:<11}{r['rps']:>10.0f}{r['rps'] * size / MIB:>9.1f}"
                   f"{r['p50']:>9.2f}{r['p99']:>9.2f}{r['errors']:>8.0f}")
@@ -206,7 +227,8 @@ def report_apply(lab: Lab, services: int, per: int) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--seconds", type=int, default=5)
+    parser.add_argument("--seconds", type=int, default=3)
+    parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--connections", type=int, default=32)
     parser.add_argument("--services", type=int, default=1000)
     parser.add_argument("--per", type=int, default=10)
@@ -223,7 +245,7 @@ def main() -> None:
     lab.down()
     lab.up(nodes=1)
     try:
-        measure(lab, args.seconds, args.connections)
+        measure(lab, args.seconds, args.connections, args.rounds)
         report_apply(lab, args.services, args.per)
     finally:
         lab.down()

@@ -16,6 +16,7 @@ from shoal.gossip.table import EndpointTable
 from shoal.manager.state.store import Store
 from shoal.mesh.dataplane import DataPlane
 from shoal.mesh.model import Endpoint, MeshState, PortSpec
+from shoal.mesh.userspace.config import proxy_protocol_ports
 
 __all__ = ["MeshSync", "PortFeed", "PortSource", "StorePorts"]
 
@@ -42,6 +43,7 @@ class StorePorts:
     def ports(self) -> list[PortSpec]:
         ports: list[PortSpec] = []
         for service in self._store.view().list("service"):
+            proxied, _ = proxy_protocol_ports(service.spec.labels)  # userspace mesh only
             for port in service.endpoint.ports or []:
                 if port.published_port and port.protocol in ("tcp", "udp"):
                     ports.append(
@@ -51,6 +53,7 @@ class StorePorts:
                             published=port.published_port,
                             target=port.target_port,
                             mode="host" if port.publish_mode == "host" else "ingress",
+                            proxy_protocol=(port.protocol, port.published_port) in proxied,
                         )
                     )
         return ports

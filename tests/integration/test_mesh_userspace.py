@@ -152,7 +152,7 @@ def test_restart_removes_a_stale_kernel_mesh_and_serves_again(web: Lab) -> None:
 
 def test_proxy_protocol_v2_tells_tasks_the_client(lab: Lab) -> None:
     shoal(lab, "service", "create", "--name", "pp", "--replicas", "2",
-          "--label", "shoal.mesh.proxy-protocol=8081",
+          "--label", "shoal.mesh.proxy-protocol=8081/tcp,5354/udp",
           "--publish", "published=8081,target=80",
           "--publish", "published=5354,target=53,protocol=udp",
           "shoal", "whoami", "--port", "80", "--udp-port", "53", "--proxy-protocol")
