@@ -19,7 +19,8 @@ The protocol is SWIM with hashicorp/memberlist's and Lifeguard's refinements:
 * every state change is broadcast by piggybacking on probe traffic and on gossip rounds,
   each broadcast `retransmit_mult * ceil(log10(n + 1))` times;
 * a periodic TCP push-pull exchanges full state with one random member (anti-entropy;
-  joins are push-pulls too), and with a dead member now and then, so partitions heal.
+  joins are push-pulls too), with a dead member now and then, so partitions heal, and at
+  once with any key holder that talks to this node without being known to it.
 
 The endpoint table rides on the same channels (`Record`s): see `endpoints.py`. When a
 member is declared dead or leaves, its records go in the same step.
@@ -113,6 +114,7 @@ class Swim:
         self._suspicions: dict[str, Suspicion] = {}
         self.prober = Prober(node_id, self.config, self.members, rng, self._send, self._suspect)
         self._outputs: list[Output] = []
+        self._strangers: dict[str, int] = {}  # unknown sources -> tick of the last sync
         self._events: list[MemberEvent] = []
         self._header = envelope_size(node_id, addr)
         self._next_push_pull = rng.randint(1, self.config.push_pull_interval)
@@ -181,6 +183,18 @@ class Swim:
                 self.prober.on_ack(msg.seq)
             elif isinstance(msg, Nack):
                 self.prober.on_nack(msg.seq)
+        self._check_stranger(packet)
+
+    def _check_stranger(self, packet: Packet) -> None:
+        # A key holder this node does not know talks to it: a broadcast about it was lost
+        # (a join storm can outrun the retransmit limit). Sync now, not at the next push-pull.
+        source = packet.source
+        if source == self.node_id or self.leaving or self.members.get(source) is not None:
+            return
+        last = self._strangers.get(source)
+        if last is None or self.now - last >= self.config.probe_interval:
+            self._strangers[source] = self.now
+            self._outputs.append(StartPushPull(packet.source_addr, join=False))
 
     def join(self, addrs: list[str]) -> None:
         for addr in addrs:
@@ -213,14 +227,15 @@ class Swim:
         for ms in msg.members:
             if ms.node == self.node_id and ms.status in ("dead", "left"):
                 if not self.leaving and ms.incarnation >= self.incarnation:
-                    self._refute(ms.incarnation, dead=True)
+                    self._refute(ms.incarnation, dead=True, accuser=msg.source)
             elif ms.status == "alive":
                 self._on_alive(Alive(ms.node, ms.addr, ms.incarnation))
             elif ms.status == "left":
                 self._on_dead(Dead(ms.node, ms.incarnation, ms.node))
             else:
-                # never trust another node's "dead": suspect, so the member may refute
-                self._on_suspect(Suspect(ms.node, ms.incarnation, msg.source))
+                # never trust another node's "dead": suspect, so the member may refute.
+                # In this node's name: a relayed suspicion is no independent confirmation.
+                self._on_suspect(Suspect(ms.node, ms.incarnation, self.node_id))
         for rec in msg.records:
             self._on_record(rec, rebroadcast=False)
 
@@ -259,7 +274,7 @@ class Swim:
     def _on_suspect(self, msg: Suspect) -> None:
         if msg.node == self.node_id:
             if not self.leaving and msg.incarnation >= self.incarnation:
-                self._refute(msg.incarnation)
+                self._refute(msg.incarnation, accuser=msg.origin)
             return
         m = self.members.get(msg.node)
         if m is None or msg.incarnation < m.incarnation or not m.status.live:
@@ -297,7 +312,7 @@ class Swim:
     def _on_dead(self, msg: Dead, reason: str = "") -> None:
         if msg.node == self.node_id:
             if not self.leaving and msg.incarnation >= self.incarnation:
-                self._refute(msg.incarnation, dead=True)
+                self._refute(msg.incarnation, dead=True, accuser=msg.origin)
             return
         m = self.members.get(msg.node)
         if m is None or msg.incarnation < m.incarnation or not m.status.live:
@@ -310,15 +325,22 @@ class Swim:
         self._broadcasts.queue(("m", msg.node), msg)
         self.endpoints.remove_owner(msg.node)
 
-    def _refute(self, incarnation: int, dead: bool = False) -> None:
+    def _refute(self, incarnation: int, dead: bool = False, accuser: str = "") -> None:
         self.incarnation = max(self.incarnation, incarnation) + 1
         self.prober.adjust(1)
         self._queue_alive()
+        m = self.members.get(accuser)
+        if m is not None and m.status.live:
+            # the accuser's timer is running: tell it directly, not only by epidemic
+            self._send(m.addr, [Alive(self.node_id, self.addr, self.incarnation)])
         if dead:  # the others dropped this node's records: send them again
             for rec in self.endpoints.owned_records(self.node_id):
                 self._queue_record(rec)
 
     def _reap(self) -> None:
+        self._strangers = {
+            k: t for k, t in self._strangers.items() if self.now - t < self.config.probe_interval
+        }
         for m in self.members.all():
             if not m.status.live and self.now - m.since >= self.config.dead_reap:
                 self.members.forget(m.node_id)

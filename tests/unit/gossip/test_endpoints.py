@@ -218,3 +218,16 @@ def test_a_lone_entry_still_publishes_its_ports(ready: bool) -> None:
     table = EndpointTable()
     table.set(entry("t1", ready=ready))
     assert table.ports() == [("svc", "tcp", 8080, 80, "ingress")]
+
+
+async def test_table_ports_is_a_port_source_for_the_mesh() -> None:
+    from shoal.gossip.ports import TablePorts
+    from shoal.mesh.model import PortSpec
+
+    table = EndpointTable()
+    source = TablePorts(table)
+    waiter = asyncio.create_task(source.changed())
+    await asyncio.sleep(0)
+    table.set(entry("t1"))
+    await asyncio.wait_for(waiter, 1)
+    assert source.ports() == [PortSpec("svc", "tcp", 8080, 80, "ingress")]
