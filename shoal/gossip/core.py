@@ -28,8 +28,6 @@ member is declared dead or leaves, its records go in the same step.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 from shoal.gossip.broadcast import BroadcastQueue
 from shoal.gossip.config import GossipConfig, retransmit_limit, suspicion_bounds
 from shoal.gossip.endpoints import EndpointState
@@ -50,36 +48,11 @@ from shoal.gossip.messages import (
     encoded_size,
     envelope_size,
 )
+from shoal.gossip.outputs import MemberEvent, Output, SendPacket, StartPushPull
 from shoal.gossip.probe import Prober
 from shoal.gossip.suspicion import Suspicion
 
 __all__ = ["MemberEvent", "Output", "SendPacket", "StartPushPull", "Swim"]
-
-
-@dataclass(frozen=True)
-class SendPacket:
-    addr: str  # "host:port"
-    packet: Packet
-
-
-@dataclass(frozen=True)
-class StartPushPull:
-    """Open a TCP exchange with `addr`: send `push_pull_state(join)`, merge the reply."""
-
-    addr: str
-    join: bool
-
-
-Output = SendPacket | StartPushPull
-
-
-@dataclass(frozen=True)
-class MemberEvent:
-    node_id: str
-    addr: str
-    status: MemberStatus
-    incarnation: int
-    reason: str
 
 
 def _priority(msg: Message) -> int:
@@ -165,7 +138,10 @@ class Swim:
             self._reap()
 
     def step(self, packet: Packet) -> None:
+        stale = False
         for msg in sorted(packet.messages, key=_priority):
+            if isinstance(msg, Suspect | Dead) and msg.node == self.node_id:
+                stale |= msg.incarnation < self.incarnation
             if isinstance(msg, Alive):
                 self._on_alive(msg)
             elif isinstance(msg, Suspect):
@@ -183,6 +159,9 @@ class Swim:
                 self.prober.on_ack(msg.seq)
             elif isinstance(msg, Nack):
                 self.prober.on_nack(msg.seq)
+        if stale and not self.leaving:
+            # the sender still spreads an accusation this node already refuted: correct it
+            self._send(packet.source_addr, [Alive(self.node_id, self.addr, self.incarnation)])
         self._check_stranger(packet)
 
     def _check_stranger(self, packet: Packet) -> None:
@@ -205,7 +184,7 @@ class Swim:
         """Announce a graceful departure; the driver should keep ticking a little while."""
         self.leaving = True
         msg = Dead(self.node_id, self.incarnation, self.node_id)
-        self._broadcasts.queue(("m", self.node_id), msg)
+        self._queue_member(msg)
         for m in self.members.sample(self._rng, 2 * self.config.gossip_fanout, set()):
             self._send(m.addr, [msg])
 
@@ -269,7 +248,7 @@ class Swim:
             if not was.live:
                 # its records were dropped when it died: fetch them back at once
                 self._outputs.append(StartPushPull(m.addr, join=False))
-        self._broadcasts.queue(("m", msg.node), msg)
+        self._queue_member(msg)
 
     def _on_suspect(self, msg: Suspect) -> None:
         if msg.node == self.node_id:
@@ -282,7 +261,7 @@ class Swim:
         if m.status is MemberStatus.SUSPECT:
             s = self._suspicions.get(m.node_id)
             if s is not None and s.confirm(msg.origin):
-                self._broadcasts.queue(("m", msg.node), msg)
+                self._queue_member(msg)
             return
         m.incarnation = msg.incarnation
         n = self.n()
@@ -291,7 +270,7 @@ class Swim:
         self._suspicions[m.node_id] = Suspicion(msg.origin, k if n - 2 >= k else 0, low, high,
                                                 self.now)
         self._set_status(m, MemberStatus.SUSPECT, f"suspected by {msg.origin}")
-        self._broadcasts.queue(("m", msg.node), msg)
+        self._queue_member(msg)
 
     def _suspect(self, node: str, incarnation: int) -> None:
         self._on_suspect(Suspect(node, incarnation, self.node_id))
@@ -322,7 +301,7 @@ class Swim:
         left = msg.origin == msg.node
         status = MemberStatus.LEFT if left else MemberStatus.DEAD
         self._set_status(m, status, reason or ("left" if left else f"declared by {msg.origin}"))
-        self._broadcasts.queue(("m", msg.node), msg)
+        self._queue_member(msg)
         self.endpoints.remove_owner(msg.node)
 
     def _refute(self, incarnation: int, dead: bool = False, accuser: str = "") -> None:
@@ -386,9 +365,12 @@ class Swim:
     def _queue_record(self, rec: Record) -> None:
         self._broadcasts.queue(("e", rec.owner, rec.key), rec, self.config.record_factor)
 
+    def _queue_member(self, msg: Alive | Suspect | Dead) -> None:
+        self._broadcasts.queue(("m", msg.node), msg, self.config.member_factor)
+
     def _queue_alive(self) -> None:
         alive = Alive(self.node_id, self.addr, self.incarnation)
-        self._broadcasts.queue(("m", self.node_id), alive)
+        self._queue_member(alive)
 
     def _set_status(self, m: Member, status: MemberStatus, reason: str) -> None:
         m.status, m.since = status, self.now

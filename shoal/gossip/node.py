@@ -132,8 +132,10 @@ class GossipNode:
                 self._started.set()
                 await self._stop.wait()
                 ticker.cancel()
-                for task in list(self._tasks):
+                pending = list(self._tasks)
+                for task in pending:
                     task.cancel()
+                await asyncio.gather(*pending, return_exceptions=True)
         finally:
             self._close()
 
@@ -274,6 +276,9 @@ class GossipNode:
 
     async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         peer = writer.get_extra_info("peername")
+        if self._core is None:  # bound, not yet running
+            writer.close()
+            return
         try:
             async with asyncio.timeout(self.options.stream_timeout):
                 msg = decode_push_pull(self.keyring.open(await _read_frame(reader), _TCP))

@@ -24,6 +24,7 @@ PURE = [
     "errors.py",
     "members.py",
     "messages.py",
+    "outputs.py",
     "probe.py",
     "simnet.py",
     "suspicion.py",
