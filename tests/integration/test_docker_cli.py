@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import re
+import signal
 import subprocess
 import time
 from collections.abc import Callable, Iterator
@@ -326,6 +327,18 @@ def test_secrets_and_configs(lab: Lab) -> None:
     assert config["ID"] == config_id and config["Spec"]["Data"] == "YTogMQo="
     assert "a: 1" in docker(lab, "config", "inspect", "--pretty", "app_cfg").stdout
     assert docker(lab, "config", "ls", "-q").stdout.split() == [config_id]
+
+
+def test_they_are_kept_across_a_daemon_restart(lab: Lab) -> None:
+    def ids() -> list[str]:
+        return [
+            docker(lab, kind, "ls", "-q").stdout for kind in ("network", "secret", "config")
+        ]
+
+    before = ids()
+    lab.kill_daemon("h1", signal.SIGTERM)
+    lab.start("h1")
+    assert ids() == before
 
 
 def test_a_service_uses_them_and_they_cannot_go_while_it_does(lab: Lab) -> None:
