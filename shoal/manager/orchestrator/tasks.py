@@ -16,6 +16,8 @@ def new_task(service: Service, slot: int, node_id: str = "", attempt: int = 0) -
         spec=clone(service.spec.task_template),
         service_id=service.id,
         service_name=service.spec.name,
+        # swarmkit's task annotations carry the service's labels: `stack ps` filters on them
+        labels=dict(service.spec.labels) if service.spec.labels else None,
         slot=slot,
         node_id=node_id,
         status=TaskStatusInfo(timestamp=now_rfc3339(), state="new", message="created"),
