@@ -85,7 +85,7 @@ class UserspaceDataPlane:
                 log.info("mesh: closed %s/%d", *key)
             for key in sorted(self._listeners.keys() & specs.keys()):
                 if specs[key] != self._specs.get(key):
-                    self._listeners[key].update(specs[key])
+                    self._update(self._listeners[key], specs[key])
             failed: list[str] = []
             for key in sorted(specs.keys() - self._listeners.keys()):
                 try:
@@ -117,6 +117,18 @@ class UserspaceDataPlane:
                  spec.published, spec.service_id, len(spec.backends),
                  ", PROXY v2" if spec.proxy_protocol else "")
         return listener
+
+    @staticmethod
+    def _update(listener: Listener, spec: ListenerSpec) -> None:
+        before = len(listener.pool)
+        listener.update(spec)
+        if bool(before) != bool(spec.backends):  # the transitions an operator cares about
+            log.info("mesh: %s/%d of service %s %s", spec.protocol, spec.published,
+                     spec.service_id, f"serves {len(spec.backends)} backend(s)" if spec.backends
+                     else "has no ready backend: refusing")
+        else:
+            log.debug("mesh: %s/%d: %d backends", spec.protocol, spec.published,
+                      len(spec.backends))
 
     async def _remove_kernel_mesh(self) -> None:
         table, self._kernel_table = self._kernel_table, None  # once per process
