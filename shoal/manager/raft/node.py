@@ -35,6 +35,7 @@ from shoal.manager.raft.leadership import LeadershipCallback, LeadershipNotifier
 from shoal.manager.raft.membership import Membership
 from shoal.manager.raft.outbox import Outbox
 from shoal.manager.raft.pending import Proposals, Reads
+from shoal.manager.raft.requests import Requests
 from shoal.manager.raft.storage import SQLiteStorage
 from shoal.manager.raft.transport import Transport
 from shoal.manager.raft.validate import refusal
@@ -46,7 +47,6 @@ from shoal.raft import (
     InvariantViolation,
     Message,
     MessageDecodeError,
-    ProposalDropped,
     RaftError,
     RawNode,
     Ready,
@@ -54,7 +54,6 @@ from shoal.raft import (
     Status,
     decode,
     decode_message,
-    encode,
 )
 
 __all__ = ["LeadershipCallback", "RaftNode"]
@@ -66,7 +65,7 @@ class _Stopped(Exception):
     pass
 
 
-class RaftNode(Membership):
+class RaftNode(Requests, Membership):
     """Drive one Raft member. `run()` inside the caller's TaskGroup, `stop()` to end it."""
 
     def __init__(
@@ -120,10 +119,6 @@ class RaftNode(Membership):
         transport.bind(self)
 
     # --- introspection --------------------------------------------------------------------
-
-    @property
-    def is_leader(self) -> bool:
-        return self._running and self._raw.role is StateRole.LEADER
 
     @property
     def leader_ready(self) -> bool:
@@ -227,39 +222,6 @@ class RaftNode(Membership):
 
     # --- requests ---------------------------------------------------------------------------
 
-    async def propose(self, data: bytes) -> int:
-        """Replicate `data`; returns its log index once applied here. Raises `NotLeader`
-        when this node is not the leader or loses leadership first (then the entry may or
-        may not be committed)."""
-        if not self.is_leader:
-            raise NotLeader(f"raft {self.id:x}: not the leader", self._raw.lead)
-        fut = self._new_request()
-        self._submit(functools.partial(self._do_propose, data, EntryType.NORMAL, fut))
-        return await fut
-
-    async def read_index(self, timeout: float | None = None) -> int:
-        """A linearizable read point: returns once this node applied an index at least as
-        recent as every write acknowledged before the call (ReadIndex, §6.4). Retries
-        across leader changes; `Unavailable` after `timeout` (no leader or no quorum)."""
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + (timeout or self.config.timeout)
-        while True:
-            self._read_seq += 1
-            ctx = b"%d:%d" % (self.id, self._read_seq)
-            fut = self._new_request()
-            self._reads.add(ctx, fut)
-            self._submit(functools.partial(self._do_read, ctx, fut))
-            try:
-                return await asyncio.wait_for(fut, max(0.0, deadline - loop.time()))
-            except TimeoutError:
-                raise Unavailable(f"raft {self.id:x}: read index timed out") from None
-            except NotLeader:
-                if loop.time() >= deadline or self._done.is_set():
-                    raise
-                await self.wait_until(lambda: self._raw.lead != 0, deadline - loop.time())
-            finally:
-                self._reads.discard(ctx)
-
     async def receive(self, messages: list[Message]) -> None:
         """Messages from peers (the transport calls this). Malformed ones are dropped."""
         now = asyncio.get_running_loop().time()
@@ -298,15 +260,6 @@ class RaftNode(Membership):
 
     # --- inbox actions (run by the driver, between Readies) ------------------------------
 
-    def _new_request(self) -> asyncio.Future[int]:
-        """A future the driver settles; failed by `run()` on its way out at the latest."""
-        if not self._running:
-            raise NotLeader(f"raft {self.id:x}: node is not running")
-        fut: asyncio.Future[int] = asyncio.get_running_loop().create_future()
-        self._requests.add(fut)
-        fut.add_done_callback(self._requests.discard)
-        return fut
-
     def _submit(self, action: Callable[[], None]) -> None:
         self._inbox.append(action)
         self._wake.set()
@@ -318,30 +271,6 @@ class RaftNode(Membership):
             raise
         except (RaftError, InvalidArgument) as exc:
             log.warning("raft %x: dropped %s from %x: %s", self.id, m.type.name, m.from_, exc)
-
-    def _do_propose(self, data: bytes, kind: EntryType, fut: asyncio.Future[int]) -> None:
-        if fut.done():
-            return
-        if self._raw.role is not StateRole.LEADER:
-            fut.set_exception(NotLeader(f"raft {self.id:x}: not the leader", self._raw.lead))
-            return
-        try:
-            if kind is EntryType.CONF_CHANGE:
-                self._raw.propose_conf_change(decode(data, ConfChange))
-            else:
-                self._raw.propose(data)
-        except ProposalDropped as exc:
-            fut.set_exception(exc)
-            return
-        self._proposals.add(self._raw.last_index, self._raw.term, fut)
-
-    def _do_read(self, ctx: bytes, fut: asyncio.Future[int]) -> None:
-        if fut.done():
-            return
-        try:
-            self._raw.read_index(ctx)
-        except ProposalDropped as exc:
-            self._reads.fail(ctx, NotLeader(str(exc), self._raw.lead))
 
     # --- the driver -----------------------------------------------------------------------
 
@@ -453,13 +382,6 @@ class RaftNode(Membership):
         self._changed = asyncio.Event()
 
     # --- used by Membership -------------------------------------------------------------
-
-    async def _propose_conf_change(self, cc: ConfChange) -> int:
-        if not self.is_leader:
-            raise NotLeader(f"raft {self.id:x}: not the leader", self._raw.lead)
-        fut = self._new_request()
-        self._submit(functools.partial(self._do_propose, encode(cc), EntryType.CONF_CHANGE, fut))
-        return await fut
 
     def _submit_transfer(self, to: int) -> None:
         self._submit(functools.partial(self._raw.transfer_leadership, to))
