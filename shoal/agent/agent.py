@@ -120,6 +120,10 @@ class Agent:
             if keep and task is not None and await self.ctx.runtime.adopt(record.task_id):
                 self.ctx.ipam.reserve(record.address.ip)
                 ctl = TaskController(self.ctx, task, adopted_address=str(record.address.ip))
+                if task.status.state == "running":
+                    # it was serving before the restart: back in the table before the mesh's
+                    # first apply (which waits for `recovered`), so its port never refuses
+                    ctl.rejoin_mesh()
                 self._controllers[task.id] = ctl
                 self._tg.create_task(ctl.run())
                 continue

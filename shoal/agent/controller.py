@@ -182,6 +182,10 @@ class TaskController:
             return True, fut.result()
         return False, None
 
+    def rejoin_mesh(self) -> None:
+        """An adopted task that was serving: in the endpoint table at once."""
+        self._join_mesh()
+
     def _join_mesh(self) -> None:
         self.ctx.endpoints.set(
             EndpointEntry(self.task.service_id, self.task_id, self.ctx.node_id, self._address, True)
