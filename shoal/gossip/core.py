@@ -185,7 +185,7 @@ class Swim:
         self.leaving = True
         msg = Dead(self.node_id, self.incarnation, self.node_id)
         self._queue_member(msg)
-        for m in self.members.sample(self._rng, 2 * self.config.gossip_fanout, set()):
+        for m in self.members.live():  # rare and final: tell everyone, not a few
             self._send(m.addr, [msg])
 
     def push_pull_state(self, join: bool) -> PushPull:
