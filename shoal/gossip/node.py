@@ -21,7 +21,7 @@ import struct
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from shoal.errors import InvalidArgument
+from shoal.errors import Conflict, InvalidArgument
 from shoal.gossip.codec import (
     MAX_STREAM,
     decode_packet,
@@ -173,8 +173,16 @@ class GossipNode:
 
     # -- sockets ------------------------------------------------------------------------
     async def _bind(self) -> None:
-        loop = asyncio.get_running_loop()
         host = self.options.bind_host
+        try:
+            await self._bind_once(host)
+        except OSError as exc:
+            raise Conflict(
+                f"gossip cannot listen on {host}:{self.options.port}: {exc.strerror or exc}"
+            ) from exc
+
+    async def _bind_once(self, host: str) -> None:
+        loop = asyncio.get_running_loop()
         for attempt in range(20):
             udp, _ = await loop.create_datagram_endpoint(
                 lambda: _Datagrams(self), local_addr=(host, self.options.port)

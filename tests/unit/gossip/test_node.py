@@ -9,7 +9,7 @@ from collections.abc import AsyncIterator, Callable
 
 import pytest
 
-from shoal.errors import InvalidArgument
+from shoal.errors import Conflict, InvalidArgument
 from shoal.gossip.config import GossipConfig
 from shoal.gossip.crypto import Keyring
 from shoal.gossip.endpoints import EndpointEntry, PublishedPort
@@ -167,6 +167,14 @@ def test_bad_options_are_refused() -> None:
         GossipNode(GossipOptions("n", port=70000, advertise_host="127.0.0.1"), Keyring(K1))
     with pytest.raises(InvalidArgument):
         GossipNode(GossipOptions("n", bind_host="0.0.0.0"), Keyring(K1))
+
+
+async def test_a_taken_port_is_a_clear_error(cluster: Cluster) -> None:
+    first = await cluster.start(Keyring(K1))
+    host, port = first.addr.rsplit(":", 1)
+    second = GossipNode(GossipOptions("x", bind_host=host, port=int(port)), Keyring(K1))
+    with pytest.raises(Conflict, match="gossip cannot listen"):
+        await second.run()
 
 
 async def test_stop_before_start_and_twice_is_harmless() -> None:
