@@ -35,7 +35,7 @@ def decode_packet(data: bytes, max_size: int = 65507) -> Packet:
         raise MalformedPacket(f"gossip packet of {len(data)} bytes exceeds {max_size}")
     try:
         return _packet_decoder.decode(data)
-    except msgspec.DecodeError as exc:  # ValidationError is a DecodeError
+    except (msgspec.DecodeError, ValueError) as exc:  # bad UTF-8 is a UnicodeDecodeError
         raise MalformedPacket(f"undecodable gossip packet: {exc}") from exc
 
 
@@ -48,5 +48,5 @@ def decode_push_pull(data: bytes, max_size: int = MAX_STREAM) -> PushPull:
         raise MalformedPacket(f"push-pull state of {len(data)} bytes exceeds {max_size}")
     try:
         return _push_pull_decoder.decode(data)
-    except msgspec.DecodeError as exc:
+    except (msgspec.DecodeError, ValueError) as exc:
         raise MalformedPacket(f"undecodable push-pull state: {exc}") from exc

@@ -8,7 +8,7 @@ import os
 
 import msgspec
 import pytest
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from shoal.errors import InvalidArgument
@@ -92,6 +92,7 @@ def test_packets_round_trip() -> None:
     msgspec.msgpack.encode(["n1", "127.0.0.1:1", [["ping", -1, "n2"]]]),  # negative seq
     msgspec.msgpack.encode(["", "127.0.0.1:1", []]),  # empty node id
     msgspec.msgpack.encode(["n1" * 100, "127.0.0.1:1", []]),  # too long
+    b"\x93\xa2\x80\x80\xa3a:1\x90",  # a string that is not UTF-8
 ])
 def test_bad_packets_are_malformed(data: bytes) -> None:
     with pytest.raises(MalformedPacket):
@@ -107,9 +108,14 @@ def test_oversized_input_is_refused_before_decoding() -> None:
 
 @settings(max_examples=300, deadline=None)
 @given(st.binary(max_size=300))
+@example(b"\x93\xa2\x80\x80\xa3a:1\x90")
 def test_random_bytes_never_escape_as_anything_but_packet_errors(data: bytes) -> None:
     try:
         decode_packet(data)
+    except GossipPacketError:
+        pass
+    try:
+        decode_push_pull(data)
     except GossipPacketError:
         pass
     try:
