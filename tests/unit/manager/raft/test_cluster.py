@@ -25,7 +25,7 @@ async def cluster3(tmp_path: Path):  # type: ignore[no-untyped-def]
 async def test_three_managers_replicate_control_api_writes_in_order(cluster3: Cluster) -> None:
     c = cluster3
     leader = await c.wait_leader()
-    assert leader.leadership == [True]
+    await c.until(lambda: leader.leadership == [True], 5, "the leadership callback")
     created = []
     for i in range(10):
         created.append(await create_service(leader.store, spec(f"web{i}")))

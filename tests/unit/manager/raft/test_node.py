@@ -169,15 +169,15 @@ async def test_network_knobs_drop_and_one_way_cuts(tmp_path: Path) -> None:
     c.net.wire = True  # every message through the codec
     c.start_all()
     try:
-        leader = await c.wait_leader()
         for i in range(10):
             await c.write(lambda s, i=i: create_service(s, spec(f"lossy{i}")))
         assert c.net.stats.dropped > 0
         c.net.drop_rate = 0.0
+        leader = await c.wait_leader()
         follower = next(m for m in c.up() if m is not leader)
         c.net.cut(leader.id, follower.id, both=False)  # the follower hears nothing
         await c.write(lambda s: create_service(s, spec("one-way")))
-        assert c.net.stats.unreachable > 0
+        await c.until(lambda: c.net.stats.unreachable > 0, 5, "the cut to be reported")
         c.net.heal()
         await c.wait_converged()
         assert "one-way" in services(follower)
