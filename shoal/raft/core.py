@@ -91,8 +91,10 @@ class Raft:
                 f"{self.log.last_index()}: was the log lost?"
             )
         # A commit older than the snapshot is possible when commit-only changes were not
-        # synced; the snapshot proves its index committed.
-        self.log.committed = max(hs.commit, self.log.committed)
+        # synced; the snapshot proves its index committed (also when the log keeps a tail
+        # below it, so the first index does not tell).
+        snapshot_index = self.log.snapshot().metadata.index
+        self.log.committed = max(hs.commit, self.log.committed, snapshot_index)
         self.term = hs.term
         self.vote = hs.vote
 

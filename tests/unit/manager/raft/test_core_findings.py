@@ -15,12 +15,9 @@ from __future__ import annotations
 
 import random
 
-import pytest
-
 from shoal.raft import Config, ConfState, Entry, HardState, MemoryStorage, RawNode
 
 
-@pytest.mark.xfail(strict=True, reason="core: commit not raised to the snapshot index")
 def test_restart_with_a_kept_tail_and_an_unsynced_commit() -> None:
     s = MemoryStorage()
     s.append([Entry(1, i) for i in range(1, 13)])
