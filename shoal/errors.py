@@ -5,9 +5,9 @@
     ├── NotFound                    unknown object reference (HTTP 404)
     ├── Ambiguous                   an ID prefix that matches several objects (HTTP 400)
     ├── Conflict                    name taken, port in use (HTTP 409 / 400 like Docker)
-    ├── OutOfSequence               stale Version.Index on update (HTTP 500 like Docker)
+    ├── OutOfSequence               stale Version.Index on update (HTTP 409; dockerd says 500)
     ├── Unavailable                 not in a swarm, not a manager, no leader (HTTP 503)
-    ├── NotSupported                an endpoint or option shoal does not implement (HTTP 501)
+    ├── NotSupported                an endpoint or option shoal does not implement (HTTP 400)
     └── APIError                    an error answered by a daemon, seen from a client
 
 Third-party exceptions are translated at the boundary (`raise ... from exc`).
@@ -55,7 +55,9 @@ class Conflict(ShoalError):
 
 
 class OutOfSequence(ShoalError):
-    status = 500
+    # dockerd answers 500 with the same message; clients act on the message, not the code,
+    # and a stale version is the client's error, so shoal keeps 5xx for its own faults
+    status = 409
 
 
 class Unavailable(ShoalError):
@@ -63,7 +65,8 @@ class Unavailable(ShoalError):
 
 
 class NotSupported(ShoalError):
-    status = 501
+    # a refusal, not a fault: 5xx answers are kept for shoal's own failures
+    status = 400
 
 
 class APIError(ShoalError):

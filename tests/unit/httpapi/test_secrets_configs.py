@@ -99,7 +99,7 @@ async def test_only_labels_may_change(api: Api) -> None:
         )
         assert err["message"].endswith("only updates to Labels are allowed")
     err = await api.call(
-        "POST", f"/secrets/{sid}/update", {"Name": "s"}, expect=500, version=str(version - 1)
+        "POST", f"/secrets/{sid}/update", {"Name": "s"}, expect=409, version=str(version - 1)
     )
     assert "update out of sequence" in err["message"]
     err = await api.call("POST", f"/secrets/{sid}/update", {"Name": "s"}, expect=400)

@@ -178,7 +178,7 @@ async def test_service_lifecycle_through_the_api(node: Node) -> None:
     resp = await node.client.post(
         f"{V}/services/{sid}/update", json=spec, params={"version": str(svc["Version"]["Index"])}
     )
-    assert resp.status == 500 and "update out of sequence" in (await resp.json())["message"]
+    assert resp.status == 409 and "update out of sequence" in (await resp.json())["message"]
 
     # a task that dies is replaced, and leaves the mesh
     victim = tasks[0]["ID"]
