@@ -194,6 +194,9 @@ def node(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ThreadedNode]:
     suppress_health_check=list(HealthCheck),
 )
 def test_fuzzed_requests_get_no_server_error(case: Any, node: ThreadedNode) -> None:
+    if case.formatted_path.endswith("/logs") and case.query:
+        # a followed log stream never ends by design; the fuzzer must not wait on it
+        case.query.pop("follow", None)
     response = case.call(base_url=f"{node.url}/v1.47", timeout=10)
     assert response.status_code < 500, (
         f"{case.method} {case.formatted_path}: {response.status_code} {response.text}"
