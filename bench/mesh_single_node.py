@@ -9,7 +9,6 @@ keep-alive and with a new connection per request. Prints each figure and mesh/di
 from __future__ import annotations
 
 import argparse
-import re
 import shutil
 import subprocess
 import sys
@@ -18,42 +17,11 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from labload import running_tasks, wrk
+
 from shoal.lab.lab import Lab
 
 TAG = "bench"
-
-
-def wait_running(lab: Lab, service: str, count: int, timeout: float = 30.0) -> list[dict]:
-    client = lab.client("h1")
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        tasks = client.get("/tasks", params={"filters": {"service": {service: True}}})
-        up = [t for t in tasks if t["Status"]["State"] == "running"]
-        if len(up) == count:
-            return up
-        time.sleep(0.1)
-    raise SystemExit(f"service {service} did not reach {count} running tasks")
-
-
-def wrk(lab: Lab, url: str, seconds: int, connections: int, close: bool) -> dict[str, float]:
-    argv = ["wrk", "-t2", f"-c{connections}", f"-d{seconds}s", "--latency", url]
-    if close:
-        argv[1:1] = ["-H", "Connection: close"]
-    out = lab.exec("client", argv, capture=True, check=True).stdout
-    rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))  # type: ignore[union-attr]
-    lat = {}
-    for pct in ("50", "99"):
-        m = re.search(rf"^\s+{pct}%\s+([\d.]+)(us|ms|s)\s*$", out, re.M)
-        value = float(m.group(1)) if m else float("nan")
-        unit = m.group(2) if m else "ms"
-        lat[pct] = value / 1000 if unit == "us" else value * 1000 if unit == "s" else value
-    errors = re.search(r"Non-2xx or 3xx responses: (\d+)|Socket errors: (.*)", out)
-    return {
-        "rps": rps,
-        "p50": lat["50"],
-        "p99": lat["99"],
-        "errors": 0.0 if errors is None else 1.0,
-    }
 
 
 def main() -> None:
@@ -81,7 +49,7 @@ def main() -> None:
                 "EndpointSpec": {"Ports": [{"TargetPort": 80, "PublishedPort": 8080}]},
             },
         )["ID"]
-        task = wait_running(lab, sid, 1)[0]
+        task = running_tasks(lab, sid, 1)[0]
         node = client.get(f"/nodes/{task['NodeID']}")
         node_addr = lab.address("h1")
         subprocess.run(

@@ -19,7 +19,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import re
 import resource
 import shutil
 import statistics
@@ -30,6 +29,8 @@ from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from labload import running_tasks, wrk
 
 from shoal.lab.lab import Lab
 from shoal.lab.layout import LabLayout
@@ -44,42 +45,17 @@ def userspace_daemon(layout: LabLayout, host: str) -> list[str]:
     return [*shoal_daemon_argv(layout, host), "--mesh", "userspace"]
 
 
-def wait_running(lab: Lab, service: str, timeout: float = 30.0) -> dict[str, Any]:
-    client = lab.client("h1")
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        tasks = client.get("/tasks", params={"filters": {"service": {service: True}}})
-        up = [t for t in tasks if t["Status"]["State"] == "running"]
-        if up:
-            return up[0]  # type: ignore[no-any-return]
-        time.sleep(0.1)
-    raise SystemExit(f"service {service} has no running task")
-
-
-def wrk(lab: Lab, url: str, seconds: int, connections: int, close: bool) -> dict[str, float]:
-    argv = ["wrk", "-t2", f"-c{connections}", f"-d{seconds}s", "--latency", url]
-    if close:
-        argv[1:1] = ["-H", "Connection: close"]
-    out = lab.exec("client", argv, capture=True, check=True).stdout
-    rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))  # type: ignore[union-attr]
-    lat = {}
-    for pct in ("50", "99"):
-        m = re.search(rf"^\s+{pct}%\s+([\d.]+)(us|ms|s)\s*$", out, re.M)
-        value = float(m.group(1)) if m else float("nan")
-        unit = m.group(2) if m else "ms"
-        lat[pct] = value / 1000 if unit == "us" else value * 1000 if unit == "s" else value
-    errors = re.search(r"Non-2xx or 3xx responses: (\d+)|Socket errors: (.*)", out)
-    return {"rps": rps, "p50": lat["50"], "p99": lat["99"],
-            "errors": 0.0 if errors is None else 1.0}
-
-
 class KernelDriver:
     """The kernel data plane in the node's namespace, through its JSON-lines driver."""
 
     def __init__(self, lab: Lab) -> None:
-        self.proc = lab.popen("h1", [sys.executable, "-m", "shoal.mesh.driver", "--table",
-                                     "shoalbench"], stdin=subprocess.PIPE,
-                              stdout=subprocess.PIPE, text=True)
+        self.proc = lab.popen(
+            "h1",
+            [sys.executable, "-m", "shoal.mesh.driver", "--table", "shoalbench"],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            text=True,
+        )
 
     def call(self, request: dict[str, Any]) -> dict[str, Any]:
         assert self.proc.stdin is not None and self.proc.stdout is not None
@@ -109,13 +85,18 @@ def wait_answers(lab: Lab, url: str) -> None:
 
 def create(lab: Lab, name: str, published: int | None) -> tuple[str, dict[str, Any]]:
     ports = [{"TargetPort": 80, "PublishedPort": published}] if published else []
-    sid: str = lab.client("h1").post("/services/create", {
-        "Name": name,
-        "TaskTemplate": {"ContainerSpec": {"Image": "shoal", "Args": ["whoami", "--port", "80"]}},
-        "Mode": {"Replicated": {"Replicas": 1}},
-        "EndpointSpec": {"Ports": ports},
-    })["ID"]
-    return sid, wait_running(lab, sid)
+    sid: str = lab.client("h1").post(
+        "/services/create",
+        {
+            "Name": name,
+            "TaskTemplate": {
+                "ContainerSpec": {"Image": "shoal", "Args": ["whoami", "--port", "80"]}
+            },
+            "Mode": {"Replicated": {"Replicas": 1}},
+            "EndpointSpec": {"Ports": ports},
+        },
+    )["ID"]
+    return sid, running_tasks(lab, sid, 1)[0]
 
 
 def measure(lab: Lab, seconds: int, connections: int, rounds: int) -> None:
@@ -127,16 +108,33 @@ def measure(lab: Lab, seconds: int, connections: int, rounds: int) -> None:
     _, twin = create(lab, "benchdirect", None)
     node = client.get(f"/nodes/{task['NodeID']}")
     node_addr = lab.address("h1")
-    subprocess.run(["ip", "-n", lab.layout.netns("client"), "route", "replace", node["Subnet"],
-                    "via", node_addr], check=True)
+    subprocess.run(
+        [
+            "ip",
+            "-n",
+            lab.layout.netns("client"),
+            "route",
+            "replace",
+            node["Subnet"],
+            "via",
+            node_addr,
+        ],
+        check=True,
+    )
     kernel = KernelDriver(lab)
     try:
-        state = MeshState(task["NodeID"], node["Subnet"],
-                          (PortSpec(sid, "tcp", 8081, 80, "ingress"),),
-                          (Endpoint(sid, task["ID"], task["NodeID"], task["Address"], True),))
+        state = MeshState(
+            task["NodeID"],
+            node["Subnet"],
+            (PortSpec(sid, "tcp", 8081, 80, "ingress"),),
+            (Endpoint(sid, task["ID"], task["NodeID"], task["Address"], True),),
+        )
         kernel.call({"op": "apply", "state": state.to_dict()})
-        paths = {"direct": f"http://{twin['Address']}:80", "kernel": f"http://{node_addr}:8081",
-                 "userspace": f"http://{node_addr}:8080"}
+        paths = {
+            "direct": f"http://{twin['Address']}:80",
+            "kernel": f"http://{node_addr}:8081",
+            "userspace": f"http://{node_addr}:8080",
+        }
         for base in paths.values():
             wait_answers(lab, base + "/health")
         report(lab, paths, seconds, connections, rounds)
@@ -148,29 +146,36 @@ def median_run(runs: list[dict[str, float]]) -> dict[str, float]:
     return sorted(runs, key=lambda r: r["rps"])[len(runs) // 2]
 
 
-def report(lab: Lab, paths: dict[str, str], seconds: int, connections: int,
-           rounds: int) -> None:
-    modes = [("keep-alive", 1024, False), ("new connection", 1024, True),
-             ("1 MiB bodies", MIB, False)]
-    print(f"\none whoami task, from the lab client: wrk -t2 -c{connections} -d{seconds}s, "
-          f"median of {rounds} interleaved rounds")
-    print(f"{'mode':<16}{'path':<11}{'req/s':>10}{'MiB/s':>9}{'p50 ms':>9}{'p99 ms':>9}"
-          f"{'errors':>8}")
+def report(lab: Lab, paths: dict[str, str], seconds: int, connections: int, rounds: int) -> None:
+    modes = [
+        ("keep-alive", 1024, False),
+        ("new connection", 1024, True),
+        ("1 MiB bodies", MIB, False),
+    ]
+    print(
+        f"\none whoami task, from the lab client: wrk -t2 -c{connections} -d{seconds}s, "
+        f"median of {rounds} interleaved rounds"
+    )
+    print(
+        f"{'mode':<16}{'path':<11}{'req/s':>10}{'MiB/s':>9}{'p50 ms':>9}{'p99 ms':>9}{'errors':>8}"
+    )
     for mode, size, close in modes:
         runs: dict[str, list[dict[str, float]]] = {name: [] for name in paths}
         for _ in range(rounds):
             for name, base in paths.items():
-                runs[name].append(wrk(lab, f"{base}/data?size={size}", seconds, connections,
-                                      close))
+                runs[name].append(wrk(lab, f"{base}/data?size={size}", seconds, connections, close))
         rows = {name: median_run(r) for name, r in runs.items()}
         for name, r in rows.items():
-            print(f"{mode:<16}{name:<11}{r['rps']:>10.0f}{r['rps'] * size / MIB:>9.1f}"
-                  f"{r['p50']:>9.2f}{r['p99']:>9.2f}{r['errors']:>8.0f}")
+            print(
+                f"{mode:<16}{name:<11}{r['rps']:>10.0f}{r['rps'] * size / MIB:>9.1f}"
+                f"{r['p50']:>9.2f}{r['p99']:>9.2f}{r['errors']:>8.0f}"
+            )
         d, k, u = rows["direct"], rows["kernel"], rows["userspace"]
-        for label, a, b in (("kernel/direct", k, d), ("user/direct", u, d),
-                            ("user/kernel", u, k)):
-            print(f"{mode:<16}{label:<15}{a['rps'] / b['rps']:>6.2f}{'':>9}"
-                  f"{a['p50'] / b['p50']:>9.2f}{a['p99'] / b['p99']:>9.2f}")
+        for label, a, b in (("kernel/direct", k, d), ("user/direct", u, d), ("user/kernel", u, k)):
+            print(
+                f"{mode:<16}{label:<15}{a['rps'] / b['rps']:>6.2f}{'':>9}"
+                f"{a['p50'] / b['p50']:>9.2f}{a['p99'] / b['p99']:>9.2f}"
+            )
 
 
 # ------------------------------------------------------------------ apply cost (in netns)
@@ -183,8 +188,9 @@ def big_state(services: int, per: int, shift: int = 0) -> MeshState:
         ports.append(PortSpec(sid, "tcp", 20000 + s, 80, "ingress"))
         for e in range(per):
             n = s * per + e + (shift if s == 0 and e == 0 else 0)
-            endpoints.append(Endpoint(sid, f"{sid}.{e}", "n1",
-                                      f"198.19.{100 + n // 250}.{1 + n % 250}", True))
+            endpoints.append(
+                Endpoint(sid, f"{sid}.{e}", "n1", f"198.19.{100 + n // 250}.{1 + n % 250}", True)
+            )
     return MeshState("n1", "198.19.1.0/24", tuple(ports), tuple(endpoints))
 
 
@@ -209,13 +215,24 @@ async def apply_cost(services: int, per: int, rounds: int) -> dict[str, float]:
     t0 = time.perf_counter()
     await plane.close()
     close = time.perf_counter() - t0
-    return {"first_ms": first * 1000, "change_ms": statistics.median(changes) * 1000,
-            "same_ms": statistics.median(same) * 1000, "close_ms": close * 1000}
+    return {
+        "first_ms": first * 1000,
+        "change_ms": statistics.median(changes) * 1000,
+        "same_ms": statistics.median(same) * 1000,
+        "close_ms": close * 1000,
+    }
 
 
 def report_apply(lab: Lab, services: int, per: int) -> None:
-    argv = [sys.executable, str(Path(__file__).resolve()), "--apply-only",
-            "--services", str(services), "--per", str(per)]
+    argv = [
+        sys.executable,
+        str(Path(__file__).resolve()),
+        "--apply-only",
+        "--services",
+        str(services),
+        "--per",
+        str(per),
+    ]
     out = lab.exec("h1", argv, capture=True, check=True, timeout=600).stdout
     r = json.loads(out.strip().splitlines()[-1])
     print(f"\nuserspace apply, {services} published ports x {per} endpoints (median of 30):")
@@ -232,15 +249,19 @@ def main() -> None:
     parser.add_argument("--connections", type=int, default=32)
     parser.add_argument("--services", type=int, default=1000)
     parser.add_argument("--per", type=int, default=10)
-    parser.add_argument("--apply-only", action="store_true",
-                        help="(internal) measure apply in the current namespace, print JSON")
+    parser.add_argument(
+        "--apply-only",
+        action="store_true",
+        help="(internal) measure apply in the current namespace, print JSON",
+    )
     args = parser.parse_args()
     if args.apply_only:
         print(json.dumps(asyncio.run(apply_cost(args.services, args.per, 30))))
         return
     if shutil.which("wrk") is None:
-        subprocess.run(["apt-get", "install", "-y", "-qq", "wrk"], check=True,
-                       stdout=subprocess.DEVNULL)
+        subprocess.run(
+            ["apt-get", "install", "-y", "-qq", "wrk"], check=True, stdout=subprocess.DEVNULL
+        )
     lab = Lab(TAG, daemon_argv=userspace_daemon)
     lab.down()
     lab.up(nodes=1)
