@@ -32,8 +32,9 @@ from shoal.cluster.wire import (
 )
 from shoal.errors import InvalidArgument, NotFound, ShoalError, Unavailable
 from shoal.manager.dispatcher.session import StatusUpdate
+from shoal.manager.netview import NetPeer, NetView
 
-__all__ = ["RemoteSession"]
+__all__ = ["RemoteSession", "network_of"]
 
 log = logging.getLogger(__name__)
 
@@ -50,14 +51,17 @@ class RemoteSession:
         addr: str,
         on_managers: Callable[[list[str]], None] = lambda m: None,
         on_ports: Callable[[Ports], None] = lambda p: None,
+        on_network: Callable[[NetView], None] = lambda v: None,
+        gossip_addr: str = "",
     ) -> None:
         if not managers:
             raise InvalidArgument("no manager address to connect to")
         self.managers = list(managers)
         self._tls = tls
-        self._request = SessionRequest(hostname=hostname, addr=addr)
+        self._request = SessionRequest(hostname=hostname, addr=addr, gossip_addr=gossip_addr)
         self._on_managers = on_managers
         self._on_ports = on_ports
+        self._on_network = on_network
         self._index = 0
         self._client: ClusterClient | None = None
         self.connected = asyncio.Event()
@@ -148,6 +152,7 @@ class RemoteSession:
             self._on_managers(self.managers)
         self._on_ports([(p.service_id, p.protocol, p.published, p.target, p.mode)
                         for p in message.ports])
+        self._on_network(network_of(message))
         self._latest = message.tasks
         self._new_tasks.set()
 
@@ -183,3 +188,12 @@ class RemoteSession:
         for update in batch:
             if self._pending.get(update.task_id) is update:
                 del self._pending[update.task_id]
+
+
+def network_of(message: SessionMessage) -> NetView:
+    return NetView(
+        peers=tuple(NetPeer(p.node_id, p.addr, p.subnet, p.gossip) for p in message.peers),
+        data_path_port=message.data_path_port,
+        keys=tuple(message.network_keys),
+        live=frozenset((n, t) for n, t in message.live),
+    )

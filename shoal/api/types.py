@@ -311,6 +311,8 @@ class Node(_Base):
     manager_status: ManagerStatus | None = None
     # shoal: this node's slice of the cluster address pool (e.g. "198.19.1.0/24")
     subnet: str = ""
+    # shoal: where this node's gossip (endpoint table) listens, "ip:port" (7946 by default)
+    gossip_addr: str = ""
 
 
 # --- swarm ----------------------------------------------------------------------------
@@ -363,6 +365,9 @@ class ClusterInfo(_Base):
 
 class Swarm(ClusterInfo):
     join_tokens: JoinTokens = msgspec.field(default_factory=JoinTokens)
+    # shoal: the gossip keyring (AES-256), primary first; managers rotate it and hand it to
+    # every node; never shown by the API (see httpapi/swarm.py)
+    network_keys: list[bytes] | None = None
 
 
 # --- networks, secrets, configs -----------------------------------------------------------

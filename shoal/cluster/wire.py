@@ -20,6 +20,7 @@ __all__ = [
     "HeartbeatResponse",
     "JoinRequest",
     "JoinResponse",
+    "NetworkPeer",
     "PublishedPort",
     "RaftRequest",
     "RaftResponse",
@@ -66,6 +67,7 @@ class RenewResponse(msgspec.Struct):
 class SessionRequest(msgspec.Struct):
     hostname: str = ""
     addr: str = ""
+    gossip_addr: str = ""  # "ip:port" of the node's gossip listener, once it has one
 
 
 class PublishedPort(msgspec.Struct, array_like=True):
@@ -76,6 +78,13 @@ class PublishedPort(msgspec.Struct, array_like=True):
     mode: str
 
 
+class NetworkPeer(msgspec.Struct, array_like=True):
+    node_id: str
+    addr: str  # underlay address
+    subnet: str  # task slice
+    gossip: str  # "ip:port", "" while unknown
+
+
 class SessionMessage(msgspec.Struct):
     """Everything the node must know, sent whole again after each change that concerns it."""
 
@@ -83,6 +92,12 @@ class SessionMessage(msgspec.Struct):
     ports: list[PublishedPort]  # every service's published ports (the mesh needs them all)
     managers: list[str]
     heartbeat_period: float  # seconds
+    # the cluster network (shoal/manager/netview): overlay peers, gossip keys (primary
+    # first), the (node ID, task ID) of every live task, for the endpoint table's reconcile
+    peers: list[NetworkPeer] = []
+    data_path_port: int = 4789
+    network_keys: list[bytes] = []
+    live: list[tuple[str, str]] = []
 
 
 class StatusRequest(msgspec.Struct):

@@ -41,7 +41,8 @@ async def inspect(request: web.Request) -> web.StreamResponse:
     clusters = store.view().list("cluster")
     if not clusters:
         raise Unavailable("This node is not a swarm manager.")
-    return json_response(clusters[0])
+    # the gossip keys stay inside the cluster, as swarm's network bootstrap keys do
+    return json_response(msgspec.structs.replace(clusters[0], network_keys=None))
 
 
 async def init(request: web.Request) -> web.StreamResponse:

@@ -47,7 +47,7 @@ class ClusterServices:
             part.register(self.server)
         self._task: asyncio.Task[None] | None = None
 
-    async def start(self, listen_addr: str, advertise: str) -> None:
+    async def start(self, listen_addr: str, advertise: str, gossip_addr: str = "") -> None:
         host, port = split_listen_addr(listen_addr)
         try:
             bound = await self.server.start(host, port)
@@ -55,15 +55,18 @@ class ClusterServices:
             raise Unavailable(
                 f"could not listen on {host}:{port} for the cluster channel: {exc}"
             ) from None
-        await self._advertise(f"{advertise}:{bound}")
+        await self._advertise(f"{advertise}:{bound}", gossip_addr)
         self._task = asyncio.create_task(self.dispatcher.run(), name="dispatcher")
 
-    async def _advertise(self, addr: str) -> None:
+    async def _advertise(self, addr: str, gossip_addr: str) -> None:
         def fn(tx: Tx) -> None:
             node = tx.get("node", self.node_id)
-            status = node.manager_status if node is not None else None
-            if status is not None and status.addr != addr:
+            if node is None or node.manager_status is None:
+                return
+            status = node.manager_status
+            if status.addr != addr or (gossip_addr and node.gossip_addr != gossip_addr):
                 status.addr = addr
+                node.gossip_addr = gossip_addr or node.gossip_addr
                 tx.update("node", node)
 
         await self.store.update(fn)

@@ -6,7 +6,7 @@ dispatcher over 2377, and the Docker API answers manager-only calls with Docker'
 
 State under the data root:
     swarm/node.json       membership: node ID, role, pool slice, address, managers' 2377
-    swarm/state.db        the store's durable log (SQLite; managers)
+    swarm/raft.db         the store's Raft log and snapshots (SQLite; managers; see raft_role)
     certificates/         root CA (+ its key on managers), this node's certificate and key
     tasks/                the exec runtime's per-task state and logs
 Stopping the daemon leaves tasks and the mesh's kernel rules in place: a restarted daemon
@@ -43,18 +43,30 @@ from shoal.ca.files import NodeTLS, load_node_tls, load_root_ca, save_node_tls, 
 from shoal.ca.renewal import CertRenewer
 from shoal.ca.root import RootCA
 from shoal.errors import NotSupported, ShoalError, Unavailable
+from shoal.gossip.node import GossipOptions
 from shoal.gossip.table import EndpointTable
 from shoal.manager.controlapi.swarm import InitOptions, init_swarm, node_cert_expiry
-from shoal.manager.dispatcher.session import AgentSession, LocalSession
-from shoal.manager.state.locallog import LocalLog
-from shoal.manager.state.store import Store
+from shoal.manager.dispatcher.session import AgentSession
+from shoal.manager.state.store import Store, new_id
 from shoal.mesh.dataplane import DataPlane
 from shoal.node.addresses import advertise_address
 from shoal.node.cluster_services import ClusterServices, split_listen_addr
 from shoal.node.joining import join_swarm
 from shoal.node.manager import Manager
 from shoal.node.membership import Membership, load_membership, save_membership
-from shoal.node.mesh_sync import MeshSync, PortFeed, PortSource, StorePorts
+from shoal.node.raft_members import LeaderDuties
+from shoal.node.raft_open import force_new_cluster
+from shoal.node.raft_role import RaftRole
+from shoal.node.raft_wiring import RaftWiring, leave_refusal
+from shoal.node.mesh_sync import PortFeed, PortSource, StorePorts
+from shoal.node.network import (
+    NetFeed,
+    NetSource,
+    NodeNetwork,
+    OverlayFactory,
+    StoreNet,
+    real_overlay,
+)
 
 __all__ = ["Daemon", "DaemonOptions", "run_daemon"]
 
@@ -88,9 +100,13 @@ class DaemonOptions:
     cluster_listen: str = field(
         default_factory=lambda: os.environ.get("SHOAL_CLUSTER_LISTEN", "")
     )
+    # where gossip (7946/udp+tcp) listens: "" is 0.0.0.0:7946 advertised at the node's
+    # address; unit tests use loopback, any port
+    gossip_listen: str = field(default_factory=lambda: os.environ.get("SHOAL_GOSSIP_LISTEN", ""))
+    reconcile_every: float = 10.0  # seconds between endpoint table reconciles
 
 
-class Daemon:
+class Daemon(RaftWiring):
     """One node. `runtime` and `plane_factory` default to the real ones; tests pass fakes."""
 
     def __init__(
@@ -100,7 +116,9 @@ class Daemon:
         plane_factory: Callable[[], DataPlane] | None = None,
         probe: Callable[[str, list[int]], Awaitable[None]] | None = None,
         check_health: Callable[[Task, list[str], float], Awaitable[bool]] | None = None,
+        overlay_factory: OverlayFactory | None = real_overlay,
     ) -> None:
+        self._overlay_factory = overlay_factory
         self._check_health = check_health
         self.opts = opts
         self._probe = probe or wait_listening
@@ -116,11 +134,13 @@ class Daemon:
         self.tls: NodeTLS | None = None
         self.endpoints = EndpointTable()
         self.agent: Agent | None = None
-        self.mesh: MeshSync | None = None
+        self.network: NodeNetwork | None = None
         self.cluster: ClusterServices | None = None
         self.session: RemoteSession | None = None
         self.renewer: CertRenewer | None = None
-        self._log: LocalLog | None = None
+        self.raft: RaftRole | None = None
+        self._duties: LeaderDuties | None = None
+        self.api_executor: Forwarder | None = None  # set by the API: runs forwarded requests
         self._plane: DataPlane | None = None
         self._manager: Manager | None = None
         self._ports: StorePorts | None = None
@@ -166,23 +186,44 @@ class Daemon:
                 return
             await self._start_worker()
             return
-        self._open_store()
+        self._open_store(membership.node_id)
         self.root_ca = load_root_ca(self._certs)
         await self._start_manager()
 
-    def _open_store(self) -> None:
-        (self.root / "swarm").mkdir(parents=True, exist_ok=True)
-        store = Store()
-        self._log = LocalLog(self.root / "swarm" / "state.db", store)
-        self._log.restore()
-        store.attach(self._log)
-        self.store = store
+    def _open_store(self, node_id: str, founding: bool = False) -> None:
+        self._open_raft_store(node_id, founding)
 
-    async def _start_agent(self, session: AgentSession, ports: PortSource) -> None:
+    async def _bind_network(self, ports: PortSource, net: NetSource) -> NodeNetwork:
+        """The node's mesh, overlay and gossip, gossip already bound (its address known)."""
         assert self.swarm is not None
         gateway = gateway_of(self.swarm.subnet)
         await self.runtime.ensure_node_network(gateway)
         self._plane = self._make_plane()
+        host, _, port = self.opts.gossip_listen.rpartition(":")
+        network = NodeNetwork(
+            node_id=self.swarm.node_id,
+            addr=self.swarm.addr,
+            subnet=self.swarm.subnet,
+            endpoints=self.endpoints,
+            plane=self._plane,
+            ports=ports,
+            net=net,
+            gossip=GossipOptions(
+                node_id=self.swarm.node_id,
+                bind_host=host or "0.0.0.0",
+                port=int(port) if port else 7946,
+                advertise_host=host if host not in ("", "0.0.0.0") else self.swarm.addr,
+            ),
+            overlay_factory=self._overlay_factory,
+            reconcile_every=self.opts.reconcile_every,
+        )
+        await network.bind()
+        self.network = network
+        return network
+
+    async def _start_agent(self, session: AgentSession, network: NodeNetwork) -> None:
+        assert self.swarm is not None
+        gateway = gateway_of(self.swarm.subnet)
         ctx = NodeContext(
             node_id=self.swarm.node_id,
             hostname=self.hostname,
@@ -200,12 +241,8 @@ class Daemon:
             ),
         )
         self.agent = Agent(ctx, session)
-        self.mesh = MeshSync(
-            ports, self.endpoints, self._plane, self.swarm.node_id, self.swarm.subnet,
-            ready=self.agent.recovered,
-        )
         self._spawn(self.agent.run(), "agent")
-        self._spawn(self.mesh.run(), "mesh")
+        network.start(ready=self.agent.recovered)
 
     def _spawn(self, coro: Awaitable[None], name: str) -> None:
         self._tasks.append(asyncio.ensure_future(coro))
@@ -219,12 +256,13 @@ class Daemon:
             self._save_tls(self._issue_local(new_key()))
         assert self.tls is not None
         self._ports = StorePorts(self.store)
-        await self._start_agent(LocalSession(self.store, self.swarm.node_id), self._ports)
+        network = await self._bind_network(self._ports, StoreNet(self.store))
+        await self._start_agent(LocalSession(self.store, self.swarm.node_id), network)
         self._manager = Manager(self.store)
         self._manager.become_leader()
         self.cluster = ClusterServices(self.store, self.root_ca, self.tls, self.swarm.node_id)
         try:
-            await self.cluster.start(self.swarm.listen_addr, self.swarm.addr)
+            await self.cluster.start(self.swarm.listen_addr, self.swarm.addr, network.gossip_addr)
         except Unavailable as exc:
             log.error("daemon: %s", exc.message)
             self.cluster = None
@@ -236,7 +274,8 @@ class Daemon:
 
     async def _start_worker(self) -> None:
         assert self.swarm is not None and self.tls is not None
-        feed = PortFeed()
+        feed, net = PortFeed(), NetFeed()
+        network = await self._bind_network(feed, net)
         self.session = RemoteSession(
             self.swarm.managers,
             self._current_tls,
@@ -244,9 +283,11 @@ class Daemon:
             self.swarm.addr,
             on_managers=self._save_managers,
             on_ports=feed.set,
+            on_network=net.set,
+            gossip_addr=network.gossip_addr,
         )
         self._spawn(self.session.run(), "session")
-        await self._start_agent(self.session, feed)
+        await self._start_agent(self.session, network)
         self.renewer = CertRenewer(
             self._current_tls, self.session.renew, self._save_tls, random.Random()
         )
@@ -302,9 +343,11 @@ class Daemon:
             return UserspaceDataPlane()
         raise NotSupported(f"mesh mode {self.opts.mesh!r} is not available yet (use kernel)")
 
-    async def _stop_components(self) -> None:
+    async def _stop_components(self, leave: bool = False) -> None:
         if self._manager is not None:
             await self._manager.become_follower()
+        if self.network is not None:
+            await self.network.stop(leave=leave)
         if self.cluster is not None:
             await self.cluster.stop()
             self.cluster = None
@@ -416,15 +459,16 @@ class Daemon:
                 await self._manager.become_follower()
             if self.agent is not None:
                 await self.agent.stop_all()
-            await self._stop_components()
-            if self._plane is not None:
-                await self._plane.close()
+            await self._stop_components(leave=True)
+            if self.network is not None:
+                await self.network.close()
             for record in self.runtime.existing():
                 with contextlib.suppress(ShoalError):
                     await self.runtime.purge(record.task_id)
             if self._log is not None:
                 self._log.close()
-            self.store, self.swarm, self._log, self.agent, self.mesh = None, None, None, None, None
+            self.store, self.swarm, self._log, self.agent = None, None, None, None
+            self.network = None
             self.session, self.renewer, self.tls, self.root_ca = None, None, None, None
             self._manager = None
             self.endpoints = EndpointTable()

@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import logging
 
+from shoal.manager.netview.keys import KeyManager
 from shoal.manager.orchestrator.reaper import TaskReaper
 from shoal.manager.orchestrator.replicated import Orchestrator
 from shoal.manager.reconciler import Reconciler
@@ -29,8 +30,13 @@ class Manager:
     def become_leader(self) -> None:
         if self._tasks:
             return
-        log.info("manager: became leader, starting orchestrator, scheduler and reaper")
-        self.reconcilers = [Orchestrator(self.store), Scheduler(self.store), TaskReaper(self.store)]
+        log.info("manager: became leader, starting orchestrator, scheduler, reaper, keymanager")
+        self.reconcilers = [
+            Orchestrator(self.store),
+            Scheduler(self.store),
+            TaskReaper(self.store),
+            KeyManager(self.store),
+        ]
         self._tasks = [asyncio.create_task(r.run(), name=r.name) for r in self.reconcilers]
 
     async def become_follower(self) -> None:

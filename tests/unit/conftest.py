@@ -30,6 +30,7 @@ def _allowed(address: Any) -> bool:
 def loopback_only(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
     # a manager made by a unit test serves 2377 on loopback, on a port of its own
     monkeypatch.setenv("SHOAL_CLUSTER_LISTEN", "127.0.0.1:0")
+    monkeypatch.setenv("SHOAL_GOSSIP_LISTEN", "127.0.0.1:0")
     real_connect = socket.socket.connect
     real_connect_ex = socket.socket.connect_ex
     real_sendto = socket.socket.sendto

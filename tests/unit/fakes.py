@@ -5,9 +5,11 @@ from __future__ import annotations
 import asyncio
 import ipaddress
 import shutil
+from collections.abc import Sequence
 from pathlib import Path
 
 from shoal.agent.exec.runtime import ExitStatus, TaskConfig, TaskRecord, TaskStartError
+from shoal.mesh.overlay import OverlayPeer
 
 
 class FakeRuntime:
@@ -68,3 +70,28 @@ class FakeRuntime:
 
     def log_path(self, task_id: str) -> Path:
         return self.state_dir / task_id / "log.jsonl"
+
+
+class RecordingOverlay:
+    """An overlay that only records what it was asked (unit tests never touch the kernel)."""
+
+    def __init__(self, underlay: str, subnet: str, port: int) -> None:
+        self.underlay, self.subnet, self.port = underlay, subnet, port
+        self.peers: list[OverlayPeer] = []
+        self.applies = 0
+        self.invalidated = 0
+        self.closed = False
+
+    @classmethod
+    def factory(cls, underlay: str, subnet: str, port: int) -> RecordingOverlay:
+        return cls(underlay, subnet, port)
+
+    async def apply(self, peers: Sequence[OverlayPeer]) -> None:
+        self.peers = [p for p in peers if p.subnet != self.subnet]
+        self.applies += 1
+
+    def invalidate(self) -> None:
+        self.invalidated += 1
+
+    async def close(self) -> None:
+        self.closed = True

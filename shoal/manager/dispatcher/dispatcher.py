@@ -24,6 +24,7 @@ from shoal.cluster.server import MEMBERS, Caller, ClusterServer
 from shoal.cluster.wire import (
     Empty,
     HeartbeatResponse,
+    NetworkPeer,
     PublishedPort,
     SessionMessage,
     SessionRequest,
@@ -33,6 +34,7 @@ from shoal.errors import NotFound
 from shoal.manager.controlapi.swarm import heartbeat_period
 from shoal.manager.dispatcher.liveness import Liveness
 from shoal.manager.dispatcher.session import LocalSession
+from shoal.manager.netview import network_view
 from shoal.manager.state.store import Commit, Event, Store, Tx
 
 __all__ = ["Dispatcher", "published_ports"]
@@ -85,7 +87,7 @@ class Dispatcher:
     async def session(self, req: SessionRequest, caller: Caller) -> AsyncIterator[SessionMessage]:
         node_id = self._member(caller)
         log.info("dispatcher: session opened by node %s (%s)", node_id, caller.peer)
-        await self._alive(node_id, req.addr)
+        await self._alive(node_id, req.addr, req.gossip_addr)
         queue = self._store.watch()
         try:
             last = b""
@@ -104,12 +106,17 @@ class Dispatcher:
 
     def _message(self, node_id: str) -> SessionMessage:
         view = self._store.view()
-        tasks = view.find("task", lambda t: t.node_id == node_id)
+        all_tasks = view.list("task")
+        net = network_view(view.list("node"), view.list("cluster"), all_tasks)
         return SessionMessage(
-            tasks=sorted(tasks, key=lambda t: t.id),
+            tasks=sorted((t for t in all_tasks if t.node_id == node_id), key=lambda t: t.id),
             ports=published_ports(view.list("service")),
             managers=manager_addrs(self._store),
             heartbeat_period=self.liveness.period,
+            peers=[NetworkPeer(p.node_id, p.addr, p.subnet, p.gossip) for p in net.peers],
+            data_path_port=net.data_path_port,
+            network_keys=list(net.keys),
+            live=sorted(net.live),
         )
 
     async def update_status(self, req: StatusRequest, caller: Caller) -> Empty:
@@ -119,10 +126,10 @@ class Dispatcher:
 
     async def heartbeat(self, req: Empty, caller: Caller) -> HeartbeatResponse:
         node_id = self._member(caller)
-        await self._alive(node_id, "")
+        await self._alive(node_id, "", "")
         return HeartbeatResponse(self.liveness.period)
 
-    async def _alive(self, node_id: str, addr: str) -> None:
+    async def _alive(self, node_id: str, addr: str, gossip_addr: str) -> None:
         self.liveness.beat(node_id, self._clock())
         self._wake.set()
 
@@ -130,12 +137,15 @@ class Dispatcher:
             node: Node | None = tx.get("node", node_id)
             if node is None:
                 return
-            if node.status.state != "ready" or (addr and node.status.addr != addr):
+            moved = bool(addr and node.status.addr != addr)
+            gossip_moved = bool(gossip_addr and node.gossip_addr != gossip_addr)
+            if node.status.state != "ready" or moved or gossip_moved:
                 if node.status.state != "ready":
                     log.info("dispatcher: node %s is ready", node_id)
                 node.status.state = "ready"
                 node.status.message = ""
                 node.status.addr = addr or node.status.addr
+                node.gossip_addr = gossip_addr or node.gossip_addr
                 tx.update("node", node)
 
         await self._store.update(fn)

@@ -19,7 +19,7 @@ from aiohttp.test_utils import TestClient, TestServer
 from shoal.httpapi.app import make_app
 from shoal.mesh.recording import RecordingDataPlane
 from shoal.node.daemon import Daemon, DaemonOptions
-from tests.unit.fakes import FakeRuntime
+from tests.unit.fakes import FakeRuntime, RecordingOverlay
 
 V = "/v1.47"
 
@@ -72,6 +72,7 @@ def make_daemon(root: Path) -> tuple[Daemon, FakeRuntime]:
         runtime=runtime,
         plane_factory=RecordingDataPlane,  # type: ignore[arg-type]
         probe=probe,
+        overlay_factory=RecordingOverlay.factory,
     )
     return daemon, runtime
 

@@ -17,7 +17,7 @@ from aiohttp.test_utils import TestClient, TestServer
 from shoal.httpapi.app import make_app
 from shoal.mesh.recording import RecordingDataPlane as RecordingPlane
 from shoal.node.daemon import Daemon, DaemonOptions
-from tests.unit.fakes import FakeRuntime
+from tests.unit.fakes import FakeRuntime, RecordingOverlay
 
 V = "/v1.47"
 
@@ -74,6 +74,7 @@ async def node(tmp_path: Path) -> AsyncIterator[Node]:
         plane_factory=lambda: plane,  # type: ignore[arg-type]
         probe=probe,
         check_health=check_health,
+        overlay_factory=RecordingOverlay.factory,
     )
     client = TestClient(TestServer(make_app(daemon)))
     await client.start_server()
