@@ -6,7 +6,7 @@ dispatcher over 2377, and the Docker API answers manager-only calls with Docker'
 
 State under the data root:
     swarm/node.json       membership: node ID, role, pool slice, address, managers' 2377
-    swarm/raft.db         the store's Raft log and snapshots (SQLite; managers; see raft_role)
+    swarm/state.db        the store's durable log (SQLite; managers)
     certificates/         root CA (+ its key on managers), this node's certificate and key
     tasks/                the exec runtime's per-task state and logs
 Stopping the daemon leaves tasks and the mesh's kernel rules in place: a restarted daemon
@@ -46,18 +46,15 @@ from shoal.errors import NotSupported, ShoalError, Unavailable
 from shoal.gossip.node import GossipOptions
 from shoal.gossip.table import EndpointTable
 from shoal.manager.controlapi.swarm import InitOptions, init_swarm, node_cert_expiry
-from shoal.manager.dispatcher.session import AgentSession
-from shoal.manager.state.store import Store, new_id
+from shoal.manager.dispatcher.session import AgentSession, LocalSession
+from shoal.manager.state.locallog import LocalLog
+from shoal.manager.state.store import Store
 from shoal.mesh.dataplane import DataPlane
 from shoal.node.addresses import advertise_address
 from shoal.node.cluster_services import ClusterServices, split_listen_addr
 from shoal.node.joining import join_swarm
 from shoal.node.manager import Manager
 from shoal.node.membership import Membership, load_membership, save_membership
-from shoal.node.raft_members import LeaderDuties
-from shoal.node.raft_open import force_new_cluster
-from shoal.node.raft_role import RaftRole
-from shoal.node.raft_wiring import RaftWiring, leave_refusal
 from shoal.node.mesh_sync import PortFeed, PortSource, StorePorts
 from shoal.node.network import (
     NetFeed,
@@ -106,7 +103,7 @@ class DaemonOptions:
     reconcile_every: float = 10.0  # seconds between endpoint table reconciles
 
 
-class Daemon(RaftWiring):
+class Daemon:
     """One node. `runtime` and `plane_factory` default to the real ones; tests pass fakes."""
 
     def __init__(
@@ -138,9 +135,7 @@ class Daemon(RaftWiring):
         self.cluster: ClusterServices | None = None
         self.session: RemoteSession | None = None
         self.renewer: CertRenewer | None = None
-        self.raft: RaftRole | None = None
-        self._duties: LeaderDuties | None = None
-        self.api_executor: Forwarder | None = None  # set by the API: runs forwarded requests
+        self._log: LocalLog | None = None
         self._plane: DataPlane | None = None
         self._manager: Manager | None = None
         self._ports: StorePorts | None = None
@@ -186,12 +181,17 @@ class Daemon(RaftWiring):
                 return
             await self._start_worker()
             return
-        self._open_store(membership.node_id)
+        self._open_store()
         self.root_ca = load_root_ca(self._certs)
         await self._start_manager()
 
-    def _open_store(self, node_id: str, founding: bool = False) -> None:
-        self._open_raft_store(node_id, founding)
+    def _open_store(self) -> None:
+        (self.root / "swarm").mkdir(parents=True, exist_ok=True)
+        store = Store()
+        self._log = LocalLog(self.root / "swarm" / "state.db", store)
+        self._log.restore()
+        store.attach(self._log)
+        self.store = store
 
     async def _bind_network(self, ports: PortSource, net: NetSource) -> NodeNetwork:
         """The node's mesh, overlay and gossip, gossip already bound (its address known)."""
