@@ -342,6 +342,30 @@ class Swim:
             if rec.owner == self.node_id:
                 self._queue_record(rec)
 
+    def announce(self) -> None:
+        """Send this node's fresh endpoint changes to every live member at once, besides
+        gossiping them as usual. A task that turns ready is then known cluster-wide one
+        packet later, before its agent tells the managers it runs; and so before they stop
+        the next task of a rolling update, whose node would otherwise withdraw it from a
+        table that does not hold its replacement yet."""
+        fresh = [r for r in self.endpoints.take_changes() if r.owner == self.node_id]
+        if not fresh:
+            return
+        for rec in fresh:
+            self._queue_record(rec)
+        batches: list[list[Message]] = [[]]
+        used = self._header
+        for rec in fresh:
+            size = encoded_size(rec)
+            if batches[-1] and used + size > self.config.max_packet:
+                batches.append([])
+                used = self._header
+            batches[-1].append(rec)
+            used += size
+        for m in self.members.live():
+            for batch in batches:
+                self._outputs.append(SendPacket(m.addr, Packet(self.node_id, self.addr, batch)))
+
     # -- sending ------------------------------------------------------------------------
     def _gossip(self) -> None:
         if not len(self._broadcasts):

@@ -105,6 +105,7 @@ class GossipNode:
         self._pulling: set[str] = set()
         self._slots = asyncio.Semaphore(options.max_push_pulls)
         self._drops = RateLimitedLog(log)
+        self._announcing = False
 
     # -- lifecycle ----------------------------------------------------------------------
     @property
@@ -126,6 +127,7 @@ class GossipNode:
             self.options.node_id, self.addr, self._rng, self.options.config, self.table.state
         )
         log.info("gossip: node %s listening on %s", self.options.node_id, self.addr)
+        self.table.state.listeners.append(self._local_change)
         try:
             async with asyncio.TaskGroup() as tg:
                 ticker = tg.create_task(self._ticker())
@@ -137,6 +139,8 @@ class GossipNode:
                     task.cancel()
                 await asyncio.gather(*pending, return_exceptions=True)
         finally:
+            with contextlib.suppress(ValueError):
+                self.table.state.listeners.remove(self._local_change)
             self._close()
 
     async def stop(self, leave: bool = True) -> None:
@@ -217,6 +221,18 @@ class GossipNode:
             self.core.tick()
             self._flush()
             next_at += period
+
+    def _local_change(self) -> None:
+        # called inside the table's change (maybe inside the core's own step): act after it
+        if not self._announcing and not self._stop.is_set():
+            self._announcing = True
+            asyncio.get_running_loop().call_soon(self._announce)
+
+    def _announce(self) -> None:
+        self._announcing = False
+        if self._core is not None and not self._stop.is_set():
+            self._core.announce()
+            self._flush()
 
     def _flush(self) -> None:
         core = self.core

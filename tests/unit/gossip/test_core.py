@@ -305,3 +305,24 @@ def test_bad_configs_are_refused(bad: dict[str, int]) -> None:
 def test_push_pull_interval_grows_past_32_members() -> None:
     assert CFG.push_pull_every(32) == CFG.push_pull_interval
     assert CFG.push_pull_every(64) == 2 * CFG.push_pull_interval
+
+
+def test_announce_sends_fresh_local_records_to_every_live_member_at_once() -> None:
+    a, b, c = core(1), core(2), core(3)
+    meet(a, b, c)
+    a.endpoints.set_local(EndpointEntry("svc", "t1", "n1", "198.19.1.2", True))
+    a.announce()
+    out = packets(a)
+    assert sorted(p.addr for p in out) == ["10.0.0.2:7946", "10.0.0.3:7946"]
+    for p in out:
+        (rec,) = p.packet.messages
+        assert isinstance(rec, Record) and rec.owner == "n1" and rec.key == "t1"
+    for peer in (b, c):
+        peer.step(out[0].packet)
+        assert [e.task_id for e in peer.endpoints.entries()] == ["t1"]
+    a.announce()  # nothing new: nothing sent
+    assert packets(a) == []
+    # a removal is announced the same way, and still gossiped afterwards
+    a.endpoints.remove_local("t1")
+    a.announce()
+    assert len(packets(a)) == 2 and a.pending_broadcasts() >= 1
