@@ -15,7 +15,7 @@ from shoal.api.states import TaskState, is_terminal, rank
 from shoal.api.types import Node, Service, Task, UpdateStatus
 from shoal.manager.orchestrator.restart import restart_at
 from shoal.manager.orchestrator.tasks import is_current, is_dead, new_task
-from shoal.manager.orchestrator.update import slots_to_update
+from shoal.manager.orchestrator.update import settle_wait, slots_to_update
 from shoal.manager.reconciler import Reconciler
 from shoal.manager.scheduler.filters import node_is_eligible
 from shoal.manager.state.store import Tx, now_rfc3339
@@ -48,10 +48,10 @@ class Orchestrator(Reconciler):
             tasks = by_service.get(service.id, [])
             self._retire_dead_or_stranded(tx, tasks, nodes)
             if service.spec.mode is not None and service.spec.mode.global_ is not None:
-                self._global(tx, service, tasks, nodes)
+                self._global(tx, service, tasks, nodes, now, wake)
             else:
                 self._replicated(tx, service, tasks, now, wake)
-            self._update_status(tx, service, tasks)
+            self._update_status(tx, service, tasks, now, wake)
 
     def _retire_dead_or_stranded(self, tx: Tx, tasks: list[Task], nodes: dict[str, Node]) -> None:
         for task in tasks:
@@ -110,7 +110,7 @@ class Orchestrator(Reconciler):
         start_first = service.spec.update_config and service.spec.update_config.order == (
             "start-first"
         )
-        for task in slots_to_update(service, [t for t in tasks if t.slot <= want]):
+        for task in self._next_batch(service, [t for t in tasks if t.slot <= want], now, wake):
             task.desired_state = "shutdown"
             tx.update("task", task)
             if start_first:
@@ -133,7 +133,27 @@ class Orchestrator(Reconciler):
             and rank(task.status.state) >= TaskState.ASSIGNED
         )
 
-    def _global(self, tx: Tx, service: Service, tasks: list[Task], nodes: dict[str, Node]) -> None:
+    @staticmethod
+    def _next_batch(
+        service: Service, tasks: list[Task], now: float, wake: list[float]
+    ) -> list[Task]:
+        batch = slots_to_update(service, tasks)
+        cfg = service.spec.update_config
+        hold = settle_wait(service, tasks, now, (cfg.delay if cfg else 0) / 1e9) if batch else 0
+        if hold > 0:  # UpdateConfig.Delay between batches
+            wake.append(hold)
+            return []
+        return batch
+
+    def _global(
+        self,
+        tx: Tx,
+        service: Service,
+        tasks: list[Task],
+        nodes: dict[str, Node],
+        now: float,
+        wake: list[float],
+    ) -> None:
         eligible = {n.id for n in nodes.values() if node_is_eligible(n, service)}
         running_on = {t.node_id for t in tasks if is_current(t)}
         for node_id in sorted(eligible - running_on):
@@ -142,12 +162,16 @@ class Orchestrator(Reconciler):
             if (is_current(task) and task.node_id not in eligible) or is_dead(task):
                 task.desired_state = "shutdown"
                 tx.update("task", task)
-        for task in slots_to_update(service, [t for t in tasks if t.node_id in eligible]):
+        for task in self._next_batch(
+            service, [t for t in tasks if t.node_id in eligible], now, wake
+        ):
             task.desired_state = "shutdown"
             tx.update("task", task)
             self._create(tx, tasks, new_task(service, 0, node_id=task.node_id))
 
-    def _update_status(self, tx: Tx, service: Service, tasks: list[Task]) -> None:
+    def _update_status(
+        self, tx: Tx, service: Service, tasks: list[Task], now: float, wake: list[float]
+    ) -> None:
         current = [t for t in tasks if is_current(t)]
         stale = any(t.spec_version < service.spec_version for t in current) or any(
             t.spec_version < service.spec_version
@@ -166,6 +190,11 @@ class Orchestrator(Reconciler):
             )
             tx.update("service", service)
         elif state == "updating" and not stale and not fresh_pending:
+            cfg = service.spec.update_config
+            hold = settle_wait(service, tasks, now, (cfg.monitor if cfg else 0) / 1e9)
+            if hold > 0:  # the monitoring period: a task dying now still fails the update
+                wake.append(hold)
+                return
             assert service.update_status is not None
             service.update_status = UpdateStatus(
                 state="completed",

@@ -14,6 +14,7 @@ from typing import Any
 import pytest
 from aiohttp.test_utils import TestClient, TestServer
 
+from shoal.api.timefmt import to_epoch
 from shoal.httpapi.app import make_app
 from shoal.mesh.recording import RecordingDataPlane as RecordingPlane
 from shoal.node.daemon import Daemon, DaemonOptions
@@ -316,3 +317,42 @@ async def test_health_checks_gate_the_mesh_and_replace_unhealthy_tasks(node: Nod
 
     await eventually(replaced)
     assert task["ID"] in await failed_unhealthy()
+
+
+async def test_rolling_update_waits_the_delay_between_batches_and_monitors_to_complete(
+    node: Node,
+) -> None:
+    spec = web_spec(2)
+    spec["UpdateConfig"] = {"Parallelism": 1, "Delay": 600_000_000, "Monitor": 800_000_000}
+    sid = (await node.call("POST", "/services/create", spec, expect=201))["ID"]
+    old = {t["ID"] for t in await running(node, sid, 2)}
+    svc = await node.call("GET", f"/services/{sid}")
+    svc["Spec"]["TaskTemplate"]["ForceUpdate"] = 1
+    await node.call(
+        "POST", f"/services/{sid}/update", svc["Spec"], version=str(svc["Version"]["Index"])
+    )
+
+    async def new_running() -> list[dict[str, Any]]:
+        return [
+            t for t in await node.tasks(sid)
+            if t["ID"] not in old and t["Status"]["State"] == "running"
+        ]
+
+    first = (await eventually(new_running))[0]
+    async def two_new() -> list[dict[str, Any]] | None:
+        tasks = sorted(await new_running(), key=lambda t: t["CreatedAt"])
+        return tasks if len(tasks) == 2 else None
+
+    second = (await eventually(two_new))[1]
+    gap = to_epoch(second["CreatedAt"]) - to_epoch(first["Status"]["Timestamp"])
+    assert gap >= 0.6  # the second batch waited the delay after the first ran
+    status = (await node.call("GET", f"/services/{sid}"))["UpdateStatus"]
+    assert status["State"] == "updating"  # not complete before the monitoring period
+
+    async def completed() -> dict[str, Any] | None:
+        svc = await node.call("GET", f"/services/{sid}")
+        return svc if svc["UpdateStatus"]["State"] == "completed" else None
+
+    done = (await eventually(completed))["UpdateStatus"]
+    last_run = max(to_epoch(t["Status"]["Timestamp"]) for t in await new_running())
+    assert to_epoch(done["CompletedAt"]) - last_run >= 0.8
