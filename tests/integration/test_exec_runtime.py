@@ -83,6 +83,12 @@ async def scenario_serve(args: dict[str, Any]) -> dict[str, Any]:
     rt = _runtime(args)
     await rt.ensure_node_network(ipaddress.IPv4Interface(GATEWAY))
     await rt.ensure_node_network(ipaddress.IPv4Interface(GATEWAY))  # idempotent
+    # a cached MAC of an earlier task that had the first task's address
+    subprocess.run(
+        ["ip", "neigh", "replace", "198.19.1.5", "lladdr", "0a:58:de:ad:be:ef", "dev", BRIDGE,
+         "nud", "stale"],
+        check=True,
+    )
     out = []
     for task_id, host, www in zip(args["ids"], (5, 6), args["www"], strict=True):
         began = time.monotonic()
@@ -90,7 +96,8 @@ async def scenario_serve(args: dict[str, Any]) -> dict[str, Any]:
             _cfg(task_id, host, ["busybox", "httpd", "-f", "-p", "80"], workdir=www)
         )
         out.append({"id": task_id, "pid": pid, "ms": (time.monotonic() - began) * 1e3})
-    return {"tasks": out}  # the driver ends here: the "daemon" dies, the tasks live on
+    neigh = subprocess.run(["ip", "neigh", "show", "dev", BRIDGE], capture_output=True, text=True)
+    return {"tasks": out, "neigh": neigh.stdout}  # the driver ends: the tasks live on
 
 
 async def scenario_adopt(args: dict[str, Any]) -> dict[str, Any]:
@@ -307,6 +314,7 @@ def test_replicas_share_a_port_and_survive_a_daemon_restart(lab: Lab, tmp_path: 
         www.append(str(site))
     started = lab.drive("serve", ids=ids, www=www)
     print("start latency (ms):", [round(t["ms"], 1) for t in started["tasks"]])
+    assert "de:ad:be:ef" not in started["neigh"]  # the stale entry went with the new task
 
     # the driver ("daemon") is gone; both tasks serve port 80 on their own address
     for n, host in enumerate((5, 6)):

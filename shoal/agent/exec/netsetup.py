@@ -31,11 +31,13 @@ __all__ = [
     "create_veth",
     "delete_link",
     "ensure_bridge",
+    "forget_neighbour",
     "set_sysctl",
     "unpin",
 ]
 
 _NETLINK_ROUTE = 0
+_ENOENT = 2
 _ENODEV = 19
 _EEXIST = 17
 
@@ -148,6 +150,19 @@ async def configure_task_side(
         )
         await ipr.link("set", index=eth0, state="up")
         await ipr.route("add", dst="0.0.0.0/0", gateway=str(gateway), oif=eth0)
+
+
+async def forget_neighbour(bridge: str, address: ipaddress.IPv4Address) -> None:
+    """Delete the neighbour entry for `address` on `bridge`, if there is one."""
+    async with AsyncIPRoute() as ipr:
+        idx = await _index(ipr, bridge)
+        if idx is None:
+            return
+        try:
+            await ipr.neigh("del", dst=str(address), ifindex=idx)
+        except NetlinkError as exc:
+            if exc.code not in (_ENOENT, _ENODEV):
+                raise
 
 
 async def delete_link(name: str) -> bool:

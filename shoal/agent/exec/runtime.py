@@ -224,6 +224,9 @@ class ExecRuntime:
                 await netsetup.create_veth(self.bridge, self.veth_name(cfg.task_id), nsfd)
                 made.add("veth")
                 await netsetup.configure_task_side(nsfd, cfg.address, cfg.gateway)
+                # the address may have belonged to an earlier task: drop the bridge's
+                # cached MAC for it, or traffic goes to a dead MAC until the entry expires
+                await netsetup.forget_neighbour(self.bridge, cfg.address.ip)
             finally:
                 os.close(nsfd)
             talk.send("go")
