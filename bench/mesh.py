@@ -1,6 +1,6 @@
 """The routing mesh against the direct path and two peers (HAProxy, nginx), and its apply cost.
 
-One invocation, as root: `.venv/bin/python bench/mesh.py [--seconds 2] [--rounds 3]`.
+One invocation, as root: `.venv/bin/python bench/mesh.py [--seconds 3] [--rounds 3]`.
 
 Traffic: a 2-node lab (kernel mesh) with one `shoal whoami` task pinned to h1, published on
 8080, and a twin task on h1 for the direct path (see bench/README.md: PAWS). `wrk` in the
@@ -67,6 +67,7 @@ TOOLS = [("wrk", "wrk"), ("haproxy", "haproxy"), ("nginx", "nginx"),
          (NGINX_STREAM, "libnginx-mod-stream")]
 MODES = [("keep-alive 1 KiB", 1024, False), ("new conn 1 KiB", 1024, True),
          ("1 MiB bodies", MIB, False)]
+APPLY_ROUNDS = 15
 Result = dict[str, float]
 
 # ------------------------------------------------------------------ peers (HAProxy, nginx)
@@ -204,8 +205,17 @@ def drive(lab: Lab, paths: dict[str, str], args: argparse.Namespace) -> dict[str
                 run = wrk(lab, url, args.seconds, args.connections, close)
                 run["syn_rtx"] = syn_retransmits(lab) - before
                 runs[name].append(run)
-        table[mode] = {n: median_run(runs[n]) if n in runs else u for n, u in paths.items()}
+        table[mode] = {n: summary(runs[n]) if n in runs else u for n, u in paths.items()}
     return table
+
+
+def summary(runs: list[Result]) -> Result:
+    """The median round, with the rounds' req/s range (% of the median) and all SYN rtx."""
+    out = dict(median_run(runs))
+    rps = [r["rps"] for r in runs]
+    out["range"] = (max(rps) - min(rps)) / out["rps"] * 100
+    out["syn_rtx"] = sum(r["syn_rtx"] for r in runs)
+    return out
 
 
 def run_lab(kind: str, args: argparse.Namespace) -> dict[str, Any]:
@@ -228,9 +238,10 @@ def run_lab(kind: str, args: argparse.Namespace) -> dict[str, Any]:
 
 def print_table(results: dict[str, dict[str, Any]], args: argparse.Namespace) -> None:
     print(f"\nwrk -t2 -c{args.connections} -d{args.seconds}s from the lab client, one whoami "
-          f"task, median of {args.rounds} interleaved rounds; x direct = same lab's direct path")
-    head = (f"{'mode':<18}{'path':<28}{'req/s':>9}{'MiB/s':>8}{'p50 ms':>8}{'p99 ms':>8}"
-            f"{'errors':>7}{'SYN rtx':>8}{'req/s x':>9}{'p99 x':>7}")
+          f"task, median of {args.rounds} interleaved rounds (range: spread of the rounds' "
+          f"req/s; SYN rtx: all rounds); x direct = same lab's direct path")
+    head = (f"{'mode':<18}{'path':<28}{'req/s':>9}{'range':>7}{'MiB/s':>8}{'p50 ms':>8}"
+            f"{'p99 ms':>8}{'errors':>7}{'SYN rtx':>8}{'req/s x':>9}{'p99 x':>7}")
     print(head)
     print("-" * len(head))
     for mode, size, _ in MODES:
@@ -242,7 +253,8 @@ def print_table(results: dict[str, dict[str, Any]], args: argparse.Namespace) ->
                 if isinstance(r, str):
                     print(f"{mode:<18}{label:<28}{r}")
                     continue
-                print(f"{mode:<18}{label:<28}{r['rps']:>9.0f}{r['rps'] * size / MIB:>8.1f}"
+                print(f"{mode:<18}{label:<28}{r['rps']:>9.0f}{r['range']:>6.0f}%"
+                      f"{r['rps'] * size / MIB:>8.1f}"
                       f"{r['p50']:>8.2f}{r['p99']:>8.2f}{r['errors']:>7.0f}{r['syn_rtx']:>8.0f}"
                       f"{r['rps'] / d['rps']:>9.2f}{r['p99'] / d['p99']:>7.2f}")
         print()
@@ -325,7 +337,7 @@ def report_apply(args: argparse.Namespace) -> None:
     r = json.loads(out.strip().splitlines()[-1])
     k, u = r["kernel"], r["userspace"]
     print(f"apply, {args.services} published services x {args.per} endpoints, fresh netns "
-          f"(median of {2 * 15} changes, 15 of the others)")
+          f"(median of {2 * APPLY_ROUNDS} changes, {APPLY_ROUNDS} of the others)")
     print(f"{'':<40}{'kernel ms':>10}{'userspace ms':>14}")
     for label, key in (("first full apply", "first_ms"), ("one endpoint changed", "change_ms"),
                        ("one service added", "add_ms"), ("one service removed", "remove_ms"),
@@ -338,7 +350,7 @@ def report_apply(args: argparse.Namespace) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--seconds", type=int, default=2)
+    parser.add_argument("--seconds", type=int, default=3)
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--connections", type=int, default=32)
     parser.add_argument("--remote-deadline", type=float, default=15.0,
@@ -351,7 +363,7 @@ def main() -> None:
                         help="(internal) measure apply in the current namespace, print JSON")
     args = parser.parse_args()
     if args.apply_only:
-        print(json.dumps(asyncio.run(apply_cost(args.services, args.per, 15))))
+        print(json.dumps(asyncio.run(apply_cost(args.services, args.per, APPLY_ROUNDS))))
         return
     parts = args.only or ["kernel", "userspace", "apply"]
     apt_install_missing(TOOLS)
@@ -361,7 +373,9 @@ def main() -> None:
         print_table(results, args)
     if "apply" in parts:
         report_apply(args)
-    print(f"\n(bench took {time.monotonic() - start:.0f} s)")
+    load = " ".join(f"{x:.1f}" for x in os.getloadavg())
+    print(f"\n(bench took {time.monotonic() - start:.0f} s; load average now {load} on "
+          f"{os.cpu_count()} CPUs: other work on the machine makes the figures noisier)")
 
 
 if __name__ == "__main__":
