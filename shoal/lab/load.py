@@ -4,9 +4,11 @@
         [--timeout 2] [--interval 0.01]
 
 Each of `concurrency` workers sends one request at a time (HTTP: a new connection per
-request, `Connection: close`; UDP: a new socket per datagram) to the targets in turn,
-pausing `interval` seconds between requests. It stops after `duration` seconds or when its
-standard input closes (how tests stop it), then prints one JSON line:
+request, closed by the client once it has read the answer, so that the TIME_WAIT is the
+client's and a reused client port never meets a server's TIME_WAIT; UDP: a new socket per
+datagram) to the targets in turn, pausing `interval` seconds between requests. It stops
+after `duration` seconds or when its standard input closes (how tests stop it), then
+prints one JSON line:
 
     {"total", "ok", "failed", "seconds", "by_target": {target: [ok, failed]},
      "answers": {hostname: count}, "failures": [[t, target, error], ...] (first 200),
@@ -88,25 +90,47 @@ def _split(target: str) -> tuple[str, int]:
 async def http_once(target: str, timeout: float) -> tuple[str | None, str | None]:
     host, port = _split(target)
     writer = None
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.setblocking(False)
+    loop = asyncio.get_running_loop()
     try:
         async with asyncio.timeout(timeout):
-            reader, writer = await asyncio.open_connection(host, port)
-            writer.write(
-                f"GET / HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n".encode()
-            )
-            data = await reader.read(-1)
+            await loop.sock_connect(sock, (host, port))
+            reader, writer = await asyncio.open_connection(sock=sock)
+            writer.write(f"GET / HTTP/1.1\r\nHost: {host}\r\n\r\n".encode())
+            head = (await reader.readuntil(b"\r\n\r\n")).decode(errors="replace")
+            length = _content_length(head)
+            body = (await reader.readexactly(length)).decode(errors="replace")
     except TimeoutError:
-        return None, "timeout"
-    except OSError as exc:
-        return None, f"{type(exc).__name__}: {exc.strerror or exc}"
+        return None, f"timeout (source port {_port_of(sock)})"
+    except (OSError, asyncio.IncompleteReadError, asyncio.LimitOverrunError) as exc:
+        detail = getattr(exc, "strerror", None) or exc
+        return None, f"{type(exc).__name__}: {detail} (source port {_port_of(sock)})"
     finally:
         if writer is not None:
-            writer.close()
-    head, _, body = data.decode(errors="replace").partition("\r\n\r\n")
+            writer.close()  # the client closes first: the TIME_WAIT stays on its side
+        else:
+            sock.close()
     status = head.split(" ", 2)
     if len(status) < 2 or not status[1].startswith("2"):
         return None, f"bad answer: {head.splitlines()[0] if head else 'empty'}"
     return _hostname(body), None
+
+
+def _port_of(sock: socket.socket) -> int:
+    """The source port a connect gave `sock` (known from the first SYN on), or 0."""
+    try:
+        return int(sock.getsockname()[1])
+    except OSError:
+        return 0
+
+
+def _content_length(head: str) -> int:
+    for line in head.split("\r\n"):
+        name, _, value = line.partition(":")
+        if name.strip().lower() == "content-length" and value.strip().isdigit():
+            return min(int(value), 1 << 20)
+    return 0
 
 
 class _Udp(asyncio.DatagramProtocol):
