@@ -2,8 +2,9 @@
 
 Each `apply` plans the whole state (`plan.py`, pure), sends the kernel only the difference
 from what it applied last (one atomic `nft -f -` transaction), then deletes the conntrack
-entries of UDP backends that left. The first apply of a process, and the next apply after
-a failure, replace the table whole: the kernel may hold rules from an earlier daemon.
+entries of backends that left (UDP flows, half-open TCP connections). The first apply of
+a process, and the next apply after a failure, replace the table whole: the kernel may hold
+rules from an earlier daemon.
 
 Safety: it works in the *current* network namespace and refuses the initial one (the real
 host) unless SHOAL_ALLOW_ROOT_NETNS=1, so tests and labs cannot touch the host's firewall.
@@ -127,7 +128,7 @@ class KernelDataPlane:
                 stderr=asyncio.subprocess.PIPE,
             )
         except OSError as exc:
-            log.warning("mesh: cannot run %s (stale UDP flows stay): %s", self._conntrack, exc)
+            log.warning("mesh: cannot run %s (stale flows stay): %s", self._conntrack, exc)
             self._conntrack = None
             return
         _, err = await proc.communicate()

@@ -375,20 +375,29 @@ def conntrack_flushes(
     deleted, so their next datagram is balanced anew; (2) when a UDP port gets backends
     after having none, flows the kernel tracked un-NAT'd meanwhile (e.g. to a local socket)
     are deleted too, like kube-proxy does for node ports. `prev=None` (unknown) flushes none.
+
+    TCP: (3) half-open connections (SYN_SENT) to a backend that left are deleted. A client
+    whose connect to a dead backend timed out keeps no TIME_WAIT, so it may soon reuse the
+    same source port, and its new SYN would follow the old entry (120 s) to the dead
+    backend again. Established connections are left alone: a draining task finishes them.
     """
     if prev is None:
         return ()
-    old = {p.key: p for p in prev if p.protocol == "udp"}
-    cur = {p.key: p for p in new if p.protocol == "udp"}
+    old = {p.key: p for p in prev if p.protocol in ("udp", "tcp")}
+    cur = {p.key: p for p in new if p.protocol in ("udp", "tcp")}
     out: list[tuple[str, ...]] = []
     for key, before in sorted(old.items()):
         after = cur.get(key)
         keep = set(after.backends) if after and after.target == before.target else set()
+        states = ("--state", "SYN_SENT") if before.protocol == "tcp" else ()
         for addr in before.backends:
             if addr not in keep:
-                out.append(("-D", "-p", "udp", "--orig-port-dst", str(before.published),
+                out.append(("-D", "-p", before.protocol, *states,
+                            "--orig-port-dst", str(before.published),
                             "--reply-src", addr, "--reply-port-src", str(before.target)))
     for key, after in sorted(cur.items()):
+        if after.protocol != "udp":
+            continue
         before_ = old.get(key)
         if after.backends and (before_ is None or not before_.backends):
             out.append(("-D", "-p", "udp", "--orig-port-dst", str(after.published)))

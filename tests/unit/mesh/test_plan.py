@@ -246,10 +246,12 @@ def test_model_is_strict_and_transactional() -> None:
 # -------------------------------------------------------------------------------- conntrack
 
 
-def test_udp_backends_that_leave_are_flushed() -> None:
+def test_backends_that_leave_lose_udp_flows_and_tcp_half_open_ones() -> None:
     a = plan(SAMPLE).ports
     fewer = plan(state(list(SAMPLE.ports), [e for e in SAMPLE.endpoints if e.task_id != "t1"]))
     assert conntrack_flushes(a, fewer.ports) == (
+        ("-D", "-p", "tcp", "--state", "SYN_SENT", "--orig-port-dst", "8080",
+         "--reply-src", "198.19.1.11", "--reply-port-src", "80"),
         ("-D", "-p", "udp", "--orig-port-dst", "53", "--reply-src", "198.19.1.11",
          "--reply-port-src", "5353"),
     )
