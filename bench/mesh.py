@@ -156,15 +156,13 @@ def check(lab: Lab, url: str, timeout: float) -> str | None:
     return None if error is None else f"n/a: no answer within {timeout:.0f} s ({error})"
 
 
-def lab_paths(
-    lab: Lab, kind: str, peers: Peers, deadline: float
-) -> dict[str, str]:
+def lab_paths(lab: Lab, kind: str, peers: Peers, deadline: float) -> dict[str, str]:
     """name -> base URL, or "n/a: ..." for a path that does not answer."""
     client = lab.client("h1")
     _, task = create_service(lab, "bench", 8080, "shoal-h1")
-    # The direct path has a twin task of its own: direct and local-mesh connections come from
-    # the client's address to the same task port with different TCP timestamp offsets (the
-    # offset follows the pre-NAT address pair), and TIME_WAIT would then stall one (PAWS).
+    # The direct path has a twin task of its own: direct and local-mesh connections reach the
+    # task with the same 4-tuples but timestamp offsets the client drew for different ones
+    # (task:80 vs node:8080, before DNAT), and TIME_WAIT would then stall one of them (PAWS).
     _, twin = create_service(lab, "benchdirect", None, "shoal-h1")
     h1, h2 = lab.address("h1"), lab.address("h2")
     tune_client(lab)
