@@ -11,8 +11,8 @@ Layout of `table inet <table>` (one per node; see docs/design/mesh.md):
     chain refuse               TCP reset / ICMP port unreachable
     chain nat-prerouting       (hook) local daddr . proto . port -> vmap @ports
     chain nat-output           (hook) the same for the node's own clients (incl. 127.0.0.1)
-    chain nat-postrouting      (hook) marked flows: masquerade fully-random unless the
-                               client is external and the backend is on this node
+    chain nat-postrouting      (hook) marked flows: masquerade (port-preserving) unless
+                               the client is external and the backend is on this node
     chain filter-input         (hook) new flows to @refused -> refuse
 
 Invariants of the transactions built here: a chain exists before a map element or rule
@@ -137,9 +137,10 @@ def _valid_port(port: PortSpec) -> bool:
 def _backends(
     port: PortSpec, endpoints: Sequence[Endpoint], node_id: str, problems: list[str]
 ) -> tuple[str, ...]:
+    """The ready backends of `port` among `endpoints` (its service's)."""
     found: set[ipaddress.IPv4Address] = set()
     for ep in endpoints:
-        if ep.service_id != port.service_id or not ep.ready:
+        if not ep.ready:
             continue
         if port.mode == "host" and ep.node_id != node_id:
             continue
@@ -155,6 +156,10 @@ def plan_ports(state: MeshState) -> tuple[tuple[PortPlan, ...], tuple[str, ...]]
     taken: dict[tuple[str, int], str] = {}
     out: list[PortPlan] = []
     order = sorted(state.ports, key=lambda p: (p.protocol, p.published, p.service_id, p.target))
+    # grouped once: planning costs O(ports + endpoints), not O(ports x endpoints)
+    by_service: dict[str, list[Endpoint]] = {}
+    for ep in state.endpoints:
+        by_service.setdefault(ep.service_id, []).append(ep)
     for port in order:
         key = (port.protocol, port.published)
         if port.protocol not in ("tcp", "udp") or not _valid_port(port):
@@ -167,7 +172,7 @@ def plan_ports(state: MeshState) -> tuple[tuple[PortPlan, ...], tuple[str, ...]]
             )
             continue
         taken[key] = port.service_id
-        backends = _backends(port, state.endpoints, state.node_id, problems)
+        backends = _backends(port, by_service.get(port.service_id, ()), state.node_id, problems)
         if port.mode == "host" and not backends:
             continue  # host mode opens a port only where one of its tasks is ready
         out.append(
@@ -222,8 +227,9 @@ def _hook_chains(subnet: str) -> list[Chain]:
             (
                 f"meta mark & {mark} == 0 return",
                 f"meta mark set meta mark ^ {mark}",
-                f'ip daddr != {subnet} masquerade fully-random comment "task on another node"',
-                f"ip saddr {{ {LOOPBACK}, {subnet} }} masquerade fully-random"
+                # port-preserving, not fully-random: see docs/design/mesh.md (PAWS)
+                f'ip daddr != {subnet} masquerade comment "task on another node"',
+                f"ip saddr {{ {LOOPBACK}, {subnet} }} masquerade"
                 ' comment "loopback or hairpin client"',
             ),
         ),

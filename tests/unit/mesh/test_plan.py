@@ -101,8 +101,8 @@ def test_hooks_dnat_local_addresses_and_masquerade_by_mark() -> None:
     assert rules(rs, "nat-output") == (vmap,)
     post = rules(rs, "nat-postrouting")
     assert post[0] == "meta mark & 0x00400000 == 0 return"
-    assert "ip daddr != 198.19.1.0/24 masquerade fully-random" in post[2]
-    assert "ip saddr { 127.0.0.0/8, 198.19.1.0/24 } masquerade fully-random" in post[3]
+    assert "ip daddr != 198.19.1.0/24 masquerade comment" in post[2]
+    assert "ip saddr { 127.0.0.0/8, 198.19.1.0/24 } masquerade comment" in post[3]
     assert rs is not None and rs.chain_map()["nat-prerouting"].hook.startswith(
         "type nat hook prerouting priority -100;"
     )
