@@ -113,7 +113,7 @@ def heal(host: str) -> None:
 
 
 @lab.command("demo")
-@click.option("--nodes", default=1, show_default=True, help="number of hosts")
+@click.option("--nodes", default=5, show_default=True, help="number of hosts")
 @click.option("--keep", is_flag=True, help="leave the lab up at the end")
 def demo(nodes: int, keep: bool) -> None:
     """The routing mesh story: a 3-replica `web` service answering on every host."""

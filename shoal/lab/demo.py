@@ -1,9 +1,11 @@
 """`shoal lab demo`: the README's story of the routing mesh, told on a lab.
 
-lab up -> a `web` service of 3 `shoal whoami` replicas published on 8080 -> requests from the
-client to every host, each line saying which task answered -> `service update --publish-add
-published=9090,target=80 web` -> requests on 9090 -> lab down (unless --keep). Everything
-waits on conditions with deadlines; every request has a timeout.
+lab up (5 hosts by default) -> a `web` service of 3 `shoal whoami` replicas published on
+8080 -> requests from the client to every host, also those without a task, each line saying
+which task answered -> `service update --publish-add published=9090,target=80 web` ->
+requests on 9090 -> one host that runs a task stopped: traffic goes on through the others,
+and the swarm replaces the task -> lab down (unless --keep). Everything waits on conditions
+with deadlines; every request has a timeout.
 """
 
 from __future__ import annotations
@@ -85,8 +87,8 @@ def _host_of(lab: Lab, address: str) -> str:
     return next((h for h in lab.hosts() if lab.address(h) == address), address)
 
 
-def _requests(lab: Lab, port: int) -> None:
-    targets = [f"{lab.address(h)}:{port}" for h in lab.hosts()]
+def _requests(lab: Lab, port: int, hosts: list[str] | None = None) -> None:
+    targets = [f"{lab.address(h)}:{port}" for h in hosts or lab.hosts()]
     wait_for(
         f"the mesh to answer on port {port}",
         lambda: True if all(r["ok"] for r in probe(lab, "http", targets)) else None,
@@ -144,7 +146,55 @@ def _publish_9090(api: Client, service_id: str) -> None:
     _say("  web now publishes 8080->80 and 9090->80")
 
 
-def run_demo(lab: Lab, nodes: int = 1, keep: bool = False) -> None:
+def _tasks_by_host(lab: Lab, api: Client) -> dict[str, list[str]]:
+    names = {n["ID"]: n["Description"]["Hostname"] for n in api.get("/nodes")}
+    out: dict[str, list[str]] = {}
+    for task in _running_tasks(api, "web") or []:
+        host = names.get(task.get("NodeID"), "").removeprefix("shoal-")
+        out.setdefault(host, []).append(f"web.{task.get('Slot')}")
+    return out
+
+
+def _where(lab: Lab, api: Client, off: str = "") -> None:
+    tasks = _tasks_by_host(lab, api)
+    for host in lab.hosts():
+        what = ", ".join(sorted(tasks[host])) if host in tasks else "no task"
+        _say(f"  {host} {lab.address(host)}: " + ("powered off" if host == off else what))
+
+
+def _stop_one(lab: Lab, api: Client) -> None:
+    tasks = _tasks_by_host(lab, api)
+    victim = next((h for h in sorted(tasks) if h != "h1"), None)
+    if victim is None or len(lab.hosts()) < 2:
+        return  # a 1-node lab has no other host to carry the traffic
+    _step(f"Power off {victim}, which runs {', '.join(tasks[victim])}: the others carry on")
+    _cmd(f"shoal lab stop {victim}")
+    lab.stop(victim)
+    began = time.monotonic()
+    others = [h for h in lab.hosts() if h != victim]
+    targets = [f"{lab.address(h)}:8080" for h in others]
+    wait_for(
+        "every other host to answer again",
+        lambda: True if all(r["ok"] for r in probe(lab, "http", targets, 3, 1.0)) else None,
+        timeout=60,
+    )
+    _say(f"  all {len(others)} other hosts answer every request again after "
+         f"{time.monotonic() - began:.1f}s")
+    _requests(lab, 8080, others)
+    _say(f"  meanwhile the managers miss {victim}'s heartbeats, mark it down and replace "
+         "its task elsewhere...")
+
+    def replaced() -> bool | None:
+        tasks = _tasks_by_host(lab, api)
+        moved = victim not in tasks and sum(len(t) for t in tasks.values()) >= REPLICAS
+        return True if moved else None
+
+    wait_for(f"{REPLICAS} running tasks away from {victim}", replaced, timeout=90)
+    _say(f"  the swarm replaced the task ({time.monotonic() - began:.1f}s after the stop):")
+    _where(lab, api, off=victim)
+
+
+def run_demo(lab: Lab, nodes: int = 5, keep: bool = False) -> None:
     """Tell the story on `lab`; it is brought down at the end unless `keep`."""
     _step(f"A lab of {nodes} host(s) on fabric 198.18.0.0/24, and a client at 198.18.0.2")
     _cmd(f"shoal lab up --nodes {nodes}")
@@ -154,11 +204,13 @@ def run_demo(lab: Lab, nodes: int = 1, keep: bool = False) -> None:
     try:
         with lab.client("h1") as api:
             service_id = _create(api)
-            _step("Requests from the client to port 8080 of every host")
+            _where(lab, api)
+            _step("Requests from the client to port 8080 of every host, with a task or not")
             _requests(lab, 8080)
             _publish_9090(api, service_id)
             _step("Requests from the client to port 9090 of every host")
             _requests(lab, 9090)
+            _stop_one(lab, api)
     except ShoalError as exc:
         _say(f"demo failed: {exc}", fg="red", err=True)
         raise

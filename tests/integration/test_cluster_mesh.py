@@ -1,0 +1,138 @@
+"""Issue 5's acceptance in a 5-node lab: every node routes a published port to the tasks of
+every node, over the VXLAN overlay, with endpoints spread by gossip.
+
+Figures (answers per task, time to publish on the last node, failures under load, failover
+after a node stops) are printed; run with `-s` to see them. Each request of the load has a
+3 s timeout: a SYN retransmitted after 1 s on this busy machine is latency, not a failure.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import Counter
+from collections.abc import Iterator
+
+import pytest
+
+from shoal.lab import Lab
+from shoal.lab.ask import probe
+from tests.integration.labtools import Load, host_of, running, shoal, until
+
+pytestmark = pytest.mark.lab
+
+HOSTS = ["h1", "h2", "h3", "h4", "h5"]
+
+
+def _targets(lab: Lab, port: int, hosts: list[str] = HOSTS) -> list[str]:
+    return [f"{lab.address(h)}:{port}" for h in hosts]
+
+
+def _answers(results: list[dict[str, object]]) -> Counter[str]:
+    out: Counter[str] = Counter()
+    for r in results:
+        assert r["ok"], r
+        body = str(r["body"])
+        out[body.splitlines()[0].removeprefix("hostname: ")] += 1
+    return out
+
+
+@pytest.fixture(scope="module")
+def lab5(lab_tag: str) -> Iterator[Lab]:
+    lab = Lab(lab_tag + "c")
+    lab.down()
+    try:
+        lab.up(nodes=5)
+        shoal(lab, "service", "create", "--name", "web", "--replicas", "3", "--publish",
+              "published=8080,target=80", "--publish", "published=5353,target=53,protocol=udp",
+              "shoal", "whoami", "--port", "80", "--udp-port", "53")
+        until(lambda: len(running(lab)) == 3, what="3 running web tasks")
+        yield lab
+    finally:
+        lab.down()
+
+
+def test_every_node_answers_from_all_three_tasks(lab5: Lab) -> None:
+    tasks = running(lab5)
+    assert len({t["NodeID"] for t in tasks}) == 3  # three different nodes
+    names = {t["ID"][:12] for t in tasks}
+    with_task = {host_of(lab5, t["NodeID"]) for t in tasks}
+    print(f"\ntasks on {sorted(with_task)}; nodes without a task: "
+          f"{sorted(set(HOSTS) - with_task)}")
+    # the mesh may take a moment after "running" to have every endpoint on every node
+    until(lambda: all(_answers(probe(lab5, "http", [t], 6)).keys() == names
+                      for t in _targets(lab5, 8080)), what="all tasks behind every node")
+    for host, target in zip(HOSTS, _targets(lab5, 8080), strict=True):
+        answers = _answers(probe(lab5, "http", [target], 100))
+        print(f"{host}: 100 requests -> {dict(answers)}")
+        assert sum(answers.values()) == 100 and set(answers) == names
+
+
+def test_udp_answers_on_every_node_from_all_tasks(lab5: Lab) -> None:
+    names = {t["ID"][:12] for t in running(lab5)}
+    for target in _targets(lab5, 5353):
+        answers = _answers(probe(lab5, "udp", [target], 30))
+        assert set(answers) == names, (target, answers)
+
+
+def test_publish_add_answers_on_every_node(lab5: Lab) -> None:
+    began = time.monotonic()
+    shoal(lab5, "service", "update", "--detach", "--publish-add", "published=9090,target=80",
+          "web")
+    command = time.monotonic() - began
+    pending = set(_targets(lab5, 9090))
+    answered_at: dict[str, float] = {}
+    deadline = began + 30
+
+    while pending and time.monotonic() < deadline:
+        for result in probe(lab5, "http", sorted(pending), 1, timeout=1.0):
+            if result["ok"]:
+                answered_at[str(result["target"])] = time.monotonic() - began
+                pending.discard(str(result["target"]))
+    assert not pending, f"9090 never answered on {sorted(pending)}"
+    print(f"\npublish-add: command {command:.2f}s; 9090 answering on the last of 5 nodes "
+          f"{max(answered_at.values()):.2f}s after the command started")
+
+
+def test_scale_and_rolling_update_under_load_fail_nothing(lab5: Lab) -> None:
+    load = Load(lab5, "http", _targets(lab5, 8080))
+    try:
+        time.sleep(1)
+        shoal(lab5, "service", "scale", "web=6")
+        shoal(lab5, "service", "scale", "web=2")
+        shoal(lab5, "service", "update", "--force", "web")
+        time.sleep(1)
+    finally:
+        summary = load.stop()
+    print(f"\nscale 6, scale 2, update --force under load: {summary['total']} requests in "
+          f"{summary['seconds']}s, {summary['failed']} failed; answers {summary['answers']}")
+    assert summary["total"] > 1000
+    assert summary["failed"] == 0, summary["failures"][:10]
+    shoal(lab5, "service", "scale", "web=3")
+    until(lambda: len(running(lab5)) == 3, what="web back to 3")
+
+
+def test_a_stopped_node_fails_over_in_seconds(lab5: Lab) -> None:
+    tasks = running(lab5)
+    victim = host_of(lab5, tasks[0]["NodeID"])
+    if victim == "h1":  # keep the manager: the swarm must replace the task
+        victim = host_of(lab5, tasks[1]["NodeID"])
+    others = [h for h in HOSTS if h != victim]
+    load = Load(lab5, "http", _targets(lab5, 8080, others))
+    try:
+        time.sleep(2)
+        stopped = time.monotonic() - load.started
+        lab5.stop(victim)
+        time.sleep(25)
+    finally:
+        summary = load.stop()
+        lab5.start(victim)
+    # a failure is recorded when its 3 s timeout ends: it was sent 3 s earlier
+    sent = [f[0] - 3.0 for f in summary["failures"]]
+    last = max(sent, default=stopped)
+    print(f"\nlab stop {victim} (ran a task) under load: {summary['failed']} of "
+          f"{summary['total']} requests failed; the last one was sent "
+          f"{last - stopped:.1f}s after the stop")
+    # the dead task leaves every node's mesh within seconds (gossip declares its node dead)
+    assert last - stopped < 15, summary["failures"][-5:]
+    for target in _targets(lab5, 8080, others):
+        assert all(r["ok"] for r in probe(lab5, "http", [target], 10, timeout=3.0)), target
