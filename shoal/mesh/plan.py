@@ -396,11 +396,13 @@ def conntrack_flushes(
         after = cur.get(key)
         keep = set(after.backends) if after and after.target == before.target else set()
         states = ("--state", "SYN_SENT") if before.protocol == "tcp" else ()
-        for addr in before.backends:
-            if addr not in keep:
-                out.append(("-D", "-p", before.protocol, *states,
-                            "--orig-port-dst", str(before.published),
-                            "--reply-src", addr, "--reply-port-src", str(before.target)))
+        flow = ("-D", "-p", before.protocol, *states, "--orig-port-dst", str(before.published))
+        gone = [addr for addr in before.backends if addr not in keep]
+        if gone and not keep and (after is None or not after.backends):
+            out.append(flow)  # every backend left: one call for the port, not one each
+            continue
+        for addr in gone:
+            out.append((*flow, "--reply-src", addr, "--reply-port-src", str(before.target)))
     for key, after in sorted(cur.items()):
         if after.protocol != "udp":
             continue

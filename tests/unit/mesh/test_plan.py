@@ -282,3 +282,13 @@ def test_pure_modules_import_no_io(module: str) -> None:
         elif isinstance(node, ast.ImportFrom) and node.module:
             names.add(node.module.split(".")[0])
     assert not names & FORBIDDEN
+
+
+def test_a_port_that_loses_every_backend_is_flushed_in_one_call_per_protocol() -> None:
+    a = plan(SAMPLE).ports
+    gone = plan(state([], [])).ports
+    flushes = conntrack_flushes(a, gone)
+    assert all("--reply-src" not in f for f in flushes)
+    assert ("-D", "-p", "tcp", "--state", "SYN_SENT", "--orig-port-dst", "8080") in flushes
+    assert ("-D", "-p", "udp", "--orig-port-dst", "53") in flushes
+    assert len(flushes) == len([p for p in a if p.backends])  # none for a port without any
