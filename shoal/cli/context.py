@@ -73,6 +73,8 @@ class CliContext:
     isatty: Callable[[], bool] = _stdout_isatty
     term_width: Callable[[], int] = _term_width
     environ: dict[str, str] = field(default_factory=lambda: dict(os.environ))
+    # what `shoal daemon` runs with its DaemonOptions (None: shoal.daemon.run_daemon)
+    run_daemon: Callable[[Any], None] | None = None
     _client: ApiClient | None = field(default=None, repr=False)
 
     def get_client(self) -> ApiClient:

@@ -1,19 +1,35 @@
 """`shoal daemon`: run this host's shoal daemon in the foreground (like dockerd).
 
 The daemon itself lives in `shoal.daemon`; it is imported only when this command runs, so
-the rest of the CLI works without it.
+the rest of the CLI works without it. Flags are checked before that import, so a bad value
+is refused with docker's flag error even where the daemon cannot run.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import click
 
+from shoal.cli.context import get_cli
+from shoal.cli.durations import parse_duration
+from shoal.cli.opts import FlagError
 from shoal.client import DEFAULT_HOST
 from shoal.errors import ShoalError
 
-__all__ = ["daemon"]
+__all__ = ["daemon", "parse_drain_delay"]
+
+
+def parse_drain_delay(value: str) -> float:
+    """Seconds of a `--drain-delay` value (a Go duration: `2s`, `500ms`, `0`); never negative."""
+    try:
+        ns = parse_duration(value)
+    except ValueError as exc:
+        raise FlagError("--drain-delay", value, str(exc)) from None
+    if ns < 0:
+        raise FlagError("--drain-delay", value, "duration cannot be negative")
+    return ns / 1e9
 
 
 @click.command()
@@ -41,24 +57,42 @@ __all__ = ["daemon"]
     show_default=True,
     help="Routing mesh data plane",
 )
+@click.option(
+    "--drain-delay",
+    default="2s",
+    show_default=True,
+    metavar="DURATION",
+    help="How long a task being stopped stays out of the mesh before it is killed "
+    "(ns|us|ms|s|m|h)",
+)
 @click.option("-D", "--debug", is_flag=True, help="Enable debug logging")
+@click.pass_context
 def daemon(
-    data_root: Path, hosts: tuple[str, ...], hostname: str | None, mesh: str, debug: bool
+    ctx: click.Context,
+    data_root: Path,
+    hosts: tuple[str, ...],
+    hostname: str | None,
+    mesh: str,
+    drain_delay: str,
+    debug: bool,
 ) -> None:
     """Run the shoal daemon (as root, on every host)."""
     for host in hosts:
         if not host.startswith(("unix://", "tcp://")):
             raise ShoalError(f"invalid host {host!r}: use unix:///path or tcp://ip:port")
+    delay = parse_drain_delay(drain_delay)
     try:
         from shoal.daemon import DaemonOptions, run_daemon
     except ImportError as exc:
         raise ShoalError(f"the shoal daemon is not available: {exc}") from exc
-    run_daemon(
+    run: Any = get_cli(ctx).run_daemon or run_daemon
+    run(
         DaemonOptions(
             data_root=data_root,
             hosts=list(hosts) or [DEFAULT_HOST],
             hostname=hostname,
             mesh=mesh,
             debug=debug,
+            drain_delay=delay,
         )
     )
