@@ -136,3 +136,27 @@ def test_a_stopped_node_fails_over_in_seconds(lab5: Lab) -> None:
     assert last - stopped < 15, summary["failures"][-5:]
     for target in _targets(lab5, 8080, others):
         assert all(r["ok"] for r in probe(lab5, "http", [target], 10, timeout=3.0)), target
+
+
+def test_data_path_port_and_address_pool_as_swarm_init_sets_them(lab_tag: str) -> None:
+    lab = Lab(lab_tag + "p")
+    lab.down()
+    try:
+        lab.up(nodes=2, swarm=False)
+        shoal(lab, "swarm", "init", "--advertise-addr", lab.address("h1"),
+              "--data-path-port", "4790", "--default-addr-pool", "198.19.128.0/17")
+        lab.join("h2")
+        subnets = [n["Subnet"] for n in lab.client("h1").get("/nodes")]
+        assert len(subnets) == 2 and all(s.startswith("198.19.1") and
+                                         int(s.split(".")[2]) >= 128 for s in subnets), subnets
+        shoal(lab, "service", "create", "--name", "one", "--constraint",
+              "node.hostname==shoal-h2", "--publish", "published=8080,target=80",
+              "shoal", "whoami", "--port", "80")
+        until(lambda: len(running(lab, "one")) == 1, what="the task on h2")
+        # h1 has no task: its answers cross the overlay, on UDP 4790
+        until(lambda: all(r["ok"] for r in probe(lab, "http", [f"{lab.address('h1')}:8080"])),
+              what="h1 answering from h2's task")
+        link = lab.exec("h1", ["ip", "-d", "link", "show", "shoal.4096"], capture=True)
+        assert "dstport 4790" in link.stdout, link.stdout
+    finally:
+        lab.down()
