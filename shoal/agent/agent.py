@@ -30,6 +30,7 @@ class Agent:
         self._heartbeat = heartbeat
         self._controllers: dict[str, TaskController] = {}
         self._finished: set[str] = set()
+        self._leaving = False  # swarm leave: stop everything, start nothing new
         self._updates: asyncio.Queue[StatusUpdate] = asyncio.Queue()
         self._tg: asyncio.TaskGroup | None = None
         self.recovered = asyncio.Event()  # set once surviving tasks are adopted or cleaned
@@ -49,7 +50,9 @@ class Agent:
                 self.recovered.set()
 
     async def stop_all(self) -> None:
-        """Stop every task this agent runs (swarm leave)."""
+        """Stop every task this agent runs and start no other (swarm leave): until the node
+        is gone, the managers may still assign it the replacements of what it stops."""
+        self._leaving = True
         for ctl in self._controllers.values():
             ctl.request_stop()
         while any(not c.done for c in self._controllers.values()):
@@ -67,6 +70,8 @@ class Agent:
                 del self._controllers[task_id]
                 self._finished.add(task_id)
         for task in tasks:
+            if self._leaving:
+                break
             if task.id in self._controllers or task.id in self._finished:
                 continue
             if is_terminal(task.status.state):

@@ -8,6 +8,7 @@ leaves the cluster through the API, and an endpoint the managers do not know is 
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -91,3 +92,29 @@ async def test_an_endpoint_the_managers_do_not_know_is_dropped(cluster: list[Tes
 
 def _task_ids(node: TestNode) -> set[str]:
     return {e.task_id for e in node.daemon.endpoints.entries()}
+
+
+async def test_a_worker_with_tasks_leaves_cleanly_and_its_endpoints_go(
+    cluster: list[TestNode],
+) -> None:
+    manager, worker = cluster[0], cluster[1]
+    sid = (await manager.call("POST", "/services/create", web_spec(3), expect=201))["ID"]
+
+    async def on_every_node() -> bool:
+        running = [t for t in await manager.tasks(sid) if t["Status"]["State"] == "running"]
+        return len({t["NodeID"] for t in running}) == 3
+
+    await eventually(on_every_node)
+    assert worker.daemon.swarm is not None and worker.runtime.alive()
+    gone_id = worker.daemon.swarm.node_id
+    await eventually(lambda: gone_id in {e.node_id for e in manager.daemon.endpoints.entries()})
+    # the managers reassign the stopped task while the node is still a member: leaving must
+    # not start it (it used to wait for it forever)
+    await asyncio.wait_for(worker.call("POST", "/swarm/leave"), 15.0)
+    assert worker.daemon.swarm is None and not worker.runtime.alive()
+    assert worker.plane.closed and worker.overlays[-1].closed
+    # gossip said goodbye: its endpoints leave the other nodes' tables at once
+    await eventually(
+        lambda: gone_id not in {e.node_id for e in manager.daemon.endpoints.entries()},
+        timeout=3.0,
+    )
