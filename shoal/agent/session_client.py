@@ -24,6 +24,7 @@ from shoal.cluster.client import ClusterClient
 from shoal.cluster.wire import (
     Empty,
     HeartbeatResponse,
+    PublishedPort,
     RenewRequest,
     RenewResponse,
     SessionMessage,
@@ -38,7 +39,7 @@ __all__ = ["RemoteSession", "network_of"]
 
 log = logging.getLogger(__name__)
 
-Ports = list[tuple[str, str, int, int, str]]
+Ports = list[PublishedPort]
 _CONNECT_TIMEOUT = 10.0
 
 
@@ -150,8 +151,7 @@ class RemoteSession:
         if message.managers and message.managers != self.managers:
             self.managers = list(message.managers)
             self._on_managers(self.managers)
-        self._on_ports([(p.service_id, p.protocol, p.published, p.target, p.mode)
-                        for p in message.ports])
+        self._on_ports(list(message.ports))
         self._on_network(network_of(message))
         self._latest = message.tasks
         self._new_tasks.set()

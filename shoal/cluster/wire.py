@@ -76,6 +76,11 @@ class PublishedPort(msgspec.Struct, array_like=True):
     published: int
     target: int
     mode: str
+    # trailing, with defaults: a shorter array from an older manager still decodes
+    policy: str = "cluster"  # the service's mesh traffic policy (shoal.mesh.policy)
+    health_port: int = 0
+    proxy_protocol: bool = False  # PROXY v2 to the task (userspace mesh)
+    service_name: str = ""
 
 
 class NetworkPeer(msgspec.Struct, array_like=True):

@@ -3,7 +3,8 @@
 `model` (what to do: `MeshState`), `plan` (PURE: MeshState -> nftables content and atomic
 `nft -f -` transactions), `dataplane` (the `DataPlane` protocol and its contract), `kernel`
 (nftables in the current network namespace), `recording` (a fake for tests), `driver`
-(JSON-lines front end for labs). Invariant: the mesh is programmed from the endpoint table
+(JSON-lines front end for labs), `policy` (PURE: the service labels that choose a port's
+traffic policy, health port and PROXY v2), `health` (the health ports of "local" services). Invariant: the mesh is programmed from the endpoint table
 alone, so it keeps routing while the managers have no quorum.
 """
 

@@ -26,6 +26,11 @@ class PortSpec:
     # send a PROXY protocol v2 header to the task first (userspace data plane only; the
     # kernel one cannot add bytes to a flow and ignores it)
     proxy_protocol: bool = False
+    # the service's traffic policy (`shoal.mesh.policy`): "cluster" balances over every
+    # node's ready tasks, "local" over this node's only (no SNAT; none here: refused)
+    policy: Literal["cluster", "local"] = "cluster"
+    health_port: int = 0  # served by every node for a "local" service (0: none)
+    service_name: str = ""  # for people (inspect, health answers); planning ignores it
 
 
 @dataclass(frozen=True)

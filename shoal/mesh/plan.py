@@ -39,7 +39,9 @@ __all__ = [
     "PortPlan",
     "Ruleset",
     "conntrack_flushes",
+    "local_only",
     "plan",
+    "plan_ports",
     "render",
     "transaction",
 ]
@@ -74,6 +76,7 @@ class PortPlan:
     service_id: str
     mode: str
     backends: tuple[str, ...]
+    policy: str = "cluster"
 
     @property
     def key(self) -> tuple[str, int]:
@@ -134,15 +137,23 @@ def _valid_port(port: PortSpec) -> bool:
     return 0 < port.published < 65536 and 0 < port.target < 65536
 
 
+def local_only(port: PortSpec) -> bool:
+    """Whether `port` is balanced over this node's tasks only: host-mode publishing, or the
+    service's "local" traffic policy (the same backends; but a local ingress port with no
+    ready local task is refused, where a host-mode one is not opened)."""
+    return port.mode == "host" or port.policy == "local"
+
+
 def _backends(
     port: PortSpec, endpoints: Sequence[Endpoint], node_id: str, problems: list[str]
 ) -> tuple[str, ...]:
     """The ready backends of `port` among `endpoints` (its service's)."""
     found: set[ipaddress.IPv4Address] = set()
+    local = local_only(port)
     for ep in endpoints:
         if not ep.ready:
             continue
-        if port.mode == "host" and ep.node_id != node_id:
+        if local and ep.node_id != node_id:
             continue
         try:
             found.add(ipaddress.IPv4Address(ep.address))
@@ -177,7 +188,7 @@ def plan_ports(state: MeshState) -> tuple[tuple[PortPlan, ...], tuple[str, ...]]
             continue  # host mode opens a port only where one of its tasks is ready
         out.append(
             PortPlan(port.protocol, port.published, port.target, port.service_id, port.mode,
-                     backends)
+                     backends, port.policy)
         )
     return tuple(out), tuple(problems)
 

@@ -2,8 +2,10 @@
 
 Ports come from a `PortSource`: the services in the store on a manager (`StorePorts`), the
 dispatcher's session on a worker, which has no store (`PortFeed`). Endpoints come from the
-endpoint table. Whenever either changes, the desired `MeshState` is rebuilt and applied;
-bursts of changes collapse into one apply.
+endpoint table. Whenever either changes, the desired `MeshState` is rebuilt and applied
+(to the data plane, then to the health ports of "local" services); bursts of changes
+collapse into one apply. `applied` is the last state both took (what `network inspect
+ingress -v` shows).
 """
 
 from __future__ import annotations
@@ -12,15 +14,32 @@ import asyncio
 import logging
 from typing import Literal, Protocol, cast
 
+from shoal.cluster.wire import PublishedPort
 from shoal.gossip.table import EndpointTable
+from shoal.manager.dispatcher.ports import published_ports
 from shoal.manager.state.store import Store
 from shoal.mesh.dataplane import DataPlane
+from shoal.mesh.health import HealthPorts
 from shoal.mesh.model import Endpoint, MeshState, PortSpec
-from shoal.mesh.userspace.config import proxy_protocol_ports
 
-__all__ = ["MeshSync", "PortFeed", "PortSource", "StorePorts"]
+__all__ = ["MeshSync", "PortFeed", "PortSource", "StorePorts", "port_spec"]
 
 log = logging.getLogger(__name__)
+
+
+def port_spec(port: PublishedPort) -> PortSpec:
+    """The mesh's view of a published port (the dispatcher's wire form, also a manager's)."""
+    return PortSpec(
+        service_id=port.service_id,
+        protocol=cast(Literal["tcp", "udp"], port.protocol),
+        published=port.published,
+        target=port.target,
+        mode="host" if port.mode == "host" else "ingress",
+        proxy_protocol=port.proxy_protocol,
+        policy="local" if port.policy == "local" else "cluster",
+        health_port=port.health_port,
+        service_name=port.service_name,
+    )
 
 
 class PortSource(Protocol):
@@ -41,22 +60,7 @@ class StorePorts:
         self._queue = store.watch()
 
     def ports(self) -> list[PortSpec]:
-        ports: list[PortSpec] = []
-        for service in self._store.view().list("service"):
-            proxied, _ = proxy_protocol_ports(service.spec.labels)  # userspace mesh only
-            for port in service.endpoint.ports or []:
-                if port.published_port and port.protocol in ("tcp", "udp"):
-                    ports.append(
-                        PortSpec(
-                            service_id=service.id,
-                            protocol=port.protocol,
-                            published=port.published_port,
-                            target=port.target_port,
-                            mode="host" if port.publish_mode == "host" else "ingress",
-                            proxy_protocol=(port.protocol, port.published_port) in proxied,
-                        )
-                    )
-        return ports
+        return [port_spec(p) for p in published_ports(self._store.view().list("service"))]
 
     async def changed(self) -> None:
         while True:
@@ -75,18 +79,8 @@ class PortFeed:
         self._ports: list[PortSpec] = []
         self._event = asyncio.Event()
 
-    def set(self, ports: list[tuple[str, str, int, int, str]]) -> None:
-        new = [
-            PortSpec(
-                service_id=sid,
-                protocol=cast(Literal["tcp", "udp"], proto),
-                published=published,
-                target=target,
-                mode="host" if mode == "host" else "ingress",
-            )
-            for sid, proto, published, target, mode in ports
-            if proto in ("tcp", "udp")
-        ]
+    def set(self, ports: list[PublishedPort]) -> None:
+        new = [port_spec(p) for p in ports if p.protocol in ("tcp", "udp")]
         if new != self._ports:
             self._ports = new
             self._event.set()
@@ -108,8 +102,10 @@ class MeshSync:
         node_id: str,
         subnet: str,
         ready: asyncio.Event | None = None,
+        health: HealthPorts | None = None,
     ) -> None:
         self._ready = ready
+        self._health = health
         self._ports = ports
         self._table = table
         self._plane = plane
@@ -144,6 +140,8 @@ class MeshSync:
                 if state != self.applied:
                     try:
                         await self._plane.apply(state)
+                        if self._health is not None:
+                            await self._health.apply(state)
                         self.applied = state
                     except Exception:
                         log.exception("mesh: applying the data plane failed; retrying in 1s")

@@ -1,6 +1,7 @@
 """This node's part of the routing mesh: data plane, overlay and endpoint gossip, together.
 
     MeshSync   published ports (from the managers) + the endpoint table -> the data plane
+               and the health ports of "local" services (HealthPorts)
     Overlay    one VXLAN device, one route/neighbour/fdb entry per other node (4789/udp)
     Gossip     the endpoint table, replicated between all nodes (7946/udp+tcp, encrypted)
 
@@ -40,6 +41,7 @@ from shoal.gossip.table import EndpointTable
 from shoal.manager.netview import NetView, network_view
 from shoal.manager.state.store import Commit, Store
 from shoal.mesh.dataplane import DataPlane
+from shoal.mesh.health import HealthPorts
 from shoal.mesh.overlay import Overlay, OverlayPeer
 from shoal.node.mesh_sync import MeshSync, PortSource
 
@@ -135,11 +137,13 @@ class NodeNetwork:
         overlay_factory: OverlayFactory | None = real_overlay,
         reconcile_every: float = 10.0,
         repair_every: float = 60.0,
+        health_host: str = "0.0.0.0",
     ) -> None:
         self.node_id = node_id
         self.addr = addr
         self.subnet = subnet
         self.plane = plane
+        self.health = HealthPorts(health_host)  # "local" services' health ports
         self._ports = ports
         self._endpoints = endpoints
         self.mesh: MeshSync | None = None
@@ -174,7 +178,8 @@ class NodeNetwork:
         """Run the mesh (its first apply waits for `ready`: the agent's adoption of the
         surviving tasks) and follow the network view."""
         self.mesh = MeshSync(
-            self._ports, self._endpoints, self.plane, self.node_id, self.subnet, ready=ready
+            self._ports, self._endpoints, self.plane, self.node_id, self.subnet, ready=ready,
+            health=self.health,
         )
         self._spawn(self.mesh.run(), "mesh")
         self._spawn(self._follow(), "network")
@@ -194,12 +199,14 @@ class NodeNetwork:
             if task.get_name() != "gossip":
                 task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
+        await self.health.close()  # in-process sockets: they cannot outlive the daemon
         if isinstance(self._net, StoreNet):
             self._net.close()
 
     async def close(self) -> None:
         """Remove this node's mesh rules and overlay device (`swarm leave`)."""
         await self.plane.close()
+        await self.health.close()
         if self.overlay is not None:
             await self.overlay.close()
 

@@ -11,7 +11,11 @@ from shoal.manager.controlapi.configs import CONFIGS
 from shoal.manager.controlapi.networks import resolve_attachments
 from shoal.manager.controlapi.resolve import resolve
 from shoal.manager.controlapi.secrets import SECRETS, check_references
-from shoal.manager.controlapi.validation import validate_service_spec, with_defaults
+from shoal.manager.controlapi.validation import (
+    check_mesh_ports,
+    validate_service_spec,
+    with_defaults,
+)
 from shoal.manager.state.store import Store, Tx, new_id
 
 __all__ = ["create_service", "remove_service", "update_service"]
@@ -30,7 +34,9 @@ def _prepare(tx: Tx, service_id: str, spec: ServiceSpec) -> tuple[ServiceSpec, E
             )
     endpoint_spec = spec.endpoint_spec
     assert endpoint_spec is not None
-    ports = allocate_ports(service_id, endpoint_spec.ports or [], tx.list("service"))
+    others = tx.list("service")
+    ports = allocate_ports(service_id, endpoint_spec.ports or [], others)
+    check_mesh_ports(service_id, spec, ports, others)
     return spec, Endpoint(spec=endpoint_spec, ports=ports or None)
 
 

@@ -1,6 +1,8 @@
 """Validation and defaults of service specs: pure, no I/O.
 
-`validate_service_spec` refuses what swarmkit refuses, with messages a user can act on;
+`validate_service_spec` refuses what swarmkit refuses, with messages a user can act on,
+and the mesh's service labels (`shoal.mesh.policy`) when malformed; `check_mesh_ports`
+refuses a health port that another service's port (or health port) already holds;
 `with_defaults` fills Docker's defaults into a spec before it is stored (so what `GET`
 returns can be posted back unchanged, as the docker CLI does on update).
 """
@@ -8,6 +10,7 @@ returns can be posted back unchanged, as the docker CLI does on update).
 from __future__ import annotations
 
 import re
+from collections.abc import Iterable
 
 import msgspec
 
@@ -16,15 +19,23 @@ from shoal.api.types import (
     EndpointSpec,
     ReplicatedMode,
     RestartPolicy,
+    Service,
     ServiceMode,
     ServiceSpec,
     UpdateConfig,
 )
 from shoal.errors import InvalidArgument
+from shoal.mesh.policy import (
+    HEALTH_PORT_LABEL,
+    PROXY_PROTOCOL_LABEL,
+    mesh_labels,
+    proxy_protocol_ports,
+)
 
 __all__ = [
     "DEFAULT_RESTART_DELAY",
     "DEFAULT_STOP_GRACE",
+    "check_mesh_ports",
     "validate_service_spec",
     "with_defaults",
 ]
@@ -51,6 +62,7 @@ def validate_service_spec(spec: ServiceSpec) -> None:
     _validate_update(spec.update_config, "UpdateConfig")
     _validate_update(spec.rollback_config, "RollbackConfig")
     _validate_ports(spec.endpoint_spec)
+    _validate_mesh_labels(spec)
 
 
 def _validate_task(spec: ServiceSpec) -> None:
@@ -150,6 +162,59 @@ def _validate_ports(endpoint: EndpointSpec | None) -> None:
                     f"{port.published_port}/{proto}"
                 )
             seen.add(key)
+
+
+def _validate_mesh_labels(spec: ServiceSpec) -> None:
+    options = mesh_labels(spec.labels)
+    if options.problems:
+        raise _bad("; ".join(options.problems))
+    _, bad = proxy_protocol_ports(spec.labels)
+    if bad:
+        raise _bad(
+            f"label {PROXY_PROTOCOL_LABEL}: invalid item(s) {', '.join(repr(b) for b in bad)}: "
+            'use PORT, PORT/tcp or PORT/udp, separated by commas (e.g. "8080,53/udp")'
+        )
+    for port in (spec.endpoint_spec.ports or []) if spec.endpoint_spec else []:
+        if options.health_port and port.published_port == options.health_port and (
+            port.protocol or "tcp"
+        ) == "tcp":
+            raise _bad(
+                f"label {HEALTH_PORT_LABEL}: port {options.health_port} is also a published "
+                f"port of this service ({options.health_port}/tcp); use another port"
+            )
+
+
+def _tcp_ports(ports: Iterable[EndpointPortConfig] | None) -> set[int]:
+    return {p.published_port for p in ports or [] if p.published_port
+            and (p.protocol or "tcp") == "tcp"}
+
+
+def check_mesh_ports(
+    service_id: str, spec: ServiceSpec, ports: list[EndpointPortConfig],
+    others: Iterable[Service],
+) -> None:
+    """Refuse a health port that collides, cluster-wide, with another service's published
+    TCP port or health port, and a published TCP port that is another's health port.
+
+    `ports` are this service's ports after allocation. Every node serves every health port,
+    and the kernel mesh takes a published port on every address: either would hide the other.
+    """
+    health = mesh_labels(spec.labels).health_port
+    mine = _tcp_ports(ports)
+    for other in others:
+        if other.id == service_id:
+            continue
+        name = other.spec.name
+        other_health = mesh_labels(other.spec.labels).health_port
+        if health and health in _tcp_ports(other.endpoint.ports):
+            raise _bad(f"label {HEALTH_PORT_LABEL}: port {health} is already published by "
+                       f"service {name} ({health}/tcp)")
+        if health and health == other_health:
+            raise _bad(f"label {HEALTH_PORT_LABEL}: port {health} is already the health port "
+                       f"of service {name}")
+        if other_health and other_health in mine:
+            raise _bad(f"published port {other_health}/tcp is already the health port of "
+                       f"service {name} (label {HEALTH_PORT_LABEL})")
 
 
 def with_defaults(spec: ServiceSpec) -> ServiceSpec:

@@ -18,14 +18,13 @@ from collections.abc import AsyncIterator, Callable
 
 import msgspec
 
-from shoal.api.types import Node, Service
+from shoal.api.types import Node
 from shoal.ca.issuer import manager_addrs
 from shoal.cluster.server import MEMBERS, Caller, ClusterServer
 from shoal.cluster.wire import (
     Empty,
     HeartbeatResponse,
     NetworkPeer,
-    PublishedPort,
     SessionMessage,
     SessionRequest,
     StatusRequest,
@@ -33,6 +32,7 @@ from shoal.cluster.wire import (
 from shoal.errors import NotFound
 from shoal.manager.controlapi.swarm import heartbeat_period
 from shoal.manager.dispatcher.liveness import Liveness
+from shoal.manager.dispatcher.ports import published_ports
 from shoal.manager.dispatcher.session import LocalSession
 from shoal.manager.netview import network_view
 from shoal.manager.state.store import Commit, Event, Store, Tx
@@ -40,21 +40,6 @@ from shoal.manager.state.store import Commit, Event, Store, Tx
 __all__ = ["Dispatcher", "published_ports"]
 
 log = logging.getLogger(__name__)
-
-
-def published_ports(services: list[Service]) -> list[PublishedPort]:
-    """Every published TCP/UDP port of every service (what each node's mesh serves)."""
-    out: list[PublishedPort] = []
-    for service in services:
-        for port in service.endpoint.ports or []:
-            if port.published_port and port.protocol in ("tcp", "udp"):
-                mode = "host" if port.publish_mode == "host" else "ingress"
-                out.append(
-                    PublishedPort(
-                        service.id, port.protocol, port.published_port, port.target_port, mode
-                    )
-                )
-    return sorted(out, key=lambda p: (p.protocol, p.published))
 
 
 class Dispatcher:

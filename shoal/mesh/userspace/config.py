@@ -4,7 +4,8 @@ pool behind each, and the service label that turns PROXY protocol v2 on.
 No I/O, clock or randomness. The port selection is the kernel planner's (`plan.plan_ports`,
 re-done here in linear time and tested equal to it), so both data planes open the same
 ports over the same backends: every ingress port, balanced over every node's ready
-endpoints; a host-mode port only where a ready local endpoint exists; one owner per
+endpoints (this node's only for a service with the "local" traffic policy, refused where
+it has none); a host-mode port only where a ready local endpoint exists; one owner per
 protocol/port (the lowest service ID).
 """
 
@@ -12,10 +13,11 @@ from __future__ import annotations
 
 import functools
 import ipaddress
-from collections.abc import Mapping
 from dataclasses import dataclass
 
 from shoal.mesh.model import Endpoint, MeshState
+from shoal.mesh.plan import local_only
+from shoal.mesh.policy import PROXY_PROTOCOL_LABEL, proxy_protocol_ports  # re-exported
 
 __all__ = [
     "PROXY_PROTOCOL_LABEL",
@@ -25,9 +27,6 @@ __all__ = [
     "listener_specs",
     "proxy_protocol_ports",
 ]
-
-# service label: published ports that get a PROXY v2 header, e.g. "8080" or "8080/tcp,53/udp"
-PROXY_PROTOCOL_LABEL = "shoal.mesh.proxy-protocol"
 
 Key = tuple[str, int]  # (protocol, published port)
 Backend = tuple[str, int]  # (task address, target port)
@@ -79,8 +78,9 @@ def listener_specs(state: MeshState) -> tuple[dict[Key, ListenerSpec], tuple[str
             continue
         taken[key] = port.service_id
         found: dict[str, tuple[int, ...]] = {}
+        local = local_only(port)
         for ep in ready.get(port.service_id, ()):
-            if port.mode == "host" and ep.node_id != state.node_id:
+            if local and ep.node_id != state.node_id:
                 continue
             addr = _ipv4(ep.address)
             if addr is None:
@@ -144,24 +144,3 @@ class Pool:
             if (addr, self.target) not in exclude:
                 return (addr, self.target)
         return None
-
-
-def proxy_protocol_ports(labels: Mapping[str, str] | None) -> tuple[set[Key], list[str]]:
-    """Ports named by the `shoal.mesh.proxy-protocol` label of a service, and bad items.
-
-    "8080" names tcp and udp 8080; "8080/tcp" or "53/udp" one of them; items are separated
-    by commas or spaces. Bad items are returned (for the caller to report), not raised: a
-    label must never stop the mesh from being programmed.
-    """
-    value = (labels or {}).get(PROXY_PROTOCOL_LABEL, "")
-    ports: set[Key] = set()
-    bad: list[str] = []
-    for item in value.replace(",", " ").split():
-        number, _, proto = item.partition("/")
-        protocols = (proto.lower(),) if proto else ("tcp", "udp")
-        if not number.isdigit() or not 0 < int(number) < 65536 or \
-                not set(protocols) <= {"tcp", "udp"}:
-            bad.append(item)
-            continue
-        ports |= {(p, int(number)) for p in protocols}
-    return ports, bad

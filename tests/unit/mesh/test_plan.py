@@ -192,6 +192,7 @@ port_specs = st.builds(
     published=st.sampled_from([53, 80, 8080, 9090]),
     target=st.sampled_from([80, 5353]),
     mode=st.sampled_from(["ingress", "ingress", "host"]),
+    policy=st.sampled_from(["cluster", "cluster", "local"]),
 )
 endpoints = st.builds(
     Endpoint,
@@ -271,7 +272,7 @@ def test_udp_port_getting_its_first_backend_flushes_unnatted_flows() -> None:
 FORBIDDEN = {"asyncio", "socket", "time", "random", "os", "subprocess", "threading"}
 
 
-@pytest.mark.parametrize("module", ["plan.py", "model.py", "errors.py"])
+@pytest.mark.parametrize("module", ["plan.py", "model.py", "errors.py", "policy.py"])
 def test_pure_modules_import_no_io(module: str) -> None:
     path = Path(planner.__file__).parent / module
     tree = ast.parse(path.read_text())

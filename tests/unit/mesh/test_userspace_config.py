@@ -45,7 +45,7 @@ services = st.sampled_from(["a", "b", "c"])
 port_specs = st.builds(
     PortSpec, services, st.sampled_from(["tcp", "udp", "sctp"]),
     st.sampled_from([0, 53, 80, 8080, 70000]), st.sampled_from([0, 53, 80, 65536]),
-    st.sampled_from(["ingress", "host"]), st.booleans(),
+    st.sampled_from(["ingress", "host"]), st.booleans(), st.sampled_from(["cluster", "local"]),
 )
 endpoints = st.builds(
     Endpoint, services, st.text("xyz", min_size=1, max_size=2), st.sampled_from(["n1", "n2"]),

@@ -1,0 +1,92 @@
+"""The "local" traffic policy in a 3-node lab: a node routes a local service's published
+port only to its own ready tasks (the client keeps its address), a node without one
+refuses, and every node's health port says which is which.
+
+    service web: shoal.mesh.traffic-policy=local, shoal.mesh.health-port=10256,
+                 1 replica pinned to h2, published 8080 -> whoami :80
+    h2: answers, whoami's `client:` line is the lab client's own address; health 200
+    h1, h3: connection refused (TCP reset); health 503
+    scaled to 3, one per node: every node answers and its health port says 200
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Iterator
+
+import pytest
+
+from shoal.lab import Lab
+from shoal.lab.ask import probe
+from shoal.lab.layout import CLIENT_ADDRESS
+from tests.integration.labtools import host_of, nodes, running, shoal, until
+
+pytestmark = pytest.mark.lab
+
+HOSTS = ["h1", "h2", "h3"]
+PORT, HEALTH = 8080, 10256
+
+
+def _one(lab: Lab, host: str, port: int) -> dict[str, object]:
+    return probe(lab, "http", [f"{lab.address(host)}:{port}"], 1, timeout=2.0)[0]
+
+
+def _health(lab: Lab, host: str) -> tuple[object, object]:
+    result = _one(lab, host, HEALTH)
+    body = result.get("body")
+    return result.get("status"), json.loads(str(body)) if body else None
+
+
+@pytest.fixture(scope="module")
+def lab3(lab_tag: str) -> Iterator[Lab]:
+    lab = Lab(lab_tag + "p")
+    lab.down()
+    try:
+        lab.up(nodes=3)
+        yield lab
+    finally:
+        lab.down()
+
+
+def test_local_policy_routes_to_local_tasks_only(lab3: Lab) -> None:
+    began = time.monotonic()
+    h2 = nodes(lab3)["h2"]["ID"]
+    shoal(lab3, "service", "create", "--detach", "--name", "web", "--replicas", "1",
+          "--constraint", f"node.id=={h2}",
+          "--label", "shoal.mesh.traffic-policy=local",
+          "--label", f"shoal.mesh.health-port={HEALTH}",
+          "--publish", f"published={PORT},target=80", "shoal", "whoami", "--port", "80")
+    until(lambda: len(running(lab3)) == 1, what="the web task running")
+
+    # h2 has the task: it answers, and the task sees the client's own address (no SNAT)
+    until(lambda: _one(lab3, "h2", PORT)["ok"], what="h2 answering on 8080")
+    for result in probe(lab3, "http", [f"{lab3.address('h2')}:{PORT}"], 5):
+        assert result["ok"], result
+        assert f"client: {CLIENT_ADDRESS}:" in str(result["body"]), result["body"]
+    until(lambda: _health(lab3, "h2") == (200, {"service": "web", "localEndpoints": 1}),
+          what="h2's health port saying 200")
+
+    # h1 and h3 have none: refused at once (reset, not a timeout), health 503
+    for host in ("h1", "h3"):
+        until(lambda h=host: _health(lab3, h) == (503, {"service": "web", "localEndpoints": 0}),
+              what=f"{host}'s health port saying 503")
+        for result in probe(lab3, "http", [f"{lab3.address(host)}:{PORT}"], 3):
+            assert not result["ok"] and "ConnectionRefused" in str(result["error"]), result
+
+    # three replicas, one per node: every node answers for itself, every health port 200
+    shoal(lab3, "service", "update", "--detach", "--constraint-rm", f"node.id=={h2}",
+          "--replicas-max-per-node", "1", "--replicas", "3", "web")
+    until(lambda: {host_of(lab3, t["NodeID"]) for t in running(lab3)} == set(HOSTS),
+          timeout=40, what="a web task on each of the 3 nodes")
+    for host in HOSTS:
+        until(lambda h=host: _health(lab3, h) == (200, {"service": "web", "localEndpoints": 1}),
+              what=f"{host}'s health port saying 200")
+        until(lambda h=host: _one(lab3, h, PORT)["ok"], what=f"{host} answering on 8080")
+        own = {t["ID"][:12] for t in running(lab3) if host_of(lab3, t["NodeID"]) == host}
+        for result in probe(lab3, "http", [f"{lab3.address(host)}:{PORT}"], 5):
+            body = str(result["body"])
+            assert result["ok"] and f"client: {CLIENT_ADDRESS}:" in body, result
+            assert body.splitlines()[0].removeprefix("hostname: ") in own  # its own task
+    print(f"\nlocal policy: refuse/answer/health checked on 3 nodes in "
+          f"{time.monotonic() - began:.1f}s (after lab up)")
