@@ -2,38 +2,48 @@
 
 Join (no client certificate): the token must be one of the swarm's current join tokens
 (compared in constant time; a rotated token is gone from the store, so it fails at once).
-The worker token makes a worker; the manager token is refused until Raft lets managers
-replicate. The manager registers the Node (ID, hostname, address, role, pool slice) and
-signs the node's CSR with that ID and role. Renew (a member's certificate): a new
-certificate for the caller's node ID, with the role the store has for it now (so a
-promotion or demotion takes effect at the next renewal, as in swarmkit).
+The worker token makes a worker, the manager token a manager. The manager registers the
+Node (ID, hostname, address, role, pool slice) and signs the node's CSR with that ID and
+role; on a follower manager the registration cannot commit, so the whole join is relayed
+to the leader (`join_on_leader`). A new manager then fetches the root CA key with its
+manager certificate (`CA/RootKey`, managers only), as swarmkit's managers all hold it.
+
+Renew (a member's certificate): a new certificate for the caller's node ID, with the
+role the store has for it now (so a promotion or demotion takes effect at the next
+renewal, as in swarmkit).
 """
 
 from __future__ import annotations
 
 import datetime
 import logging
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
+
+import msgspec
 
 from shoal.ca.certs import Role, sign_node_csr
 from shoal.ca.root import RootCA, parse_join_token, token_matches
-from shoal.cluster.server import ANYONE, MEMBERS, Caller, ClusterServer
-from shoal.cluster.wire import JoinRequest, JoinResponse, RenewRequest, RenewResponse
+from shoal.cluster.server import ANYONE, MANAGERS, MEMBERS, Caller, ClusterServer
+from shoal.cluster.wire import Empty, JoinRequest, JoinResponse, RenewRequest, RenewResponse
 from shoal.errors import InvalidArgument, NotFound
 from shoal.manager.controlapi.swarm import (
-    RAFT_NEEDED,
     JoinOptions,
     cluster,
     node_cert_expiry,
     register_node,
 )
+from shoal.manager.raft.errors import NotLeader
 from shoal.manager.state.store import Store
 
-__all__ = ["CertIssuer", "manager_addrs"]
+__all__ = ["CertIssuer", "RootKeyResponse", "manager_addrs"]
 
 log = logging.getLogger(__name__)
 
 BAD_TOKEN = "A valid join token is necessary to join this cluster"
+
+
+class RootKeyResponse(msgspec.Struct):
+    key: bytes  # the root CA's private key (PEM)
 
 
 def manager_addrs(store: Store) -> list[str]:
@@ -49,14 +59,17 @@ class CertIssuer:
         store: Store,
         ca: RootCA,
         clock: Callable[[], datetime.datetime] = lambda: datetime.datetime.now(datetime.UTC),
+        join_on_leader: Callable[[JoinRequest], Awaitable[JoinResponse]] | None = None,
     ) -> None:
         self._store = store
         self._ca = ca
         self._clock = clock
+        self._join_on_leader = join_on_leader
 
     def register(self, server: ClusterServer) -> None:
         server.add_unary("CA/Join", JoinRequest, ANYONE, self.join)
         server.add_unary("CA/Renew", RenewRequest, MEMBERS, self.renew)
+        server.add_unary("CA/RootKey", Empty, MANAGERS, self.root_key)
 
     def _role_of_token(self, token: str) -> Role:
         try:
@@ -78,9 +91,24 @@ class CertIssuer:
         return sign_node_csr(self._ca, csr, node_id, role, swarm.id, expiry, self._clock())
 
     async def join(self, req: JoinRequest, caller: Caller) -> JoinResponse:
+        try:
+            return await self._join(req)
+        except NotLeader:
+            if self._join_on_leader is None:
+                raise
+            log.info("ca: relaying the join of %s (%s) to the leader", req.hostname, req.addr)
+            return await self._join_on_leader(req)
+
+    async def root_key(self, req: Empty, caller: Caller) -> RootKeyResponse:
+        assert caller.identity is not None
+        node = self._store.view().get("node", caller.identity.node_id)
+        if node is None or node.spec.role != "manager":
+            raise InvalidArgument(f"node {caller.identity.node_id} is not a manager")
+        log.info("ca: handing the root CA key to manager %s", node.id)
+        return RootKeyResponse(self._ca.key_pem)
+
+    async def _join(self, req: JoinRequest) -> JoinResponse:
         role = self._role_of_token(req.token)
-        if role == "manager":
-            raise InvalidArgument(RAFT_NEEDED)
         if req.availability not in ("", "active", "pause", "drain"):
             raise InvalidArgument(f"invalid availability {req.availability!r}")
         # the CSR is checked before the node exists, so a bad one leaves nothing behind

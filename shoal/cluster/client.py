@@ -98,14 +98,24 @@ def _is_ca(pem: bytes) -> bool:
 class ClusterClient:
     """A channel to one manager. `tls` None: no client certificate (the join only)."""
 
-    def __init__(self, addr: str, ca_pem: bytes, tls: NodeTLS | None) -> None:
+    def __init__(
+        self,
+        addr: str,
+        ca_pem: bytes,
+        tls: NodeTLS | None,
+        extra_options: list[tuple[str, Any]] | None = None,
+    ) -> None:
         self.addr = addr
         creds = grpc.ssl_channel_credentials(
             root_certificates=ca_pem,
             private_key=tls.key_pem if tls else None,
             certificate_chain=tls.cert_pem if tls else None,
         )
-        options = [*grpc_options(), ("grpc.ssl_target_name_override", MANAGER_SERVER_NAME)]
+        options = [
+            *grpc_options(),
+            ("grpc.ssl_target_name_override", MANAGER_SERVER_NAME),
+            *(extra_options or []),
+        ]
         self._channel = grpc.aio.secure_channel(addr, creds, options=options)
         self._encode = encoder()
 

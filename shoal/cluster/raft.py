@@ -1,43 +1,112 @@
-"""`Raft.Send`: the 2377 method that carries Raft messages between managers.
+"""The 2377 methods that carry Raft between managers: `Raft/Send` and `Raft/Join`.
 
-The Raft driver (shoal/manager/raft) registers a handler; until it does, calls are answered
-UNAVAILABLE. Only manager certificates may call it: a worker's certificate is refused
-before the handler runs. Messages are opaque bytes here (the Raft codec owns their shape);
-the handler gets the sender's node ID from its certificate and may answer with bytes.
+* `Raft/Send`: a batch of Raft messages (the core's msgpack frames) from one manager to
+  another, wrapped in an envelope that also says where the sender's 2377 listens (so a
+  new member can answer before its store knows any address). The handler gets the
+  sender's node ID from its certificate; the Raft layer checks that every message claims
+  to come from that node's Raft ID.
+* `Raft/Join`: a manager that just joined (it has a manager certificate) asks the leader
+  to add it to the Raft cluster as a learner; the answer lists the current members.
+
+Only manager certificates may call either: a worker's is refused before the handler runs.
+Until the Raft driver registers its handlers, calls are answered UNAVAILABLE.
 """
 
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
 
+import msgspec
+
 from shoal.cluster.client import ClusterClient
 from shoal.cluster.server import MANAGERS, Caller, ClusterServer
 from shoal.cluster.wire import RaftRequest, RaftResponse
-from shoal.errors import Unavailable
+from shoal.errors import InvalidArgument, Unavailable
 
-__all__ = ["RaftEndpoint", "RaftHandler", "send_raft"]
+__all__ = [
+    "RaftEndpoint",
+    "RaftEnvelope",
+    "RaftHandler",
+    "RaftJoinHandler",
+    "RaftJoinRequest",
+    "RaftJoinResponse",
+    "RaftMember",
+    "encode_envelope",
+    "join_raft",
+    "send_raft",
+]
 
-RaftHandler = Callable[[bytes, str], Awaitable[bytes]]  # (messages, sender node ID) -> reply
+
+class RaftEnvelope(msgspec.Struct, array_like=True):
+    addr: str  # the sender's advertised 2377 "ip:port"
+    frames: list[bytes]  # one encoded Raft message each
+
+
+class RaftMember(msgspec.Struct, array_like=True):
+    raft_id: int
+    node_id: str
+    addr: str
+
+
+class RaftJoinRequest(msgspec.Struct):
+    addr: str  # where the joining manager's 2377 listens
+
+
+class RaftJoinResponse(msgspec.Struct):
+    members: list[RaftMember]
+
+
+# (envelope, sender node ID) -> None;  (sender node ID, its addr) -> current members
+RaftHandler = Callable[[RaftEnvelope, str], Awaitable[None]]
+RaftJoinHandler = Callable[[str, str], Awaitable[list[RaftMember]]]
+
+_encode = msgspec.msgpack.Encoder().encode
+_decode_envelope = msgspec.msgpack.Decoder(RaftEnvelope).decode
+
+
+def encode_envelope(envelope: RaftEnvelope) -> bytes:
+    return _encode(envelope)
 
 
 class RaftEndpoint:
     def __init__(self) -> None:
         self._handler: RaftHandler | None = None
+        self._join: RaftJoinHandler | None = None
 
     def set_handler(self, handler: RaftHandler | None) -> None:
         self._handler = handler
 
+    def set_join_handler(self, handler: RaftJoinHandler | None) -> None:
+        self._join = handler
+
     def register(self, server: ClusterServer) -> None:
         server.add_unary("Raft/Send", RaftRequest, MANAGERS, self._send)
+        server.add_unary("Raft/Join", RaftJoinRequest, MANAGERS, self._join_call)
 
     async def _send(self, req: RaftRequest, caller: Caller) -> RaftResponse:
         if self._handler is None:
             raise Unavailable("raft is not running on this manager")
         assert caller.identity is not None
-        return RaftResponse(await self._handler(req.messages, caller.identity.node_id))
+        try:
+            envelope = _decode_envelope(req.messages)
+        except msgspec.DecodeError as exc:
+            raise InvalidArgument(f"malformed raft envelope: {exc}") from None
+        await self._handler(envelope, caller.identity.node_id)
+        return RaftResponse()
+
+    async def _join_call(self, req: RaftJoinRequest, caller: Caller) -> RaftJoinResponse:
+        if self._join is None:
+            raise Unavailable("raft is not running on this manager")
+        assert caller.identity is not None
+        return RaftJoinResponse(await self._join(caller.identity.node_id, req.addr))
 
 
 async def send_raft(client: ClusterClient, messages: bytes, timeout: float = 5.0) -> bytes:
-    """Deliver `messages` to the manager behind `client`; its reply."""
+    """Deliver an encoded `RaftEnvelope` to the manager behind `client`."""
     response = await client.call("Raft/Send", RaftRequest(messages), RaftResponse, timeout)
     return response.messages
+
+
+async def join_raft(client: ClusterClient, addr: str, timeout: float = 10.0) -> list[RaftMember]:
+    response = await client.call("Raft/Join", RaftJoinRequest(addr), RaftJoinResponse, timeout)
+    return response.members

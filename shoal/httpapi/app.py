@@ -21,6 +21,7 @@ from shoal.httpapi import (
     tasks,
 )
 from shoal.httpapi.common import API_VERSION, DAEMON_KEY, MIN_API_VERSION, json_response
+from shoal.httpapi.forwarding import consistent_reads, executor, forward_middleware
 from shoal.node.daemon import Daemon
 
 __all__ = ["ROUTE_MODULES", "add_all_routes", "make_app"]
@@ -93,7 +94,11 @@ def add_all_routes(router: web.UrlDispatcher) -> None:
 
 
 def make_app(daemon: Daemon) -> web.Application:
-    app = web.Application(middlewares=[_errors, _versions], client_max_size=16 * 1024 * 1024)
+    app = web.Application(
+        middlewares=[_errors, _versions, forward_middleware, consistent_reads],
+        client_max_size=16 * 1024 * 1024,
+    )
     app[DAEMON_KEY] = daemon
+    daemon.api_executor = executor(app)
     add_all_routes(app.router)
     return app

@@ -1,14 +1,23 @@
-"""/nodes: list, inspect, update, remove."""
+"""/nodes: list, inspect, update, remove.
+
+ManagerStatus (Leader, Reachability) is Raft's view, computed when asked. A follower
+manager has only heard from the leader, so node reads on a follower are answered by the
+leader (forwarded like writes), as docker shows the leader's view from every manager.
+Demoting or force-removing a manager is refused when the remaining managers would have no
+quorum; the leader's RaftMembers then removes its Raft member.
+"""
 
 from __future__ import annotations
 
 from collections.abc import Callable
 
+import msgspec
 from aiohttp import web
 
 from shoal.api.codec import decode_body
 from shoal.api.types import Node, NodeSpec
-from shoal.errors import InvalidArgument
+from shoal.cluster.forward import FORWARDED_HEADER
+from shoal.errors import InvalidArgument, ShoalError
 from shoal.httpapi.common import (
     check_filter_keys,
     daemon_of,
@@ -20,6 +29,9 @@ from shoal.httpapi.common import (
 )
 from shoal.manager.controlapi.resolve import resolve
 from shoal.manager.controlapi.swarm import update_node
+from shoal.manager.raft.errors import NotLeader
+from shoal.manager.raft.ids import raft_id
+from shoal.node.daemon import Daemon
 
 __all__ = ["add_routes"]
 
@@ -42,13 +54,28 @@ def _label_match(labels: dict[str, str], expr: str) -> bool:
     return key in labels and (not sep or labels[key] == value)
 
 
+def _leader_view(request: web.Request, daemon: Daemon) -> None:
+    """On a follower, have the leader answer (its Raft view is the cluster's)."""
+    raft = daemon.raft
+    if raft is not None and not raft.is_leader and not request.headers.get(FORWARDED_HEADER):
+        raise NotLeader("node views come from the leader", raft.node.leader_id)
+
+
+def _with_status(daemon: Daemon, node: Node) -> Node:
+    if daemon.raft is None or node.manager_status is None:
+        return node
+    return msgspec.structs.replace(node, manager_status=daemon.raft.manager_status(node))
+
+
 async def list_nodes(request: web.Request) -> web.StreamResponse:
-    store = daemon_of(request).require_manager()
+    daemon = daemon_of(request)
+    store = daemon.require_manager()
+    _leader_view(request, daemon)
     filters = parse_filters(request)
     check_filter_keys(
         filters, {"id", "name", "role", "membership", "availability", "label", "node.label"}
     )
-    nodes = [n for n in store.view().list("node") if _matches(n, filters)]
+    nodes = [_with_status(daemon, n) for n in store.view().list("node") if _matches(n, filters)]
     return json_response(sorted(nodes, key=lambda n: n.description.hostname))
 
 
@@ -58,35 +85,63 @@ async def inspect_node(request: web.Request) -> web.StreamResponse:
     ref = request.match_info["id"]
     if ref == "self" and daemon.swarm is not None:
         ref = daemon.swarm.node_id
-    return json_response(resolve(store.view(), "node", ref))
+    _leader_view(request, daemon)
+    return json_response(_with_status(daemon, resolve(store.view(), "node", ref)))
 
 
 async def update(request: web.Request) -> web.StreamResponse:
-    store = daemon_of(request).require_manager()
+    daemon = daemon_of(request)
+    store = daemon.require_manager()
     spec = decode_body(await request.read(), NodeSpec)
     if spec.role not in ("", "worker", "manager"):
         raise InvalidArgument(f"invalid role {spec.role!r}")
-    await update_node(store, request.match_info["id"], query_int(request, "version"), spec)
+    _leader_view(request, daemon)
+    raft = daemon.raft
+    await update_node(
+        store,
+        request.match_info["id"],
+        query_int(request, "version"),
+        spec,
+        check_demote=raft.check_removal if raft is not None else None,
+    )
     return web.Response(status=200)
 
 
 async def remove(request: web.Request) -> web.StreamResponse:
     daemon = daemon_of(request)
     store = daemon.require_manager()
+    _leader_view(request, daemon)
     node = resolve(store.view(), "node", request.match_info["id"])
-    if daemon.swarm is not None and node.id == daemon.swarm.node_id:
-        raise InvalidArgument(
-            "rpc error: code = FailedPrecondition desc = node "
-            f"{node.id} is a cluster manager and is a member of the raft cluster. It must be "
-            "demoted to worker before removal"
-        )
-    if not query_bool(request, "force") and node.status.state != "down":
+    force = query_bool(request, "force")
+    if node.spec.role == "manager":
+        await _remove_manager(daemon, node, force)
+    if not force and node.status.state != "down":
         raise InvalidArgument(
             f"rpc error: code = FailedPrecondition desc = node {node.id} is not down and "
             "can't be removed"
         )
     await store.update(lambda tx: tx.delete("node", node.id))
+    if daemon.raft is not None and raft_id(node.id) in daemon.raft.members:
+        try:  # at once if possible; RaftMembers completes it otherwise
+            await daemon.raft.node.remove(raft_id(node.id))
+        except ShoalError:
+            pass
     return web.Response(status=200)
+
+
+async def _remove_manager(daemon: Daemon, node: Node, force: bool) -> None:
+    raft = daemon.raft
+    is_self = daemon.swarm is not None and node.id == daemon.swarm.node_id
+    if not force or raft is None or (is_self and len(raft.members) <= 1):
+        raise InvalidArgument(
+            "rpc error: code = FailedPrecondition desc = node "
+            f"{node.id} is a cluster manager and is a member of the raft cluster. It must be "
+            "demoted to worker before removal"
+        )
+    raft.check_removal(node.id)
+    if is_self:  # the leader removing itself: hand over, then the new leader does it
+        new = await raft.node.transfer_leadership()
+        raise NotLeader("leadership handed over before removing this manager", new)
 
 
 def add_routes(router: web.UrlDispatcher) -> None:

@@ -59,6 +59,7 @@ async def init(request: web.Request) -> web.StreamResponse:
         body.data_path_port,
         body.spec,
         body.listen_addr,
+        force_new_cluster=body.force_new_cluster,
     )
     return json_response(node_id)
 
@@ -69,7 +70,11 @@ async def join(request: web.Request) -> web.StreamResponse:
     if body.availability not in ("", "active", "pause", "drain"):
         raise InvalidArgument(f"invalid availability {body.availability!r}")
     await daemon.join(
-        body.remote_addrs or [], body.join_token, body.advertise_addr, body.availability
+        body.remote_addrs or [],
+        body.join_token,
+        body.advertise_addr,
+        body.availability,
+        listen_addr=body.listen_addr,
     )
     return web.Response(status=200)
 

@@ -38,12 +38,8 @@ def up(nodes: int, managers: int) -> None:
     click.echo("lab: swarm initialised on h1 (198.18.0.11)")
     if nodes > 1:
         click.echo(f"lab: h2..h{nodes} joined the swarm over 198.18.0.11:2377")
-    not_managers = the_lab.state.not_managers
-    if not_managers:
-        click.echo(
-            f"lab: {', '.join(not_managers)} joined as worker(s), not manager(s): "
-            "joining as a manager needs Raft, not available yet"
-        )
+    if managers > 1:
+        click.echo(f"lab: h1..h{managers} are managers (one Raft cluster)")
     click.echo(status_table(the_lab.status()))
 
 

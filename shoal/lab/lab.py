@@ -220,10 +220,9 @@ class Lab:
     def join(self, host: str) -> str:
         """Join `host` to h1's swarm with the token of its recorded role; the role it got.
 
-        A host meant to be a manager joins as a worker while managers cannot join (no Raft
-        yet); it is listed in the state's `not_managers`.
-        """
-        state, rec = self._record(host)
+        Managers join with the manager token and become Raft members (a learner first,
+        a voter once caught up)."""
+        _, rec = self._record(host)
         with self.client("h1") as leader:
             tokens = leader.get("/swarm")["JoinTokens"]
         body = {
@@ -233,18 +232,8 @@ class Lab:
             "JoinToken": tokens["Manager" if rec.role == "manager" else "Worker"],
         }
         with self.client(host) as api:
-            try:
-                api.post("/swarm/join", body)
-                return rec.role
-            except ShoalError as exc:
-                if rec.role != "manager" or "needs Raft" not in exc.message:
-                    raise
-            body["JoinToken"] = tokens["Worker"]
             api.post("/swarm/join", body)
-        state.not_managers = sorted({*state.not_managers, host})
-        rec.role = "worker"
-        self._save(state)
-        return "worker"
+        return rec.role
 
     # -- power and cables -------------------------------------------------------------
     def stop(self, host: str) -> None:

@@ -6,7 +6,7 @@ dispatcher over 2377, and the Docker API answers manager-only calls with Docker'
 
 State under the data root:
     swarm/node.json       membership: node ID, role, pool slice, address, managers' 2377
-    swarm/state.db        the store's durable log (SQLite; managers)
+    swarm/raft.db         the store's Raft log and snapshots (SQLite; managers; see raft_role)
     certificates/         root CA (+ its key on managers), this node's certificate and key
     tasks/                the exec runtime's per-task state and logs
 Stopping the daemon leaves tasks and the mesh's kernel rules in place: a restarted daemon
@@ -42,13 +42,13 @@ from shoal.ca.certs import make_csr, new_key, sign_node_csr
 from shoal.ca.files import NodeTLS, load_node_tls, load_root_ca, save_node_tls, save_root_ca
 from shoal.ca.renewal import CertRenewer
 from shoal.ca.root import RootCA
+from shoal.cluster.forward import Forwarder
 from shoal.errors import NotSupported, ShoalError, Unavailable
 from shoal.gossip.node import GossipOptions
 from shoal.gossip.table import EndpointTable
 from shoal.manager.controlapi.swarm import InitOptions, init_swarm, node_cert_expiry
-from shoal.manager.dispatcher.session import AgentSession, LocalSession
-from shoal.manager.state.locallog import LocalLog
-from shoal.manager.state.store import Store
+from shoal.manager.dispatcher.session import AgentSession
+from shoal.manager.state.store import Store, new_id
 from shoal.mesh.dataplane import DataPlane
 from shoal.node.addresses import advertise_address
 from shoal.node.cluster_services import ClusterServices, split_listen_addr
@@ -64,6 +64,10 @@ from shoal.node.network import (
     StoreNet,
     real_overlay,
 )
+from shoal.node.raft_members import LeaderDuties
+from shoal.node.raft_open import force_new_cluster
+from shoal.node.raft_role import RaftRole
+from shoal.node.raft_wiring import RaftWiring, leave_refusal
 
 __all__ = ["Daemon", "DaemonOptions", "run_daemon"]
 
@@ -103,7 +107,7 @@ class DaemonOptions:
     reconcile_every: float = 10.0  # seconds between endpoint table reconciles
 
 
-class Daemon:
+class Daemon(RaftWiring):
     """One node. `runtime` and `plane_factory` default to the real ones; tests pass fakes."""
 
     def __init__(
@@ -135,7 +139,9 @@ class Daemon:
         self.cluster: ClusterServices | None = None
         self.session: RemoteSession | None = None
         self.renewer: CertRenewer | None = None
-        self._log: LocalLog | None = None
+        self.raft: RaftRole | None = None
+        self._duties: LeaderDuties | None = None
+        self.api_executor: Forwarder | None = None  # set by the API: runs forwarded requests
         self._plane: DataPlane | None = None
         self._manager: Manager | None = None
         self._ports: StorePorts | None = None
@@ -181,17 +187,12 @@ class Daemon:
                 return
             await self._start_worker()
             return
-        self._open_store()
+        self._open_store(membership.node_id)
         self.root_ca = load_root_ca(self._certs)
         await self._start_manager()
 
-    def _open_store(self) -> None:
-        (self.root / "swarm").mkdir(parents=True, exist_ok=True)
-        store = Store()
-        self._log = LocalLog(self.root / "swarm" / "state.db", store)
-        self._log.restore()
-        store.attach(self._log)
-        self.store = store
+    def _open_store(self, node_id: str, founding: bool = False) -> None:
+        self._open_raft_store(node_id, founding)
 
     async def _bind_network(self, ports: PortSource, net: NetSource) -> NodeNetwork:
         """The node's mesh, overlay and gossip, gossip already bound (its address known)."""
@@ -252,21 +253,21 @@ class Daemon:
         assert self.store is not None and self.swarm is not None
         if self.root_ca is None:
             raise Unavailable(f"no root CA key under {self._certs}: cannot run as a manager")
+        await self._start_raft()
         if self.tls is None:  # a data root from before node certificates existed
             self._save_tls(self._issue_local(new_key()))
         assert self.tls is not None
         self._ports = StorePorts(self.store)
         network = await self._bind_network(self._ports, StoreNet(self.store))
-        await self._start_agent(LocalSession(self.store, self.swarm.node_id), network)
-        self._manager = Manager(self.store)
-        self._manager.become_leader()
-        self.cluster = ClusterServices(self.store, self.root_ca, self.tls, self.swarm.node_id)
+        await self._start_agent(self._manager_session(), network)
+        self.cluster = self._cluster_services()
         try:
             await self.cluster.start(self.swarm.listen_addr, self.swarm.addr, network.gossip_addr)
         except Unavailable as exc:
             log.error("daemon: %s", exc.message)
             self.cluster = None
             raise
+        self._serve_raft()
         self.renewer = CertRenewer(
             lambda: self._current_tls(), self._sign_local, self._save_tls, random.Random()
         )
@@ -344,7 +345,9 @@ class Daemon:
         raise NotSupported(f"mesh mode {self.opts.mesh!r} is not available yet (use kernel)")
 
     async def _stop_components(self, leave: bool = False) -> None:
-        if self._manager is not None:
+        if self._duties is not None:
+            await self._duties.close()
+        elif self._manager is not None:
             await self._manager.become_follower()
         if self.network is not None:
             await self.network.stop(leave=leave)
@@ -361,8 +364,7 @@ class Daemon:
 
     async def shutdown(self) -> None:
         await self._stop_components()
-        if self._log is not None:
-            self._log.close()
+        await self._close_raft()
 
     # -- swarm init / join / leave ------------------------------------------------------
     async def init_swarm(
@@ -373,16 +375,21 @@ class Daemon:
         data_path_port: int,
         spec: SwarmSpec | None,
         listen_addr: str = "0.0.0.0:2377",
+        force_new_cluster: bool = False,
     ) -> str:
         async with self._lock:
+            if self.swarm is not None and force_new_cluster and self.swarm.role == "manager":
+                return await self._force_new_cluster()
             if self.swarm is not None:
                 raise Unavailable(ALREADY_IN_SWARM)
             addr = advertise_address(advertise_addr)
             _, port = split_listen_addr(self.opts.cluster_listen or listen_addr)
-            self._open_store()
-            assert self.store is not None and self._log is not None
+            node_id = new_id()
             ca = RootCA.generate("swarm")
             try:
+                self._open_store(node_id, founding=True)
+                assert self.store is not None
+                await self._start_raft()
                 _, node = await init_swarm(
                     self.store,
                     InitOptions(
@@ -394,11 +401,13 @@ class Daemon:
                         spec=spec,
                         engine_version=self.version,
                         listen_port=port,
+                        node_id=node_id,
                     ),
                     ca,
                 )
             except ShoalError:
-                self._forget_store()
+                await self._stop_components()
+                await self._forget_store()
                 raise
             save_root_ca(self._certs, ca)
             self.root_ca = ca
@@ -409,7 +418,7 @@ class Daemon:
                 await self._start_manager()
             except ShoalError:
                 await self._stop_components()
-                self._forget_store()
+                await self._forget_store()
                 self.swarm, self.tls, self.root_ca = None, None, None
                 shutil.rmtree(self._certs, ignore_errors=True)
                 raise
@@ -417,14 +426,30 @@ class Daemon:
             log.info("daemon: swarm initialised, node %s is its manager", node.id)
             return node.id
 
-    def _forget_store(self) -> None:
-        if self._log is not None:
-            self._log.close()
-        self.store, self._log = None, None
+    async def _forget_store(self) -> None:
+        await self._close_raft()
+        self.store, self.raft, self._manager = None, None, None
         shutil.rmtree(self.root / "swarm", ignore_errors=True)
 
+    async def _force_new_cluster(self) -> str:
+        """`swarm init --force-new-cluster`: this manager alone, every committed write kept."""
+        assert self.swarm is not None
+        swarm = self.swarm
+        await self._stop_components()
+        await self._close_raft()
+        self.store, self.raft, self._manager = None, None, None
+        force_new_cluster(self.root / "swarm", swarm.node_id)
+        self._open_store(swarm.node_id)
+        await self._start_manager()
+        return swarm.node_id
+
     async def join(
-        self, remotes: list[str], token: str, advertise_addr: str, availability: str
+        self,
+        remotes: list[str],
+        token: str,
+        advertise_addr: str,
+        availability: str,
+        listen_addr: str = "0.0.0.0:2377",
     ) -> None:
         async with self._lock:
             if self.swarm is not None:
@@ -435,6 +460,17 @@ class Daemon:
             )
             save_node_tls(self._certs, result.tls)
             self.tls = result.tls
+            if result.tls.identity.role == "manager":
+                listen = self.opts.cluster_listen or listen_addr or "0.0.0.0:2377"
+                self.swarm = Membership(
+                    result.node_id, result.subnet, result.addr, "manager", result.managers,
+                    listen,
+                )
+                await self._become_joined_manager(result.tls, result.managers)
+                await self._start_manager()
+                save_membership(self._membership_file, self.swarm)
+                log.info("daemon: joined the swarm as manager node %s", result.node_id)
+                return
             self.swarm = Membership(
                 result.node_id, result.subnet, result.addr, "worker", result.managers
             )
@@ -450,12 +486,11 @@ class Daemon:
             if self.swarm is None:
                 raise Unavailable("This node is not part of a swarm")
             if self.swarm.role == "manager" and not force:
-                raise Unavailable(
-                    "You are attempting to leave the swarm on a node that is participating as "
-                    "a manager. Removing the last manager erases all current state of the "
-                    "swarm. Use `--force` to ignore this message."
-                )
-            if self._manager is not None:
+                raise Unavailable(leave_refusal(self.raft))
+            await self._leave_raft()
+            if self._duties is not None:
+                await self._duties.close()
+            elif self._manager is not None:
                 await self._manager.become_follower()
             if self.agent is not None:
                 await self.agent.stop_all()
@@ -465,9 +500,8 @@ class Daemon:
             for record in self.runtime.existing():
                 with contextlib.suppress(ShoalError):
                     await self.runtime.purge(record.task_id)
-            if self._log is not None:
-                self._log.close()
-            self.store, self.swarm, self._log, self.agent = None, None, None, None
+            await self._close_raft()
+            self.store, self.swarm, self.raft, self.agent = None, None, None, None
             self.network = None
             self.session, self.renewer, self.tls, self.root_ca = None, None, None, None
             self._manager = None

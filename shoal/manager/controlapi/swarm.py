@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from shoal.api.types import (
@@ -60,6 +61,7 @@ class InitOptions:
     spec: SwarmSpec | None
     engine_version: str
     listen_port: int = 2377
+    node_id: str = ""  # the founding manager's ID, when chosen before (its Raft ID derives from it)
 
 
 def _spec_defaults(spec: SwarmSpec | None) -> SwarmSpec:
@@ -104,7 +106,7 @@ async def init_swarm(store: Store, opts: InitOptions, ca: RootCA) -> tuple[Swarm
             join_tokens=JoinTokens(worker=join_token(ca), manager=join_token(ca)),
         )
         node = Node(
-            id=new_id(),
+            id=opts.node_id or new_id(),
             spec=NodeSpec(role="manager", availability="active"),
             description=NodeDescription(
                 hostname=opts.hostname,
@@ -170,7 +172,16 @@ def cluster(tx: Tx) -> Swarm:
     return found[0]  # type: ignore[no-any-return]
 
 
-async def update_node(store: Store, ref: str, version: int | None, spec: NodeSpec) -> Node:
+async def update_node(
+    store: Store,
+    ref: str,
+    version: int | None,
+    spec: NodeSpec,
+    check_demote: Callable[[str], None] | None = None,
+) -> Node:
+    """`check_demote(node_id)` raises when removing that manager from Raft would lose the
+    quorum; without it demotion is refused (no Raft to remove it from)."""
+
     def fn(tx: Tx) -> Node:
         node: Node = resolve(tx, "node", ref)
         if version is not None and version != node.version.index:
@@ -182,10 +193,11 @@ async def update_node(store: Store, ref: str, version: int | None, spec: NodeSpe
                     "rpc error: code = FailedPrecondition desc = attempting to demote the "
                     "last manager of the swarm"
                 )
-            raise InvalidArgument(
-                "rpc error: code = FailedPrecondition desc = demoting a manager needs Raft, "
-                "not available yet"
-            )
+            if check_demote is None:
+                raise InvalidArgument(
+                    "rpc error: code = FailedPrecondition desc = demoting a manager needs Raft"
+                )
+            check_demote(node.id)
         if spec.role == "manager" and node.spec.role == "worker":
             raise InvalidArgument(
                 "rpc error: code = FailedPrecondition desc = promoting a worker: "

@@ -1,0 +1,170 @@
+"""The Raft `Transport` over 2377: `Raft/Send` calls to each peer, mutual TLS.
+
+Contract (shoal/manager/raft/transport.py): the driver makes one `send` call at a time
+per peer, so there is at most one call in flight per peer and a peer's messages keep
+their order; `send` never raises: a peer without a known address, or whose call fails,
+is reported unreachable (Raft retries by itself), and a SNAP message's outcome is
+reported with `report_snapshot`.
+
+Addresses: a peer's 2377 address is the one it last put in an envelope it sent us (the
+freshest: a restarted manager may listen elsewhere), else the one the store has in its
+node's ManagerStatus.Addr (`addr_of`). One ClusterClient (gRPC channel) per peer,
+rebuilt when the address or this node's certificate changes. Reconnect backoff is kept
+short (0.1-1 s): a manager that restarts is reached again within a second, not after
+gRPC's default two minutes.
+
+Receiving (`RaftReceiver`): the sender's node ID comes from its certificate; every
+message must claim that node's Raft ID as its sender, or it is dropped with a log line.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Callable
+
+from shoal.ca.files import NodeTLS
+from shoal.cluster.client import ClusterClient
+from shoal.cluster.raft import RaftEnvelope, encode_envelope, send_raft
+from shoal.errors import ShoalError
+from shoal.manager.raft.ids import raft_id
+from shoal.manager.raft.transport import MessageReceiver, PeerReporter
+from shoal.raft import (
+    Message,
+    MessageDecodeError,
+    MessageType,
+    decode_message,
+    encode_message,
+)
+from shoal.raft.messages import DEFAULT_MAX_DECODE_BYTES
+
+__all__ = ["RaftReceiver", "RaftTransport"]
+
+log = logging.getLogger(__name__)
+
+_RECONNECT = [
+    ("grpc.initial_reconnect_backoff_ms", 100),
+    ("grpc.min_reconnect_backoff_ms", 100),
+    ("grpc.max_reconnect_backoff_ms", 1000),
+]
+
+
+class RaftTransport:
+    def __init__(
+        self,
+        own_addr: Callable[[], str],
+        tls: Callable[[], NodeTLS],
+        addr_of: Callable[[int], str | None],
+        *,
+        timeout: float = 2.0,
+        snapshot_timeout: float = 30.0,
+    ) -> None:
+        self._own_addr = own_addr
+        self._tls = tls
+        self._addr_of = addr_of
+        self._timeout = timeout
+        self._snapshot_timeout = snapshot_timeout
+        self._reporter: PeerReporter | None = None
+        self._learned: dict[int, str] = {}
+        self._clients: dict[int, tuple[str, bytes, ClusterClient]] = {}
+        self._closing: set[asyncio.Task[None]] = set()
+
+    def bind(self, reporter: PeerReporter) -> None:
+        self._reporter = reporter
+
+    def learn(self, peer: int, addr: str) -> None:
+        """`peer` listens at `addr` (from its envelope or a join answer)."""
+        if addr:
+            self._learned[peer] = addr
+
+    def address(self, peer: int) -> str | None:
+        return self._learned.get(peer) or self._addr_of(peer)
+
+    async def send(self, to: int, messages: list[Message]) -> None:
+        snaps = sum(1 for m in messages if m.type is MessageType.SNAP)
+        ok = await self._deliver(to, messages, self._snapshot_timeout if snaps else self._timeout)
+        reporter = self._reporter
+        if reporter is None:
+            return
+        if not ok:
+            reporter.report_unreachable(to)
+        for _ in range(snaps):
+            reporter.report_snapshot(to, ok)
+
+    async def _deliver(self, to: int, messages: list[Message], timeout: float) -> bool:
+        try:
+            client = self._client(to)
+        except ShoalError as exc:  # e.g. no certificate yet
+            log.debug("raft transport: no channel to %x: %s", to, exc)
+            return False
+        if client is None:
+            return False
+        envelope = RaftEnvelope(self._own_addr(), [encode_message(m) for m in messages])
+        try:
+            await send_raft(client, encode_envelope(envelope), timeout)
+        except ShoalError as exc:
+            log.debug("raft transport: %d message(s) to %x lost: %s", len(messages), to, exc)
+            return False
+        return True
+
+    def _client(self, peer: int) -> ClusterClient | None:
+        addr = self.address(peer)
+        if not addr:
+            return None
+        tls = self._tls()
+        known = self._clients.get(peer)
+        if known is not None and known[0] == addr and known[1] == tls.cert_pem:
+            return known[2]
+        if known is not None:
+            self._close_later(known[2])
+        client = ClusterClient(addr, tls.ca_pem, tls, extra_options=list(_RECONNECT))
+        self._clients[peer] = (addr, tls.cert_pem, client)
+        return client
+
+    def _close_later(self, client: ClusterClient) -> None:
+        task = asyncio.ensure_future(client.close())
+        self._closing.add(task)
+        task.add_done_callback(self._closing.discard)
+
+    async def close(self) -> None:
+        clients, self._clients = self._clients, {}
+        for _, _, client in clients.values():
+            with contextlib.suppress(Exception):
+                await client.close()
+        if self._closing:
+            await asyncio.gather(*self._closing, return_exceptions=True)
+
+
+class RaftReceiver:
+    """The `Raft/Send` handler: checks senders, decodes frames, feeds the driver."""
+
+    def __init__(
+        self,
+        node: MessageReceiver,
+        transport: RaftTransport,
+        max_bytes: int = DEFAULT_MAX_DECODE_BYTES,
+    ) -> None:
+        self._node = node
+        self._transport = transport
+        self._max = max_bytes
+
+    async def __call__(self, envelope: RaftEnvelope, sender: str) -> None:
+        rid = raft_id(sender)
+        self._transport.learn(rid, envelope.addr)
+        messages: list[Message] = []
+        for frame in envelope.frames:
+            try:
+                m = decode_message(frame, max_size=self._max)
+            except MessageDecodeError as exc:
+                log.warning("raft: dropped a malformed frame from node %s: %s", sender, exc)
+                continue
+            if m.from_ != rid:
+                log.warning(
+                    "raft: dropped %s claiming to be from %x, sent by node %s (%x)",
+                    m.type.name, m.from_, sender, rid,
+                )
+                continue
+            messages.append(m)
+        if messages:
+            await self._node.receive(messages)

@@ -1,0 +1,112 @@
+"""`ManagerSession`: the AgentSession of a manager's own agent, leader or not.
+
+Assignments come from the local store (replicated by Raft, so a follower sees its tasks as
+soon as they are committed). Status reports and heartbeats are writes: on the leader they
+go into the store directly (LocalSession); on a follower they go to the leader's
+dispatcher over 2377, like a worker's, so the leader sees this node alive and records its
+tasks' states. Reports made while no leader answers are kept (latest per task) and sent
+later, so a state change is never lost; heartbeats follow the dispatcher's period.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import AsyncIterator
+
+from shoal.api.types import Task
+from shoal.cluster.wire import Empty, HeartbeatResponse, StatusRequest
+from shoal.errors import Unavailable
+from shoal.manager.controlapi.swarm import heartbeat_period
+from shoal.manager.dispatcher.session import LocalSession, StatusUpdate
+from shoal.manager.state.store import Store
+from shoal.node.raft_role import RaftRole
+
+__all__ = ["ManagerSession"]
+
+log = logging.getLogger(__name__)
+
+
+class ManagerSession:
+    def __init__(self, store: Store, node_id: str, raft: RaftRole) -> None:
+        self._store = store
+        self._local = LocalSession(store, node_id)
+        self._raft = raft
+        self._pending: dict[str, StatusUpdate] = {}
+        self._flush_lock = asyncio.Lock()
+        self._closed = asyncio.Event()
+
+    def close(self) -> None:
+        """Swarm leave: assign nothing from now on (the agent stops what it runs)."""
+        self._closed.set()
+
+    async def assignments(self) -> AsyncIterator[list[Task]]:
+        source = self._local.assignments()
+        closed = asyncio.ensure_future(self._closed.wait())
+        try:
+            while True:
+                nxt = asyncio.ensure_future(anext(source))
+                await asyncio.wait({nxt, closed}, return_when=asyncio.FIRST_COMPLETED)
+                if closed.done():
+                    nxt.cancel()
+                    yield []
+                    await asyncio.Event().wait()  # nothing more, ever
+                yield nxt.result()
+        finally:
+            closed.cancel()
+
+    async def report(self, updates: list[StatusUpdate]) -> None:
+        for update in updates:
+            self._pending[update.task_id] = update
+        await self._flush()
+
+    async def heartbeat(self) -> None:
+        """The agent's own heartbeats: the leader marks itself ready (run() does the rest)."""
+        if self._raft.is_leader:
+            try:
+                await self._local.heartbeat()
+            except Unavailable:
+                pass
+
+    async def _flush(self) -> None:
+        async with self._flush_lock:
+            if not self._pending:
+                return
+            batch = list(self._pending.values())
+            try:
+                if self._raft.is_leader:
+                    try:
+                        await self._local.report(batch)
+                    except Unavailable:
+                        await self._remote(batch)
+                else:
+                    await self._remote(batch)
+            except Unavailable as exc:
+                log.info("manager session: %d status report(s) kept: %s", len(batch), exc)
+                return
+            for update in batch:
+                if self._pending.get(update.task_id) is update:
+                    del self._pending[update.task_id]
+
+    async def _remote(self, batch: list[StatusUpdate]) -> None:
+        await self._raft.call_leader("Dispatcher/UpdateTaskStatus", StatusRequest(batch), Empty)
+
+    def _period(self) -> float:
+        clusters = self._store.view().list("cluster")
+        return heartbeat_period(clusters[0]) if clusters else 5.0
+
+    async def run(self) -> None:
+        """Heartbeats to the leader while following; kept reports retried. Until a
+        heartbeat gets through (no leader known yet, or it failed) it retries quickly."""
+        while True:
+            beat = self._raft.is_leader
+            if not beat and self._raft.node.leader_id:
+                try:
+                    await self._raft.call_leader("Dispatcher/Heartbeat", Empty(), HeartbeatResponse)
+                    beat = True
+                except Unavailable as exc:
+                    log.info("manager session: heartbeat to the leader failed: %s", exc.message)
+            if self._pending:
+                await self._flush()
+            quick = self._pending or not beat
+            await asyncio.sleep(min(self._period(), 0.5) if quick else self._period())

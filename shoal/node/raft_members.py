@@ -1,0 +1,114 @@
+"""Leader-only: Raft membership follows the store's managers; leadership starts the duties.
+
+`RaftMembers` (swarmkit's role manager, for Raft): a manager node whose Raft member is a
+learner is promoted to voter once caught up; a Raft member whose node is no longer a
+manager in the store (demoted, removed, left) is removed from Raft. When that member is
+this leader, the driver first hands leadership to the most up-to-date voter, and the new
+leader finishes the removal. Level-triggered (a pass every `interval`), so a change that
+a crash interrupted is completed by whichever manager leads next.
+
+`LeaderDuties` is the one place where leader-only work starts and stops: the manager's
+reconcilers, the dispatcher's liveness tracking, and `RaftMembers`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import Protocol
+
+from shoal.errors import ShoalError
+from shoal.manager.raft.ids import raft_id
+from shoal.node.manager import Manager
+from shoal.node.raft_role import RaftRole
+
+__all__ = ["LeaderDuties", "RaftMembers"]
+
+log = logging.getLogger(__name__)
+
+
+class _Leads(Protocol):
+    def lead(self, leading: bool) -> None: ...
+
+
+class RaftMembers:
+    def __init__(self, role: RaftRole, interval: float = 0.5) -> None:
+        self.role = role
+        self.interval = interval
+
+    def wanted(self) -> set[int]:
+        """Raft IDs of the manager nodes that have said hello (have a 2377 address)."""
+        return {
+            raft_id(n.id)
+            for n in self.role.store.view().list("node")
+            if n.spec.role == "manager" and n.manager_status is not None and n.manager_status.addr
+        }
+
+    async def reconcile_once(self) -> None:
+        node = self.role.node
+        if not node.leader_ready:
+            return
+        wanted = self.wanted()
+        cs = node.conf_state
+        for rid in cs.learners:
+            if rid in wanted:
+                log.info("raft: promoting learner %x to voter once it has caught up", rid)
+                await node.promote(rid, timeout=30.0)
+        others = [m for m in (*cs.voters, *cs.learners) if m != self.role.id]
+        for rid in others:
+            if rid not in wanted:
+                log.info("raft: removing member %x: its node is no longer a manager", rid)
+                await node.remove(rid)
+        if self.role.id not in wanted and self.role.id in cs.voters and len(cs.voters) > 1:
+            log.info("raft: this manager was demoted: handing leadership over to leave")
+            await node.remove(self.role.id)  # transfers leadership, then NotLeader
+
+    async def run(self) -> None:
+        while True:
+            try:
+                await self.reconcile_once()
+            except ShoalError as exc:
+                log.info("raft: membership change deferred: %s", exc.message)
+            await asyncio.sleep(self.interval)
+
+
+class LeaderDuties:
+    """The leadership callback: `True` starts leader-only work, `False` stops it."""
+
+    def __init__(self, manager: Manager, members: RaftMembers) -> None:
+        self.manager = manager
+        self.members = members
+        self.leading = False
+        self._cluster: _Leads | None = None
+        self._task: asyncio.Task[None] | None = None
+
+    def attach(self, cluster: _Leads) -> None:
+        self._cluster = cluster
+        cluster.lead(self.leading)
+
+    async def __call__(self, leading: bool) -> None:
+        self.leading = leading
+        if leading:
+            log.info("raft: this manager leads: starting leader-only work")
+            self.manager.become_leader()
+            if self._task is None:
+                self._task = asyncio.create_task(self.members.run(), name="raft-members")
+        else:
+            log.info("raft: this manager no longer leads: stopping leader-only work")
+            await self._stop_members()
+            await self.manager.become_follower()
+        if self._cluster is not None:
+            self._cluster.lead(leading)
+
+    async def _stop_members(self) -> None:
+        task, self._task = self._task, None
+        if task is not None:
+            task.cancel()
+            # gather, not suppress(CancelledError): a cancellation of *this* task (the
+            # driver stopping) must go through, not be swallowed with the child's
+            await asyncio.gather(task, return_exceptions=True)
+
+    async def close(self) -> None:
+        self.leading = False
+        await self._stop_members()
+        await self.manager.become_follower()
