@@ -8,7 +8,7 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
-from conftest import session_lab_tag
+from tests.integration.conftest import session_lab_tag
 
 from shoal.lab import Lab
 
