@@ -2,7 +2,10 @@
 
 Networks render as Docker's NetworkResource (`Id`, not `ID`; `Created`; `Scope: swarm`).
 A node outside a swarm has no network to list (shoal has no local networks); everything
-else about networks needs a manager, as in Docker.
+else about networks needs a manager, as in Docker, except inspecting `ingress`, which
+every swarm node has (a worker derives it from the cluster ID in its certificate).
+`?verbose=true` adds Docker's `Services` and `Peers` (ingress: the routing mesh as this
+node sees it, plus shoal's `ShoalMesh`; see network_verbose.py).
 """
 
 from __future__ import annotations
@@ -13,7 +16,7 @@ from typing import Any
 from aiohttp import web
 
 from shoal.api.codec import decode_body, to_builtins
-from shoal.api.types import IPAM, Network, NetworkSpec
+from shoal.api.types import IPAM, Network, NetworkSpec, Swarm
 from shoal.errors import InvalidArgument, NotFound
 from shoal.httpapi.common import (
     check_filter_keys,
@@ -21,16 +24,21 @@ from shoal.httpapi.common import (
     json_response,
     label_matches,
     parse_filters,
+    query_bool,
     route,
 )
+from shoal.httpapi.network_verbose import snapshot, verbose_fields
 from shoal.manager.controlapi.networks import (
+    INGRESS,
     all_networks,
     create_network,
+    ingress_network,
     network_users,
     remove_network,
     resolve_network,
 )
 from shoal.manager.state.store import ReadView
+from shoal.node.daemon import Daemon
 
 __all__ = ["add_routes", "network_json"]
 
@@ -97,13 +105,32 @@ async def list_networks(request: web.Request) -> web.StreamResponse:
     return json_response([network_json(n) for n in sorted(found, key=lambda n: n.spec.name)])
 
 
+def _worker_ingress(daemon: Daemon, ref: str) -> Network:
+    """A worker's `ingress` (no store): by name, or by the ID managers derive for it."""
+    if daemon.swarm is not None and daemon.tls is not None:
+        network = ingress_network(Swarm(id=daemon.tls.identity.cluster_id))
+        if ref in (INGRESS, network.id) or (len(ref) >= 3 and network.id.startswith(ref)):
+            return network
+    raise NotFound(f"network {ref} not found")
+
+
 async def inspect(request: web.Request) -> web.StreamResponse:
     ref = request.match_info["id"]
     scope = request.query.get("scope", "")
-    store = daemon_of(request).store
-    if store is None or scope not in ("", "swarm"):
+    verbose = query_bool(request, "verbose")
+    daemon = daemon_of(request)
+    if daemon.swarm is None or scope not in ("", "swarm"):
         raise NotFound(f"network {ref} not found")
-    return json_response(network_json(resolve_network(store.view(), ref)))
+    store = daemon.store
+    network = (resolve_network(store.view(), ref) if store is not None
+               else _worker_ingress(daemon, ref))
+    body = network_json(network)
+    if verbose:
+        if network.spec.ingress:
+            body.update(verbose_fields(snapshot(daemon)))
+        else:  # tasks have no per-network interfaces yet: nothing is attached to it
+            body.update({"Services": {}, "Peers": verbose_fields(snapshot(daemon))["Peers"]})
+    return json_response(body)
 
 
 async def create(request: web.Request) -> web.StreamResponse:

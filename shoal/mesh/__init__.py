@@ -4,8 +4,9 @@
 `nft -f -` transactions), `dataplane` (the `DataPlane` protocol and its contract), `kernel`
 (nftables in the current network namespace), `recording` (a fake for tests), `driver`
 (JSON-lines front end for labs), `policy` (PURE: the service labels that choose a port's
-traffic policy, health port and PROXY v2), `health` (the health ports of "local" services). Invariant: the mesh is programmed from the endpoint table
-alone, so it keeps routing while the managers have no quorum.
+traffic policy, health port and PROXY v2), `health` (the health ports of "local"
+services). Invariant: the mesh is programmed from the endpoint table alone, so it keeps
+routing while the managers have no quorum.
 """
 
 from shoal.mesh.dataplane import DataPlane

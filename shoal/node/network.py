@@ -165,6 +165,10 @@ class NodeNetwork:
     def gossip_addr(self) -> str:
         return self.gossip.addr
 
+    def net_view(self) -> NetView | None:
+        """The latest network view (peers and their addresses); None until there is one."""
+        return self._net.view()
+
     async def bind(self) -> None:
         """Start gossip; its address (`gossip_addr`) is known when this returns."""
         self._spawn(self.gossip.run(), "gossip")

@@ -7,6 +7,8 @@ refuses, and every node's health port says which is which.
     h2: answers, whoami's `client:` line is the lab client's own address; health 200
     h1, h3: connection refused (TCP reset); health 503
     scaled to 3, one per node: every node answers and its health port says 200
+    `network inspect -v ingress` on a worker (h3) shows its own mesh: refused, then open
+    towards its own task only
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Iterator
+from typing import Any
 
 import pytest
 
@@ -36,6 +39,24 @@ def _health(lab: Lab, host: str) -> tuple[object, object]:
     result = _one(lab, host, HEALTH)
     body = result.get("body")
     return result.get("status"), json.loads(str(body)) if body else None
+
+
+def _inspect(lab: Lab, host: str) -> dict[str, Any]:
+    out = shoal(lab, "network", "inspect", "-v", "ingress", host=host).stdout
+    network: dict[str, Any] = json.loads(out)[0]
+    return network
+
+
+def _mesh_port(lab: Lab, host: str) -> dict[str, Any]:
+    """Port 8080 in `host`'s own mesh view, once its data plane is in step with its table."""
+
+    def in_sync() -> dict[str, Any] | None:
+        mesh = _inspect(lab, host)["ShoalMesh"]
+        return mesh if mesh["InSync"] else None
+
+    mesh = until(in_sync, what=f"{host}'s mesh in step with its endpoint table")
+    port: dict[str, Any] = next(p for p in mesh["Ports"] if p["PublishedPort"] == PORT)
+    return port
 
 
 @pytest.fixture(scope="module")
@@ -73,6 +94,9 @@ def test_local_policy_routes_to_local_tasks_only(lab3: Lab) -> None:
               what=f"{host}'s health port saying 503")
         for result in probe(lab3, "http", [f"{lab3.address(host)}:{PORT}"], 3):
             assert not result["ok"] and "ConnectionRefused" in str(result["error"]), result
+    refusing = _mesh_port(lab3, "h3")  # a worker: its own view, from its endpoint table
+    assert (refusing["TrafficPolicy"], refusing["State"], refusing["Backends"]) == (
+        "local", "refused", [])
 
     # three replicas, one per node: every node answers for itself, every health port 200
     shoal(lab3, "service", "update", "--detach", "--constraint-rm", f"node.id=={h2}",
@@ -88,5 +112,9 @@ def test_local_policy_routes_to_local_tasks_only(lab3: Lab) -> None:
             body = str(result["body"])
             assert result["ok"] and f"client: {CLIENT_ADDRESS}:" in body, result
             assert body.splitlines()[0].removeprefix("hostname: ") in own  # its own task
+    inspected = _inspect(lab3, "h3")
+    assert len(inspected["Services"]["web"]["Tasks"]) == 3 and len(inspected["Peers"]) == 3
+    serving = _mesh_port(lab3, "h3")
+    assert serving["State"] == "open" and [b["Local"] for b in serving["Backends"]] == [True]
     print(f"\nlocal policy: refuse/answer/health checked on 3 nodes in "
           f"{time.monotonic() - began:.1f}s (after lab up)")
