@@ -1,14 +1,20 @@
-"""The "local" traffic policy in a 3-node lab: a node routes a local service's published
-port only to its own ready tasks (the client keeps its address), a node without one
-refuses, and every node's health port says which is which.
+"""The "local" traffic policy in a 3-node lab, with each data plane: a node routes a local
+service's published port only to its own ready tasks (the client keeps its address), a node
+without one refuses, and every node's health port says which is which.
 
     service web: shoal.mesh.traffic-policy=local, shoal.mesh.health-port=10256,
                  1 replica pinned to h2, published 8080 -> whoami :80
     h2: answers, whoami's `client:` line is the lab client's own address; health 200
-    h1, h3: connection refused (TCP reset); health 503
-    scaled to 3, one per node: every node answers and its health port says 200
+    h1, h3: connection refused (kernel: TCP reset; userspace: accepted, then reset);
+            health 503
+    scaled to 3, one per node: every node answers from its own task, health 200
     `network inspect -v ingress` on a worker (h3) shows its own mesh: refused, then open
     towards its own task only
+
+The kernel mesh keeps the client's address by not masquerading (every backend is local);
+the userspace one cannot (it is a proxy), so there the service also asks for PROXY v2
+(`shoal.mesh.proxy-protocol`, `whoami --proxy-protocol`), which also checks that a worker
+(h2) gets that flag from the dispatcher.
 """
 
 from __future__ import annotations
@@ -22,13 +28,21 @@ import pytest
 
 from shoal.lab import Lab
 from shoal.lab.ask import probe
-from shoal.lab.layout import CLIENT_ADDRESS
+from shoal.lab.layout import CLIENT_ADDRESS, LabLayout
+from shoal.lab.procs import shoal_daemon_argv
 from tests.integration.labtools import host_of, nodes, running, shoal, until
 
 pytestmark = pytest.mark.lab
 
 HOSTS = ["h1", "h2", "h3"]
 PORT, HEALTH = 8080, 10256
+# how a refused connection looks to the client: a reset before (kernel) or after (proxy)
+# the connection was accepted
+REFUSED = ("ConnectionRefused", "ConnectionReset", "RemoteDisconnected")
+
+
+def _userspace(layout: LabLayout, host: str) -> list[str]:
+    return [*shoal_daemon_argv(layout, host), "--mesh", "userspace"]
 
 
 def _one(lab: Lab, host: str, port: int) -> dict[str, object]:
@@ -59,62 +73,70 @@ def _mesh_port(lab: Lab, host: str) -> dict[str, Any]:
     return port
 
 
-@pytest.fixture(scope="module")
-def lab3(lab_tag: str) -> Iterator[Lab]:
-    lab = Lab(lab_tag + "p")
+@pytest.fixture(scope="module", params=["kernel", "userspace"])
+def lab3(request: pytest.FixtureRequest, lab_tag: str) -> Iterator[tuple[Lab, str]]:
+    mode: str = request.param
+    # this session's own labs (see conftest); "k"/"s": suffixes no other module uses
+    lab = Lab(lab_tag + ("s" if mode == "userspace" else "k"),
+              daemon_argv=_userspace if mode == "userspace" else shoal_daemon_argv)
     lab.down()
     try:
         lab.up(nodes=3)
-        yield lab
+        yield lab, mode
     finally:
         lab.down()
 
 
-def test_local_policy_routes_to_local_tasks_only(lab3: Lab) -> None:
+def test_local_policy_routes_to_local_tasks_only(lab3: tuple[Lab, str]) -> None:
+    lab, mode = lab3
     began = time.monotonic()
-    h2 = nodes(lab3)["h2"]["ID"]
-    shoal(lab3, "service", "create", "--detach", "--name", "web", "--replicas", "1",
+    h2 = nodes(lab)["h2"]["ID"]
+    proxied = mode == "userspace"
+    shoal(lab, "service", "create", "--detach", "--name", "web", "--replicas", "1",
           "--constraint", f"node.id=={h2}",
           "--label", "shoal.mesh.traffic-policy=local",
           "--label", f"shoal.mesh.health-port={HEALTH}",
-          "--publish", f"published={PORT},target=80", "shoal", "whoami", "--port", "80")
-    until(lambda: len(running(lab3)) == 1, what="the web task running")
+          *(["--label", f"shoal.mesh.proxy-protocol={PORT}"] if proxied else []),
+          "--publish", f"published={PORT},target=80", "shoal", "whoami", "--port", "80",
+          *(["--proxy-protocol"] if proxied else []))
+    until(lambda: len(running(lab)) == 1, what="the web task running")
 
-    # h2 has the task: it answers, and the task sees the client's own address (no SNAT)
-    until(lambda: _one(lab3, "h2", PORT)["ok"], what="h2 answering on 8080")
-    for result in probe(lab3, "http", [f"{lab3.address('h2')}:{PORT}"], 5):
+    # h2 has the task: it answers, and the task sees the client's own address
+    until(lambda: _one(lab, "h2", PORT)["ok"], what="h2 answering on 8080")
+    for result in probe(lab, "http", [f"{lab.address('h2')}:{PORT}"], 5):
         assert result["ok"], result
         assert f"client: {CLIENT_ADDRESS}:" in str(result["body"]), result["body"]
-    until(lambda: _health(lab3, "h2") == (200, {"service": "web", "localEndpoints": 1}),
+    until(lambda: _health(lab, "h2") == (200, {"service": "web", "localEndpoints": 1}),
           what="h2's health port saying 200")
 
-    # h1 and h3 have none: refused at once (reset, not a timeout), health 503
+    # h1 and h3 have none: refused at once (a reset, never a timeout), health 503
     for host in ("h1", "h3"):
-        until(lambda h=host: _health(lab3, h) == (503, {"service": "web", "localEndpoints": 0}),
+        until(lambda h=host: _health(lab, h) == (503, {"service": "web", "localEndpoints": 0}),
               what=f"{host}'s health port saying 503")
-        for result in probe(lab3, "http", [f"{lab3.address(host)}:{PORT}"], 3):
-            assert not result["ok"] and "ConnectionRefused" in str(result["error"]), result
-    refusing = _mesh_port(lab3, "h3")  # a worker: its own view, from its endpoint table
+        for result in probe(lab, "http", [f"{lab.address(host)}:{PORT}"], 3):
+            assert not result["ok"] and any(r in str(result["error"]) for r in REFUSED), result
+    refusing = _mesh_port(lab, "h3")  # a worker: its own view, from its endpoint table
     assert (refusing["TrafficPolicy"], refusing["State"], refusing["Backends"]) == (
         "local", "refused", [])
 
     # three replicas, one per node: every node answers for itself, every health port 200
-    shoal(lab3, "service", "update", "--detach", "--constraint-rm", f"node.id=={h2}",
+    shoal(lab, "service", "update", "--detach", "--constraint-rm", f"node.id=={h2}",
           "--replicas-max-per-node", "1", "--replicas", "3", "web")
-    until(lambda: {host_of(lab3, t["NodeID"]) for t in running(lab3)} == set(HOSTS),
+    until(lambda: {host_of(lab, t["NodeID"]) for t in running(lab)} == set(HOSTS),
           timeout=40, what="a web task on each of the 3 nodes")
     for host in HOSTS:
-        until(lambda h=host: _health(lab3, h) == (200, {"service": "web", "localEndpoints": 1}),
+        until(lambda h=host: _health(lab, h) == (200, {"service": "web", "localEndpoints": 1}),
               what=f"{host}'s health port saying 200")
-        until(lambda h=host: _one(lab3, h, PORT)["ok"], what=f"{host} answering on 8080")
-        own = {t["ID"][:12] for t in running(lab3) if host_of(lab3, t["NodeID"]) == host}
-        for result in probe(lab3, "http", [f"{lab3.address(host)}:{PORT}"], 5):
+        until(lambda h=host: _one(lab, h, PORT)["ok"], what=f"{host} answering on 8080")
+        own = {t["ID"][:12] for t in running(lab) if host_of(lab, t["NodeID"]) == host}
+        for result in probe(lab, "http", [f"{lab.address(host)}:{PORT}"], 5):
             body = str(result["body"])
             assert result["ok"] and f"client: {CLIENT_ADDRESS}:" in body, result
             assert body.splitlines()[0].removeprefix("hostname: ") in own  # its own task
-    inspected = _inspect(lab3, "h3")
+    inspected = _inspect(lab, "h3")
     assert len(inspected["Services"]["web"]["Tasks"]) == 3 and len(inspected["Peers"]) == 3
-    serving = _mesh_port(lab3, "h3")
+    serving = _mesh_port(lab, "h3")
     assert serving["State"] == "open" and [b["Local"] for b in serving["Backends"]] == [True]
-    print(f"\nlocal policy: refuse/answer/health checked on 3 nodes in "
+    assert serving["ProxyProtocol"] is proxied
+    print(f"\n{mode} mesh, local policy: refuse/answer/health checked on 3 nodes in "
           f"{time.monotonic() - began:.1f}s (after lab up)")

@@ -166,7 +166,8 @@ def test_health_port_of_a_cluster_service_is_not_served_and_clashes_are_reported
 
 
 async def get(port: int) -> tuple[int, object]:
-    async with aiohttp.ClientSession() as session, session.get(
+    timeout = aiohttp.ClientTimeout(total=5)
+    async with aiohttp.ClientSession(timeout=timeout) as session, session.get(
         f"http://127.0.0.1:{port}/healthz"
     ) as resp:
         return resp.status, json.loads(await resp.text())
