@@ -62,7 +62,8 @@ def node_rows(nodes: list[Mapping[str, Any]], swarm: Mapping[str, Any]) -> list[
     rows = []
     for n in sorted(nodes, key=lambda n: natural_key(_hostname(n))):
         manager = n.get("ManagerStatus") or {}
-        reach = "Leader" if manager.get("Leader") else str(manager.get("Reachability") or "")
+        reachability = pretty(str(manager.get("Reachability") or ""))
+        reach = "Leader" if manager.get("Leader") else reachability
         engine = (n.get("Description") or {}).get("Engine") or {}
         row = {
             "Availability": pretty(str((n.get("Spec") or {}).get("Availability") or "")),

@@ -39,11 +39,11 @@ from shoal.raft import (
 )
 from shoal.raft.messages import DEFAULT_MAX_DECODE_BYTES
 
-__all__ = ["RaftReceiver", "RaftTransport"]
+__all__ = ["RECONNECT_OPTIONS", "RaftReceiver", "RaftTransport"]
 
 log = logging.getLogger(__name__)
 
-_RECONNECT = [
+RECONNECT_OPTIONS = [
     ("grpc.initial_reconnect_backoff_ms", 100),
     ("grpc.min_reconnect_backoff_ms", 100),
     ("grpc.max_reconnect_backoff_ms", 1000),
@@ -118,7 +118,7 @@ class RaftTransport:
             return known[2]
         if known is not None:
             self._close_later(known[2])
-        client = ClusterClient(addr, tls.ca_pem, tls, extra_options=list(_RECONNECT))
+        client = ClusterClient(addr, tls.ca_pem, tls, extra_options=list(RECONNECT_OPTIONS))
         self._clients[peer] = (addr, tls.cert_pem, client)
         return client
 

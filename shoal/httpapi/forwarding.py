@@ -31,8 +31,10 @@ from shoal.cluster.forward import (
     ForwardRequest,
     ForwardResponse,
 )
+from shoal.errors import Unavailable
 from shoal.httpapi.common import daemon_of, json_response
 from shoal.manager.raft.errors import NotLeader
+from shoal.node.raft_role import NO_LEADER, ElectedHere
 
 __all__ = ["consistent_reads", "executor", "forward_middleware"]
 
@@ -46,28 +48,38 @@ _CLUSTER_READS = re.compile(
 
 @web.middleware
 async def forward_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
-    try:
-        return await handler(request)
-    except NotLeader as exc:
-        daemon = daemon_of(request)
-        if request.headers.get(FORWARDED_HEADER):
-            refused = json_response({"message": exc.message}, status=503)
-            refused.headers[NOT_LEADER_HEADER] = "1"
-            return refused
-        if daemon.raft is None:
-            raise
-        body = await request.read()
-        headers = [
-            (str(k), str(v)) for k, v in request.headers.items() if k.lower() not in _SKIP_HEADERS
-        ]
-        answer = await daemon.raft.forward(
-            ForwardRequest(request.method, request.path_qs, headers, body)
-        )
-        response = web.Response(status=answer.status, body=answer.body)
-        for k, v in answer.headers:
-            if k.lower() not in _SKIP_HEADERS and k.lower() != NOT_LEADER_HEADER.lower():
-                response.headers[k] = v
-        return response
+    daemon = daemon_of(request)
+    for _ in range(3):  # leadership may land here while the request waits
+        try:
+            return await handler(request)
+        except NotLeader as exc:
+            if request.headers.get(FORWARDED_HEADER):
+                refused = json_response({"message": exc.message}, status=503)
+                refused.headers[NOT_LEADER_HEADER] = "1"
+                return refused
+            raft = daemon.raft
+            if raft is None:
+                raise
+            if await raft.await_own_leadership():
+                continue  # elected here, not yet ready when the handler ran: run it here
+            body = await request.read()
+            headers = [
+                (str(k), str(v))
+                for k, v in request.headers.items()
+                if k.lower() not in _SKIP_HEADERS
+            ]
+            try:
+                answer = await raft.forward(
+                    ForwardRequest(request.method, request.path_qs, headers, body)
+                )
+            except ElectedHere:
+                continue
+            response = web.Response(status=answer.status, body=answer.body)
+            for k, v in answer.headers:
+                if k.lower() not in _SKIP_HEADERS and k.lower() != NOT_LEADER_HEADER.lower():
+                    response.headers[k] = v
+            return response
+    raise Unavailable(NO_LEADER)
 
 
 @web.middleware

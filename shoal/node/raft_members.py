@@ -69,6 +69,8 @@ class RaftMembers:
                 await self.reconcile_once()
             except ShoalError as exc:
                 log.info("raft: membership change deferred: %s", exc.message)
+            except Exception:  # never die silently: the next pass retries
+                log.exception("raft: membership pass failed")
             await asyncio.sleep(self.interval)
 
 

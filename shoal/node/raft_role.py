@@ -26,14 +26,14 @@ from shoal.ca.files import NodeTLS
 from shoal.cluster.client import ClusterClient
 from shoal.cluster.forward import NOT_LEADER_HEADER, ForwardRequest, ForwardResponse, forward
 from shoal.cluster.raft import RaftEndpoint, RaftMember, join_raft
-from shoal.cluster.raft_transport import RaftReceiver, RaftTransport
+from shoal.cluster.raft_transport import RECONNECT_OPTIONS, RaftReceiver, RaftTransport
 from shoal.errors import InvalidArgument, NotFound, ShoalError, Unavailable
 from shoal.manager.raft import NotLeader, RaftLog
 from shoal.manager.raft.ids import raft_id
 from shoal.manager.state.store import Store, Tx
 from shoal.node.raft_open import config_for, open_storage, replay
 
-__all__ = ["NO_LEADER", "RaftRole", "tick_interval"]
+__all__ = ["NO_LEADER", "ElectedHere", "RaftRole", "tick_interval"]
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -42,6 +42,10 @@ NO_LEADER = (
     "rpc error: code = Unknown desc = The swarm does not have a leader. It's possible that "
     "too few managers are online. Make sure more than half of the managers are online."
 )
+
+
+class ElectedHere(Unavailable):
+    """A call meant for the leader found this node leading (and ready): do it here."""
 
 
 def tick_interval() -> float:
@@ -146,7 +150,9 @@ class RaftRole:
         if node.manager_status is None:
             return None
         rid = raft_id(node.id)
-        if rid not in self.members:
+        if rid in self.node.conf_state.learners:
+            reach = "unknown"  # joining: a learner until caught up, then a voter
+        elif rid not in self.members:
             reach = "unreachable"
         elif rid == self.id:
             reach = "reachable" if self.node.running else "unreachable"
@@ -170,6 +176,18 @@ class RaftRole:
             await self.log.barrier()
         except Unavailable:
             raise Unavailable(NO_LEADER) from None
+
+    async def await_own_leadership(self) -> bool:
+        """True once this node, already elected, is a ready leader (it has applied its
+        term's first entry); False at once when another node leads or none is known."""
+        node = self.node
+        if node.leader_id != self.id:
+            return False
+        with contextlib.suppress(Unavailable):
+            await node.wait_until(
+                lambda: node.leader_ready or node.leader_id != self.id, self.config.timeout
+            )
+        return node.leader_ready
 
     async def forward(self, req: ForwardRequest) -> ForwardResponse:
         """Replay an API request on the leader; retried while leadership moves."""
@@ -195,6 +213,8 @@ class RaftRole:
         deadline = loop.time() + max(3 * self.config.election_timeout, 5.0)
         while True:
             lead = self.node.leader_id
+            if lead == self.id and await self.await_own_leadership():
+                raise ElectedHere("raft: this manager leads now")
             addr = self.transport.address(lead) if lead and lead != self.id else None
             if addr:
                 try:
@@ -217,7 +237,8 @@ class RaftRole:
         known = self._clients.get(addr)
         if known is not None and known[0] == tls.cert_pem:
             return known[1]
-        client = ClusterClient(addr, tls.ca_pem, tls)
+        # short reconnect backoff: a manager that restarts is reached again within a second
+        client = ClusterClient(addr, tls.ca_pem, tls, extra_options=list(RECONNECT_OPTIONS))
         self._clients[addr] = (tls.cert_pem, client)
         return client
 
