@@ -50,15 +50,16 @@ class RaftMember(msgspec.Struct, array_like=True):
 
 class RaftJoinRequest(msgspec.Struct):
     addr: str  # where the joining manager's 2377 listens
+    gossip_addr: str = ""  # where its gossip listens (recorded in its Node like a worker's)
 
 
 class RaftJoinResponse(msgspec.Struct):
     members: list[RaftMember]
 
 
-# (envelope, sender node ID) -> None;  (sender node ID, its addr) -> current members
+# (envelope, sender node ID) -> None; (sender node ID, its 2377, its gossip) -> members
 RaftHandler = Callable[[RaftEnvelope, str], Awaitable[None]]
-RaftJoinHandler = Callable[[str, str], Awaitable[list[RaftMember]]]
+RaftJoinHandler = Callable[[str, str, str], Awaitable[list[RaftMember]]]
 
 _encode = msgspec.msgpack.Encoder().encode
 _decode_envelope = msgspec.msgpack.Decoder(RaftEnvelope).decode
@@ -98,7 +99,8 @@ class RaftEndpoint:
         if self._join is None:
             raise Unavailable("raft is not running on this manager")
         assert caller.identity is not None
-        return RaftJoinResponse(await self._join(caller.identity.node_id, req.addr))
+        members = await self._join(caller.identity.node_id, req.addr, req.gossip_addr)
+        return RaftJoinResponse(members)
 
 
 async def send_raft(client: ClusterClient, messages: bytes, timeout: float = 5.0) -> bytes:
@@ -107,6 +109,9 @@ async def send_raft(client: ClusterClient, messages: bytes, timeout: float = 5.0
     return response.messages
 
 
-async def join_raft(client: ClusterClient, addr: str, timeout: float = 10.0) -> list[RaftMember]:
-    response = await client.call("Raft/Join", RaftJoinRequest(addr), RaftJoinResponse, timeout)
+async def join_raft(
+    client: ClusterClient, addr: str, gossip_addr: str = "", timeout: float = 10.0
+) -> list[RaftMember]:
+    request = RaftJoinRequest(addr, gossip_addr)
+    response = await client.call("Raft/Join", request, RaftJoinResponse, timeout)
     return response.members

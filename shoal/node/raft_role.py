@@ -67,6 +67,7 @@ class RaftRole:
         replay(self.storage, scratch)
         self.config = config_for(scratch, tick_interval())
         self.addr = ""  # this manager's advertised 2377, once it listens
+        self.gossip_addr = ""
         self._tls: Callable[[], NodeTLS] | None = None
         self.transport = RaftTransport(lambda: self.addr, self._current_tls, self._store_addr)
         self.log = RaftLog.open(store, self.id, self.storage, self.transport, self.config)
@@ -90,10 +91,14 @@ class RaftRole:
             await self.wait_leader(10.0)
 
     def serve(
-        self, endpoint: RaftEndpoint, addr: str, managers: Callable[[], list[str]]
+        self,
+        endpoint: RaftEndpoint,
+        addr: str,
+        managers: Callable[[], list[str]],
+        gossip_addr: str = "",
     ) -> None:
         """Take Raft messages on 2377 (`addr` is ours) and say hello to the leader."""
-        self.addr = addr
+        self.addr, self.gossip_addr = addr, gossip_addr
         endpoint.set_handler(RaftReceiver(self.node, self.transport, self.config.max_message_bytes))
         endpoint.set_join_handler(self.admit)
         if self._hello is None:
@@ -243,8 +248,8 @@ class RaftRole:
         return client
 
     # -- joining ------------------------------------------------------------------------
-    async def admit(self, sender: str, addr: str) -> list[RaftMember]:
-        """`Raft/Join` on the leader: record `sender`'s address, add it as a learner."""
+    async def admit(self, sender: str, addr: str, gossip_addr: str = "") -> list[RaftMember]:
+        """`Raft/Join` on the leader: record `sender`'s addresses, add it as a learner."""
         if not self.node.leader_ready:
             raise NotLeader("raft: not the leader", self.node.leader_id)
         view = self.store.view().get("node", sender)
@@ -260,9 +265,11 @@ class RaftRole:
             if node is None:
                 return
             status = node.manager_status or ManagerStatus()
-            if node.manager_status is None or status.addr != addr:
+            gossip = gossip_addr or node.gossip_addr
+            if node.manager_status is None or status.addr != addr or node.gossip_addr != gossip:
                 status.addr = addr
                 node.manager_status = status
+                node.gossip_addr = gossip
                 tx.update("node", node)
 
         await self.store.update(fn)
@@ -281,11 +288,11 @@ class RaftRole:
         while True:
             if self.node.leader_ready:
                 with contextlib.suppress(ShoalError):
-                    await self.admit(self.node_id, self.addr)
+                    await self.admit(self.node_id, self.addr, self.gossip_addr)
                     return
             for addr in self._hello_targets(managers()):
                 try:
-                    members = await join_raft(self._client(addr), self.addr)
+                    members = await join_raft(self._client(addr), self.addr, self.gossip_addr)
                 except ShoalError as exc:
                     log.debug("raft: hello to %s: %s", addr, exc)
                     continue

@@ -31,6 +31,7 @@ from shoal.node.cluster_services import ClusterServices
 from shoal.node.manager import Manager
 from shoal.node.manager_session import ManagerSession
 from shoal.node.membership import Membership
+from shoal.node.network import NodeNetwork
 from shoal.node.raft_members import LeaderDuties, RaftMembers
 from shoal.node.raft_role import RaftRole
 
@@ -72,6 +73,7 @@ class RaftWiring:
     tls: NodeTLS | None
     root_ca: RootCA | None
     cluster: ClusterServices | None
+    network: NodeNetwork | None
     raft: RaftRole | None
     api_executor: Forwarder | None
     _manager: Manager | None
@@ -130,7 +132,8 @@ class RaftWiring:
         assert self.raft is not None and self.cluster is not None and self.swarm is not None
         addr = f"{self.swarm.addr}:{self.cluster.port}"
         swarm = self.swarm
-        self.raft.serve(self.cluster.raft, addr, lambda: list(swarm.managers))
+        gossip = self.network.gossip_addr if self.network is not None else ""
+        self.raft.serve(self.cluster.raft, addr, lambda: list(swarm.managers), gossip)
         if self._duties is not None:
             self._duties.attach(self.cluster)
 

@@ -230,3 +230,11 @@ async def test_force_new_cluster_recovers_a_lone_survivor(managers: list[TestNod
     await m1.call("POST", "/services/create", spec, expect=201)
     names = {s["Spec"]["Name"] for s in await m1.call("GET", "/services")}
     assert names == {"web", "after"}
+
+
+async def test_follower_managers_record_their_gossip_address(managers: list[TestNode]) -> None:
+    nodes = await managers[0].nodes()
+    for host, node in nodes.items():
+        daemon = next(n.daemon for n in managers if n.daemon.hostname == host)
+        assert daemon.network is not None
+        assert node["GossipAddr"] == daemon.network.gossip_addr, host
