@@ -35,7 +35,7 @@ from shoal.manager.controlapi.swarm import (
 from shoal.manager.raft.errors import NotLeader
 from shoal.manager.state.store import Store
 
-__all__ = ["CertIssuer", "RootKeyResponse", "manager_addrs"]
+__all__ = ["CertIssuer", "RoleResponse", "RootKeyResponse", "manager_addrs"]
 
 log = logging.getLogger(__name__)
 
@@ -44,6 +44,10 @@ BAD_TOKEN = "A valid join token is necessary to join this cluster"
 
 class RootKeyResponse(msgspec.Struct):
     key: bytes  # the root CA's private key (PEM)
+
+
+class RoleResponse(msgspec.Struct):
+    role: str  # the role the swarm wants the caller to have ("worker" | "manager")
 
 
 def manager_addrs(store: Store) -> list[str]:
@@ -70,6 +74,15 @@ class CertIssuer:
         server.add_unary("CA/Join", JoinRequest, ANYONE, self.join)
         server.add_unary("CA/Renew", RenewRequest, MEMBERS, self.renew)
         server.add_unary("CA/RootKey", Empty, MANAGERS, self.root_key)
+        server.add_unary("CA/Role", Empty, MEMBERS, self.role)
+
+    async def role(self, req: Empty, caller: Caller) -> RoleResponse:
+        """The caller's wanted role (a worker polls it to learn of its promotion)."""
+        assert caller.identity is not None
+        node = self._store.view().get("node", caller.identity.node_id)
+        if node is None:
+            raise NotFound(f"node {caller.identity.node_id} is not a member of this swarm")
+        return RoleResponse(node.spec.role)
 
     def _role_of_token(self, token: str) -> Role:
         try:

@@ -67,7 +67,8 @@ from shoal.node.network import (
 from shoal.node.raft_members import LeaderDuties
 from shoal.node.raft_open import force_new_cluster
 from shoal.node.raft_role import RaftRole
-from shoal.node.raft_wiring import RaftWiring, leave_refusal
+from shoal.node.raft_wiring import leave_refusal
+from shoal.node.role_switch import RoleSwitch
 
 __all__ = ["Daemon", "DaemonOptions", "run_daemon"]
 
@@ -107,7 +108,7 @@ class DaemonOptions:
     reconcile_every: float = 10.0  # seconds between endpoint table reconciles
 
 
-class Daemon(RaftWiring):
+class Daemon(RoleSwitch):
     """One node. `runtime` and `plane_factory` default to the real ones; tests pass fakes."""
 
     def __init__(
@@ -186,6 +187,7 @@ class Daemon(RaftWiring):
                 log.error("daemon: no node certificate under %s; cannot rejoin", self._certs)
                 return
             await self._start_worker()
+            self._watch_role()
             return
         self._open_store(membership.node_id)
         self.root_ca = load_root_ca(self._certs)
@@ -268,6 +270,7 @@ class Daemon(RaftWiring):
             self.cluster = None
             raise
         self._serve_raft()
+        self._watch_role()
         self.renewer = CertRenewer(
             lambda: self._current_tls(), self._sign_local, self._save_tls, random.Random()
         )
@@ -476,6 +479,7 @@ class Daemon(RaftWiring):
             )
             save_membership(self._membership_file, self.swarm)
             await self._start_worker()
+            self._watch_role()
             assert self.session is not None
             with contextlib.suppress(TimeoutError):  # it keeps trying in the background
                 await asyncio.wait_for(self.session.connected.wait(), 10.0)

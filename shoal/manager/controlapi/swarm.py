@@ -39,7 +39,6 @@ __all__ = [
 
 SECOND = 1_000_000_000
 MIN_CERT_EXPIRY = 3600 * SECOND  # docker's minimum
-RAFT_NEEDED = "joining as a manager needs Raft, not available yet"
 
 
 @dataclass(frozen=True)
@@ -198,11 +197,6 @@ async def update_node(
                     "rpc error: code = FailedPrecondition desc = demoting a manager needs Raft"
                 )
             check_demote(node.id)
-        if spec.role == "manager" and node.spec.role == "worker":
-            raise InvalidArgument(
-                "rpc error: code = FailedPrecondition desc = promoting a worker: "
-                + RAFT_NEEDED.replace("joining as", "becoming")
-            )
         node.spec = NodeSpec(
             name=spec.name,
             labels=spec.labels,

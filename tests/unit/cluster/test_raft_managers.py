@@ -238,3 +238,39 @@ async def test_follower_managers_record_their_gossip_address(managers: list[Test
         daemon = next(n.daemon for n in managers if n.daemon.hostname == host)
         assert daemon.network is not None
         assert node["GossipAddr"] == daemon.network.gossip_addr, host
+
+
+async def test_promote_a_worker_and_demote_a_manager(
+    managers: list[TestNode], tmp_path: Path
+) -> None:
+    m1, m2, m3 = managers
+    worker = TestNode(tmp_path / "w1", "w1")
+    await worker.start()
+    try:
+        await worker.join(m1)
+        view = await m2.nodes()
+        w1 = view["w1"]
+        await m2.call("POST", f"/nodes/{w1['ID']}/update", {**w1["Spec"], "Role": "manager"},
+                      version=str(w1["Version"]["Index"]))
+        # the worker notices, becomes a manager and a Raft voter
+        await eventually(lambda: worker.daemon.raft is not None, timeout=15)
+        await eventually(lambda: _voters(m1) == 4, timeout=15)
+        assert worker.daemon.tls is not None and worker.daemon.tls.identity.role == "manager"
+        assert worker.daemon.root_ca is not None
+        # demote m3: its Raft member goes, and it carries on as a worker
+        view = await worker.nodes()  # the new manager answers node reads too
+        node = view["m3"]
+        await worker.call("POST", f"/nodes/{node['ID']}/update",
+                          {**node["Spec"], "Role": "worker"},
+                          version=str(node["Version"]["Index"]))
+        await eventually(lambda: m3.daemon.raft is None and m3.daemon.session is not None,
+                         timeout=15)
+        assert m3.daemon.swarm is not None and m3.daemon.swarm.role == "worker"
+        assert m3.daemon.tls is not None and m3.daemon.tls.identity.role == "worker"
+        await eventually(lambda: m3.daemon.session.connected.is_set(),  # type: ignore[union-attr]
+                         timeout=15)
+        assert _voters(m1) == 3
+        body = await m3.call("GET", "/nodes", expect=503)
+        assert "Worker nodes can't be used" in body["message"]
+    finally:
+        await worker.stop()
