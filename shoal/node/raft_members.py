@@ -19,6 +19,7 @@ from typing import Protocol
 
 from shoal.errors import ShoalError
 from shoal.manager.raft.ids import raft_id
+from shoal.manager.state.store import Tx
 from shoal.node.manager import Manager
 from shoal.node.raft_role import RaftRole
 
@@ -92,6 +93,7 @@ class LeaderDuties:
         self.leading = leading
         if leading:
             log.info("raft: this manager leads: starting leader-only work")
+            await self._record_leader()
             self.manager.become_leader()
             if self._task is None:
                 self._task = asyncio.create_task(self.members.run(), name="raft-members")
@@ -101,6 +103,23 @@ class LeaderDuties:
             await self.manager.become_follower()
         if self._cluster is not None:
             self._cluster.lead(leading)
+
+    async def _record_leader(self) -> None:
+        """Keep the stored ManagerStatus.Leader flags true to Raft, so the managers' list
+        handed to workers and joining nodes (leader first) starts with the leader."""
+        me = self.members.role.node_id
+
+        def fn(tx: Tx) -> None:
+            for node in tx.list("node"):
+                status = node.manager_status
+                if status is not None and status.leader != (node.id == me):
+                    status.leader = node.id == me
+                    tx.update("node", node)
+
+        try:
+            await self.members.role.store.update(fn)
+        except ShoalError as exc:
+            log.info("raft: leader flag not recorded: %s", exc.message)
 
     async def _stop_members(self) -> None:
         task, self._task = self._task, None

@@ -9,6 +9,7 @@ from typing import Any
 
 import pytest
 
+from shoal.ca.issuer import manager_addrs
 from shoal.manager.raft.ids import raft_id
 from tests.unit.cluster.nodes import TestNode, eventually, web_spec
 
@@ -121,6 +122,9 @@ async def test_the_leader_fails_another_takes_over_and_it_catches_up(
     view = await eventually(
         lambda: _status_is(new, "m1", "unreachable"), timeout=10
     )
+    # the managers' list handed to workers starts with the new leader
+    assert new.daemon.store is not None
+    await eventually(lambda: manager_addrs(new.daemon.store)[0] == new.addr)  # type: ignore[arg-type]
     assert not view["m1"].get("Leader")
     # m1 comes back on the same data root and catches up
     back = TestNode(m1.daemon.root, "m1")
