@@ -89,3 +89,20 @@ def _encode(obj: object) -> bytes:
     import msgspec
 
     return msgspec.msgpack.encode(obj)
+
+
+async def test_the_swarm_spec_raft_settings_drive_the_driver(tmp_path: Path) -> None:
+    from shoal.api.types import RaftConfig, Swarm, SwarmSpec
+    from shoal.node.raft_open import config_for
+
+    store = Store()
+    assert config_for(store, 0.05).tick_interval == 0.05  # no cluster yet: defaults
+    raft = RaftConfig(election_tick=20, heartbeat_tick=2, snapshot_interval=100,
+                      log_entries_for_slow_followers=50)
+    store.load({"cluster": [Swarm(id="c", spec=SwarmSpec(raft=raft))]}, 1)
+    config = config_for(store, 0.1)
+    assert (config.election_tick, config.heartbeat_tick) == (20, 2)
+    assert (config.snapshot_every, config.keep_tail) == (100, 50)
+    store.load({"cluster": [Swarm(id="c", spec=SwarmSpec(raft=RaftConfig(
+        election_tick=1, heartbeat_tick=1)))]}, 2)
+    assert config_for(store, 0.1).election_tick == 10  # nonsense falls back to the defaults
