@@ -11,7 +11,8 @@ so a worker answers as well as a manager:
 and a shoal extension, `ShoalMesh`: what this node's data plane was last given (the
 `MeshState` `MeshSync` applied), port by port: its policy, where its traffic goes (the
 backends, with their task, node and whether local) or that it is refused, and the health
-ports with what they answer. `InSync` is false while the plane lags the endpoint table
+ports with what they answer (`Listening` false: the port could not be bound, see the
+daemon's log). `InSync` is false while the plane lags the endpoint table
 (an apply is failing or in flight).
 
 `snapshot(daemon)` reads the daemon; `verbose_fields(snapshot)` is pure.
@@ -44,6 +45,7 @@ class MeshSnapshot:
     node_addrs: dict[str, str] = field(default_factory=dict)  # node ID -> underlay address
     hostnames: dict[str, str] = field(default_factory=dict)  # node ID -> hostname (managers)
     task_names: dict[str, str] = field(default_factory=dict)  # task ID -> "web.1" (managers)
+    listening: frozenset[int] = frozenset()  # health ports bound now
 
 
 def snapshot(daemon: Daemon) -> MeshSnapshot:
@@ -72,7 +74,7 @@ def snapshot(daemon: Daemon) -> MeshSnapshot:
         network.node_id, daemon.opts.mesh,
         mesh.desired() if mesh is not None else None,
         mesh.applied if mesh is not None else None,
-        peers, addrs, hostnames, names,
+        peers, addrs, hostnames, names, frozenset(network.health.ports),
     )
 
 
@@ -146,7 +148,8 @@ def _mesh(snap: MeshSnapshot, state: MeshState | None) -> dict[str, Any]:
     targets, health_problems = health_targets(state)
     out["HealthPorts"] = [
         {"Port": t.port, "Service": t.service_name, "ServiceID": t.service_id,
-         "Status": t.status, "LocalEndpoints": t.local_endpoints}
+         "Status": t.status, "LocalEndpoints": t.local_endpoints,
+         "Listening": t.port in snap.listening}
         for _, t in sorted(targets.items())
     ]
     out["Problems"] = [*problems, *health_problems]

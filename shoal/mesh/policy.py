@@ -84,8 +84,7 @@ def mesh_labels(labels: Mapping[str, str] | None) -> MeshLabels:
                 f'label {HEALTH_PORT_LABEL}: invalid value "{raw_health}": '
                 "use a port number between 1 and 65535"
             )
-    policy_ok = not problems
-    if health and policy != LOCAL and policy_ok:
+    if health and policy != LOCAL and not problems:  # (a bad policy is reported already)
         problems.append(
             f"label {HEALTH_PORT_LABEL} needs {TRAFFIC_POLICY_LABEL}={LOCAL} (with the "
             f"{CLUSTER} policy every node serves every port)"

@@ -11,6 +11,7 @@ ingress -v` shows).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from typing import Literal, Protocol, cast
 
@@ -19,6 +20,7 @@ from shoal.gossip.table import EndpointTable
 from shoal.manager.dispatcher.ports import published_ports
 from shoal.manager.state.store import Store
 from shoal.mesh.dataplane import DataPlane
+from shoal.mesh.errors import MeshError
 from shoal.mesh.health import HealthPorts
 from shoal.mesh.model import Endpoint, MeshState, PortSpec
 
@@ -106,6 +108,8 @@ class MeshSync:
     ) -> None:
         self._ready = ready
         self._health = health
+        self._health_applied: MeshState | None = None
+        self._health_error = ""
         self._ports = ports
         self._table = table
         self._plane = plane
@@ -140,15 +144,32 @@ class MeshSync:
                 if state != self.applied:
                     try:
                         await self._plane.apply(state)
-                        if self._health is not None:
-                            await self._health.apply(state)
                         self.applied = state
                     except Exception:
                         log.exception("mesh: applying the data plane failed; retrying in 1s")
                         await asyncio.sleep(1.0)
                         continue
-                await self._dirty.wait()
+                if await self._apply_health(state):
+                    await self._dirty.wait()
+                else:  # a health port could not be bound: try again in a second
+                    with contextlib.suppress(TimeoutError):
+                        await asyncio.wait_for(self._dirty.wait(), 1.0)
                 self._dirty.clear()
+
+    async def _apply_health(self, state: MeshState) -> bool:
+        """The health ports follow the applied state; False while one cannot be bound (said
+        once per different error: the data plane is not held back for it)."""
+        if self._health is None or state == self._health_applied:
+            return True
+        try:
+            await self._health.apply(state)
+        except MeshError as exc:
+            if exc.message != self._health_error:
+                log.error("%s; retrying every second", exc.message)
+                self._health_error = exc.message
+            return False
+        self._health_applied, self._health_error = state, ""
+        return True
 
     async def _watch_ports(self) -> None:
         while True:

@@ -85,7 +85,8 @@ async def test_verbose_shows_the_local_policy_and_health_ports(api: Api) -> None
 
     async def refused() -> Any:
         mesh = (await api.get("/networks/ingress", verbose="1"))["ShoalMesh"]
-        return mesh if mesh["InSync"] and mesh["Ports"] else None
+        listening = [h["Listening"] for h in mesh["HealthPorts"]]
+        return mesh if mesh["InSync"] and mesh["Ports"] and listening == [True] else None
 
     mesh = await eventually(refused)
     # the only ready task is on another node: with the local policy this node refuses
@@ -93,7 +94,7 @@ async def test_verbose_shows_the_local_policy_and_health_ports(api: Api) -> None
             for p in mesh["Ports"]] == [("tcp", "local", "refused", []),
                                         ("udp", "local", "refused", [])]
     assert mesh["HealthPorts"] == [{"Port": health, "Service": "web", "ServiceID": sid,
-                                    "Status": 503, "LocalEndpoints": 0}]
+                                    "Status": 503, "LocalEndpoints": 0, "Listening": True}]
 
 
 async def test_verbose_on_another_network_and_unknown_ones(api: Api) -> None:
