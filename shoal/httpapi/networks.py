@@ -42,6 +42,8 @@ from shoal.node.daemon import Daemon
 
 __all__ = ["add_routes", "network_json"]
 
+GO_ZERO_TIME = "0001-01-01T00:00:00Z"  # what Docker shows for a time it does not know
+
 
 def network_json(network: Network) -> dict[str, Any]:
     spec = network.spec
@@ -70,7 +72,9 @@ def network_json(network: Network) -> dict[str, Any]:
     }
 
 
-def _matches(view: ReadView, network: Network, filters: dict[str, list[str]]) -> bool:
+def _matches(
+    view: ReadView | None, network: Network, filters: dict[str, list[str]]
+) -> bool:
     spec = network.spec
     checks: dict[str, Callable[[str], bool]] = {
         "id": lambda v: network.id.startswith(v),
@@ -84,10 +88,10 @@ def _matches(view: ReadView, network: Network, filters: dict[str, list[str]]) ->
     return all(any(checks[k](v) for v in values) for k, values in filters.items() if values)
 
 
-def _dangling(view: ReadView, network: Network, value: str) -> bool:
+def _dangling(view: ReadView | None, network: Network, value: str) -> bool:
     if value.lower() not in ("true", "1", "false", "0"):
         raise InvalidArgument(f'invalid filter \'dangling={value}\': use "true" or "false"')
-    unused = not network.spec.ingress and not network_users(view, network.id)
+    unused = not network.spec.ingress and view is not None and not network_users(view, network.id)
     return unused == (value.lower() in ("true", "1"))
 
 
@@ -97,20 +101,33 @@ async def list_networks(request: web.Request) -> web.StreamResponse:
     for value in filters.get("type", []):
         if value not in ("custom", "builtin"):
             raise InvalidArgument(f"invalid filter: 'type'='{value}'")
-    store = daemon_of(request).store
-    if store is None:
-        return json_response([])  # no swarm: shoal has no local networks
+    daemon = daemon_of(request)
+    store = daemon.store
+    if store is None:  # a worker has ingress (the mesh); no swarm: no network at all
+        ingress = _local_ingress(daemon)
+        found = [n for n in [ingress] if n is not None and _matches(None, n, filters)]
+        return json_response([network_json(n) for n in found])
     view = store.view()
     found = [n for n in all_networks(view) if _matches(view, n, filters)]
     return json_response([network_json(n) for n in sorted(found, key=lambda n: n.spec.name)])
 
 
+def _local_ingress(daemon: Daemon) -> Network | None:
+    """A worker's `ingress` (it has no store): the ID managers derive from the cluster ID,
+    read from its certificate; no pools and Go's zero time for `Created` (unknown here)."""
+    if daemon.swarm is None or daemon.tls is None:
+        return None
+    cluster = Swarm(id=daemon.tls.identity.cluster_id, created_at=GO_ZERO_TIME)
+    return ingress_network(cluster)
+
+
 def _worker_ingress(daemon: Daemon, ref: str) -> Network:
-    """A worker's `ingress` (no store): by name, or by the ID managers derive for it."""
-    if daemon.swarm is not None and daemon.tls is not None:
-        network = ingress_network(Swarm(id=daemon.tls.identity.cluster_id))
-        if ref in (INGRESS, network.id) or (len(ref) >= 3 and network.id.startswith(ref)):
-            return network
+    """`ingress` on a worker, by name, ID or a unique ID prefix."""
+    network = _local_ingress(daemon)
+    if network is not None and (
+        ref in (INGRESS, network.id) or (ref and network.id.startswith(ref))
+    ):
+        return network
     raise NotFound(f"network {ref} not found")
 
 

@@ -135,6 +135,15 @@ def test_local_policy_routes_to_local_tasks_only(lab3: tuple[Lab, str]) -> None:
             assert body.splitlines()[0].removeprefix("hostname: ") in own  # its own task
     inspected = _inspect(lab, "h3")
     assert len(inspected["Services"]["web"]["Tasks"]) == 3 and len(inspected["Peers"]) == 3
+    # the docker CLI on a worker lists and inspects ingress the same way
+    listed = lab.exec("h3", ["docker", "network", "ls", "--format", "{{.Name}} {{.Driver}}"],
+                      capture=True, timeout=60)
+    assert listed.returncode == 0 and listed.stdout == "ingress overlay\n", listed
+    verbose = lab.exec("h3", ["docker", "network", "inspect", "--verbose", "--format",
+                              "{{json .Services}}", "ingress"], capture=True, timeout=60)
+    assert verbose.returncode == 0, verbose.stderr
+    tasks = json.loads(verbose.stdout)["web"]["Tasks"]
+    assert sorted(t["Info"]["Host IP"] for t in tasks) == sorted(lab.address(h) for h in HOSTS)
     serving = _mesh_port(lab, "h3")
     assert serving["State"] == "open" and [b["Local"] for b in serving["Backends"]] == [True]
     assert serving["ProxyProtocol"] is proxied

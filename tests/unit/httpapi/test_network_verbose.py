@@ -104,3 +104,12 @@ async def test_verbose_on_another_network_and_unknown_ones(api: Api) -> None:
     assert got["Services"] == {} and got["Peers"] == [{"Name": "h1", "IP": "198.18.0.11"}]
     assert "ShoalMesh" not in got
     await api.call("GET", "/networks/nosuch", expect=404, verbose="true")
+
+
+async def test_a_workers_ingress_has_the_managers_id(api: Api) -> None:
+    from shoal.httpapi.networks import _local_ingress  # what a worker (no store) answers
+
+    managers = await api.get("/networks/ingress")
+    workers = _local_ingress(api.daemon)
+    assert workers is not None and workers.id == managers["Id"]
+    assert workers.spec.name == "ingress" and workers.created_at == "0001-01-01T00:00:00Z"
