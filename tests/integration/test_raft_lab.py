@@ -69,6 +69,31 @@ def leader_host(lab: Lab, alive: list[str]) -> str | None:
     return None
 
 
+def docker(lab: Lab, host: str, *args: str) -> str:
+    proc = lab.exec(host, ["docker", *args], capture=True, timeout=60)
+    if proc.returncode != 0:
+        raise AssertionError(f"docker {' '.join(args)} on {host}: {proc.stderr}")
+    return proc.stdout
+
+
+def test_the_docker_cli_sees_one_leader_from_every_manager(
+    managers_lab: tuple[Lab, int],
+) -> None:
+    lab, count = managers_lab
+    hosts = lab.hosts()
+    for host in hosts:
+        statuses = docker(lab, host, "node", "ls", "--format", "{{.ManagerStatus}}").split()
+        assert sorted(statuses) == sorted(["Leader"] + ["Reachable"] * (count - 1)), statuses
+        info = docker(lab, host, "info", "--format", "{{.Swarm.Managers}} {{.Swarm.Nodes}}")
+        assert info.split() == [str(count), str(count)]
+    # a write through one manager is read at once through another (forwarded, ReadIndex)
+    docker(lab, hosts[-1], "service", "create", "--name", "cli", "--replicas", "0",
+           "shoal", "sleep")
+    assert docker(lab, hosts[1], "service", "inspect", "--format", "{{.Spec.Name}}",
+                  "cli").strip() == "cli"
+    docker(lab, hosts[1], "service", "rm", "cli")
+
+
 @dataclass
 class Writer:
     """Creates services and updates their label through whichever manager answers."""
