@@ -8,9 +8,9 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
-from tests.integration.conftest import session_lab_tag
 
 from shoal.lab import Lab
+from tests.integration.conftest import session_lab_tag
 
 pytestmark = pytest.mark.lab
 

@@ -68,7 +68,12 @@ def make_daemon(root: Path) -> tuple[Daemon, FakeRuntime]:
         return None  # fake tasks listen at once; no packet leaves
 
     daemon = Daemon(
-        DaemonOptions(data_root=root, hostname="h1", drain_delay=0),
+        # explicit, not from the environment: a module-scoped fixture (the fuzzer's) makes
+        # its daemon before the autouse fixture that sets SHOAL_*_LISTEN runs
+        DaemonOptions(
+            data_root=root, hostname="h1", drain_delay=0,
+            cluster_listen="127.0.0.1:0", gossip_listen="127.0.0.1:0",
+        ),
         runtime=runtime,
         plane_factory=RecordingDataPlane,  # type: ignore[arg-type]
         probe=probe,
