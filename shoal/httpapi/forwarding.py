@@ -7,9 +7,10 @@ on the leader (`Control/Forward` over 2377) and its response is returned as is.
   with the body it read, is sent to the leader. A replayed request is marked with
   `X-Shoal-Forwarded` and never forwarded again: meeting `NotLeader` there answers 503
   with `X-Shoal-Not-Leader`, which makes the follower retry on the next leader.
-* `consistent_reads`: GETs of cluster objects on a manager of a multi-manager swarm first
-  wait for a ReadIndex barrier, so `service inspect` right after an update made through
-  any manager sees it (linearizable reads).
+* `consistent_reads`: GETs of cluster objects on a manager first wait for a ReadIndex
+  barrier, so `service inspect` right after an update made through any manager sees it
+  (linearizable reads). A lone manager that leads answers at once; one that has just
+  restarted waits until it has replayed its log (it never shows an empty state).
 * `executor(app)`: the leader's side, running a replayed request through `app` itself
   (the same middlewares and handlers as a local request).
 """
@@ -89,7 +90,6 @@ async def consistent_reads(request: web.Request, handler: Handler) -> web.Stream
     if (
         request.method == "GET"
         and raft is not None
-        and len(raft.members) > 1
         and _CLUSTER_READS.match(request.path)
     ):
         await raft.barrier()
