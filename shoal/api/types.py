@@ -368,6 +368,9 @@ class Swarm(ClusterInfo):
     # shoal: the gossip keyring (AES-256), primary first; managers rotate it and hand it to
     # every node; never shown by the API (see httpapi/swarm.py)
     network_keys: list[bytes] | None = None
+    # shoal: nodes removed with `node rm`: their certificates stay valid until they expire,
+    # so the 2377 server refuses them by ID (swarmkit keeps removed nodes for the same end)
+    removed_nodes: list[str] | None = None
 
 
 # --- networks, secrets, configs -----------------------------------------------------------

@@ -73,8 +73,11 @@ def _status_of(exc: ShoalError) -> grpc.StatusCode:
 
 
 class ClusterServer:
-    def __init__(self, tls: NodeTLS) -> None:
+    def __init__(
+        self, tls: NodeTLS, removed: Callable[[str], bool] = lambda node_id: False
+    ) -> None:
         self.tls = tls
+        self._removed = removed  # node IDs removed from the swarm: their certificates are void
         self.peers = PeerTable()
         self._cluster_id = tls.identity.cluster_id
         self._services: dict[str, dict[str, grpc.RpcMethodHandler]] = {}
@@ -144,6 +147,12 @@ class ClusterServer:
                     grpc.StatusCode.PERMISSION_DENIED,
                     f"permission denied: {name} is not allowed for a {identity.role} node "
                     f"(needs {' or '.join(sorted(roles))})",
+                )
+            if self._removed(identity.node_id):
+                log.warning("2377: %s refused to node %s: removed", name, identity.node_id)
+                await context.abort(
+                    grpc.StatusCode.PERMISSION_DENIED,
+                    f"node {identity.node_id} was removed from the swarm",
                 )
         return Caller(identity, peer)
 

@@ -31,6 +31,7 @@ from shoal.manager.controlapi.resolve import resolve
 from shoal.manager.controlapi.swarm import update_node
 from shoal.manager.raft.errors import NotLeader
 from shoal.manager.raft.ids import raft_id
+from shoal.manager.state.store import Tx
 from shoal.node.daemon import Daemon
 
 __all__ = ["add_routes"]
@@ -120,7 +121,13 @@ async def remove(request: web.Request) -> web.StreamResponse:
             f"rpc error: code = FailedPrecondition desc = node {node.id} is not down and "
             "can't be removed"
         )
-    await store.update(lambda tx: tx.delete("node", node.id))
+    def drop(tx: Tx) -> None:
+        tx.delete("node", node.id)
+        for cluster in tx.list("cluster"):
+            cluster.removed_nodes = sorted({*(cluster.removed_nodes or ()), node.id})
+            tx.update("cluster", cluster)
+
+    await store.update(drop)
     if daemon.raft is not None and raft_id(node.id) in daemon.raft.members:
         try:  # at once if possible; RaftMembers completes it otherwise
             await daemon.raft.node.remove(raft_id(node.id))

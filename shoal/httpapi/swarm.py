@@ -42,7 +42,9 @@ async def inspect(request: web.Request) -> web.StreamResponse:
     if not clusters:
         raise Unavailable("This node is not a swarm manager.")
     # the gossip keys stay inside the cluster, as swarm's network bootstrap keys do
-    return json_response(msgspec.structs.replace(clusters[0], network_keys=None))
+    return json_response(
+        msgspec.structs.replace(clusters[0], network_keys=None, removed_nodes=None)
+    )
 
 
 async def init(request: web.Request) -> web.StreamResponse:

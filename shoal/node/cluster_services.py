@@ -54,7 +54,7 @@ class ClusterServices:
     ) -> None:
         self.store = store
         self.node_id = node_id
-        self.server = ClusterServer(tls)
+        self.server = ClusterServer(tls, removed=self._removed)
         self.issuer = CertIssuer(store, ca, join_on_leader=join_on_leader)
         self.dispatcher = Dispatcher(store, node_id)
         self.raft = RaftEndpoint()
@@ -75,6 +75,9 @@ class ClusterServices:
         self.port = bound
         with contextlib.suppress(Unavailable):  # not the leader: its Raft hello records it
             await self._advertise(f"{advertise}:{bound}", gossip_addr)
+
+    def _removed(self, node_id: str) -> bool:
+        return any(node_id in (c.removed_nodes or ()) for c in self.store.view().list("cluster"))
 
     def lead(self, leading: bool) -> None:
         """Track liveness while leading, with every node given a full grace from now."""
