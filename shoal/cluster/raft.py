@@ -81,7 +81,7 @@ class RaftEndpoint:
         self._join = handler
 
     def register(self, server: ClusterServer) -> None:
-        server.add_unary("Raft/Send", RaftRequest, MANAGERS, self._send)
+        server.add_unary("Raft/Send", RaftRequest, MANAGERS, self._send, removed_ok=True)
         server.add_unary("Raft/Join", RaftJoinRequest, MANAGERS, self._join_call)
 
     async def _send(self, req: RaftRequest, caller: Caller) -> RaftResponse:

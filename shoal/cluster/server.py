@@ -87,12 +87,20 @@ class ClusterServer:
 
     # -- registration -------------------------------------------------------------------
     def add_unary(
-        self, name: str, request: type[Any], roles: Collection[str], handler: Unary
+        self,
+        name: str,
+        request: type[Any],
+        roles: Collection[str],
+        handler: Unary,
+        *,
+        removed_ok: bool = False,
     ) -> None:
-        """`name` is "Service/Method" (served as /shoal.Service/Method)."""
+        """`name` is "Service/Method" (served as /shoal.Service/Method). `removed_ok`: a
+        removed node may still call it (Raft's messages: Raft's own membership decides, and
+        a manager being removed must answer until its removal commits)."""
 
         async def behaviour(req: Any, context: grpc.aio.ServicerContext) -> Any:
-            caller = await self._authorize(name, roles, context)
+            caller = await self._authorize(name, roles, context, removed_ok)
             try:
                 return await handler(req, caller)
             except ShoalError as exc:
@@ -122,7 +130,11 @@ class ClusterServer:
         self._services.setdefault(f"shoal.{service}", {})[method] = handler
 
     async def _authorize(
-        self, name: str, roles: Collection[str], context: grpc.aio.ServicerContext
+        self,
+        name: str,
+        roles: Collection[str],
+        context: grpc.aio.ServicerContext,
+        removed_ok: bool = False,
     ) -> Caller:
         peer = context.peer()
         identity = self.peers.lookup(peer)
@@ -148,7 +160,7 @@ class ClusterServer:
                     f"permission denied: {name} is not allowed for a {identity.role} node "
                     f"(needs {' or '.join(sorted(roles))})",
                 )
-            if self._removed(identity.node_id):
+            if not removed_ok and self._removed(identity.node_id):
                 log.warning("2377: %s refused to node %s: removed", name, identity.node_id)
                 await context.abort(
                     grpc.StatusCode.PERMISSION_DENIED,
