@@ -13,8 +13,7 @@ import json
 import re
 import signal
 import subprocess
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -25,6 +24,7 @@ from shoal.lab.ask import probe
 from shoal.lab.fabric import task_netns_of
 from shoal.lab.iproute import list_netns
 from tests.integration.conftest import session_lab_tag
+from tests.integration.labtools import until
 
 pytestmark = pytest.mark.lab
 
@@ -57,17 +57,6 @@ def converged(out: str) -> bool:
 
 def inspect(lab: Lab, kind: str, ref: str) -> Any:
     return json.loads(docker(lab, kind, "inspect", ref).stdout)[0]
-
-
-def until(check: Callable[[], Any], timeout: float = 30.0, what: str = "") -> Any:
-    deadline = time.monotonic() + timeout
-    while True:
-        result = check()
-        if result:
-            return result
-        if time.monotonic() > deadline:
-            raise AssertionError(f"not within {timeout}s: {what or check}")
-        time.sleep(0.1)
 
 
 def api_tasks(lab: Lab, service_id: str) -> list[dict[str, Any]]:

@@ -8,8 +8,7 @@ lab's swarm and initialises a new one with the SDK, the others build on it.
 
 from __future__ import annotations
 
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import closing
 from pathlib import Path
 from typing import Any
@@ -30,22 +29,12 @@ from docker.types import (
 from shoal.lab import Lab
 from shoal.lab.ask import probe
 from shoal.lab.fabric import task_netns_of
+from tests.integration.labtools import until
 
 pytestmark = pytest.mark.lab
 
 H1 = "198.18.0.11"
 POOL = "198.19.0.0/16"
-
-
-def until(check: Callable[[], Any], timeout: float = 30.0, what: str = "") -> Any:
-    deadline = time.monotonic() + timeout
-    while True:
-        result = check()
-        if result:
-            return result
-        if time.monotonic() > deadline:
-            raise AssertionError(f"not within {timeout}s: {what or check}")
-        time.sleep(0.1)
 
 
 def answered_by(lab: Lab, port: int, count: int) -> set[str]:

@@ -7,37 +7,19 @@ import json
 import os
 import signal
 import subprocess
-import time
 from collections import Counter
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from typing import Any
 
 import pytest
 
 from shoal.lab import Lab
 from shoal.lab.ask import probe
+from tests.integration.labtools import shoal, until
 
 pytestmark = pytest.mark.lab
 
 H1 = "198.18.0.11"
-
-
-def shoal(lab: Lab, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
-    proc = lab.exec("h1", ["shoal", *args], capture=True, timeout=120)
-    if check and proc.returncode != 0:
-        raise AssertionError(f"shoal {' '.join(args)}: {proc.returncode}\n{proc.stderr}")
-    return proc
-
-
-def until(check: Callable[[], Any], timeout: float = 30.0, what: str = "") -> Any:
-    deadline = time.monotonic() + timeout
-    while True:
-        result = check()
-        if result:
-            return result
-        if time.monotonic() > deadline:
-            raise AssertionError(f"not within {timeout}s: {what or check}")
-        time.sleep(0.1)
 
 
 def tasks(lab: Lab, service: str) -> list[dict[str, Any]]:

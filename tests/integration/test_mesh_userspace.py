@@ -12,9 +12,8 @@ from __future__ import annotations
 import signal
 import subprocess
 import sys
-import time
 from collections import Counter
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -23,6 +22,7 @@ from shoal.lab import Lab
 from shoal.lab.ask import probe
 from shoal.lab.layout import LabLayout
 from shoal.lab.procs import shoal_daemon_argv
+from tests.integration.labtools import shoal, until
 
 pytestmark = pytest.mark.lab
 
@@ -32,24 +32,6 @@ CLIENT = "198.18.0.2"
 
 def userspace_daemon(layout: LabLayout, host: str) -> list[str]:
     return [*shoal_daemon_argv(layout, host), "--mesh", "userspace"]
-
-
-def shoal(lab: Lab, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
-    proc = lab.exec("h1", ["shoal", *args], capture=True, timeout=120)
-    if check and proc.returncode != 0:
-        raise AssertionError(f"shoal {' '.join(args)}: {proc.returncode}\n{proc.stderr}")
-    return proc
-
-
-def until(check: Callable[[], Any], timeout: float = 30.0, what: str = "") -> Any:
-    deadline = time.monotonic() + timeout
-    while True:
-        result = check()
-        if result:
-            return result
-        if time.monotonic() > deadline:
-            raise AssertionError(f"not within {timeout}s: {what or check}")
-        time.sleep(0.1)
 
 
 def running(lab: Lab, service: str) -> list[dict[str, Any]]:

@@ -6,53 +6,18 @@ from __future__ import annotations
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import pytest
 
 from shoal.lab import Lab
 from shoal.lab.layout import CLIENT
+from tests.integration.labtools import host_of, nodes, running, shoal, until
 
 pytestmark = pytest.mark.lab
 
 H1 = "198.18.0.11"
-
-
-def shoal(
-    lab: Lab, *args: str, host: str = "h1", check: bool = True
-) -> subprocess.CompletedProcess[str]:
-    proc = lab.exec(host, ["shoal", *args], capture=True, timeout=60)
-    if check and proc.returncode != 0:
-        raise AssertionError(f"shoal {' '.join(args)} on {host}: {proc.returncode}\n{proc.stderr}")
-    return proc
-
-
-def until(check: Callable[[], Any], timeout: float = 30.0, what: str = "") -> Any:
-    deadline = time.monotonic() + timeout
-    while True:
-        result = check()
-        if result:
-            return result
-        if time.monotonic() > deadline:
-            raise AssertionError(f"not within {timeout}s: {what or check}")
-        time.sleep(0.1)
-
-
-def nodes(lab: Lab) -> dict[str, dict[str, Any]]:
-    return {n["Description"]["Hostname"].removeprefix("shoal-"): n
-            for n in lab.client("h1").get("/nodes")}
-
-
-def running(lab: Lab, service: str = "web") -> list[dict[str, Any]]:
-    tasks = lab.client("h1").get("/tasks", params={"filters": {"service": {service: True}}})
-    return [t for t in tasks
-            if t["Status"]["State"] == "running" and t["DesiredState"] == "running"]
-
-
-def host_of(lab: Lab, node_id: str) -> str:
-    return next(h for h, n in nodes(lab).items() if n["ID"] == node_id)
 
 
 def set_heartbeat(lab: Lab, value: str) -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import inspect
+import sys
 import json
 import time
 from collections.abc import Callable
@@ -56,7 +57,13 @@ class TestNode:
 
     async def stop(self) -> None:
         await self.client.close()
-        await self.daemon.shutdown()
+        try:
+            await asyncio.wait_for(self.daemon.shutdown(), 30.0)
+        except TimeoutError:
+            # a hang becomes a failure that says where every task was waiting
+            for task in asyncio.all_tasks():
+                task.print_stack(limit=8, file=sys.stderr)
+            raise
 
     async def call(
         self, method: str, path: str, body: Any = None, expect: int = 200, **params: str
