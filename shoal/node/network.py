@@ -202,6 +202,10 @@ class NodeNetwork:
         for task in tasks:
             if task.get_name() != "gossip":
                 task.cancel()
+        # gossip ends by itself once told to stop; if it does not, it is cancelled
+        _, late = await asyncio.wait(tasks, timeout=5.0) if tasks else (set(), set())
+        for task in late:
+            task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
         await self.health.close()  # in-process sockets: they cannot outlive the daemon
         if isinstance(self._net, StoreNet):
