@@ -328,6 +328,9 @@ class RaftConfig(_Base):
     log_entries_for_slow_followers: int = 0
     election_tick: int = 0
     heartbeat_tick: int = 0
+    # shoal: Raft's tick in nanoseconds (default 100 ms), so every manager counts the ticks
+    # above in the same unit; changed by `swarm update --raft-tick`, applied live
+    tick_interval: int = 0
 
 
 class DispatcherConfig(_Base):

@@ -13,6 +13,12 @@ from shoal.cli.context import ApiClient, CliContext, pass_cli
 from shoal.cli.durations import parse_duration
 from shoal.cli.opts import FlagError, parse_int, parse_uint
 from shoal.errors import InvalidArgument
+from shoal.manager.controlapi.raft_spec import (
+    DEFAULT_ELECTION_TICK,
+    DEFAULT_HEARTBEAT_TICK,
+    MAX_TICK,
+    MIN_TICK,
+)
 
 __all__ = ["swarm"]
 
@@ -36,6 +42,40 @@ def _flag(flag: str, value: str | None, parse: Callable[[str], Any]) -> Any:
         raise FlagError(flag, value, str(exc)) from None
 
 
+def _at_least(low: int) -> Callable[[str], int]:
+    def parse(text: str) -> int:
+        value = parse_uint(text)
+        if value < low:
+            raise ValueError(f"must be at least {low}")
+        return value
+
+    return parse
+
+
+def _raft_tick(text: str) -> int:
+    value = parse_duration(text)
+    if not MIN_TICK <= value <= MAX_TICK:
+        raise ValueError("must be between 10ms and 10s")
+    return value
+
+
+_RAFT_FLAGS = ("raft_tick", "election_tick", "heartbeat_tick")
+
+
+def _check_ticks(spec: dict[str, Any], opts: dict[str, Any]) -> None:
+    """ElectionTick >= 2 x HeartbeatTick in the merged spec (the daemon checks it too;
+    see shoal/manager/controlapi/raft_spec.py), when a timing flag is given."""
+    if all(opts.get(flag) is None for flag in _RAFT_FLAGS):
+        return
+    raft = spec.get("Raft") or {}
+    election = raft.get("ElectionTick") or DEFAULT_ELECTION_TICK
+    heartbeat = raft.get("HeartbeatTick") or DEFAULT_HEARTBEAT_TICK
+    if election < 2 * heartbeat:
+        raise InvalidArgument(
+            f"--election-tick ({election}) must be at least twice --heartbeat-tick ({heartbeat})"
+        )
+
+
 def _availability(value: str | None) -> str:
     if value is None:
         return ""
@@ -55,6 +95,14 @@ def _spec_options(f: Callable[..., Any]) -> Callable[..., Any]:
         ),
         click.option("--snapshot-interval", help="Number of log entries between Raft snapshots"),
         click.option("--max-snapshots", help="Number of additional Raft snapshots to retain"),
+        click.option(
+            "--raft-tick", help="Raft tick interval, 10ms to 10s (ns|us|ms|s|m|h) (default 100ms)"
+        ),
+        click.option(
+            "--election-tick",
+            help="Raft ticks without a leader before an election (default 10, >= 2x heartbeat)",
+        ),
+        click.option("--heartbeat-tick", help="Raft ticks between leader heartbeats (default 1)"),
     ):
         f = decorator(f)
     return f
@@ -73,10 +121,15 @@ def _merge_spec(spec: dict[str, Any], opts: dict[str, Any]) -> dict[str, Any]:
             "--cert-expiry", opts.get("cert_expiry"), parse_duration
         ),
         ("Raft", "SnapshotInterval"): _flag(
-            "--snapshot-interval", opts.get("snapshot_interval"), parse_uint
+            "--snapshot-interval", opts.get("snapshot_interval"), _at_least(1)
         ),
         ("Raft", "KeepOldSnapshots"): _flag(
             "--max-snapshots", opts.get("max_snapshots"), parse_uint
+        ),
+        ("Raft", "TickInterval"): _flag("--raft-tick", opts.get("raft_tick"), _raft_tick),
+        ("Raft", "ElectionTick"): _flag("--election-tick", opts.get("election_tick"), _at_least(2)),
+        ("Raft", "HeartbeatTick"): _flag(
+            "--heartbeat-tick", opts.get("heartbeat_tick"), _at_least(1)
         ),
     }
     for (section, key), value in values.items():
@@ -84,6 +137,7 @@ def _merge_spec(spec: dict[str, Any], opts: dict[str, Any]) -> dict[str, Any]:
             if not isinstance(spec.get(section), dict):
                 spec[section] = {}
             spec[section][key] = value
+    _check_ticks(spec, opts)
     return spec
 
 

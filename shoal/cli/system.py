@@ -10,7 +10,7 @@ import click
 from shoal import __version__
 from shoal.cli.common import echo
 from shoal.cli.context import CliContext, pass_cli
-from shoal.cli.durations import human_duration
+from shoal.cli.durations import format_duration, human_duration
 from shoal.cli.format import bytes_size, tabwrite
 from shoal.cli.templates import parse
 from shoal.client import API_VERSION
@@ -64,6 +64,8 @@ def _swarm_lines(swarm: dict[str, Any], out: list[str]) -> None:
             _line(out, "   Number of Old Snapshots to Retain:", raft["KeepOldSnapshots"])
         _line(out, "   Heartbeat Tick:", raft.get("HeartbeatTick") or 0)
         _line(out, "   Election Tick:", raft.get("ElectionTick") or 0)
+        if raft.get("TickInterval"):  # shoal's extension: what a tick is
+            _line(out, "   Tick Interval:", format_duration(raft["TickInterval"]))
         heartbeat = (spec.get("Dispatcher") or {}).get("HeartbeatPeriod") or 0
         ca = spec.get("CAConfig") or {}
         _line(out, "  Dispatcher:")

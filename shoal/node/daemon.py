@@ -66,7 +66,7 @@ from shoal.node.network import (
 )
 from shoal.node.raft_members import LeaderDuties
 from shoal.node.raft_open import force_new_cluster
-from shoal.node.raft_role import RaftRole
+from shoal.node.raft_role import RaftRole, tick_interval
 from shoal.node.raft_wiring import leave_refusal
 from shoal.node.role_switch import RoleSwitch
 
@@ -405,6 +405,7 @@ class Daemon(RoleSwitch):
                         engine_version=self.version,
                         listen_port=port,
                         node_id=node_id,
+                        raft_tick=round(tick_interval() * 1e9),
                     ),
                     ca,
                 )

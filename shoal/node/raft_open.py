@@ -81,11 +81,14 @@ def replay(storage: SQLiteStorage, store: Store) -> tuple[int, int]:
 
 
 def config_for(store: Store, tick: float) -> RaftNodeConfig:
-    """The driver's settings from SwarmSpec.Raft (ticks, snapshot interval, kept tail)."""
+    """The driver's settings from SwarmSpec.Raft (tick interval, election and heartbeat
+    ticks, snapshot interval, kept tail); `tick` (seconds) when the spec has no tick."""
     clusters: list[Swarm] = store.view().list("cluster")
     raft = clusters[0].spec.raft if clusters else None
     if raft is None:
         return RaftNodeConfig(tick_interval=tick)
+    if raft.tick_interval > 0:
+        tick = raft.tick_interval / 1e9
     election = raft.election_tick or 10
     heartbeat = raft.heartbeat_tick or 1
     if election <= heartbeat:

@@ -28,10 +28,11 @@ from shoal.cluster.forward import NOT_LEADER_HEADER, ForwardRequest, ForwardResp
 from shoal.cluster.raft import RaftEndpoint, RaftMember, join_raft
 from shoal.cluster.raft_transport import RECONNECT_OPTIONS, RaftReceiver, RaftTransport
 from shoal.errors import InvalidArgument, NotFound, ShoalError, Unavailable
-from shoal.manager.raft import NotLeader, RaftLog
+from shoal.manager.raft import NotLeader, RaftLog, RaftNodeConfig
 from shoal.manager.raft.ids import raft_id
 from shoal.manager.state.store import Store, Tx
 from shoal.node.raft_open import config_for, open_storage, replay
+from shoal.node.raft_timing import follow_raft_spec
 
 __all__ = ["NO_LEADER", "ElectedHere", "RaftRole", "tick_interval"]
 
@@ -49,7 +50,8 @@ class ElectedHere(Unavailable):
 
 
 def tick_interval() -> float:
-    """Raft's tick (seconds): SHOAL_RAFT_TICK_MS, default 100 ms (see raft-driver.md)."""
+    """Raft's default tick (seconds): SHOAL_RAFT_TICK_MS, else 100 ms (see raft-driver.md).
+    A swarm's Spec.Raft.TickInterval overrides it; `swarm init` stores it there."""
     value = os.environ.get("SHOAL_RAFT_TICK_MS", "")
     try:
         return max(int(value), 1) / 1000 if value else 0.1
@@ -65,16 +67,18 @@ class RaftRole:
         self.storage = open_storage(swarm_dir, node_id, founding=founding)
         scratch = Store()
         replay(self.storage, scratch)
-        self.config = config_for(scratch, tick_interval())
+        self.default_tick = tick_interval()
+        config = config_for(scratch, self.default_tick)
         self.addr = ""  # this manager's advertised 2377, once it listens
         self.gossip_addr = ""
         self._tls: Callable[[], NodeTLS] | None = None
         self.transport = RaftTransport(lambda: self.addr, self._current_tls, self._store_addr)
-        self.log = RaftLog.open(store, self.id, self.storage, self.transport, self.config)
+        self.log = RaftLog.open(store, self.id, self.storage, self.transport, config)
         self.node = self.log.node
         store.attach(self.log)
         self._task: asyncio.Task[None] | None = None
         self._hello: asyncio.Task[None] | None = None
+        self._follow: asyncio.Task[None] | None = None
         self._clients: dict[str, tuple[bytes, ClusterClient]] = {}
 
     # -- life cycle ---------------------------------------------------------------------
@@ -86,6 +90,9 @@ class RaftRole:
         commit = self.storage.hard_state.commit
         self._task = asyncio.create_task(self.log.run(), name="raft")
         await self.node.wait_until(lambda: self.node.applied >= commit, 30.0)
+        self._follow = asyncio.create_task(
+            follow_raft_spec(self.store, self.node, self.default_tick), name="raft-spec"
+        )
         if self.node.conf_state.voters == (self.id,):
             self.node.campaign()
             await self.wait_leader(10.0)
@@ -107,11 +114,17 @@ class RaftRole:
     async def wait_leader(self, timeout: float) -> None:
         await self.node.wait_until(lambda: self.node.leader_ready, timeout)
 
+    @property
+    def config(self) -> RaftNodeConfig:
+        """The driver's current settings (they follow SwarmSpec.Raft live)."""
+        return self.node.config
+
     async def close(self) -> None:
-        if self._hello is not None:
-            self._hello.cancel()
-            await asyncio.gather(self._hello, return_exceptions=True)
-            self._hello = None
+        for task in (self._hello, self._follow):
+            if task is not None:
+                task.cancel()
+                await asyncio.gather(task, return_exceptions=True)
+        self._hello = self._follow = None
         await self.log.stop()
         if self._task is not None:
             await asyncio.gather(self._task, return_exceptions=True)

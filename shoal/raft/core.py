@@ -185,6 +185,17 @@ class Raft:
     def tick(self) -> None:
         self.tick_fn()
 
+    def set_timing(self, election_tick: int, heartbeat_tick: int) -> None:
+        """New election/heartbeat timeouts, effective from the next tick. Elapsed counters
+        are kept (time already passed without a leader still counts); the randomised
+        timeout is drawn again within the new range. Safety never depends on timing."""
+        Config(
+            id=self.id, rng=self.rng, election_tick=election_tick, heartbeat_tick=heartbeat_tick
+        ).validate()
+        self.election_timeout = election_tick
+        self.heartbeat_timeout = heartbeat_tick
+        self.randomized_election_timeout = election_tick + self.rng.randrange(election_tick)
+
     def tick_election(self) -> None:
         self.election_elapsed += 1
         if self.promotable() and self.election_elapsed >= self.randomized_election_timeout:

@@ -122,6 +122,11 @@ class RawNode:
     def tick(self) -> None:
         self._raft.tick()
 
+    def set_timing(self, election_tick: int, heartbeat_tick: int) -> None:
+        """Change the election and heartbeat timeouts (in ticks) from the next tick on;
+        ConfigError (nothing changed) unless election_tick > heartbeat_tick >= 1."""
+        self._raft.set_timing(election_tick, heartbeat_tick)
+
     def campaign(self) -> None:
         """Start an election now (e.g. a freshly bootstrapped single node)."""
         self._raft.step(Message(MT.HUP, self.id, self.id))

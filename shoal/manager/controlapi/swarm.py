@@ -15,13 +15,13 @@ from shoal.api.types import (
     NodeSpec,
     NodeStatus,
     OrchestrationConfig,
-    RaftConfig,
     Swarm,
     SwarmSpec,
 )
 from shoal.ca.root import RootCA, join_token
 from shoal.errors import InvalidArgument, OutOfSequence
 from shoal.manager.allocator.subnets import allocate_subnet, validate_pool
+from shoal.manager.controlapi.raft_spec import DEFAULT_TICK, raft_defaults, validate_raft
 from shoal.manager.controlapi.resolve import resolve
 from shoal.manager.state.store import Store, Tx, new_id
 
@@ -61,23 +61,21 @@ class InitOptions:
     engine_version: str
     listen_port: int = 2377
     node_id: str = ""  # the founding manager's ID, when chosen before (its Raft ID derives from it)
+    raft_tick: int = DEFAULT_TICK  # ns; Spec.Raft.TickInterval when the spec leaves it zero
 
 
-def _spec_defaults(spec: SwarmSpec | None) -> SwarmSpec:
-    """Docker's defaults for every field left zero (the docker CLI sends empty sections)."""
+def _spec_defaults(spec: SwarmSpec | None, raft_tick: int) -> SwarmSpec:
+    """Docker's defaults for every field left zero (the docker CLI sends empty sections);
+    `raft_tick` (ns) for a zero Raft.TickInterval. Raises InvalidArgument for a Raft spec
+    the managers cannot run with."""
     spec = spec or SwarmSpec()
     spec.name = spec.name or "default"
     orch = spec.orchestration or OrchestrationConfig()
     if orch.task_history_retention_limit is None:
         orch.task_history_retention_limit = 5
     spec.orchestration = orch
-    raft = spec.raft or RaftConfig()
-    raft.snapshot_interval = raft.snapshot_interval or 10000
-    raft.keep_old_snapshots = raft.keep_old_snapshots or 0
-    raft.log_entries_for_slow_followers = raft.log_entries_for_slow_followers or 500
-    raft.election_tick = raft.election_tick or 10
-    raft.heartbeat_tick = raft.heartbeat_tick or 1
-    spec.raft = raft
+    spec.raft = raft_defaults(spec.raft, raft_tick)
+    validate_raft(spec.raft)
     dispatcher = spec.dispatcher or DispatcherConfig()
     dispatcher.heartbeat_period = dispatcher.heartbeat_period or 5 * SECOND
     spec.dispatcher = dispatcher
@@ -93,11 +91,12 @@ async def init_swarm(store: Store, opts: InitOptions, ca: RootCA) -> tuple[Swarm
     validate_pool(pools, size)
     if not 1024 <= (opts.data_path_port or 4789) <= 49151:
         raise InvalidArgument("data path port must be within 1024-49151")
+    spec = _spec_defaults(opts.spec, opts.raft_tick)
 
     def fn(tx: Tx) -> tuple[Swarm, Node]:
         swarm = Swarm(
             id=new_id(),
-            spec=_spec_defaults(opts.spec),
+            spec=spec,
             tls_info={"TrustRoot": ca.cert_pem.decode()},
             data_path_port=opts.data_path_port or 4789,
             default_addr_pool=pools,
@@ -231,7 +230,9 @@ async def update_swarm(
         swarm = cluster(tx)
         if version is not None and version != swarm.version.index:
             raise OutOfSequence("rpc error: code = Unknown desc = update out of sequence")
-        swarm.spec = _spec_defaults(spec)
+        # A zero tick keeps the current one: docker's CLI posts back the spec without it.
+        current = swarm.spec.raft.tick_interval if swarm.spec.raft else 0
+        swarm.spec = _spec_defaults(spec, current or DEFAULT_TICK)
         if (rotate_worker or rotate_manager) and ca is None:
             raise InvalidArgument("this node cannot rotate join tokens (no root CA key)")
         if rotate_worker and ca is not None:

@@ -12,7 +12,7 @@ committed and applied locally; a corrupted storage file is reported, never used.
 See docs/design/raft-driver.md.
 """
 
-from shoal.manager.raft.config import RaftNodeConfig, StateMachine
+from shoal.manager.raft.config import LIVE_FIELDS, RaftNodeConfig, StateMachine
 from shoal.manager.raft.errors import NotLeader, RaftStorageError, StorageCorrupted
 from shoal.manager.raft.leadership import LeadershipCallback
 from shoal.manager.raft.node import RaftNode
@@ -28,6 +28,7 @@ from shoal.manager.raft.transport import (
 )
 
 __all__ = [
+    "LIVE_FIELDS",
     "InMemoryNetwork",
     "InMemoryTransport",
     "LeadershipCallback",

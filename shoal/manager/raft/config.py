@@ -9,13 +9,16 @@ over the worst event-loop stalls and fsync latencies measured.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from typing import Protocol
 
 from shoal.errors import InvalidArgument
 from shoal.raft.messages import DEFAULT_MAX_DECODE_BYTES
 
-__all__ = ["RaftNodeConfig", "StateMachine"]
+__all__ = ["LIVE_FIELDS", "RaftNodeConfig", "StateMachine"]
+
+# What a running driver can change (`RaftNode.reconfigure`): what SwarmSpec.Raft sets.
+LIVE_FIELDS = ("tick_interval", "election_tick", "heartbeat_tick", "snapshot_every", "keep_tail")
 
 
 class StateMachine(Protocol):
@@ -74,3 +77,18 @@ class RaftNodeConfig:
             raise InvalidArgument("raft: snapshot interval must be positive, tail >= 0")
         if self.max_message_bytes <= 0 or self.max_outbound <= 0:
             raise InvalidArgument("raft: message and queue limits must be positive")
+
+    def check_live_change(self, new: RaftNodeConfig) -> None:
+        """Refuse `new` unless it is valid and differs from this one in LIVE_FIELDS only."""
+        new.validate()
+        fixed = [f.name for f in fields(self) if f.name not in LIVE_FIELDS]
+        changed = [f for f in fixed if getattr(new, f) != getattr(self, f)]
+        if changed:
+            raise InvalidArgument(f"raft: {', '.join(changed)} cannot change while running")
+
+    def describe(self) -> str:
+        return (
+            f"tick {self.tick_interval * 1e3:g} ms, election {self.election_tick} ticks, "
+            f"heartbeat {self.heartbeat_tick} ticks, snapshot every {self.snapshot_every} "
+            f"entries keeping {self.keep_tail}"
+        )

@@ -103,6 +103,7 @@ class RaftNode(Requests, Membership):
         self._inbox: deque[Callable[[], None]] = deque()
         self._ticks = 0
         self._wake = asyncio.Event()
+        self._retimed = asyncio.Event()
         self._changed = asyncio.Event()
         self._proposals = Proposals()
         self._reads = Reads()
@@ -258,6 +259,21 @@ class RaftNode(Requests, Membership):
         """Start an election now (a freshly bootstrapped single manager need not wait)."""
         self._submit(self._raw.campaign)
 
+    def reconfigure(self, config: RaftNodeConfig) -> None:
+        """Take `config` while running (a `swarm update` of SwarmSpec.Raft): the tick
+        interval from the next tick, election/heartbeat ticks from the core's next tick,
+        snapshot settings from the next round. InvalidArgument (nothing changed) when it
+        is invalid or differs in more than `LIVE_FIELDS`."""
+        self.config.check_live_change(config)
+        old, self.config = self.config, config
+        timing = (config.election_tick, config.heartbeat_tick)
+        if (old.election_tick, old.heartbeat_tick) != timing:
+            self._submit(functools.partial(self._raw.set_timing, *timing))
+        if old.tick_interval != config.tick_interval:
+            self._retimed.set()  # the sleeping ticker starts over with the new interval
+        if old != config:
+            log.info("raft %x: reconfigured: %s", self.id, config.describe())
+
     # --- inbox actions (run by the driver, between Readies) ------------------------------
 
     def _submit(self, action: Callable[[], None]) -> None:
@@ -278,7 +294,13 @@ class RaftNode(Requests, Membership):
         # Sleeping (not a fixed schedule) means a stalled loop does not replay a burst of
         # ticks afterwards: a stall slows Raft's clock instead of firing elections.
         while True:
-            await asyncio.sleep(self.config.tick_interval)
+            self._retimed.clear()
+            try:
+                async with asyncio.timeout(self.config.tick_interval):
+                    await self._retimed.wait()
+                continue  # reconfigured: a fresh interval, no tick for the cut-short one
+            except TimeoutError:
+                pass
             self._ticks += 1
             self._wake.set()
 
