@@ -110,9 +110,12 @@ def heal(host: str) -> None:
 
 @lab.command("demo")
 @click.option("--nodes", default=5, show_default=True, help="number of hosts")
+@click.option(
+    "--managers", type=int, default=None, help="how many are managers [default: 3, at most --nodes]"
+)
 @click.option("--keep", is_flag=True, help="leave the lab up at the end")
-def demo(nodes: int, keep: bool) -> None:
+def demo(nodes: int, managers: int | None, keep: bool) -> None:
     """The routing mesh story: a 3-replica `web` service answering on every host."""
     from shoal.lab.demo import run_demo
 
-    run_demo(_lab(), nodes=nodes, keep=keep)
+    run_demo(_lab(), nodes=nodes, keep=keep, managers=managers)

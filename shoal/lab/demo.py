@@ -194,11 +194,13 @@ def _stop_one(lab: Lab, api: Client) -> None:
     _where(lab, api, off=victim)
 
 
-def run_demo(lab: Lab, nodes: int = 5, keep: bool = False) -> None:
+def run_demo(lab: Lab, nodes: int = 5, keep: bool = False, managers: int | None = None) -> None:
     """Tell the story on `lab`; it is brought down at the end unless `keep`."""
-    _step(f"A lab of {nodes} host(s) on fabric 198.18.0.0/24, and a client at 198.18.0.2")
-    _cmd(f"shoal lab up --nodes {nodes}")
-    lab.up(nodes)
+    managers = min(3, nodes) if managers is None else managers
+    _step(f"A lab of {nodes} host(s), {managers} of them Raft managers, on fabric "
+          "198.18.0.0/24, and a client at 198.18.0.2")
+    _cmd(f"shoal lab up --nodes {nodes} --managers {managers}")
+    lab.up(nodes, managers)
     for line in status_table(lab.status()).splitlines():
         _say("  " + line)
     try:
