@@ -14,6 +14,7 @@ Layout of `table inet <table>` (one per node; see docs/design/mesh.md):
     chain nat-postrouting      (hook) marked flows: masquerade (port-preserving) unless
                                the client is external and the backend is on this node
     chain filter-input         (hook) new flows to @refused -> refuse
+    chain mangle-forward       (hook) forwarded SYNs: TCP MSS clamped to the route MTU
 
 Invariants of the transactions built here: a chain exists before a map element or rule
 refers to it; map elements go before the chains they pointed at are deleted; a node with no
@@ -59,6 +60,7 @@ _HOOKS: dict[str, str] = {
     "nat-output": "type nat hook output priority -100; policy accept;",
     "nat-postrouting": "type nat hook postrouting priority 100; policy accept;",
     "filter-input": "type filter hook input priority 0; policy accept;",
+    "mangle-forward": "type filter hook forward priority -150; policy accept;",
 }
 _SPECS: dict[str, tuple[Literal["map", "set"], str]] = {
     PORTS_MAP: ("map", "type inet_proto . inet_service : verdict;"),
@@ -251,6 +253,14 @@ def _hook_chains(subnet: str) -> list[Chain]:
                 "meta nfproto ipv4 ct state new fib daddr type local"
                 f" meta l4proto . th dport @{REFUSED_SET} goto {REFUSE_CHAIN}",
             ),
+        ),
+        # a client's SYN to a task on another node crosses the overlay (MTU 1450): clamp the
+        # MSS to the route's MTU, so it never depends on ICMP "fragmentation needed" coming
+        # back through firewalls (tasks and clients are 1500-byte hosts)
+        Chain(
+            "mangle-forward",
+            _HOOKS["mangle-forward"],
+            ("tcp flags syn / syn,rst tcp option maxseg size set rt mtu",),
         ),
     ]
 

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import inspect
-import sys
 import json
+import sys
 import time
 from collections.abc import Callable
 from pathlib import Path

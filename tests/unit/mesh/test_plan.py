@@ -106,6 +106,10 @@ def test_hooks_dnat_local_addresses_and_masquerade_by_mark() -> None:
     assert rs is not None and rs.chain_map()["nat-prerouting"].hook.startswith(
         "type nat hook prerouting priority -100;"
     )
+    # forwarded SYNs (to a task across the overlay) get their MSS clamped to the route MTU
+    assert rules(rs, "mangle-forward") == (
+        "tcp flags syn / syn,rst tcp option maxseg size set rt mtu",
+    )
 
 
 def test_render_is_deterministic_whatever_the_input_order() -> None:
