@@ -269,12 +269,23 @@ class Daemon(RoleSwitch):
             log.error("daemon: %s", exc.message)
             self.cluster = None
             raise
+        self._keep_listen_port()
         self._serve_raft()
         self._watch_role()
         self.renewer = CertRenewer(
             lambda: self._current_tls(), self._sign_local, self._save_tls, random.Random()
         )
         self._spawn(self.renewer.run(), "cert-renewal")
+
+    def _keep_listen_port(self) -> None:
+        """A listener asked for "any port" (tests) keeps the port it got across restarts,
+        as a manager on 2377 does: the other managers know it by that address."""
+        assert self.swarm is not None and self.cluster is not None
+        host, port = split_listen_addr(self.swarm.listen_addr)
+        if port == 0 and self.cluster.port:
+            self.swarm = replace(self.swarm, listen_addr=f"{host}:{self.cluster.port}")
+            if self._membership_file.exists():
+                save_membership(self._membership_file, self.swarm)
 
     async def _start_worker(self) -> None:
         assert self.swarm is not None and self.tls is not None
