@@ -35,6 +35,7 @@ class Scenario:
     client_timeout: int = 30  # ticks
     restart_after: tuple[int, int] = (2, 40)  # ticks a crashed node stays down
     send_before_persist: bool = False  # a broken driver, to prove the checks bite
+    retime_rate: float = 0.0  # per tick: one node takes other election/heartbeat ticks live
 
     @classmethod
     def from_seed(cls, seed: int, chaos_ticks: int | None = None) -> Scenario:
@@ -68,6 +69,7 @@ class Scenario:
             max_inflight=1 if profile == "narrow" else r.choice((1, 4, 256)),
             max_size_per_msg=1 if profile == "narrow" else r.choice((1, 100, 1 << 20)),
             keys=r.choice((1, 2, 3)),
+            retime_rate=r.choice((0.0, 0.0, 0.03)),  # drawn last: earlier draws unchanged
         )
         if chaos_ticks is not None:
             sc = replace(sc, chaos_ticks=chaos_ticks)
@@ -82,5 +84,5 @@ class Scenario:
             f"membership={self.membership} transfer={self.transfer_rate} "
             f"compact={self.compact_every}/{self.keep_tail} prevote={self.pre_vote} "
             f"checkquorum={self.check_quorum} inflight={self.max_inflight} "
-            f"msgsize={self.max_size_per_msg}"
+            f"msgsize={self.max_size_per_msg} retime={self.retime_rate}"
         )

@@ -94,11 +94,15 @@ class SimNode:
             sim.checker.on_entries(
                 self.id, tuple(self.storage.entries(first, last + 1, None)), self.log
             )
+        if self.durable_commit:
+            # A crash may leave an unsynced write on the disk after all: its commit index
+            # is durable from now on, and the checker must know (it may be the highest).
+            sim.checker.on_durable_commit(self.id, self.durable_commit, self.log)
         cfg = Config(
             id=self.id,
             rng=random.Random(sim.rng.getrandbits(64)),
-            election_tick=sc.election_tick,
-            heartbeat_tick=sc.heartbeat_tick,
+            election_tick=sim.timing[0],  # the cluster's current timings, like a manager
+            heartbeat_tick=sim.timing[1],  # that reads SwarmSpec.Raft when it starts
             applied=snap.index,
             max_inflight=sc.max_inflight,
             max_size_per_msg=sc.max_size_per_msg,

@@ -37,6 +37,8 @@ __all__ = ["REPLAY", "Scenario", "SimFailure", "Simulation"]
 
 UNITS_PER_TICK = 10
 REPLAY = ".venv/bin/pytest tests/sim/test_raft_sim.py --seed {seed}"
+# (election, heartbeat) ticks a retimed node takes: tighter, looser and the etcd-like ones
+RETIMINGS = ((3, 1), (5, 1), (10, 1), (10, 3), (15, 2))
 
 
 class SimFailure(AssertionError):
@@ -72,6 +74,8 @@ class Simulation:
         self.clients_on = True
         self.crashes = 0
         self.liveness_ticks_used: int | None = None
+        self.timing = (sc.election_tick, sc.heartbeat_tick)  # (election, heartbeat) ticks
+        self.retiming: set[int] = set()  # running nodes still on the previous timings
         voters = tuple(range(1, sc.nodes + 1))
         for i in voters:
             self._add_node(i, MemoryStorage.bootstrap(voters, KV().snapshot()))
@@ -199,6 +203,7 @@ class Simulation:
                     self._crashed(victim, "between steps")
                 else:
                     victim.crash_at = point
+        self._retime()
         if sc.transfer_rate and r.random() < sc.transfer_rate:
             lead = self.leader()
             if lead is not None and lead.raw is not None:
@@ -208,6 +213,27 @@ class Simulation:
                     lead.raw.transfer_leadership(to)
                     self.trace(f"transfer n{lead.id} -> n{to}")
                     self.run_node(lead)
+
+    def _retime(self) -> None:
+        """A `swarm update` of the Raft timings: every running node takes the new ones,
+        each a few ticks after the others (as the managers apply the spec), so for a while
+        they disagree — which may cost elections but never safety. A node that starts
+        takes the current ones."""
+        r = self.rng
+        if self.sc.retime_rate and r.random() < self.sc.retime_rate:
+            self.timing = r.choice(RETIMINGS)
+            self.retiming = {n.id for n in self.up_nodes()}
+            self.trace(f"retime to election {self.timing[0]} heartbeat {self.timing[1]}")
+        for node_id in sorted(self.retiming):
+            if r.random() < 0.3:
+                self._apply_timing(node_id)
+
+    def _apply_timing(self, node_id: int) -> None:
+        self.retiming.discard(node_id)
+        raw = self.nodes[node_id].raw
+        if raw is not None:  # a node down meanwhile starts with the new timings
+            raw.set_timing(*self.timing)
+            self.trace(f"n{node_id} retimed")
 
     def _partition(self) -> None:
         r = self.rng
@@ -323,6 +349,8 @@ class Simulation:
                 node.start()
         self.restart_at.clear()
         self.stop_at.clear()
+        for node_id in sorted(self.retiming):
+            self._apply_timing(node_id)
         self.trace("healed: network reliable, every member up")
 
     def check_liveness(self) -> None:

@@ -99,3 +99,22 @@ async def test_bad_timings_are_refused_and_change_nothing(
         assert "raft:" in answer["message"]
     assert await nodes[2].call("GET", "/swarm") == before
     assert all(_timing(n) == (0.02, 1000, 1) for n in nodes)
+
+
+async def test_init_with_bad_timings_is_refused_and_leaves_nothing(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("SHOAL_RAFT_TICK_MS", "20")
+    node = TestNode(tmp_path / "m1", "m1")
+    body: dict[str, Any] = {"AdvertiseAddr": "127.0.0.1", "DefaultAddrPool": ["198.19.0.0/16"]}
+    try:
+        await node.start()
+        bad = dict(body, Spec={"Raft": {"ElectionTick": 3, "HeartbeatTick": 2}})
+        answer = await node.call("POST", "/swarm/init", bad, expect=400)
+        assert "ElectionTick (3) must be at least twice HeartbeatTick (2)" in answer["message"]
+        assert (await node.call("GET", "/info"))["Swarm"]["LocalNodeState"] == "inactive"
+        good = dict(body, Spec={"Raft": {"TickInterval": 50 * MS}})
+        await node.call("POST", "/swarm/init", good)
+        assert _timing(node) == (0.05, 10, 1)  # the spec's tick, not SHOAL_RAFT_TICK_MS
+    finally:
+        await node.stop()
