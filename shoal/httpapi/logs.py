@@ -84,7 +84,11 @@ async def stream_logs(
         tail = None if tail_text in ("", "all") else int(tail_text)
     except ValueError:
         raise InvalidArgument(f"invalid tail value {tail_text!r}") from None
-    since = float(request.query.get("since") or 0)
+    since_text = request.query.get("since") or "0"
+    try:
+        since = float(since_text)  # the API's "seconds[.nanoseconds]" since the epoch
+    except ValueError:
+        raise InvalidArgument(f"invalid since value {since_text!r}") from None
 
     response = web.StreamResponse(
         headers={"Content-Type": "application/vnd.docker.multiplexed-stream"}
