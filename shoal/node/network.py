@@ -160,6 +160,7 @@ class NodeNetwork:
         self._peer_ids: frozenset[str] = frozenset()
         self._skipped: tuple[str, ...] = ()
         self._join_now = False
+        self._joining: asyncio.Task[None] | None = None
 
     @property
     def gossip_addr(self) -> str:
@@ -199,6 +200,9 @@ class NodeNetwork:
         with contextlib.suppress(Exception):
             await self.gossip.stop(leave=leave)
         tasks, self._tasks = self._tasks, []
+        if self._joining is not None:
+            self._joining.cancel()
+            tasks.append(self._joining)
         for task in tasks:
             if task.get_name() != "gossip":
                 task.cancel()
@@ -252,7 +256,10 @@ class NodeNetwork:
         if periodic or self._join_now or peer_ids != self._peer_ids:
             self._peer_ids = peer_ids
             self._join_now = False
-            await self._join(view)
+            # in the background: a push-pull to a node that is down takes its full timeout,
+            # and the overlay, keys and reconcile must not wait for it
+            if self._joining is None or self._joining.done():
+                self._joining = asyncio.ensure_future(self._join(view))
 
     def _take_keys(self, keys: tuple[bytes, ...]) -> None:
         if not keys or keys == self._keys:
