@@ -13,12 +13,11 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import json
-import sys
 import time
 from typing import Any
 
 from shoal.errors import ShoalError
+from shoal.mesh.jsonlines import serve_json_lines
 from shoal.mesh.kernel import KernelDataPlane
 from shoal.mesh.model import MeshState
 
@@ -46,19 +45,7 @@ async def handle(plane: KernelDataPlane, request: dict[str, Any]) -> dict[str, A
 
 async def _serve(table: str) -> None:
     plane = KernelDataPlane(table=table)
-    loop = asyncio.get_running_loop()
-    while True:
-        line = await loop.run_in_executor(None, sys.stdin.readline)
-        if not line:
-            return
-        try:
-            request = json.loads(line)
-        except json.JSONDecodeError as exc:
-            reply: dict[str, Any] = {"ok": False, "error": f"bad JSON: {exc}"}
-        else:
-            reply = await handle(plane, request)
-        sys.stdout.write(json.dumps(reply) + "\n")
-        sys.stdout.flush()
+    await serve_json_lines(lambda request: handle(plane, request))
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -16,12 +16,11 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import json
-import sys
 import time
 from typing import Any
 
 from shoal.errors import ShoalError
+from shoal.mesh.jsonlines import serve_json_lines
 from shoal.mesh.overlay.model import OverlayPeer
 from shoal.mesh.overlay.vxlan import Overlay
 
@@ -50,19 +49,7 @@ async def handle(overlay: Overlay, request: dict[str, Any]) -> dict[str, Any]:
 
 
 async def _serve(overlay: Overlay) -> None:
-    loop = asyncio.get_running_loop()
-    while True:
-        line = await loop.run_in_executor(None, sys.stdin.readline)
-        if not line:
-            return
-        try:
-            request = json.loads(line)
-        except json.JSONDecodeError as exc:
-            reply: dict[str, Any] = {"ok": False, "error": f"bad JSON: {exc}"}
-        else:
-            reply = await handle(overlay, request)
-        sys.stdout.write(json.dumps(reply) + "\n")
-        sys.stdout.flush()
+    await serve_json_lines(lambda request: handle(overlay, request))
 
 
 def main(argv: list[str] | None = None) -> None:
