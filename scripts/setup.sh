@@ -5,9 +5,11 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 need_apt=()
-for bin in nft:nftables ip:iproute2 curl:curl busybox:busybox conntrack:conntrack openssl:openssl python3:python3; do
+for bin in nft:nftables ip:iproute2 curl:curl conntrack:conntrack runc:runc skopeo:skopeo umoci:umoci docker-registry:docker-registry openssl:openssl python3:python3; do
   command -v "${bin%%:*}" >/dev/null 2>&1 || need_apt+=("${bin##*:}")
 done
+# images for tests are built from the static busybox (it runs in any root filesystem)
+dpkg -s busybox-static >/dev/null 2>&1 || need_apt+=(busybox-static)
 python3 -c 'import venv, ensurepip' >/dev/null 2>&1 || need_apt+=(python3-venv)
 if [ ${#need_apt[@]} -gt 0 ]; then
   export DEBIAN_FRONTEND=noninteractive
