@@ -20,11 +20,11 @@ from shoal.agent.exec.runtime import ExecRuntime, ExitStatus, TaskConfig, TaskSt
 from shoal.agent.health import HealthMonitor, health_spec
 from shoal.agent.ipam import SubnetAllocator
 from shoal.agent.taskenv import task_argv, task_env
+from shoal.api.session import StatusUpdate
 from shoal.api.states import TaskState, rank
+from shoal.api.timefmt import now_rfc3339
 from shoal.api.types import ContainerStatus, Task, TaskStatusInfo
 from shoal.gossip.table import EndpointEntry, EndpointTable
-from shoal.manager.dispatcher.session import StatusUpdate
-from shoal.manager.state.store import now_rfc3339
 
 __all__ = ["NodeContext", "TaskController", "wait_listening"]
 

@@ -12,8 +12,8 @@ from typing import Any, TypeVar
 
 import msgspec
 
+from shoal.api.session import StatusUpdate
 from shoal.api.types import Task
-from shoal.manager.dispatcher.session import StatusUpdate
 
 __all__ = [
     "Empty",

@@ -37,6 +37,7 @@ from shoal.agent.health import netns_checker
 from shoal.agent.ipam import SubnetAllocator
 from shoal.agent.session_client import RemoteSession
 from shoal.agent.taskenv import task_env
+from shoal.api.session import AgentSession
 from shoal.api.types import SwarmSpec, Task
 from shoal.ca.certs import make_csr, new_key, sign_node_csr
 from shoal.ca.files import NodeTLS, load_node_tls, load_root_ca, save_node_tls, save_root_ca
@@ -47,7 +48,6 @@ from shoal.errors import NotSupported, ShoalError, Unavailable
 from shoal.gossip.node import GossipOptions
 from shoal.gossip.table import EndpointTable
 from shoal.manager.controlapi.swarm import InitOptions, init_swarm, node_cert_expiry
-from shoal.manager.dispatcher.session import AgentSession
 from shoal.manager.state.store import Store, new_id
 from shoal.mesh.dataplane import DataPlane
 from shoal.node.addresses import advertise_address

@@ -14,11 +14,12 @@ import asyncio
 import logging
 from collections.abc import AsyncIterator
 
+from shoal.api.session import StatusUpdate
 from shoal.api.types import Task
 from shoal.cluster.wire import Empty, HeartbeatResponse, StatusRequest
 from shoal.errors import Unavailable
 from shoal.manager.controlapi.swarm import heartbeat_period
-from shoal.manager.dispatcher.session import LocalSession, StatusUpdate
+from shoal.manager.dispatcher.session import LocalSession
 from shoal.manager.state.store import Store
 from shoal.node.raft_role import RaftRole
 

@@ -1,44 +1,24 @@
-"""The agent's session with the dispatcher: assignments down, task status up.
+"""The agent's session with the dispatcher, served in-process from the store.
 
-`AgentSession` is the contract; `LocalSession` serves it in-process from the store (a node
-that is its own manager). The 2377 dispatcher will serve the same contract to remote
-workers, so the agent does not change when it moves to another host.
+The contract (`AgentSession`, `StatusUpdate`) lives in `shoal.api.session`; `LocalSession`
+serves it to a node that is its own manager, the 2377 dispatcher serves the same contract
+to remote workers, so the agent does not change when it moves to another host.
 """
 
 from __future__ import annotations
 
 import logging
 from collections.abc import AsyncIterator
-from typing import Protocol
 
-import msgspec
-
+from shoal.api.session import StatusUpdate
 from shoal.api.states import check_transition
-from shoal.api.types import Task, TaskStatusInfo
+from shoal.api.types import Task
 from shoal.errors import ShoalError
 from shoal.manager.state.store import Commit, Store, Tx
 
-__all__ = ["AgentSession", "LocalSession", "StatusUpdate"]
+__all__ = ["LocalSession"]
 
 log = logging.getLogger(__name__)
-
-
-class StatusUpdate(msgspec.Struct):
-    task_id: str
-    status: TaskStatusInfo
-    address: str = ""
-
-
-class AgentSession(Protocol):
-    def assignments(self) -> AsyncIterator[list[Task]]:
-        """Every task assigned to this node, again after each change that concerns them."""
-        ...
-
-    async def report(self, updates: list[StatusUpdate]) -> None:
-        """Record observed task states; a backwards transition raises (it is a bug)."""
-        ...
-
-    async def heartbeat(self) -> None: ...
 
 
 class LocalSession:

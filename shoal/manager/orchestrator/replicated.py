@@ -12,13 +12,14 @@ import time
 from collections import defaultdict
 
 from shoal.api.states import TaskState, is_terminal, rank
+from shoal.api.timefmt import now_rfc3339
 from shoal.api.types import Node, Service, Task, UpdateStatus
 from shoal.manager.orchestrator.restart import restart_at
 from shoal.manager.orchestrator.tasks import is_current, is_dead, new_task
 from shoal.manager.orchestrator.update import settle_wait, slots_to_update
 from shoal.manager.reconciler import Reconciler
 from shoal.manager.scheduler.filters import node_is_eligible
-from shoal.manager.state.store import Tx, now_rfc3339
+from shoal.manager.state.store import Tx
 
 __all__ = ["Orchestrator"]
 

@@ -11,11 +11,12 @@ import logging
 from collections import Counter
 
 from shoal.api.states import TaskState, rank
+from shoal.api.timefmt import now_rfc3339
 from shoal.api.types import Node, Task
 from shoal.manager.orchestrator.tasks import is_current
 from shoal.manager.reconciler import Reconciler
 from shoal.manager.scheduler.filters import FILTERS, explain_no_fit
-from shoal.manager.state.store import Tx, now_rfc3339
+from shoal.manager.state.store import Tx
 
 __all__ = ["Scheduler", "pick_node"]
 

@@ -18,16 +18,16 @@ import builtins
 import secrets
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from typing import Any, Literal, Protocol, TypeVar
 
 import msgspec
 
 from shoal.api.codec import clone
+from shoal.api.timefmt import now_rfc3339
 from shoal.errors import Conflict, NotFound, OutOfSequence
 from shoal.manager.state.changes import KINDS, Batch, Change, decode_batch, encode_batch
 
-__all__ = ["Commit", "Event", "Log", "ReadView", "Store", "Tx", "new_id", "now_rfc3339"]
+__all__ = ["Commit", "Event", "Log", "ReadView", "Store", "Tx", "new_id"]
 
 T = TypeVar("T")
 _ALPHABET = "0123456789abcdefghijklmnopqrstuvwxyz"
@@ -36,10 +36,6 @@ _ALPHABET = "0123456789abcdefghijklmnopqrstuvwxyz"
 def new_id() -> str:
     """A 25-character lowercase base-36 ID, like swarmkit's."""
     return "".join(secrets.choice(_ALPHABET) for _ in range(25))
-
-
-def now_rfc3339() -> str:
-    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
 @dataclass(frozen=True)
