@@ -18,6 +18,7 @@ import contextlib
 import logging
 from collections.abc import AsyncIterator, Callable
 
+from shoal.api.netview import NetPeer, NetView
 from shoal.api.session import StatusUpdate
 from shoal.api.types import Task
 from shoal.ca.files import NodeTLS
@@ -33,7 +34,6 @@ from shoal.cluster.wire import (
     StatusRequest,
 )
 from shoal.errors import InvalidArgument, NotFound, ShoalError, Unavailable
-from shoal.manager.netview import NetPeer, NetView
 
 __all__ = ["RemoteSession", "network_of"]
 

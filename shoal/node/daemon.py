@@ -23,7 +23,6 @@ import logging
 import os
 import random
 import shutil
-import signal
 import socket
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field, replace
@@ -70,7 +69,7 @@ from shoal.node.raft_role import RaftRole, tick_interval
 from shoal.node.raft_wiring import leave_refusal
 from shoal.node.role_switch import RoleSwitch
 
-__all__ = ["Daemon", "DaemonOptions", "run_daemon"]
+__all__ = ["Daemon", "DaemonOptions"]
 
 log = logging.getLogger(__name__)
 
@@ -525,33 +524,3 @@ class Daemon(RoleSwitch):
             shutil.rmtree(self.root / "swarm", ignore_errors=True)
             shutil.rmtree(self._certs, ignore_errors=True)
             log.info("daemon: left the swarm")
-
-
-async def _serve(opts: DaemonOptions) -> None:
-    from shoal.httpapi.server import serve_api
-
-    daemon = Daemon(opts)
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, stop.set)
-    async with serve_api(daemon, opts.hosts or ["unix:///run/shoal/shoal.sock"]):
-        await daemon.start()
-        log.info("daemon: ready (%s)", ", ".join(opts.hosts or ["unix:///run/shoal/shoal.sock"]))
-        await stop.wait()
-        log.info("daemon: stopping (tasks and mesh rules stay for the next start)")
-        await daemon.shutdown()
-
-
-def run_daemon(opts: DaemonOptions) -> None:
-    logging.basicConfig(
-        level=logging.DEBUG if opts.debug else logging.INFO,
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-    )
-    try:
-        import uvloop
-
-        uvloop.install()
-    except ImportError:
-        pass
-    asyncio.run(_serve(opts))

@@ -18,8 +18,8 @@ from collections.abc import AsyncIterator, Callable
 
 import msgspec
 
+from shoal.api.netview import network_view
 from shoal.api.types import Node
-from shoal.ca.issuer import manager_addrs
 from shoal.cluster.server import MEMBERS, Caller, ClusterServer
 from shoal.cluster.wire import (
     Empty,
@@ -34,7 +34,7 @@ from shoal.manager.controlapi.swarm import heartbeat_period
 from shoal.manager.dispatcher.liveness import Liveness
 from shoal.manager.dispatcher.ports import published_ports
 from shoal.manager.dispatcher.session import LocalSession
-from shoal.manager.netview import network_view
+from shoal.manager.issuer import manager_addrs
 from shoal.manager.state.store import Commit, Event, Store, Tx
 
 __all__ = ["Dispatcher", "published_ports"]
