@@ -37,6 +37,7 @@ from shoal.cluster.wire import (
     StatusRequest,
 )
 from shoal.errors import InvalidArgument, NotFound, ShoalError, Unavailable
+from shoal.manager.dispatcher.dispatcher import LEADER_AT
 from shoal.manager.dispatcher.session import StatusUpdate
 from shoal.manager.netview import NetPeer, NetView
 
@@ -113,6 +114,7 @@ class RemoteSession:
                 await self._session(client)
             except ShoalError as exc:
                 log.warning("session with manager %s ended: %s", addr, exc)
+                self._follow_leader(exc.message)
             except Exception:
                 log.exception("session with manager %s failed", addr)
             finally:
@@ -124,6 +126,17 @@ class RemoteSession:
             self._index += 1
             await asyncio.sleep(pause)
             pause = min(pause * 2, 2.0) if self._index % len(self.managers) == 0 else pause
+
+    def _follow_leader(self, message: str) -> bool:
+        """A follower named the leader: try it next (leader first in the list)."""
+        if LEADER_AT not in message:
+            return False
+        leader = message.split(LEADER_AT, 1)[1].strip()
+        if not leader:
+            return False
+        self.managers = [leader] + [m for m in self.managers if m != leader]
+        self._index = -1  # incremented before the next attempt
+        return True
 
     async def _session(self, client: ClusterClient) -> None:
         stream = client.stream("Dispatcher/Session", self._request, SessionMessage)

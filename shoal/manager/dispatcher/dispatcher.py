@@ -12,6 +12,10 @@ A heartbeat never waits on the store: it moves the node's deadline in memory and
 only a node that was not ready (or moved) costs a write, made beside the answer. A node
 down for `orphan_timeout` (24 h, as swarmkit) gets its unfinished tasks marked `orphaned`,
 so no task whose node never returns stays non-terminal forever.
+
+Only the leading dispatcher (the one whose `run` is running) serves sessions: a follower
+would answer heartbeats the leader never sees. A follower refuses with the leader's address
+in the message (`not_leader`), and the worker goes there next.
 """
 
 from __future__ import annotations
@@ -35,7 +39,7 @@ from shoal.cluster.wire import (
     SessionRequest,
     StatusRequest,
 )
-from shoal.errors import NotFound
+from shoal.errors import NotFound, Unavailable
 from shoal.manager.controlapi.swarm import heartbeat_period
 from shoal.manager.dispatcher.liveness import Liveness
 from shoal.manager.dispatcher.ports import published_ports
@@ -43,7 +47,7 @@ from shoal.manager.dispatcher.session import LocalSession
 from shoal.manager.netview import network_view
 from shoal.manager.state.store import Commit, Event, Store, Tx, now_rfc3339
 
-__all__ = ["Dispatcher", "published_ports"]
+__all__ = ["LEADER_AT", "Dispatcher", "not_leader", "published_ports"]
 
 log = logging.getLogger(__name__)
 ORPHAN_TIMEOUT = 24 * 3600.0
@@ -61,6 +65,7 @@ class Dispatcher:
         self._orphan_timeout = orphan_timeout
         self._down_since: dict[str, float] = {}
         self._writes: set[asyncio.Task[None]] = set()
+        self.leading = False  # True while `run` runs (ClusterServices.lead)
         self._local = local_node_id
         self._clock = clock
         self.liveness = Liveness(self._period())
@@ -77,6 +82,8 @@ class Dispatcher:
 
     def _member(self, caller: Caller) -> str:
         assert caller.identity is not None
+        if not self.leading:
+            raise not_leader(self._store)
         node_id = caller.identity.node_id
         if self._store.view().get("node", node_id) is None:
             raise NotFound(f"node {node_id} is not a member of this swarm (removed?)")
@@ -167,6 +174,7 @@ class Dispatcher:
     async def run(self) -> None:
         """Mark nodes down when their heartbeats stop (leader only)."""
         queue = self._store.watch()
+        self.leading = True
         try:
             while True:
                 self._track_nodes()
@@ -179,6 +187,7 @@ class Dispatcher:
                 self._wake.clear()
                 await _first(queue, self._wake, timeout)
         finally:
+            self.leading = False
             self._store.unwatch(queue)
 
     def _track_nodes(self) -> None:
@@ -244,6 +253,18 @@ class Dispatcher:
             self.liveness.grace,
         )
         await self._store.update(fn)
+
+
+LEADER_AT = "the leader is at "
+
+
+def not_leader(store: Store) -> Unavailable:
+    """The refusal of a follower's dispatcher, naming the leader's 2377 address if known."""
+    for node in store.view().list("node"):
+        status = node.manager_status
+        if status is not None and status.leader and status.addr:
+            return Unavailable(f"this manager is not the leader; {LEADER_AT}{status.addr}")
+    return Unavailable("this manager is not the leader")
 
 
 def _earliest(a: float | None, b: float | None) -> float | None:

@@ -14,10 +14,11 @@ from pathlib import Path
 from typing import Any
 
 import msgspec
+import pytest
 
 from shoal.agent.session_client import RemoteSession
 from shoal.api.states import is_terminal
-from shoal.api.types import Node, NodeStatus, Task, TaskSpec, TaskStatusInfo
+from shoal.api.types import ManagerStatus, Node, NodeStatus, Task, TaskSpec, TaskStatusInfo
 from shoal.ca.certs import NodeIdentity
 from shoal.cluster.server import Caller
 from shoal.cluster.wire import (
@@ -27,6 +28,7 @@ from shoal.cluster.wire import (
     SessionRequest,
     StatusRequest,
 )
+from shoal.errors import Unavailable
 from shoal.manager.dispatcher.dispatcher import Dispatcher
 from shoal.manager.dispatcher.session import StatusUpdate
 from shoal.manager.state.locallog import LocalLog
@@ -113,6 +115,7 @@ async def test_reports_lost_with_a_session_reach_the_store_from_the_next(tmp_pat
     store = make_store(tmp_path)
     ids = await seed(store)
     dispatcher = Dispatcher(store, "m1")
+    dispatcher.leading = True
     session = remote_session()
 
     # session 1: the node starts all its tasks, every report is acknowledged and lost
@@ -153,6 +156,7 @@ async def test_a_stale_held_report_does_not_end_the_session(tmp_path: Path) -> N
     store = make_store(tmp_path)
     ids = await seed(store, 3)
     dispatcher = Dispatcher(store, "m1")
+    dispatcher.leading = True
     session = remote_session()
     session._held = {t: StatusUpdate(t, status("running")) for t in ids}
 
@@ -220,6 +224,7 @@ async def test_a_heartbeat_is_answered_while_the_store_is_stalled() -> None:
     store.attach(log)
     await seed(store, 1)
     dispatcher = Dispatcher(store, "m1")
+    dispatcher.leading = True
     log.release.clear()
     writer = asyncio.create_task(store.update(lambda tx: tx.create("node", Node(id="w2"))))
     await asyncio.sleep(0.01)
@@ -229,3 +234,23 @@ async def test_a_heartbeat_is_answered_while_the_store_is_stalled() -> None:
     assert msgspec.to_builtins(response)["period"] == dispatcher.liveness.period
     log.release.set()
     await writer
+
+
+async def test_a_follower_names_the_leader_and_the_worker_goes_there(tmp_path: Path) -> None:
+    store = make_store(tmp_path)
+    await seed(store, 1)
+
+    def managers(tx: Tx) -> None:
+        for node_id, leader in (("m1", False), ("m2", True)):
+            status = ManagerStatus(leader=leader, addr=f"{node_id}:2377")
+            tx.create("node", Node(id=node_id, manager_status=status))
+
+    await store.update(managers)
+    follower = Dispatcher(store, "m1")
+    with pytest.raises(Unavailable) as refused:
+        await follower.heartbeat(Empty(), CALLER)
+    assert "the leader is at m2:2377" in refused.value.message
+    session = RemoteSession(["m1:2377", "m3:2377"], lambda: None, "w1", "10.0.0.2")  # type: ignore[arg-type,return-value]
+    assert session._follow_leader(f"heartbeat unanswered: {refused.value.message}")
+    assert session.managers == ["m2:2377", "m1:2377", "m3:2377"]
+    assert session.managers[(session._index + 1) % 3] == "m2:2377"
