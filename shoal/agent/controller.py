@@ -26,10 +26,11 @@ from shoal.api.timefmt import now_rfc3339
 from shoal.api.types import ContainerStatus, Task, TaskStatusInfo
 from shoal.gossip.table import EndpointEntry, EndpointTable
 
-__all__ = ["NodeContext", "TaskController", "wait_listening"]
+__all__ = ["START_CONCURRENCY", "NodeContext", "TaskController", "wait_listening"]
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
+START_CONCURRENCY = 4
 
 
 async def wait_listening(address: str, ports: list[int], interval: float = 0.05) -> None:
@@ -68,6 +69,10 @@ class NodeContext:
     # runs a health check command for a task: (task, argv, timeout) -> passed
     check_health: Callable[[Task, list[str], float], Awaitable[bool]] = field(
         default=lambda task, argv, timeout: _no_checker()
+    )
+    # how many task starts run at once on this node (a burst of assignments queues here)
+    start_slots: asyncio.Semaphore = field(
+        default_factory=lambda: asyncio.Semaphore(START_CONCURRENCY)
     )
 
 
@@ -206,9 +211,10 @@ class TaskController:
             gateway=self.ctx.gateway.ip,
             workdir=(spec.dir or None) if spec else None,
         )
-        self._report("starting", "starting")
         try:
-            return await self.ctx.runtime.start(cfg)
+            async with self.ctx.start_slots:
+                self._report("starting", "starting")
+                return await self.ctx.runtime.start(cfg)
         except TaskStartError as exc:
             log.info("task %s: start failed: %s", self.task_id, exc.message)
             self._report("rejected", "starting container failed", err=exc.message)

@@ -14,7 +14,10 @@ import msgspec
 
 from shoal.api.types import Task, TaskStatusInfo
 
-__all__ = ["AgentSession", "StatusUpdate"]
+__all__ = ["LEADER_AT", "AgentSession", "StatusUpdate"]
+
+# How a follower's refusal names the leader: "... the leader is at <addr>" (a worker follows it).
+LEADER_AT = "the leader is at "
 
 
 class StatusUpdate(msgspec.Struct):
