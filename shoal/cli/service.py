@@ -59,6 +59,33 @@ def _networks(client: ApiClient, wanted: list[dict[str, Any]]) -> list[dict[str,
     return [{**net, "Target": _network_id(client, net["Target"])} for net in wanted]
 
 
+def _resolve_refs(client: ApiClient, refs: list[dict[str, Any]], what: str) -> list[Any]:
+    """docker's ParseSecrets/ParseConfigs: one reference per target, names to IDs."""
+    name_key, id_key = f"{what.title()}Name", f"{what.title()}ID"
+    targets: set[str] = set()
+    for ref in refs:
+        if ref["File"]["Name"] in targets:
+            raise ShoalError(f"duplicate {what} target for {ref[name_key]} not allowed")
+        targets.add(ref["File"]["Name"])
+    if not refs:
+        return []
+    names = sorted({ref[name_key] for ref in refs})
+    found = client.get(f"/{what}s", params={"filters": {"name": names}}) or []
+    ids = {o.get("Spec", {}).get("Name"): o.get("ID") for o in found}
+    resolved = []
+    for ref in refs:
+        if ids.get(ref[name_key]) is None:
+            raise ShoalError(f"{what} not found: {ref[name_key]}")
+        resolved.append({**ref, id_key: ids[ref[name_key]]})
+    return resolved
+
+
+def _resolve_all(client: ApiClient, flags: dict[str, Any], suffix: str) -> None:
+    for what in ("secret", "config"):
+        if flags.get(f"{what}{suffix}"):
+            flags[f"{what}{suffix}"] = _resolve_refs(client, flags[f"{what}{suffix}"], what)
+
+
 def _print_warnings(response: Any) -> None:
     for warning in (response or {}).get("Warnings") or []:
         echo(f"{warning}\n", err=True)
@@ -86,6 +113,7 @@ def create(ctx: click.Context, /, image: str, args: tuple[str, ...], **_: Any) -
     client = cli.get_client()
     if flags.get("network"):
         flags["network"] = _networks(client, flags["network"])
+    _resolve_all(client, flags, "")
     spec = build_spec(flags, image, list(args))
     _tag_image(spec)
     response = client.post("/services/create", spec) or {}
@@ -112,6 +140,7 @@ def update(ctx: click.Context, /, ref: str, **_: Any) -> None:
         flags["network-add"] = _networks(client, flags["network-add"])
     if flags.get("network-rm"):
         flags["network-rm"] = [_network_id(client, name) for name in flags["network-rm"]]
+    _resolve_all(client, flags, "-add")
     spec = current.get("Spec") or {}
     apply_update(spec, flags)
     _tag_image(spec)
