@@ -18,14 +18,6 @@ import click
 from click.core import ParameterSource
 
 from shoal.cli.durations import parse_duration
-from shoal.cli.service_mounts import (
-    normalize_capability,
-    parse_config,
-    parse_mount,
-    parse_secret,
-    parse_sysctl,
-    parse_ulimit,
-)
 from shoal.cli.opts import (
     FlagError,
     parse_cpus,
@@ -37,6 +29,14 @@ from shoal.cli.opts import (
     parse_port,
     parse_uint,
     to_map,
+)
+from shoal.cli.service_mounts import (
+    normalize_capability,
+    parse_config,
+    parse_mount,
+    parse_secret,
+    parse_sysctl,
+    parse_ulimit,
 )
 
 __all__ = ["FLAGS", "Flag", "collect", "flag_label", "service_options"]

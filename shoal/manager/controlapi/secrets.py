@@ -15,6 +15,7 @@ import base64
 import binascii
 import re
 from dataclasses import dataclass
+
 import msgspec
 
 from shoal.api.container import ConfigReference, SecretReference, as_typed

@@ -59,8 +59,10 @@ def test_mount_csv_is_dockers() -> None:
         ("type=bind,target=/a,readonly=maybe", "invalid value for readonly: maybe"),
         ("type=tmpfs,target=/a,tmpfs-size=lots", "invalid value for tmpfs-size: lots"),
         ("type=tmpfs,target=/a,tmpfs-mode=9", "invalid value for tmpfs-mode: 9"),
-        ("type=bind,target=/a,volume-nocopy", "cannot mix 'volume-*' options with mount type 'bind'"),
-        ("type=volume,target=/a,tmpfs-size=1m", "cannot mix 'tmpfs-*' options with mount type 'volume'"),
+        ("type=bind,target=/a,volume-nocopy",
+         "cannot mix 'volume-*' options with mount type 'bind'"),
+        ("type=volume,target=/a,tmpfs-size=1m",
+         "cannot mix 'tmpfs-*' options with mount type 'volume'"),
     ],
 )  # fmt: skip
 def test_bad_mount_is_refused_with_dockers_message(
