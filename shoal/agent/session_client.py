@@ -18,6 +18,7 @@ import contextlib
 import logging
 from collections.abc import AsyncIterator, Callable
 
+from shoal.agent.resources import host_resources
 from shoal.api.types import Task
 from shoal.ca.files import NodeTLS
 from shoal.cluster.client import ClusterClient
@@ -59,7 +60,9 @@ class RemoteSession:
             raise InvalidArgument("no manager address to connect to")
         self.managers = list(managers)
         self._tls = tls
-        self._request = SessionRequest(hostname=hostname, addr=addr, gossip_addr=gossip_addr)
+        self._request = SessionRequest(
+            hostname=hostname, addr=addr, gossip_addr=gossip_addr, resources=host_resources()
+        )
         self._on_managers = on_managers
         self._on_ports = on_ports
         self._on_network = on_network

@@ -47,6 +47,8 @@ class JoinRequest(msgspec.Struct):
     addr: str  # the address the node advertises (its IP)
     availability: str = ""
     engine_version: str = ""
+    # NodeDescription.Resources of the joining host ({"NanoCPUs", "MemoryBytes"})
+    resources: dict[str, int] | None = None
 
 
 class JoinResponse(msgspec.Struct):
@@ -68,6 +70,7 @@ class SessionRequest(msgspec.Struct):
     hostname: str = ""
     addr: str = ""
     gossip_addr: str = ""  # "ip:port" of the node's gossip listener, once it has one
+    resources: dict[str, int] | None = None  # NodeDescription.Resources of the host
 
 
 class PublishedPort(msgspec.Struct, array_like=True):

@@ -72,7 +72,7 @@ class Dispatcher:
     async def session(self, req: SessionRequest, caller: Caller) -> AsyncIterator[SessionMessage]:
         node_id = self._member(caller)
         log.info("dispatcher: session opened by node %s (%s)", node_id, caller.peer)
-        await self._alive(node_id, req.addr, req.gossip_addr)
+        await self._alive(node_id, req.addr, req.gossip_addr, req.resources)
         queue = self._store.watch()
         try:
             last = b""
@@ -114,7 +114,9 @@ class Dispatcher:
         await self._alive(node_id, "", "")
         return HeartbeatResponse(self.liveness.period)
 
-    async def _alive(self, node_id: str, addr: str, gossip_addr: str) -> None:
+    async def _alive(
+        self, node_id: str, addr: str, gossip_addr: str, resources: dict[str, int] | None = None
+    ) -> None:
         self.liveness.beat(node_id, self._clock())
         self._wake.set()
 
@@ -124,6 +126,9 @@ class Dispatcher:
                 return
             moved = bool(addr and node.status.addr != addr)
             gossip_moved = bool(gossip_addr and node.gossip_addr != gossip_addr)
+            if resources and node.description.resources != resources:
+                node.description.resources = dict(resources)  # what the scheduler places by
+                tx.update("node", node)
             if node.status.state != "ready" or moved or gossip_moved:
                 if node.status.state != "ready":
                     log.info("dispatcher: node %s is ready", node_id)
