@@ -19,6 +19,7 @@ import logging
 from collections.abc import AsyncIterator, Callable
 
 from shoal.agent.resources import host_resources
+from shoal.agent.secrets import AssignedSecrets
 from shoal.api.types import Task
 from shoal.ca.files import NodeTLS
 from shoal.cluster.client import ClusterClient
@@ -74,6 +75,7 @@ class RemoteSession:
         self._pending: dict[str, StatusUpdate] = {}
         self.period = 5.0
         self.connected_to = ""
+        self.secrets = AssignedSecrets()  # this node's secrets/configs, in memory only
 
     # -- the AgentSession contract -----------------------------------------------------
     async def assignments(self) -> AsyncIterator[list[Task]]:
@@ -156,6 +158,7 @@ class RemoteSession:
             self._on_managers(self.managers)
         self._on_ports(list(message.ports))
         self._on_network(network_of(message))
+        self.secrets.take(message)
         self._latest = message.tasks
         self._new_tasks.set()
 

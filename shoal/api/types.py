@@ -231,6 +231,10 @@ class Service(_Base):
     job_status: Any = None
     # shoal: bumped whenever the task template changes (what `_up-to-date` compares to)
     spec_version: int = 0
+    # shoal: the X-Registry-Auth of the last create/update that sent one (docker's
+    # --with-registry-auth), as swarmkit's PullOptions.RegistryAuth: handed only to the
+    # nodes that run the service's tasks, never returned by the API
+    registry_auth: str = ""
 
 
 # --- tasks ----------------------------------------------------------------------------

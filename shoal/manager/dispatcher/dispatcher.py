@@ -31,6 +31,7 @@ from shoal.cluster.wire import (
 )
 from shoal.errors import NotFound
 from shoal.manager.controlapi.swarm import heartbeat_period
+from shoal.manager.dispatcher.blobs import node_blobs
 from shoal.manager.dispatcher.liveness import Liveness
 from shoal.manager.dispatcher.ports import published_ports
 from shoal.manager.dispatcher.session import LocalSession
@@ -93,6 +94,7 @@ class Dispatcher:
         view = self._store.view()
         all_tasks = view.list("task")
         net = network_view(view.list("node"), view.list("cluster"), all_tasks)
+        secrets, configs, registry_auth = node_blobs(view, node_id)
         return SessionMessage(
             tasks=sorted((t for t in all_tasks if t.node_id == node_id), key=lambda t: t.id),
             ports=published_ports(view.list("service")),
@@ -102,6 +104,9 @@ class Dispatcher:
             data_path_port=net.data_path_port,
             network_keys=list(net.keys),
             live=sorted(net.live),
+            secrets=secrets,
+            configs=configs,
+            registry_auth=registry_auth,
         )
 
     async def update_status(self, req: StatusRequest, caller: Caller) -> Empty:
