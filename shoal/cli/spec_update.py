@@ -139,8 +139,9 @@ def _update_networks(task: dict[str, Any], flags: Flags) -> None:
 
 
 def _update_mounts(container: dict[str, Any], flags: Flags) -> None:
-    """docker's updateMounts: keyed by target, added ones replace, sorted by source/target."""
-    if not changed(flags, "mount-add", "mount-rm"):
+    """docker's updateMounts: keyed by target, added ones replace, sorted by source/target
+    (on every update, as docker's)."""
+    if not changed(flags, "mount-add", "mount-rm") and not ci_get(container, "Mounts"):
         return
     by_target: dict[str, dict[str, Any]] = {}
     for mount in flags.get("mount-add") or []:
