@@ -312,7 +312,8 @@ def _amounts(res: dict[str, Any]) -> dict[str, Any] | None:
     cpus, memory = int(res.get("NanoCPUs") or 0), int(res.get("MemoryBytes") or 0)
     if not cpus and not memory:
         return None
-    return {"CPU": f"{cpus / 1e9:g}" if cpus else "", "Memory": bytes_size(memory) if memory else ""}
+    cpu = f"{cpus / 1e9:g}" if cpus else ""
+    return {"CPU": cpu, "Memory": bytes_size(memory) if memory else ""}
 
 
 def _resources(task: dict[str, Any]) -> dict[str, Any] | None:

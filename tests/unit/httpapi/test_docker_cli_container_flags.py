@@ -139,7 +139,7 @@ async def test_create_with_container_flags_stores_what_docker_sends(api: Api, ho
 async def test_bad_values_are_refused_and_nothing_is_stored(
     api: Api, home: Path, flags: list[str], message: str
 ) -> None:
-    code, out, err = await docker(
+    code, _out, err = await docker(
         api,
         home,
         "service",
