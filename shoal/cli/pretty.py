@@ -198,12 +198,12 @@ ContainerSpec:
  User: {{ .User }}
 {{- end }}
 {{- if .HasCapabilities }}
- Capabilities:
+Capabilities:
 {{- if .CapabilityAdd }}
-  Add: {{ .CapabilityAdd }}
+ Add: {{ .CapabilityAdd }}
 {{- end }}
 {{- if .CapabilityDrop }}
-  Drop: {{ .CapabilityDrop }}
+ Drop: {{ .CapabilityDrop }}
 {{- end }}
 {{- end }}
 {{- if .Sysctls }}
@@ -223,7 +223,7 @@ Mounts:
  Target:\t{{ $mount.Target }}
   Source:\t{{ $mount.Source }}
   ReadOnly:\t{{ $mount.ReadOnly }}
-  Type:\t{{ $mount.Type }}
+  Type:\t\t{{ $mount.Type }}
 {{- end -}}
 {{- if .Configs }}
 Configs:

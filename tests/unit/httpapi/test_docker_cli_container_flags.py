@@ -5,6 +5,7 @@ docker's words, nothing stored."""
 from __future__ import annotations
 
 import asyncio
+import datetime
 import base64
 import json
 import os
@@ -14,6 +15,7 @@ from typing import Any
 
 import pytest
 
+from shoal.cli.pretty import service_pretty
 from tests.unit.httpapi.conftest import Api
 
 pytestmark = pytest.mark.skipif(shutil.which("docker") is None, reason="no docker CLI here")
@@ -113,6 +115,12 @@ async def test_create_with_container_flags_stores_what_docker_sends(api: Api, ho
     assert again["Spec"]["Labels"] == {"x": "y"}
     pretty = (await docker(api, home, "service", "inspect", "--pretty", "web"))[1]
     assert "Mounts:" in pretty and "Secrets:" in pretty and "Memory:\t32MiB" in pretty
+    ours = service_pretty(again, datetime.datetime.now(datetime.UTC))
+    # (the update's "Started: ... ago" depends on when each side looked)
+    def lines(text: str) -> list[str]:
+        return [line for line in text.strip("\n").splitlines() if " ago" not in line]
+
+    assert lines(ours) == lines(pretty)
 
     # -add/-rm forms
     await docker(api, home, "service", "update", "-d", "--mount-rm", "/srv", "--secret-rm",
