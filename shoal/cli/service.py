@@ -17,6 +17,7 @@ from shoal.cli.context import ApiClient, CliContext, get_cli
 from shoal.cli.format import image_with_tag
 from shoal.cli.opts import parse_uint
 from shoal.cli.progress import ProgressWriter, wait_on_service
+from shoal.cli.registry_auth import registry_auth_header
 from shoal.cli.service_flags import collect, service_options
 from shoal.cli.service_view import inspect, logs, ls, ps
 from shoal.cli.spec import build_spec
@@ -86,6 +87,18 @@ def _resolve_all(client: ApiClient, flags: dict[str, Any], suffix: str) -> None:
             flags[f"{what}{suffix}"] = _resolve_refs(client, flags[f"{what}{suffix}"], what)
 
 
+def _auth_headers(spec: dict[str, Any], flags: dict[str, Any]) -> dict[str, str] | None:
+    """X-Registry-Auth for the image's registry with --with-registry-auth (docker's)."""
+    if not flags.get("with-registry-auth"):
+        return None
+    template = next((v for k, v in spec.items() if k.lower() == "tasktemplate"), None) or {}
+    container: dict[str, Any] = next(
+        (v for k, v in template.items() if k.lower() == "containerspec"), {}
+    )
+    image = next((str(v) for k, v in (container or {}).items() if k.lower() == "image"), "")
+    return {"X-Registry-Auth": registry_auth_header(image)}
+
+
 def _print_warnings(response: Any) -> None:
     for warning in (response or {}).get("Warnings") or []:
         echo(f"{warning}\n", err=True)
@@ -116,7 +129,7 @@ def create(ctx: click.Context, /, image: str, args: tuple[str, ...], **_: Any) -
     _resolve_all(client, flags, "")
     spec = build_spec(flags, image, list(args))
     _tag_image(spec)
-    response = client.post("/services/create", spec) or {}
+    response = client.post("/services/create", spec, headers=_auth_headers(spec, flags)) or {}
     _print_warnings(response)
     echo(f"{response.get('ID', '')}\n")
     _wait(cli, client, str(response.get("ID", "")), flags)
@@ -148,7 +161,12 @@ def update(ctx: click.Context, /, ref: str, **_: Any) -> None:
     if rollback:
         params["rollback"] = "previous"
     params["version"] = (current.get("Version") or {}).get("Index", 0)
-    response = client.post(f"/services/{current['ID']}/update", spec, params=params)
+    headers = _auth_headers(spec, flags)
+    if headers:
+        params.pop("registryAuthFrom")
+    response = client.post(
+        f"/services/{current['ID']}/update", spec, params=params, headers=headers
+    )
     _print_warnings(response)
     echo(f"{ref}\n")
     _wait(cli, client, ref, flags)

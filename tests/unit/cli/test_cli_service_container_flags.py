@@ -202,3 +202,30 @@ def test_update_limits(shoal: Shoal, daemon: FakeDaemon) -> None:
     assert body["TaskTemplate"]["Resources"] == {
         "Limits": {"MemoryBytes": 64 << 20}, "Reservations": {"NanoCPUs": 1_000_000_000},
     }  # fmt: skip
+
+
+def test_with_registry_auth_sends_the_config_credentials(
+    shoal: Shoal, daemon: FakeDaemon, tmp_path: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import base64
+    import json
+
+    auth = base64.b64encode(b"bob:builder").decode()
+    (tmp_path / "config.json").write_text(json.dumps({"auths": {"reg.lab:5000": {"auth": auth}}}))
+    monkeypatch.setenv("DOCKER_CONFIG", str(tmp_path))
+    result = shoal("service", "create", "-d", "--with-registry-auth", "reg.lab:5000/web:1")
+    assert result.exit_code == 0, result.output
+    header = daemon.requests_to("POST", "/services/create")[0].headers["x-registry-auth"]
+    sent = json.loads(base64.urlsafe_b64decode(header))
+    assert sent == {"username": "bob", "password": "builder", "serveraddress": "reg.lab:5000"}
+    # without the flag nothing is sent, and an update keeps the stored credentials
+    daemon.add_service("web")
+    assert shoal("service", "update", "-d", "--force", "web").exit_code == 0
+    update = [r for r in daemon.requests if r.path.endswith("/update")][-1]
+    assert "x-registry-auth" not in update.headers
+    assert update.params["registryAuthFrom"] == "spec"
+    # a registry with no credentials: docker's empty AuthConfig
+    assert shoal("service", "update", "-d", "--with-registry-auth", "web").exit_code == 0
+    update = [r for r in daemon.requests if r.path.endswith("/update")][-1]
+    assert base64.urlsafe_b64decode(update.headers["x-registry-auth"]) == b"{}"
+    assert "registryAuthFrom" not in update.params

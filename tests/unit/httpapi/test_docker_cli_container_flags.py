@@ -5,8 +5,8 @@ docker's words, nothing stored."""
 from __future__ import annotations
 
 import asyncio
-import datetime
 import base64
+import datetime
 import json
 import os
 import shutil
