@@ -16,7 +16,7 @@ from typing import Any
 import pytest
 
 from shoal.cli.pretty import service_pretty
-from tests.unit.httpapi.conftest import Api
+from tests.unit.httpapi.conftest import Api, eventually
 
 pytestmark = pytest.mark.skipif(shutil.which("docker") is None, reason="no docker CLI here")
 
@@ -162,3 +162,52 @@ async def test_bad_values_are_refused_and_nothing_is_stored(
     )
     assert code != 0 and message in err, err
     assert await api.call("GET", "/services") == []
+
+
+COMPOSE = """
+version: "3.8"
+services:
+  web:
+    image: shoal
+    command: ["whoami", "--port", "80"]
+    secrets:
+      - source: pw
+        target: db_password
+        mode: 0400
+    configs: [app]
+    deploy:
+      resources:
+        limits: {cpus: "0.5", memory: 32M}
+        reservations: {memory: 16M}
+secrets:
+  pw:
+    file: ./pw.txt
+configs:
+  app:
+    file: ./app.yml
+"""
+
+
+async def test_stack_deploy_secrets_and_configs_reach_the_node(
+    api: Api, home: Path, tmp_path: Path
+) -> None:
+    (tmp_path / "compose.yml").write_text(COMPOSE)
+    (tmp_path / "pw.txt").write_text("s3cret")
+    (tmp_path / "app.yml").write_text("a: 1\n")
+    await docker(api, home, "stack", "deploy", "-c", str(tmp_path / "compose.yml"), "shop")
+    svc = await _inspect(api, home, "shop_web")
+    task = svc["Spec"]["TaskTemplate"]
+    secret = json.loads((await docker(api, home, "secret", "inspect", "shop_pw"))[1])[0]
+    config = json.loads((await docker(api, home, "config", "inspect", "shop_app"))[1])[0]
+    ref = task["ContainerSpec"]["Secrets"][0]
+    assert ref["SecretID"] == secret["ID"] and ref["SecretName"] == "shop_pw"
+    assert ref["File"] == {"Name": "db_password", "UID": "0", "GID": "0", "Mode": 0o400}
+    assert task["ContainerSpec"]["Configs"][0]["ConfigID"] == config["ID"]
+    assert task["Resources"]["Limits"] == {"NanoCPUs": 5 * 10**8, "MemoryBytes": 32 << 20}
+    assert api.daemon.agent is not None
+    held = api.daemon.agent.session.secrets  # type: ignore[attr-defined]
+    await eventually(lambda: held.held() == ({secret["ID"]}, {config["ID"]}))
+    assert held.get_secret(secret["ID"]) == b"s3cret"
+    assert held.get_config(config["ID"]) == b"a: 1\n"
+    await docker(api, home, "stack", "rm", "shop")
+    await eventually(lambda: held.held() == (set(), set()), timeout=20)
