@@ -149,3 +149,22 @@ async def test_a_manager_running_the_task_holds_them_from_its_store(
     assert held(w1).held() == held(w2).held() == (frozenset(), frozenset())
     await manager.call("DELETE", f"/services/{sid}")
     await eventually(lambda: held(manager).held() == (frozenset(), frozenset()), timeout=20)
+
+
+async def test_every_node_reports_its_cpus_and_memory(cluster: list[TestNode]) -> None:
+    import os
+
+    from shoal.agent.resources import parse_meminfo
+
+    memory = parse_meminfo(Path("/proc/meminfo").read_text())
+    for node in (await cluster[0].nodes()).values():
+        assert node["Description"]["Resources"] == {
+            "NanoCPUs": (os.cpu_count() or 1) * 10**9, "MemoryBytes": memory
+        }  # fmt: skip
+
+
+def test_meminfo_is_read_in_bytes() -> None:
+    from shoal.agent.resources import parse_meminfo
+
+    assert parse_meminfo("MemFree: 5 kB\nMemTotal:       24576000 kB\n") == 24576000 * 1024
+    assert parse_meminfo("nothing here\n") == 0
