@@ -23,6 +23,8 @@ import contextlib
 import logging
 from collections.abc import AsyncIterator, Callable
 
+from shoal.agent.resources import host_resources
+from shoal.agent.secrets import AssignedSecrets
 from shoal.api.netview import NetPeer, NetView
 from shoal.api.session import LEADER_AT, StatusUpdate
 from shoal.api.types import Task
@@ -64,7 +66,9 @@ class RemoteSession:
             raise InvalidArgument("no manager address to connect to")
         self.managers = list(managers)
         self._tls = tls
-        self._request = SessionRequest(hostname=hostname, addr=addr, gossip_addr=gossip_addr)
+        self._request = SessionRequest(
+            hostname=hostname, addr=addr, gossip_addr=gossip_addr, resources=host_resources()
+        )
         self._on_managers = on_managers
         self._on_ports = on_ports
         self._on_network = on_network
@@ -77,6 +81,7 @@ class RemoteSession:
         self._held: dict[str, StatusUpdate] = {}  # last state reported, per task held
         self.period = 5.0
         self.connected_to = ""
+        self.secrets = AssignedSecrets()  # this node's secrets/configs, in memory only
 
     # -- the AgentSession contract -----------------------------------------------------
     async def assignments(self) -> AsyncIterator[list[Task]]:
@@ -173,6 +178,7 @@ class RemoteSession:
             self._on_managers(self.managers)
         self._on_ports(list(message.ports))
         self._on_network(network_of(message))
+        self.secrets.take(message)
         self._latest = message.tasks
         assigned = {t.id for t in message.tasks}
         for task_id in [t for t in self._held if t not in assigned]:

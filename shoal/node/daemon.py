@@ -34,6 +34,7 @@ from shoal.agent.controller import NodeContext, wait_listening
 from shoal.agent.exec.runtime import ExecRuntime
 from shoal.agent.health import netns_checker
 from shoal.agent.ipam import SubnetAllocator
+from shoal.agent.resources import host_resources
 from shoal.agent.session_client import RemoteSession
 from shoal.agent.taskenv import task_env
 from shoal.api.session import AgentSession
@@ -416,6 +417,7 @@ class Daemon(RoleSwitch):
                         listen_port=port,
                         node_id=node_id,
                         raft_tick=round(tick_interval() * 1e9),
+                        resources=host_resources(),
                     ),
                     ca,
                 )

@@ -43,6 +43,7 @@ from shoal.cluster.wire import (
 )
 from shoal.errors import NotFound, Unavailable
 from shoal.manager.controlapi.swarm import heartbeat_period
+from shoal.manager.dispatcher.blobs import node_blobs
 from shoal.manager.dispatcher.liveness import Liveness
 from shoal.manager.dispatcher.ports import published_ports
 from shoal.manager.dispatcher.session import LocalSession
@@ -95,7 +96,7 @@ class Dispatcher:
     async def session(self, req: SessionRequest, caller: Caller) -> AsyncIterator[SessionMessage]:
         node_id = self._member(caller)
         log.info("dispatcher: session opened by node %s (%s)", node_id, caller.peer)
-        await self._alive(node_id, req.addr, req.gossip_addr)
+        await self._alive(node_id, req.addr, req.gossip_addr, req.resources)
         queue = self._store.watch()
         try:
             last = b""
@@ -116,6 +117,7 @@ class Dispatcher:
         view = self._store.view()
         all_tasks = view.list("task")
         net = network_view(view.list("node"), view.list("cluster"), all_tasks)
+        secrets, configs, registry_auth = node_blobs(view, node_id)
         return SessionMessage(
             tasks=sorted((t for t in all_tasks if t.node_id == node_id), key=lambda t: t.id),
             ports=published_ports(view.list("service")),
@@ -125,6 +127,9 @@ class Dispatcher:
             data_path_port=net.data_path_port,
             network_keys=list(net.keys),
             live=sorted(net.live),
+            secrets=secrets,
+            configs=configs,
+            registry_auth=registry_auth,
         )
 
     async def update_status(self, req: StatusRequest, caller: Caller) -> Empty:
@@ -135,24 +140,29 @@ class Dispatcher:
     async def heartbeat(self, req: Empty, caller: Caller) -> HeartbeatResponse:
         node_id = self._member(caller)
         self.liveness.beat(node_id, self._clock())
-        if self._needs_write(node_id, "", ""):
+        if self._needs_write(node_id, "", "", None):
             write = asyncio.create_task(self._alive(node_id, "", ""))
             self._writes.add(write)
             write.add_done_callback(self._writes.discard)
         return HeartbeatResponse(self.liveness.period)
 
-    def _needs_write(self, node_id: str, addr: str, gossip_addr: str) -> bool:
+    def _needs_write(
+        self, node_id: str, addr: str, gossip_addr: str, resources: dict[str, int] | None
+    ) -> bool:
         node: Node | None = self._store.view().get("node", node_id)
         if node is None:
             return False
         moved = bool(addr and node.status.addr != addr)
         gossip_moved = bool(gossip_addr and node.gossip_addr != gossip_addr)
-        return node.status.state != "ready" or moved or gossip_moved
+        resized = bool(resources and node.description.resources != resources)
+        return node.status.state != "ready" or moved or gossip_moved or resized
 
-    async def _alive(self, node_id: str, addr: str, gossip_addr: str) -> None:
+    async def _alive(
+        self, node_id: str, addr: str, gossip_addr: str, resources: dict[str, int] | None = None
+    ) -> None:
         self.liveness.beat(node_id, self._clock())
         self._wake.set()
-        if not self._needs_write(node_id, addr, gossip_addr):
+        if not self._needs_write(node_id, addr, gossip_addr, resources):
             return
 
         def fn(tx: Tx) -> None:
@@ -161,6 +171,9 @@ class Dispatcher:
                 return
             moved = bool(addr and node.status.addr != addr)
             gossip_moved = bool(gossip_addr and node.gossip_addr != gossip_addr)
+            if resources and node.description.resources != resources:
+                node.description.resources = dict(resources)  # what the scheduler places by
+                tx.update("node", node)
             if node.status.state != "ready" or moved or gossip_moved:
                 if node.status.state != "ready":
                     log.info("dispatcher: node %s is ready", node_id)

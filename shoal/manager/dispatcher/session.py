@@ -8,12 +8,13 @@ to remote workers, so the agent does not change when it moves to another host.
 from __future__ import annotations
 
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 
 from shoal.api.session import StatusUpdate
 from shoal.api.states import check_transition
 from shoal.api.types import Task
 from shoal.errors import ShoalError
+from shoal.manager.dispatcher.blobs import NodeBlobs, node_blobs
 from shoal.manager.state.store import Commit, Store, Tx
 
 __all__ = ["LocalSession"]
@@ -22,17 +23,24 @@ log = logging.getLogger(__name__)
 
 
 class LocalSession:
-    def __init__(self, store: Store, node_id: str) -> None:
+    def __init__(
+        self, store: Store, node_id: str, on_blobs: Callable[[NodeBlobs], None] | None = None
+    ) -> None:
         self._store = store
         self._node_id = node_id
+        # the node's own secrets/configs/credentials, after each change (see blobs.py)
+        self._on_blobs = on_blobs
 
     async def assignments(self) -> AsyncIterator[list[Task]]:
         queue = self._store.watch()
         try:
             last: list[tuple[str, int]] | None = None
             while True:
-                tasks = self._store.view().find("task", lambda t: t.node_id == self._node_id)
+                view = self._store.view()
+                tasks = view.find("task", lambda t: t.node_id == self._node_id)
                 key = sorted((t.id, t.version.index) for t in tasks)
+                if self._on_blobs is not None:
+                    self._on_blobs(node_blobs(view, self._node_id))
                 if key != last:
                     last = key
                     yield tasks
