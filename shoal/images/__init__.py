@@ -29,9 +29,10 @@ from shoal.images.models import (
     decode_registry_auth,
 )
 from shoal.images.reference import Reference, parse_reference
-from shoal.images.store import ImageStore, InUse
+from shoal.images.store import Distribution, ImageStore, InUse, distribution
 
 __all__ = [
+    "Distribution",
     "ImageConfig",
     "ImagePullError",
     "ImageRecord",
@@ -41,5 +42,6 @@ __all__ = [
     "Reference",
     "RegistryAuth",
     "decode_registry_auth",
+    "distribution",
     "parse_reference",
 ]

@@ -7,12 +7,15 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import json
 import logging
 import os
 import shutil
 import tempfile
 from collections.abc import Callable, Iterable
 from pathlib import Path
+
+import msgspec
 
 from shoal.errors import InvalidArgument, NotFound
 from shoal.images.archive import archive_images
@@ -30,7 +33,7 @@ from shoal.images.tools import (
     write_authfile,
 )
 
-__all__ = ["ImageStore", "InUse"]
+__all__ = ["Distribution", "ImageStore", "InUse", "distribution"]
 
 log = logging.getLogger(__name__)
 
@@ -50,9 +53,12 @@ class ImageStore:
         root: Path,
         insecure_registries: Iterable[str] = (),
         in_use: InUse | None = None,
+        allowed_registries: Iterable[str] | None = None,
     ) -> None:
         self.root = root
         self.insecure = frozenset(insecure_registries)
+        # None: any registry; else only these hosts are ever contacted (hermetic test runs)
+        self.allowed = None if allowed_registries is None else frozenset(allowed_registries)
         self.in_use: InUse = in_use or _never_in_use
         self._tmp = root / "tmp"
         self._rootfs = root / "rootfs"
@@ -104,11 +110,19 @@ class ImageStore:
         if not fut.cancelled():
             fut.exception()  # retrieved: the callers that waited raised it
 
+    def check_allowed(self, ref: Reference) -> None:
+        if self.allowed is not None and ref.registry not in self.allowed:
+            raise ImagePullError(
+                f"pull access denied for {ref.familiar_repository}: registry {ref.registry} "
+                "is not in this node's allowed registries (SHOAL_ALLOWED_REGISTRIES)"
+            )
+
     async def _pull(self, ref: Reference, auth: RegistryAuth | None) -> LocalImage:
         if ref.digest:
             known = self.index.find(f"{ref.familiar_repository}@{ref.digest}")
             if known is not None:
                 return self._local(known)  # content addressed: nothing newer to fetch
+        self.check_allowed(ref)
         stage = Path(tempfile.mkdtemp(dir=self._tmp, prefix="pull-"))
         try:
             authfile = write_authfile(stage / "auth.json", ref, auth)
@@ -217,3 +231,44 @@ class ImageStore:
         if plan.delete:
             await asyncio.to_thread(shutil.rmtree, trash, True)
         return items
+
+
+class Distribution(msgspec.Struct):
+    """What `GET /distribution/{name}/json` answers: the registry's manifest descriptor."""
+
+    media_type: str
+    digest: str
+    size: int
+    platforms: list[dict[str, str]]
+
+
+async def distribution(
+    store: ImageStore, ref_text: str, auth: RegistryAuth | None = None
+) -> Distribution:
+    """Resolve `ref_text` at its registry without pulling (the CLI pins services to it)."""
+    ref = parse_reference(ref_text)
+    store.check_allowed(ref)
+    stage = Path(tempfile.mkdtemp(dir=store._tmp, prefix="dist-"))
+    try:
+        authfile = write_authfile(stage / "auth.json", ref, auth)
+        src = store._src(ref, authfile, auth, "")
+        raw = await store._skopeo(ref, auth, authfile, "inspect", "--raw", *src)
+        manifest = json.loads(raw)
+        media_type = str(manifest.get("mediaType") or "application/vnd.oci.image.manifest.v1+json")
+        if "manifests" in manifest:
+            platforms = [
+                {"architecture": p.get("architecture", ""), "os": p.get("os", "")}
+                | ({"variant": p["variant"]} if p.get("variant") else {})
+                for p in (m.get("platform") or {} for m in manifest["manifests"])
+            ]
+        else:
+            config = json.loads(
+                await store._skopeo(ref, auth, authfile, "inspect", "--config", *src)
+            )
+            platforms = [
+                {"architecture": config.get("architecture", ""), "os": config.get("os", "")}
+            ]
+    finally:
+        await asyncio.to_thread(shutil.rmtree, stage, True)
+    digest = "sha256:" + hashlib.sha256(raw).hexdigest()
+    return Distribution(media_type, digest, len(raw), platforms)
