@@ -80,14 +80,14 @@ def parse_reference(text: str, default_tag: str = "latest") -> Reference:
         if not _TAG.fullmatch(tag):
             raise InvalidArgument("invalid reference format")
     registry, path = _split_host(name)
+    if registry == DEFAULT_REGISTRY and "/" not in path:
+        path = "library/" + path
     if path != path.lower():
         raise InvalidArgument(
             f"invalid reference format: repository name ({path}) must be lowercase"
         )
     if not path or not all(_COMPONENT.fullmatch(part) for part in path.split("/")):
         raise InvalidArgument("invalid reference format")
-    if registry == DEFAULT_REGISTRY and "/" not in path:
-        path = "library/" + path
     if not tag and not digest:
         tag = default_tag
     return Reference(registry, path, tag, digest)
