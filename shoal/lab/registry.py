@@ -12,12 +12,23 @@ import subprocess
 import time
 import urllib.error
 import urllib.request
+from collections.abc import Callable
 from pathlib import Path
 
-__all__ = ["REGISTRY_ADDRESS", "REGISTRY_BINARY", "start", "stop", "write_config", "write_htpasswd"]
+from shoal.lab.layout import REGISTRY, LabLayout
+from shoal.lab.procs import LAB_REGISTRY, host_argv
+
+__all__ = [
+    "LAB_REGISTRY",
+    "REGISTRY_BINARY",
+    "start",
+    "start_lab_registry",
+    "stop",
+    "write_config",
+    "write_htpasswd",
+]
 
 REGISTRY_BINARY = "/usr/bin/docker-registry"
-REGISTRY_ADDRESS = "198.18.0.3:5000"
 
 
 def write_htpasswd(path: Path, users: dict[str, str]) -> Path:
@@ -49,11 +60,20 @@ def write_config(directory: Path, addr: str, htpasswd: Path | None = None) -> Pa
 
 
 def start(
-    config: Path, addr: str, log: Path, netns: str | None = None, timeout: float = 10.0
+    config: Path,
+    addr: str,
+    log: Path,
+    netns: str | None = None,
+    timeout: float = 10.0,
+    wrap: Callable[[list[str]], list[str]] | None = None,
 ) -> int:
-    """Run the registry, return its PID once `http://addr/v2/` answers (200 or 401)."""
+    """Run the registry, return its PID once `http://addr/v2/` answers (200 or 401).
+
+    `wrap` puts the command where it runs (the lab: a namespace and cgroup), else `netns`."""
     argv = [REGISTRY_BINARY, "serve", str(config)]
-    if netns:
+    if wrap is not None:
+        argv = wrap(argv)
+    elif netns:
         argv = ["ip", "netns", "exec", netns, *argv]
     with log.open("ab") as out:
         proc = subprocess.Popen(
@@ -95,6 +115,19 @@ def _answers(addr: str, netns: str | None) -> bool:
         return exc.code == 401
     except OSError:
         return False
+
+
+def start_lab_registry(layout: LabLayout) -> int:
+    """The lab's registry in its own namespace at 198.18.0.3:5000, storage in the data dir."""
+    directory = layout.data_dir / REGISTRY
+    config = write_config(directory, LAB_REGISTRY)
+    return start(
+        config,
+        LAB_REGISTRY,
+        directory / "registry.log",
+        netns=layout.netns(REGISTRY),
+        wrap=lambda argv: host_argv(layout, REGISTRY, argv),
+    )
 
 
 def stop(pid: int) -> None:
