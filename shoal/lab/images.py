@@ -8,6 +8,7 @@ from outside: the only input is /bin/busybox.
 Images:
     busybox   /bin/busybox + its applets, /etc/passwd|group (root, nobody, app uid 1000),
               Cmd ["sh"]; `busybox httpd -f -p 80` serves /www
+    bulky     busybox + 4 MB of incompressible filler: a ~5 MB pull (bench/image_pull.py)
     whoami    busybox + a CGI: `GET /` answers "Hostname: <container hostname>" and the
               request line; Cmd httpd -f -p 80, ExposedPorts 80/tcp, StopSignal SIGTERM
 """
@@ -54,6 +55,7 @@ class TestImage:
     stop_signal: str = ""
     labels: tuple[tuple[str, str], ...] = ()
     files: dict[str, tuple[str, int]] = field(default_factory=dict)  # path -> (text, mode)
+    filler: int = 0  # bytes of incompressible (but deterministic) data in /opt/filler
 
     def key(self) -> str:
         digest = hashlib.sha256(repr(self).encode())
@@ -63,6 +65,8 @@ class TestImage:
 
 IMAGES = {
     "busybox": TestImage("busybox", files={"www/index.html": ("busybox httpd\n", 0o644)}),
+    # ~5 MB compressed: busybox (~1 MB gzipped) and 4 MB that do not compress (bench/)
+    "bulky": TestImage("bulky", filler=4_000_000),
     "whoami": TestImage(
         "whoami",
         cmd=("httpd", "-f", "-p", "80", "-h", "/www"),
@@ -98,6 +102,13 @@ def _fill_rootfs(rootfs: Path, image: TestImage) -> None:
     (rootfs / "etc/passwd").write_text(_PASSWD)
     (rootfs / "etc/group").write_text(_GROUP)
     (rootfs / "etc/hostname").write_text("")
+    if image.filler:
+        chunks, block = [], hashlib.sha256(b"shoal").digest()
+        for _ in range(image.filler // 32 + 1):
+            block = hashlib.sha256(block).digest()
+            chunks.append(block)
+        (rootfs / "opt").mkdir(exist_ok=True)
+        (rootfs / "opt/filler").write_bytes(b"".join(chunks)[: image.filler])
     for rel, (text, mode) in image.files.items():
         path = rootfs / rel
         path.parent.mkdir(parents=True, exist_ok=True)
