@@ -371,6 +371,11 @@ class Lab:
                 CLIENT, self.layout.netns(CLIENT), host_address(CLIENT), "client", client_word, None
             )
         )
+        if state.registry_pid:  # docker-registry at 198.18.0.3:5000
+            netns, address = self.layout.netns(REGISTRY), host_address(REGISTRY)
+            rows.append(
+                HostStatus(REGISTRY, netns, address, "registry", "running", state.registry_pid)
+            )
         return rows
 
     def _reap(self) -> None:
