@@ -69,7 +69,8 @@ def parse_drain_delay(value: str) -> float:
     default="2s",
     show_default=True,
     metavar="DURATION",
-    help="How long a task being stopped stays out of the mesh before it is killed (ns|us|ms|s|m|h)",
+    help="How long a task being stopped stays out of the mesh before it is killed "
+    "(ns|us|ms|s|m|h)",
 )
 @click.option(
     "--insecure-registry",

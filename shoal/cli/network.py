@@ -48,21 +48,17 @@ def network_rows(networks: list[Mapping[str, Any]], no_trunc: bool = False) -> l
     for n in sorted(networks, key=lambda n: str(n.get("Name") or "")):
         ident = str(n.get("Id") or "")
         labels = n.get("Labels") or {}
-        rows.append(
-            Row(
-                {
-                    "ID": ident if no_trunc else truncate_id(ident),
-                    "Name": str(n.get("Name") or ""),
-                    "Driver": str(n.get("Driver") or ""),
-                    "Scope": str(n.get("Scope") or ""),
-                    "IPv4": str(n.get("EnableIPv4", True)).lower(),
-                    "IPv6": str(bool(n.get("EnableIPv6"))).lower(),
-                    "Internal": str(bool(n.get("Internal"))).lower(),
-                    "Labels": ",".join(f"{k}={v}" for k, v in sorted(labels.items())),
-                    "CreatedAt": str(n.get("Created") or ""),
-                }
-            )
-        )
+        rows.append(Row({
+            "ID": ident if no_trunc else truncate_id(ident),
+            "Name": str(n.get("Name") or ""),
+            "Driver": str(n.get("Driver") or ""),
+            "Scope": str(n.get("Scope") or ""),
+            "IPv4": str(n.get("EnableIPv4", True)).lower(),
+            "IPv6": str(bool(n.get("EnableIPv6"))).lower(),
+            "Internal": str(bool(n.get("Internal"))).lower(),
+            "Labels": ",".join(f"{k}={v}" for k, v in sorted(labels.items())),
+            "CreatedAt": str(n.get("Created") or ""),
+        }))
     return rows
 
 
@@ -139,12 +135,8 @@ def create_body(name: str, opts: Mapping[str, Any]) -> dict[str, Any]:
         "IPAM": {
             "Driver": opts.get("ipam_driver") or "default",
             "Options": ipam_opts,
-            "Config": _ipam_config(
-                tuple(opts.get("subnet", ())),
-                tuple(opts.get("gateway", ())),
-                tuple(opts.get("ip_range", ())),
-                aux,
-            ),
+            "Config": _ipam_config(tuple(opts.get("subnet", ())), tuple(opts.get("gateway", ())),
+                                   tuple(opts.get("ip_range", ())), aux),
         },
         "Internal": bool(opts.get("internal")),
         "Attachable": bool(opts.get("attachable")),
@@ -164,25 +156,21 @@ def _key_value(value: str) -> str:
 
 @network.command()
 @click.argument("name", metavar="NETWORK")
-@click.option(
-    "-d", "--driver", default="overlay", show_default=True, help="Driver to manage the Network"
-)
+@click.option("-d", "--driver", default="overlay", show_default=True,
+              help="Driver to manage the Network")
 @click.option("--scope", default="", help="Control the network's scope")
 @click.option("--attachable", is_flag=True, help="Enable manual container attachment")
 @click.option("--internal", is_flag=True, help="Restrict external access to the network")
 @click.option("--ingress", is_flag=True, help="Create swarm routing-mesh network")
 @click.option("--ipv6", is_flag=True, help="Enable or disable IPv6 networking")
-@click.option(
-    "--subnet", multiple=True, help="Subnet in CIDR format that represents a network segment"
-)
+@click.option("--subnet", multiple=True, help="Subnet in CIDR format that represents a "
+              "network segment")
 @click.option("--gateway", multiple=True, help="IPv4 or IPv6 Gateway for the master subnet")
 @click.option("--ip-range", multiple=True, help="Allocate container ip from a sub-range")
-@click.option(
-    "--aux-address", multiple=True, help="Auxiliary IPv4 or IPv6 addresses used by Network driver"
-)
-@click.option(
-    "--ipam-driver", default="default", show_default=True, help="IP Address Management Driver"
-)
+@click.option("--aux-address", multiple=True, help="Auxiliary IPv4 or IPv6 addresses used by "
+              "Network driver")
+@click.option("--ipam-driver", default="default", show_default=True, help="IP Address "
+              "Management Driver")
 @click.option("--ipam-opt", multiple=True, help="Set IPAM driver specific options")
 @click.option("-o", "--opt", multiple=True, help="Set driver specific options")
 @click.option("--label", multiple=True, help="Set metadata on a network")
@@ -216,3 +204,4 @@ def rm(cli: CliContext, refs: tuple[str, ...], force: bool) -> None:
             errors.append(error_text(exc))
     if errors:
         raise ErrorList(errors)
+

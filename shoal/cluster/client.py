@@ -119,7 +119,9 @@ class ClusterClient:
         self._channel = grpc.aio.secure_channel(addr, creds, options=options)
         self._encode = encoder()
 
-    async def call(self, name: str, request: Any, response: type[T], timeout: float = 10.0) -> T:
+    async def call(
+        self, name: str, request: Any, response: type[T], timeout: float = 10.0
+    ) -> T:
         method = self._channel.unary_unary(
             f"/shoal.{name}",
             request_serializer=self._encode,

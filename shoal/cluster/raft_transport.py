@@ -162,10 +162,7 @@ class RaftReceiver:
             if m.from_ != rid:
                 log.warning(
                     "raft: dropped %s claiming to be from %x, sent by node %s (%x)",
-                    m.type.name,
-                    m.from_,
-                    sender,
-                    rid,
+                    m.type.name, m.from_, sender, rid,
                 )
                 continue
             messages.append(m)

@@ -106,12 +106,9 @@ class ClusterServer:
             except ShoalError as exc:
                 await context.abort(_status_of(exc), exc.message)
 
-        self._add(
-            name,
-            grpc.unary_unary_rpc_method_handler(
-                behaviour, request_deserializer=decoder(request), response_serializer=encoder()
-            ),
-        )
+        self._add(name, grpc.unary_unary_rpc_method_handler(
+            behaviour, request_deserializer=decoder(request), response_serializer=encoder()
+        ))
 
     def add_stream(
         self, name: str, request: type[Any], roles: Collection[str], handler: Stream
@@ -124,12 +121,9 @@ class ClusterServer:
             except ShoalError as exc:
                 await context.abort(_status_of(exc), exc.message)
 
-        self._add(
-            name,
-            grpc.unary_stream_rpc_method_handler(
-                behaviour, request_deserializer=decoder(request), response_serializer=encoder()
-            ),
-        )
+        self._add(name, grpc.unary_stream_rpc_method_handler(
+            behaviour, request_deserializer=decoder(request), response_serializer=encoder()
+        ))
 
     def _add(self, name: str, handler: grpc.RpcMethodHandler) -> None:
         service, _, method = name.partition("/")

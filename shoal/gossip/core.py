@@ -267,9 +267,8 @@ class Swim:
         n = self.n()
         low, high = suspicion_bounds(self.config, n)
         k = self.config.suspicion_mult - 2
-        self._suspicions[m.node_id] = Suspicion(
-            msg.origin, k if n - 2 >= k else 0, low, high, self.now
-        )
+        self._suspicions[m.node_id] = Suspicion(msg.origin, k if n - 2 >= k else 0, low, high,
+                                                self.now)
         self._set_status(m, MemberStatus.SUSPECT, f"suspected by {msg.origin}")
         self._queue_member(msg)
 
@@ -403,3 +402,4 @@ class Swim:
 
     def _event(self, m: Member, reason: str) -> None:
         self._events.append(MemberEvent(m.node_id, m.addr, m.status, m.incarnation, reason))
+

@@ -239,12 +239,8 @@ class GossipNode:
         for event in core.take_events():
             log.info(
                 "gossip %s: member %s (%s) is %s at incarnation %d: %s",
-                core.node_id,
-                event.node_id,
-                event.addr,
-                event.status.value,
-                event.incarnation,
-                event.reason,
+                core.node_id, event.node_id, event.addr, event.status.value,
+                event.incarnation, event.reason,
             )
             for callback in list(self.on_member):
                 callback(event)

@@ -87,7 +87,11 @@ async def forward_middleware(request: web.Request, handler: Handler) -> web.Stre
 async def consistent_reads(request: web.Request, handler: Handler) -> web.StreamResponse:
     daemon = daemon_of(request)
     raft = daemon.raft
-    if request.method == "GET" and raft is not None and _CLUSTER_READS.match(request.path):
+    if (
+        request.method == "GET"
+        and raft is not None
+        and _CLUSTER_READS.match(request.path)
+    ):
         await raft.barrier()
     return await handler(request)
 

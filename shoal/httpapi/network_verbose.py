@@ -58,13 +58,8 @@ def snapshot(daemon: Daemon) -> MeshSnapshot:
         members = network.gossip.members()
     except RuntimeError:  # gossip not running (stopping)
         members = []
-    peers = tuple(
-        sorted(
-            (m.node_id, m.addr)
-            for m in members
-            if m.status in (MemberStatus.ALIVE, MemberStatus.SUSPECT)
-        )
-    )
+    peers = tuple(sorted((m.node_id, m.addr) for m in members
+                         if m.status in (MemberStatus.ALIVE, MemberStatus.SUSPECT)))
     view = network.net_view()
     addrs = {p.node_id: p.addr for p in view.peers} if view is not None else {}
     addrs.setdefault(network.node_id, network.addr)
@@ -72,22 +67,14 @@ def snapshot(daemon: Daemon) -> MeshSnapshot:
     names: dict[str, str] = {}
     if daemon.store is not None:
         store_view = daemon.store.view()
-        hostnames = {
-            n.id: n.description.hostname
-            for n in store_view.list("node")
-            if n.description is not None and n.description.hostname
-        }
+        hostnames = {n.id: n.description.hostname for n in store_view.list("node")
+                     if n.description is not None and n.description.hostname}
         names = {t.id: task_name(t) for t in store_view.list("task")}
     return MeshSnapshot(
-        network.node_id,
-        daemon.opts.mesh,
+        network.node_id, daemon.opts.mesh,
         mesh.desired() if mesh is not None else None,
         mesh.applied if mesh is not None else None,
-        peers,
-        addrs,
-        hostnames,
-        names,
-        frozenset(network.health.ports),
+        peers, addrs, hostnames, names, frozenset(network.health.ports),
     )
 
 
@@ -101,7 +88,8 @@ def _services(snap: MeshSnapshot, state: MeshState) -> dict[str, Any]:
     ports: dict[str, list[str]] = {}
     for p in state.ports:
         if p.mode == "ingress":
-            ports.setdefault(p.service_id, []).append(f"Target: {p.target}, Publish: {p.published}")
+            ports.setdefault(p.service_id, []).append(
+                f"Target: {p.target}, Publish: {p.published}")
     out: dict[str, Any] = {}
     for sid in sorted(ports, key=lambda s: names[s]):
         tasks = [
@@ -111,8 +99,7 @@ def _services(snap: MeshSnapshot, state: MeshState) -> dict[str, Any]:
                 "EndpointIP": e.address,
                 "Info": {"Host IP": snap.node_addrs.get(e.node_id, "")},
             }
-            for e in sorted(state.endpoints, key=lambda e: e.task_id)
-            if e.service_id == sid
+            for e in sorted(state.endpoints, key=lambda e: e.task_id) if e.service_id == sid
         ]
         out[names[sid]] = {"VIP": "", "Ports": ports[sid], "LocalLBIndex": 0, "Tasks": tasks}
     return out
@@ -120,21 +107,16 @@ def _services(snap: MeshSnapshot, state: MeshState) -> dict[str, Any]:
 
 def _peers(snap: MeshSnapshot) -> list[dict[str, str]]:
     return [
-        {
-            "Name": snap.hostnames.get(node_id, node_id),
-            "IP": snap.node_addrs.get(node_id) or _host(addr),
-        }
+        {"Name": snap.hostnames.get(node_id, node_id),
+         "IP": snap.node_addrs.get(node_id) or _host(addr)}
         for node_id, addr in snap.peers
     ]
 
 
 def _mesh(snap: MeshSnapshot, state: MeshState | None) -> dict[str, Any]:
     out: dict[str, Any] = {
-        "Node": snap.node_id,
-        "DataPlane": snap.mode,
-        "InSync": state is not None and state == snap.desired,
-        "Ports": [],
-        "HealthPorts": [],
+        "Node": snap.node_id, "DataPlane": snap.mode,
+        "InSync": state is not None and state == snap.desired, "Ports": [], "HealthPorts": [],
         "Problems": [],
     }
     if state is None:
@@ -150,38 +132,24 @@ def _mesh(snap: MeshSnapshot, state: MeshState | None) -> dict[str, Any]:
         backends = []
         for addr in port.backends:
             ep = by_address.get((port.service_id, addr))
-            backends.append(
-                {
-                    "Address": f"{addr}:{port.target}",
-                    "Task": ep.task_id if ep else "",
-                    "Node": ep.node_id if ep else "",
-                    "Local": bool(ep and ep.node_id == state.node_id),
-                }
-            )
-        out["Ports"].append(
-            {
-                "Protocol": port.protocol,
-                "PublishedPort": port.published,
-                "TargetPort": port.target,
-                "PublishMode": port.mode,
-                "Service": names[port.service_id],
-                "ServiceID": port.service_id,
-                "TrafficPolicy": port.policy,
-                "ProxyProtocol": spec.proxy_protocol,
-                "State": "open" if port.backends else "refused",
-                "Backends": backends,
-            }
-        )
+            backends.append({
+                "Address": f"{addr}:{port.target}",
+                "Task": ep.task_id if ep else "",
+                "Node": ep.node_id if ep else "",
+                "Local": bool(ep and ep.node_id == state.node_id),
+            })
+        out["Ports"].append({
+            "Protocol": port.protocol, "PublishedPort": port.published,
+            "TargetPort": port.target, "PublishMode": port.mode,
+            "Service": names[port.service_id], "ServiceID": port.service_id,
+            "TrafficPolicy": port.policy, "ProxyProtocol": spec.proxy_protocol,
+            "State": "open" if port.backends else "refused", "Backends": backends,
+        })
     targets, health_problems = health_targets(state)
     out["HealthPorts"] = [
-        {
-            "Port": t.port,
-            "Service": t.service_name,
-            "ServiceID": t.service_id,
-            "Status": t.status,
-            "LocalEndpoints": t.local_endpoints,
-            "Listening": t.port in snap.listening,
-        }
+        {"Port": t.port, "Service": t.service_name, "ServiceID": t.service_id,
+         "Status": t.status, "LocalEndpoints": t.local_endpoints,
+         "Listening": t.port in snap.listening}
         for _, t in sorted(targets.items())
     ]
     out["Problems"] = [*problems, *health_problems]

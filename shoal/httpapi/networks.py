@@ -72,7 +72,9 @@ def network_json(network: Network) -> dict[str, Any]:
     }
 
 
-def _matches(view: ReadView | None, network: Network, filters: dict[str, list[str]]) -> bool:
+def _matches(
+    view: ReadView | None, network: Network, filters: dict[str, list[str]]
+) -> bool:
     spec = network.spec
     checks: dict[str, Callable[[str], bool]] = {
         "id": lambda v: network.id.startswith(v),
@@ -137,9 +139,8 @@ async def inspect(request: web.Request) -> web.StreamResponse:
     if daemon.swarm is None or scope not in ("", "swarm"):
         raise NotFound(f"network {ref} not found")
     store = daemon.store
-    network = (
-        resolve_network(store.view(), ref) if store is not None else _worker_ingress(daemon, ref)
-    )
+    network = (resolve_network(store.view(), ref) if store is not None
+               else _worker_ingress(daemon, ref))
     body = network_json(network)
     if verbose:
         if network.spec.ingress:

@@ -121,7 +121,6 @@ async def remove(request: web.Request) -> web.StreamResponse:
             f"rpc error: code = FailedPrecondition desc = node {node.id} is not down and "
             "can't be removed"
         )
-
     def drop(tx: Tx) -> None:
         tx.delete("node", node.id)
         for cluster in tx.list("cluster"):

@@ -178,15 +178,11 @@ def _stop_one(lab: Lab, api: Client) -> None:
         lambda: True if all(r["ok"] for r in probe(lab, "http", targets, 3, 1.0)) else None,
         timeout=60,
     )
-    _say(
-        f"  all {len(others)} other hosts answer every request again after "
-        f"{time.monotonic() - began:.1f}s"
-    )
+    _say(f"  all {len(others)} other hosts answer every request again after "
+         f"{time.monotonic() - began:.1f}s")
     _requests(lab, 8080, others)
-    _say(
-        f"  meanwhile the managers miss {victim}'s heartbeats, mark it down and replace "
-        "its task elsewhere..."
-    )
+    _say(f"  meanwhile the managers miss {victim}'s heartbeats, mark it down and replace "
+         "its task elsewhere...")
 
     def replaced() -> bool | None:
         tasks = _tasks_by_host(lab, api)
@@ -201,10 +197,8 @@ def _stop_one(lab: Lab, api: Client) -> None:
 def run_demo(lab: Lab, nodes: int = 5, keep: bool = False, managers: int | None = None) -> None:
     """Tell the story on `lab`; it is brought down at the end unless `keep`."""
     managers = min(3, nodes) if managers is None else managers
-    _step(
-        f"A lab of {nodes} host(s), {managers} of them Raft managers, on fabric "
-        "198.18.0.0/24, and a client at 198.18.0.2"
-    )
+    _step(f"A lab of {nodes} host(s), {managers} of them Raft managers, on fabric "
+          "198.18.0.0/24, and a client at 198.18.0.2")
     _cmd(f"shoal lab up --nodes {nodes} --managers {managers}")
     lab.up(nodes, managers)
     for line in status_table(lab.status()).splitlines():

@@ -167,11 +167,7 @@ async def udp_once(target: str, timeout: float) -> tuple[str | None, str | None]
 
 
 async def run(
-    proto: str,
-    targets: list[str],
-    concurrency: int,
-    duration: float,
-    timeout: float,
+    proto: str, targets: list[str], concurrency: int, duration: float, timeout: float,
     interval: float,
 ) -> dict[str, object]:
     loop = asyncio.get_running_loop()
@@ -228,7 +224,8 @@ def main(argv: list[str] | None = None) -> int:
     if not 0 < args.duration <= 3600:
         parser.error("--duration must be within (0, 3600] seconds")
     summary = asyncio.run(
-        run(args.proto, args.targets, args.concurrency, args.duration, args.timeout, args.interval)
+        run(args.proto, args.targets, args.concurrency, args.duration, args.timeout,
+            args.interval)
     )
     print(json.dumps(summary), flush=True)
     return 0

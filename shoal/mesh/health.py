@@ -111,11 +111,8 @@ class HealthPorts:
                     failed.append(exc.message)
                     continue
                 self._ports[number] = port
-                log.info(
-                    "mesh: serving health port %d for service %s",
-                    number,
-                    targets[number].service_name,
-                )
+                log.info("mesh: serving health port %d for service %s", number,
+                         targets[number].service_name)
             if failed:
                 raise MeshError("; ".join(failed))
 
@@ -123,13 +120,8 @@ class HealthPorts:
         for number, new in sorted(targets.items()):
             old = self._targets.get(number)
             if old is None or old.status != new.status:
-                log.info(
-                    "mesh: health port %d of service %s answers %d (%d local endpoints)",
-                    number,
-                    new.service_name,
-                    new.status,
-                    new.local_endpoints,
-                )
+                log.info("mesh: health port %d of service %s answers %d (%d local endpoints)",
+                         number, new.service_name, new.status, new.local_endpoints)
 
     async def close(self) -> None:
         async with self._lock:

@@ -75,7 +75,8 @@ class KernelDataPlane:
                     self._known = False  # rebuild whole next time
                     raise
                 self.last_script = script
-            flushes = planner.conntrack_flushes(self._ports if self._known else None, result.ports)
+            flushes = planner.conntrack_flushes(self._ports if self._known else None,
+                                                result.ports)
             self._known, self._applied, self._ports = True, result.ruleset, result.ports
             await asyncio.gather(*(self._run_conntrack(args) for args in flushes))
 
@@ -103,9 +104,7 @@ class KernelDataPlane:
     async def _run_nft(self, script: str) -> None:
         try:
             proc = await asyncio.create_subprocess_exec(
-                self._nft,
-                "-f",
-                "-",
+                self._nft, "-f", "-",
                 stdin=asyncio.subprocess.PIPE,
                 stdout=asyncio.subprocess.PIPE,
                 stderr=asyncio.subprocess.PIPE,
@@ -124,8 +123,7 @@ class KernelDataPlane:
             return
         try:
             proc = await asyncio.create_subprocess_exec(
-                self._conntrack,
-                *args,
+                self._conntrack, *args,
                 stdout=asyncio.subprocess.DEVNULL,
                 stderr=asyncio.subprocess.PIPE,
             )

@@ -189,15 +189,8 @@ def plan_ports(state: MeshState) -> tuple[tuple[PortPlan, ...], tuple[str, ...]]
         if port.mode == "host" and not backends:
             continue  # host mode opens a port only where one of its tasks is ready
         out.append(
-            PortPlan(
-                port.protocol,
-                port.published,
-                port.target,
-                port.service_id,
-                port.mode,
-                backends,
-                port.policy,
-            )
+            PortPlan(port.protocol, port.published, port.target, port.service_id, port.mode,
+                     backends, port.policy)
         )
     return tuple(out), tuple(problems)
 
@@ -274,7 +267,9 @@ def _hook_chains(subnet: str) -> list[Chain]:
 
 def _ruleset(table: str, subnet: str, ports: Sequence[PortPlan]) -> Ruleset:
     chains = _hook_chains(subnet)
-    chains.append(Chain(REFUSE_CHAIN, "", ("meta l4proto tcp reject with tcp reset", "reject")))
+    chains.append(
+        Chain(REFUSE_CHAIN, "", ("meta l4proto tcp reject with tcp reset", "reject"))
+    )
     chains.extend(Chain(p.chain, "", (_dnat_rule(p),)) for p in ports if p.backends)
     open_ports = tuple((p.element, f"goto {p.chain}") for p in ports if p.backends)
     refused = tuple((p.element, "") for p in ports if not p.backends)

@@ -124,10 +124,8 @@ def health_targets(state: MeshState) -> tuple[dict[int, HealthTarget], tuple[str
         if owner is None:
             owners[port.health_port] = (port.service_id, port.service_name or port.service_id)
         elif owner[0] != port.service_id:
-            problem = (
-                f"service {port.service_id}: health port {port.health_port} is already "
-                f"served for service {owner[0]}; skipped"
-            )
+            problem = (f"service {port.service_id}: health port {port.health_port} is already "
+                       f"served for service {owner[0]}; skipped")
             if problem not in problems:
                 problems.append(problem)
     local: dict[str, set[str]] = {}
@@ -161,11 +159,8 @@ def proxy_protocol_ports(
     for item in value.replace(",", " ").split():
         number, _, proto = item.partition("/")
         protocols = (proto.lower(),) if proto else ("tcp", "udp")
-        if (
-            not number.isdigit()
-            or not 0 < int(number) < 65536
-            or not set(protocols) <= {"tcp", "udp"}
-        ):
+        if not number.isdigit() or not 0 < int(number) < 65536 or \
+                not set(protocols) <= {"tcp", "udp"}:
             bad.append(item)
             continue
         ports |= {(p, int(number)) for p in protocols}

@@ -102,9 +102,8 @@ def _check_port(port: int) -> int:
 
 def encode(header: ProxyHeader) -> bytes:
     """The wire form of `header`; ProxyProtocolError if it cannot be expressed."""
-    byte = next(
-        (b for b, ft in _FAMILY_TRANSPORT.items() if ft == (header.family, header.transport)), None
-    )
+    byte = next((b for b, ft in _FAMILY_TRANSPORT.items()
+                 if ft == (header.family, header.transport)), None)
     if byte is None:
         raise ProxyProtocolError(
             f"PROXY v2: family {header.family} with transport {header.transport} is not valid"
@@ -117,11 +116,8 @@ def encode(header: ProxyHeader) -> bytes:
         if header.source is None or header.destination is None:
             raise ProxyProtocolError(f"PROXY v2: family {header.family} needs both addresses")
         (src, sport), (dst, dport) = header.source, header.destination
-        body = (
-            _pack_ip(src, header.family)
-            + _pack_ip(dst, header.family)
-            + struct.pack("!HH", _check_port(sport), _check_port(dport))
-        )
+        body = (_pack_ip(src, header.family) + _pack_ip(dst, header.family)
+                + struct.pack("!HH", _check_port(sport), _check_port(dport)))
     for kind, value in header.tlvs:
         if not 0 <= kind <= 0xFF or len(value) > 0xFFFF:
             raise ProxyProtocolError(f"PROXY v2: TLV type {kind} or its length is out of range")

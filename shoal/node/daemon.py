@@ -105,7 +105,9 @@ class DaemonOptions:
     drain_delay: float = 2.0
     # where a manager listens for 2377 whatever `swarm init` asks (unit tests: loopback,
     # any port); "" follows the request's ListenAddr
-    cluster_listen: str = field(default_factory=lambda: os.environ.get("SHOAL_CLUSTER_LISTEN", ""))
+    cluster_listen: str = field(
+        default_factory=lambda: os.environ.get("SHOAL_CLUSTER_LISTEN", "")
+    )
     # where gossip (7946/udp+tcp) listens: "" is 0.0.0.0:7946 advertised at the node's
     # address; unit tests use loopback, any port
     gossip_listen: str = field(default_factory=lambda: os.environ.get("SHOAL_GOSSIP_LISTEN", ""))
@@ -196,9 +198,8 @@ class Daemon(RoleSwitch):
             return
         self.swarm = membership
         self.tls = load_node_tls(self._certs)
-        log.info(
-            "daemon: resuming swarm membership as %s node %s", membership.role, membership.node_id
-        )
+        log.info("daemon: resuming swarm membership as %s node %s", membership.role,
+                 membership.node_id)
         if membership.role == "worker":
             if self.tls is None:
                 log.error("daemon: no node certificate under %s; cannot rejoin", self._certs)
@@ -495,11 +496,7 @@ class Daemon(RoleSwitch):
             if result.tls.identity.role == "manager":
                 listen = self.opts.cluster_listen or listen_addr or "0.0.0.0:2377"
                 self.swarm = Membership(
-                    result.node_id,
-                    result.subnet,
-                    result.addr,
-                    "manager",
-                    result.managers,
+                    result.node_id, result.subnet, result.addr, "manager", result.managers,
                     listen,
                 )
                 await self._become_joined_manager(result.tls, result.managers)

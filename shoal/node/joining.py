@@ -39,7 +39,7 @@ class JoinResult:
 
 
 def manager_address(value: str) -> str:
-    """ "ip" or "ip:port" -> "ip:port" (2377 by default)."""
+    """"ip" or "ip:port" -> "ip:port" (2377 by default)."""
     host, sep, port = value.rpartition(":")
     if not sep:
         host, port = value, "2377"
@@ -72,9 +72,8 @@ async def join_swarm(
     failures: list[str] = []
     for remote in [manager_address(r) for r in remotes]:
         try:
-            return await _join_one(
-                remote, digest, token, hostname, advertise, availability, engine_version
-            )
+            return await _join_one(remote, digest, token, hostname, advertise, availability,
+                                   engine_version)
         except Unavailable as exc:
             log.warning("join: manager %s: %s", remote, exc.message)
             failures.append(exc.message)

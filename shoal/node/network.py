@@ -183,12 +183,7 @@ class NodeNetwork:
         """Run the mesh (its first apply waits for `ready`: the agent's adoption of the
         surviving tasks) and follow the network view."""
         self.mesh = MeshSync(
-            self._ports,
-            self._endpoints,
-            self.plane,
-            self.node_id,
-            self.subnet,
-            ready=ready,
+            self._ports, self._endpoints, self.plane, self.node_id, self.subnet, ready=ready,
             health=self.health,
         )
         self._spawn(self.mesh.run(), "mesh")
@@ -323,15 +318,13 @@ class NodeNetwork:
             return  # nobody could read us yet
         try:
             members = {
-                m.node_id
-                for m in self.gossip.members()
+                m.node_id for m in self.gossip.members()
                 if m.status in (MemberStatus.ALIVE, MemberStatus.SUSPECT)
             }
         except RuntimeError:
             return
         targets = [
-            p.gossip
-            for p in view.peers
+            p.gossip for p in view.peers
             if p.gossip and p.node_id != self.node_id and p.node_id not in members
         ]
         if targets:

@@ -130,6 +130,5 @@ def force_new_cluster(swarm_dir: Path, node_id: str) -> None:
         fresh.close()
     log.warning(
         "raft: forced a new cluster of this manager alone at index %d (old log kept in %s)",
-        index,
-        backup,
+        index, backup,
     )

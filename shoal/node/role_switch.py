@@ -93,10 +93,8 @@ class RoleSwitch(RaftWiring):
             return [
                 n.manager_status.addr
                 for n in self.store.view().list("node")
-                if n.manager_status is not None
-                and n.manager_status.addr
-                and n.id != self.swarm.node_id
-                and n.spec.role == "manager"
+                if n.manager_status is not None and n.manager_status.addr
+                and n.id != self.swarm.node_id and n.spec.role == "manager"
             ]
         return list(self.swarm.managers) if self.swarm is not None else []
 
@@ -132,9 +130,8 @@ class RoleSwitch(RaftWiring):
         for addr in managers:
             key = new_key()
             try:
-                answer = await self._call(
-                    addr, "CA/Renew", RenewRequest(make_csr(key)), RenewResponse
-                )
+                answer = await self._call(addr, "CA/Renew", RenewRequest(make_csr(key)),
+                                          RenewResponse)
             except ShoalError:
                 continue
             now = datetime.datetime.now(datetime.UTC)

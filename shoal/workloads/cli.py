@@ -11,12 +11,8 @@ __all__ = ["whoami"]
 @click.option("--port", "port", type=int, default=80, show_default=True, help="HTTP port")
 @click.option("--udp-port", "udp_port", type=int, default=None, help="also answer UDP here")
 @click.option("--host", default="0.0.0.0", show_default=True, help="address to listen on")
-@click.option(
-    "--proxy-protocol",
-    "proxy_protocol",
-    is_flag=True,
-    help="expect a PROXY protocol v2 header first; report the client it names",
-)
+@click.option("--proxy-protocol", "proxy_protocol", is_flag=True,
+              help="expect a PROXY protocol v2 header first; report the client it names")
 def whoami(port: int, udp_port: int | None, host: str, proxy_protocol: bool) -> None:
     """Answer HTTP (and UDP) with which task, service and node served the request."""
     from shoal.workloads.whoami import main

@@ -121,9 +121,8 @@ class _Http(asyncio.Protocol):
             end = self._buf.find(b"\r\n\r\n")
             if end < 0:
                 if len(self._buf) > MAX_HEAD:
-                    self._transport.write(
-                        _response("431 Request Header Fields Too Large", b"", True)
-                    )
+                    self._transport.write(_response("431 Request Header Fields Too Large",
+                                                     b"", True))
                     self._transport.close()
                 return
             head = bytes(self._buf[:end]).decode("latin-1")
@@ -236,11 +235,8 @@ class Whoami:
 
 
 async def start(
-    http_port: int = 80,
-    udp_port: int | None = None,
-    host: str = "0.0.0.0",
-    env: Mapping[str, str] | None = None,
-    proxy_protocol: bool = False,
+    http_port: int = 80, udp_port: int | None = None, host: str = "0.0.0.0",
+    env: Mapping[str, str] | None = None, proxy_protocol: bool = False,
 ) -> Whoami:
     """Start listening (port 0 picks a free one) and return at once."""
     loop = asyncio.get_running_loop()
@@ -261,9 +257,7 @@ async def start(
 
 
 async def serve(
-    http_port: int = 80,
-    udp_port: int | None = None,
-    host: str = "0.0.0.0",
+    http_port: int = 80, udp_port: int | None = None, host: str = "0.0.0.0",
     proxy_protocol: bool = False,
 ) -> None:
     """Serve until cancelled (or, under `main`, until SIGTERM/SIGINT)."""
@@ -290,9 +284,7 @@ async def _run(http_port: int, udp_port: int | None, host: str, proxy_protocol: 
 
 
 def main(
-    http_port: int = 80,
-    udp_port: int | None = None,
-    host: str = "0.0.0.0",
+    http_port: int = 80, udp_port: int | None = None, host: str = "0.0.0.0",
     proxy_protocol: bool = False,
 ) -> None:
     """Blocking entry point; returns (exit status 0) after SIGTERM or SIGINT."""

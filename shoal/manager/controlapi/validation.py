@@ -175,11 +175,9 @@ def _validate_mesh_labels(spec: ServiceSpec) -> None:
             'use PORT, PORT/tcp or PORT/udp, separated by commas (e.g. "8080,53/udp")'
         )
     for port in (spec.endpoint_spec.ports or []) if spec.endpoint_spec else []:
-        if (
-            options.health_port
-            and port.published_port == options.health_port
-            and (port.protocol or "tcp") == "tcp"
-        ):
+        if options.health_port and port.published_port == options.health_port and (
+            port.protocol or "tcp"
+        ) == "tcp":
             raise _bad(
                 f"label {HEALTH_PORT_LABEL}: port {options.health_port} is also a published "
                 f"port of this service ({options.health_port}/tcp); use another port"
@@ -187,15 +185,12 @@ def _validate_mesh_labels(spec: ServiceSpec) -> None:
 
 
 def _tcp_ports(ports: Iterable[EndpointPortConfig] | None) -> set[int]:
-    return {
-        p.published_port for p in ports or [] if p.published_port and (p.protocol or "tcp") == "tcp"
-    }
+    return {p.published_port for p in ports or [] if p.published_port
+            and (p.protocol or "tcp") == "tcp"}
 
 
 def check_mesh_ports(
-    service_id: str,
-    spec: ServiceSpec,
-    ports: list[EndpointPortConfig],
+    service_id: str, spec: ServiceSpec, ports: list[EndpointPortConfig],
     others: Iterable[Service],
 ) -> None:
     """Refuse a health port that collides, cluster-wide, with another service's published
@@ -212,20 +207,14 @@ def check_mesh_ports(
         name = other.spec.name
         other_health = mesh_labels(other.spec.labels).health_port
         if health and health in _tcp_ports(other.endpoint.ports):
-            raise _bad(
-                f"label {HEALTH_PORT_LABEL}: port {health} is already published by "
-                f"service {name} ({health}/tcp)"
-            )
+            raise _bad(f"label {HEALTH_PORT_LABEL}: port {health} is already published by "
+                       f"service {name} ({health}/tcp)")
         if health and health == other_health:
-            raise _bad(
-                f"label {HEALTH_PORT_LABEL}: port {health} is already the health port "
-                f"of service {name}"
-            )
+            raise _bad(f"label {HEALTH_PORT_LABEL}: port {health} is already the health port "
+                       f"of service {name}")
         if other_health and other_health in mine:
-            raise _bad(
-                f"published port {other_health}/tcp is already the health port of "
-                f"service {name} (label {HEALTH_PORT_LABEL})"
-            )
+            raise _bad(f"published port {other_health}/tcp is already the health port of "
+                       f"service {name} (label {HEALTH_PORT_LABEL})")
 
 
 def with_defaults(spec: ServiceSpec) -> ServiceSpec:

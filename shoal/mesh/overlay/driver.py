@@ -35,9 +35,7 @@ async def handle(overlay: Overlay, request: dict[str, Any]) -> dict[str, Any]:
             peers = [OverlayPeer(**p) for p in request["peers"]]
             await overlay.apply(peers)
             reply: dict[str, Any] = {
-                "ok": True,
-                "ops": [str(o) for o in overlay.last_ops],
-                "mtu": overlay.mtu,
+                "ok": True, "ops": [str(o) for o in overlay.last_ops], "mtu": overlay.mtu,
             }
         elif op == "close":
             await overlay.close()

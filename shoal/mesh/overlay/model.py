@@ -84,9 +84,9 @@ class OverlayPeer:
 class Remote:
     """What one remote node needs in the kernel: route, permanent neighbour, fdb entry.
 
-    route      subnet via <via> dev <device> onlink
-    neighbour  <via> lladdr <mac> nud permanent
-    fdb        <mac> dst <underlay> self permanent
+        route      subnet via <via> dev <device> onlink
+        neighbour  <via> lladdr <mac> nud permanent
+        fdb        <mac> dst <underlay> self permanent
     """
 
     subnet: ipaddress.IPv4Network

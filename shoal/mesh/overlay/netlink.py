@@ -254,11 +254,8 @@ class NetlinkKernel:
         await ipr.link(
             "set",
             index=index,
-            IFLA_AF_SPEC={
-                "attrs": [
-                    ("AF_INET6", {"attrs": [("IFLA_INET6_ADDR_GEN_MODE", _ADDR_GEN_MODE_NONE)]})
-                ]
-            },
+            IFLA_AF_SPEC={"attrs": [("AF_INET6", {"attrs": [("IFLA_INET6_ADDR_GEN_MODE",
+                                                              _ADDR_GEN_MODE_NONE)]})]},
         )
         await ipr.addr("add", index=index, address=str(s.address), prefixlen=32)
         await ipr.link("set", index=index, state="up")

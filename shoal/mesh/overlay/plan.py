@@ -240,12 +240,7 @@ def wanted_view(spec: DeviceSpec, remotes: Mapping[IPv4Network, Remote]) -> Kern
 
 def _same_identity(spec: DeviceSpec, dev: DeviceView) -> bool:
     return (dev.kind, dev.vni, dev.port, dev.local, dev.link, dev.learning) == (
-        "vxlan",
-        spec.vni,
-        spec.port,
-        spec.local,
-        spec.link,
-        False,
+        "vxlan", spec.vni, spec.port, spec.local, spec.link, False,
     )
 
 
@@ -281,7 +276,10 @@ def _entry_ops(want: KernelView, held: KernelView) -> list[Op]:
         if mac is not None and held.neighbours.get(a) != mac
     ]
     additions += [
-        SetFdb(mac, dst) for mac, dsts in want.fdb.items() for dst in dsts if kept.get(mac) != dsts
+        SetFdb(mac, dst)
+        for mac, dsts in want.fdb.items()
+        for dst in dsts
+        if kept.get(mac) != dsts
     ]
     additions += [
         SetRoute(dst, via)

@@ -114,9 +114,7 @@ class Overlay:
             if ops:
                 log.info(
                     "overlay: %d operation(s) for %d remote node(s) on %s",
-                    len(ops),
-                    len(selection.remotes),
-                    self.device,
+                    len(ops), len(selection.remotes), self.device,
                 )
 
     def invalidate(self) -> None:

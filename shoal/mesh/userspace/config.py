@@ -62,9 +62,8 @@ def listener_specs(state: MeshState) -> tuple[dict[Key, ListenerSpec], tuple[str
             ready.setdefault(ep.service_id, []).append(ep)
     taken: dict[Key, str] = {}
     specs: dict[Key, ListenerSpec] = {}
-    for port in sorted(
-        state.ports, key=lambda p: (p.protocol, p.published, p.service_id, p.target)
-    ):
+    for port in sorted(state.ports, key=lambda p: (p.protocol, p.published, p.service_id,
+                                                    p.target)):
         key = (port.protocol, port.published)
         if port.protocol not in ("tcp", "udp") or not (
             0 < port.published < 65536 and 0 < port.target < 65536
@@ -91,14 +90,8 @@ def listener_specs(state: MeshState) -> tuple[dict[Key, ListenerSpec], tuple[str
         if port.mode == "host" and not found:
             continue  # host mode opens a port only where one of its tasks is ready
         backends = tuple(sorted(found, key=found.__getitem__))
-        specs[key] = ListenerSpec(
-            port.protocol,
-            port.published,
-            port.target,
-            port.service_id,
-            backends,
-            port.proxy_protocol,
-        )
+        specs[key] = ListenerSpec(port.protocol, port.published, port.target, port.service_id,
+                                  backends, port.proxy_protocol)
     return specs, tuple(problems)
 
 
@@ -136,12 +129,8 @@ class Pool:
         self.target, self.backends, self._members = target, backends, frozenset(backends)
 
     def __contains__(self, backend: object) -> bool:
-        return (
-            isinstance(backend, tuple)
-            and len(backend) == 2
-            and backend[1] == self.target
-            and backend[0] in self._members
-        )
+        return (isinstance(backend, tuple) and len(backend) == 2
+                and backend[1] == self.target and backend[0] in self._members)
 
     def __len__(self) -> int:
         return len(self.backends)

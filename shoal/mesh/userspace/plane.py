@@ -107,20 +107,15 @@ class UserspaceDataPlane:
     async def _open(self, spec: ListenerSpec) -> Listener:
         listener: Listener
         if spec.protocol == "tcp":
-            listener = TcpListener(spec, connect_timeout=self.connect_timeout, backlog=self.backlog)
+            listener = TcpListener(spec, connect_timeout=self.connect_timeout,
+                                   backlog=self.backlog)
         else:
-            listener = UdpListener(
-                spec, idle_timeout=self.udp_idle_timeout, max_flows=self.udp_max_flows
-            )
+            listener = UdpListener(spec, idle_timeout=self.udp_idle_timeout,
+                                   max_flows=self.udp_max_flows)
         await listener.open(self.host)
-        log.info(
-            "mesh: listening on %s/%d for service %s (%d backends%s)",
-            spec.protocol,
-            spec.published,
-            spec.service_id,
-            len(spec.backends),
-            ", PROXY v2" if spec.proxy_protocol else "",
-        )
+        log.info("mesh: listening on %s/%d for service %s (%d backends%s)", spec.protocol,
+                 spec.published, spec.service_id, len(spec.backends),
+                 ", PROXY v2" if spec.proxy_protocol else "")
         return listener
 
     @staticmethod
@@ -128,17 +123,12 @@ class UserspaceDataPlane:
         before = len(listener.pool)
         listener.update(spec)
         if bool(before) != bool(spec.backends):  # the transitions an operator cares about
-            log.info(
-                "mesh: %s/%d of service %s %s",
-                spec.protocol,
-                spec.published,
-                spec.service_id,
-                f"serves {len(spec.backends)} backend(s)"
-                if spec.backends
-                else "has no ready backend: refusing",
-            )
+            log.info("mesh: %s/%d of service %s %s", spec.protocol, spec.published,
+                     spec.service_id, f"serves {len(spec.backends)} backend(s)" if spec.backends
+                     else "has no ready backend: refusing")
         else:
-            log.debug("mesh: %s/%d: %d backends", spec.protocol, spec.published, len(spec.backends))
+            log.debug("mesh: %s/%d: %d backends", spec.protocol, spec.published,
+                      len(spec.backends))
 
     async def _remove_kernel_mesh(self) -> None:
         table, self._kernel_table = self._kernel_table, None  # once per process
@@ -148,18 +138,14 @@ class UserspaceDataPlane:
             return
         try:
             proc = await asyncio.create_subprocess_exec(
-                "nft",
-                "delete",
-                "table",
-                "inet",
-                table,
-                stdout=asyncio.subprocess.DEVNULL,
-                stderr=asyncio.subprocess.DEVNULL,
+                "nft", "delete", "table", "inet", table,
+                stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.DEVNULL,
             )
         except OSError:
             return  # no nft here: no kernel mesh either
         if await proc.wait() == 0:
-            log.info("mesh: removed the kernel mesh table inet %s left by an earlier daemon", table)
+            log.info("mesh: removed the kernel mesh table inet %s left by an earlier daemon",
+                     table)
 
     def _report(self, problems: tuple[str, ...]) -> None:
         if problems != self._problems:

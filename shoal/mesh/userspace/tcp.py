@@ -210,11 +210,8 @@ class TcpListener:
         loop = asyncio.get_running_loop()
         try:
             self.server = await loop.create_server(
-                lambda: _Relay(self).client,
-                host,
-                self.published,
-                reuse_address=True,
-                backlog=self._backlog,
+                lambda: _Relay(self).client, host, self.published,
+                reuse_address=True, backlog=self._backlog,
             )
         except OSError as exc:
             raise MeshError(
@@ -240,14 +237,8 @@ class TcpListener:
         if backend not in self._failing:  # once per backend until it answers again
             self._failing.add(backend)
             why = "timed out" if isinstance(exc, TimeoutError) else str(exc)
-            log.warning(
-                "mesh: tcp/%d: backend %s:%d of service %s: %s; trying another",
-                self.published,
-                backend[0],
-                backend[1],
-                self.service_id,
-                why,
-            )
+            log.warning("mesh: tcp/%d: backend %s:%d of service %s: %s; trying another",
+                        self.published, backend[0], backend[1], self.service_id, why)
 
     def connect_succeeded(self, backend: Backend) -> None:
         self._failing.discard(backend)

@@ -154,9 +154,8 @@ class UdpListener:
             if self.sock is None:
                 return
             try:
-                data, ancdata, _, client = self.sock.recvmsg(
-                    MAX_DATAGRAM, socket.CMSG_SPACE(_PKTINFO.size)
-                )
+                data, ancdata, _, client = self.sock.recvmsg(MAX_DATAGRAM,
+                                                             socket.CMSG_SPACE(_PKTINFO.size))
             except (BlockingIOError, InterruptedError):
                 return
             except OSError as exc:
@@ -164,7 +163,8 @@ class UdpListener:
                 return
             self._forward(data, client, _local_address(ancdata))
 
-    def _forward(self, data: bytes, client: tuple[str, int], local: tuple[str, str] | None) -> None:
+    def _forward(self, data: bytes, client: tuple[str, int], local: tuple[str, str] | None
+                 ) -> None:
         reply_from, destination = local if local is not None else (self._host, self._host)
         key: FlowKey = (client, reply_from)
         flow = self.flows.get(key)
@@ -178,7 +178,8 @@ class UdpListener:
         flow.last = self.loop.time()
         flow.send(data)
 
-    def _new_flow(self, key: FlowKey, client: tuple[str, int], destination: str) -> _Flow | None:
+    def _new_flow(self, key: FlowKey, client: tuple[str, int], destination: str
+                  ) -> _Flow | None:
         backend = self.pool.pick()
         if backend is None:
             return None  # no ready endpoint: dropped
@@ -186,26 +187,17 @@ class UdpListener:
             self._sweep(rearm=False)
             if len(self.flows) >= self.max_flows:
                 if not self._full_logged:
-                    log.warning(
-                        "mesh: udp/%d: %d flows, dropping new clients' datagrams",
-                        self.published,
-                        self.max_flows,
-                    )
+                    log.warning("mesh: udp/%d: %d flows, dropping new clients' datagrams",
+                                self.published, self.max_flows)
                     self._full_logged = True
                 return None
-        header = (
-            header_for("udp", client, (destination, self.published)) if self.proxy_protocol else b""
-        )
+        header = header_for("udp", client, (destination, self.published)) \
+            if self.proxy_protocol else b""
         try:
             flow = _Flow(self, key, backend, header)
         except OSError as exc:
-            log.warning(
-                "mesh: udp/%d: cannot open a flow to %s:%d: %s",
-                self.published,
-                backend[0],
-                backend[1],
-                exc,
-            )
+            log.warning("mesh: udp/%d: cannot open a flow to %s:%d: %s",
+                        self.published, backend[0], backend[1], exc)
             return None
         self.flows[key] = flow
         if self._timer is None:
