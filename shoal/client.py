@@ -87,6 +87,22 @@ class Client:
     def delete(self, path: str, params: dict[str, Any] | None = None) -> Any:
         return self.request("DELETE", path, params=params)
 
+    def post_bytes(self, path: str, content: bytes, params: dict[str, Any] | None = None) -> Any:
+        """POST a raw body (`image load`'s tarball); the answer decoded as `request` does."""
+        try:
+            resp = self._http.post(
+                self._url(path),
+                content=content,
+                params=_params(params),
+                headers={"Content-Type": "application/x-tar"},
+                timeout=None,
+            )
+        except (httpx.ConnectError, FileNotFoundError, ConnectionRefusedError) as exc:
+            raise Unavailable(
+                f"Cannot connect to the shoal daemon at {self.host}. Is the daemon running?"
+            ) from exc
+        return _decode(resp)
+
     @contextmanager
     def stream(
         self, method: str, path: str, params: dict[str, Any] | None = None

@@ -46,6 +46,10 @@ class ApiClient(Protocol):
 
     def delete(self, path: str, params: dict[str, Any] | None = None) -> Any: ...
 
+    def post_bytes(
+        self, path: str, content: bytes, params: dict[str, Any] | None = None
+    ) -> Any: ...
+
     def stream(
         self, method: str, path: str, params: dict[str, Any] | None = None
     ) -> AbstractContextManager[Any]: ...

@@ -7,6 +7,7 @@ is refused with docker's flag error even where the daemon cannot run.
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Any
 
@@ -18,7 +19,13 @@ from shoal.cli.opts import FlagError
 from shoal.client import DEFAULT_HOST
 from shoal.errors import ShoalError
 
-__all__ = ["daemon", "parse_drain_delay"]
+__all__ = ["check_registry_host", "daemon", "parse_drain_delay"]
+
+
+def check_registry_host(value: str) -> None:
+    """`--insecure-registry` takes a registry host (`HOST[:PORT]`), not a URL or a CIDR."""
+    if not re.fullmatch(r"[A-Za-z0-9](?:[A-Za-z0-9.-]*[A-Za-z0-9])?(?::[0-9]{1,5})?", value):
+        raise FlagError("--insecure-registry", value, "expected HOST[:PORT]")
 
 
 def parse_drain_delay(value: str) -> float:
@@ -65,6 +72,13 @@ def parse_drain_delay(value: str) -> float:
     help="How long a task being stopped stays out of the mesh before it is killed "
     "(ns|us|ms|s|m|h)",
 )
+@click.option(
+    "--insecure-registry",
+    "insecure_registries",
+    multiple=True,
+    metavar="HOST:PORT",
+    help="Registry spoken to over plain HTTP / without TLS verification (repeatable)",
+)
 @click.option("-D", "--debug", is_flag=True, help="Enable debug logging")
 @click.pass_context
 def daemon(
@@ -74,6 +88,7 @@ def daemon(
     hostname: str | None,
     mesh: str,
     drain_delay: str,
+    insecure_registries: tuple[str, ...],
     debug: bool,
 ) -> None:
     """Run the shoal daemon (as root, on every host)."""
@@ -81,6 +96,8 @@ def daemon(
         if not host.startswith(("unix://", "tcp://")):
             raise ShoalError(f"invalid host {host!r}: use unix:///path or tcp://ip:port")
     delay = parse_drain_delay(drain_delay)
+    for registry in insecure_registries:
+        check_registry_host(registry)
     try:
         from shoal.daemon import DaemonOptions, run_daemon
     except ImportError as exc:
@@ -94,5 +111,6 @@ def daemon(
             mesh=mesh,
             debug=debug,
             drain_delay=delay,
+            insecure_registries=list(insecure_registries),
         )
     )

@@ -20,6 +20,7 @@ from shoal import __version__
 from shoal.cli.common import echo, error_text
 from shoal.cli.context import CliContext
 from shoal.cli.daemon import daemon
+from shoal.cli.image import image, pull
 from shoal.cli.network import network
 from shoal.cli.node import node
 from shoal.cli.service import service
@@ -106,7 +107,7 @@ def cli(ctx: click.Context, host: str | None) -> None:
         obj.host = host
 
 
-for _command in (swarm, node, service, network, info, version, daemon):
+for _command in (swarm, node, service, network, image, pull, info, version, daemon):
     cli.add_command(_command)
 
 

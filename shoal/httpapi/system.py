@@ -155,16 +155,9 @@ async def info(request: web.Request) -> web.StreamResponse:
     )
 
 
-async def distribution(request: web.Request) -> web.StreamResponse:
-    # shoal has no registry: answering 404 makes the docker CLI keep the image name as given
-    return json_response(
-        {"message": "shoal does not resolve images on a registry (exec runtime)"}, status=404
-    )
-
-
 def add_routes(router: web.UrlDispatcher) -> None:
     route(router, "GET", "/_ping", ping)
     route(router, "HEAD", "/_ping", ping)
     route(router, "GET", "/version", version)
     route(router, "GET", "/info", info)
-    route(router, "GET", r"/distribution/{name:.+}/json", distribution)
+    # GET /distribution/{name}/json lives in images.py

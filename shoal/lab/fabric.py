@@ -19,6 +19,7 @@ from shoal.lab.iproute import IpError
 from shoal.lab.layout import (
     CLIENT,
     FABRIC_PREFIXLEN,
+    REGISTRY,
     TASK_NETNS_PREFIX,
     LabLayout,
     host_address,
@@ -109,7 +110,7 @@ def sweep(layout: LabLayout) -> list[str]:
     tasks: list[str] = []
     for name in own:
         rest = name.removeprefix(layout.prefix + "-")
-        if rest not in ("fabric", CLIENT):
+        if rest not in ("fabric", CLIENT, REGISTRY):
             tasks += task_netns_of(layout, rest)
     doomed = list(dict.fromkeys([*tasks, *orphan_task_netns(), *own]))
     for name in doomed:

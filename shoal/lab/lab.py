@@ -24,9 +24,9 @@ from typing import Any
 
 from shoal.client import Client
 from shoal.errors import Conflict, InvalidArgument, NotFound, ShoalError, Unavailable
-from shoal.lab import fabric, iproute
+from shoal.lab import fabric, iproute, registry
 from shoal.lab.cgroups import cgroup2_mount, kill_cgroup, make_cgroup, remove_cgroup
-from shoal.lab.layout import CLIENT, MAX_NODES, LabLayout, host_address, host_name
+from shoal.lab.layout import CLIENT, MAX_NODES, REGISTRY, LabLayout, host_address, host_name
 from shoal.lab.procs import (
     DaemonArgv,
     daemon_alive,
@@ -122,6 +122,7 @@ class Lab:
         """
         self.build(nodes, managers)
         try:
+            self._start_registry()
             for host in self.hosts():
                 self._launch(host)
             for host in self.hosts():
@@ -150,7 +151,7 @@ class Lab:
         try:
             self.layout.run_dir.mkdir(parents=True, exist_ok=True)
             fabric.build_fabric(self.layout)
-            for host in [CLIENT, *hosts]:
+            for host in [CLIENT, REGISTRY, *hosts]:
                 make_cgroup(self.layout.cgroup(host))
                 fabric.plug(self.layout, host)
             for host in hosts:
@@ -166,6 +167,9 @@ class Lab:
         Returns the namespaces it deleted. The data dir (daemon logs) is left for post-mortems
         unless `purge`; the next `up` clears it anyway.
         """
+        state = load_state(self.layout.state_file)
+        if state is not None and state.registry_pid:
+            registry.stop(state.registry_pid)  # by PID; the cgroup kill below catches leftovers
         kill_cgroup(self.layout.cgroup_dir, reap=self._reap)
         deleted = fabric.sweep(self.layout)
         remove_cgroup(self.layout.cgroup_dir)
@@ -174,6 +178,13 @@ class Lab:
             shutil.rmtree(self.layout.data_dir, ignore_errors=True)
         self._reap()
         return deleted
+
+    def _start_registry(self) -> None:
+        """Debian's docker-registry at 198.18.0.3:5000 (plain HTTP; the daemons trust it)."""
+        state = load_state(self.layout.state_file)
+        assert state is not None
+        state.registry_pid = registry.start_lab_registry(self.layout)
+        self._save(state)
 
     # -- daemons ----------------------------------------------------------------------
     def _launch(self, host: str) -> None:
@@ -360,6 +371,11 @@ class Lab:
                 CLIENT, self.layout.netns(CLIENT), host_address(CLIENT), "client", client_word, None
             )
         )
+        if state.registry_pid:  # docker-registry at 198.18.0.3:5000
+            netns, address = self.layout.netns(REGISTRY), host_address(REGISTRY)
+            rows.append(
+                HostStatus(REGISTRY, netns, address, "registry", "running", state.registry_pid)
+            )
         return rows
 
     def _reap(self) -> None:

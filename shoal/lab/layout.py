@@ -25,6 +25,8 @@ __all__ = [
     "CLIENT_ADDRESS",
     "FABRIC_PREFIXLEN",
     "MAX_NODES",
+    "REGISTRY",
+    "REGISTRY_ADDRESS",
     "TASK_NETNS_PREFIX",
     "LabLayout",
     "host_address",
@@ -34,6 +36,8 @@ __all__ = [
 
 CLIENT = "client"
 CLIENT_ADDRESS = "198.18.0.2"
+REGISTRY = "registry"  # the lab's image registry (docker-registry), no shoal daemon
+REGISTRY_ADDRESS = "198.18.0.3"
 FABRIC_PREFIXLEN = 24
 MAX_NODES = 244  # 198.18.0.(10+K) must stay below .255
 TASK_NETNS_PREFIX = "shoal-t-"  # what daemons name their task namespaces
@@ -61,6 +65,8 @@ def host_address(host: str) -> str:
     """The fabric address of `hK` or `client`."""
     if host == CLIENT:
         return CLIENT_ADDRESS
+    if host == REGISTRY:
+        return REGISTRY_ADDRESS
     return f"198.18.0.{10 + host_index(host)}"
 
 
@@ -91,8 +97,8 @@ class LabLayout:
 
     def netns(self, host: str) -> str:
         """The namespace of `hK` or `client`."""
-        if host == CLIENT:
-            return f"{self.prefix}-client"
+        if host in (CLIENT, REGISTRY):
+            return f"{self.prefix}-{host}"
         return f"{self.prefix}-h{host_index(host)}"
 
     def is_lab_netns(self, name: str) -> bool:
@@ -100,12 +106,14 @@ class LabLayout:
         rest = name.removeprefix(self.prefix + "-")
         if rest == name:
             return False
-        return rest in ("fabric", CLIENT) or _HOST_RE.match(rest) is not None
+        return rest in ("fabric", CLIENT, REGISTRY) or _HOST_RE.match(rest) is not None
 
     @staticmethod
     def fabric_port(host: str) -> str:
         """The fabric-side end of a host's veth (in the fabric namespace, on fab0)."""
-        return "vclient" if host == CLIENT else f"vh{host_index(host)}"
+        if host in (CLIENT, REGISTRY):
+            return f"v{host}"
+        return f"vh{host_index(host)}"
 
     # -- files -------------------------------------------------------------------------
     @property
@@ -140,6 +148,6 @@ class LabLayout:
 
     def cgroup(self, host: str) -> Path:
         """The cgroup of everything that runs on `hK` (daemon, tasks, `lab exec`) or `client`."""
-        if host == CLIENT:
-            return self.cgroup_dir / CLIENT
+        if host in (CLIENT, REGISTRY):
+            return self.cgroup_dir / host
         return self.cgroup_dir / f"h{host_index(host)}"

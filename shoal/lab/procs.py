@@ -27,7 +27,9 @@ from shoal.client import Client
 from shoal.errors import ShoalError, Unavailable
 from shoal.lab.cgroups import join_argv
 from shoal.lab.iproute import NETNS_DIR
-from shoal.lab.layout import LabLayout
+from shoal.lab.layout import REGISTRY_ADDRESS, LabLayout
+
+LAB_REGISTRY = f"{REGISTRY_ADDRESS}:5000"
 
 __all__ = [
     "DaemonArgv",
@@ -56,6 +58,8 @@ def shoal_daemon_argv(layout: LabLayout, host: str) -> list[str]:
         layout.api_url(host),
         "--hostname",
         f"shoal-{host}",
+        "--insecure-registry",
+        LAB_REGISTRY,  # the lab's docker-registry speaks plain HTTP
     ]
 
 

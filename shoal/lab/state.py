@@ -32,6 +32,7 @@ class LabState:
     swarm: bool = False  # swarm init done on h1
     hosts: dict[str, HostRecord] = field(default_factory=dict)
     client_cut: bool = False
+    registry_pid: int | None = None  # the lab registry's docker-registry (198.18.0.3:5000)
     # hosts meant to be managers that joined as workers (managers cannot join without Raft)
     not_managers: list[str] = field(default_factory=list)
 

@@ -47,6 +47,7 @@ from shoal.cluster.forward import Forwarder
 from shoal.errors import NotSupported, ShoalError, Unavailable
 from shoal.gossip.node import GossipOptions
 from shoal.gossip.table import EndpointTable
+from shoal.images import ImageStore
 from shoal.manager.controlapi.swarm import InitOptions, init_swarm, node_cert_expiry
 from shoal.manager.state.store import Store, new_id
 from shoal.mesh.dataplane import DataPlane
@@ -89,6 +90,11 @@ ALREADY_IN_SWARM = (
 )
 
 
+def _allowed_registries() -> list[str] | None:
+    value = os.environ.get("SHOAL_ALLOWED_REGISTRIES")
+    return None if value is None else [r for r in value.split(",") if r]
+
+
 @dataclass
 class DaemonOptions:
     data_root: Path = Path("/var/lib/shoal")
@@ -106,6 +112,10 @@ class DaemonOptions:
     # address; unit tests use loopback, any port
     gossip_listen: str = field(default_factory=lambda: os.environ.get("SHOAL_GOSSIP_LISTEN", ""))
     reconcile_every: float = 10.0  # seconds between endpoint table reconciles
+    insecure_registries: list[str] = field(default_factory=list)  # HOST:PORT spoken plain HTTP
+    # registries this node may contact (None: any); tests set SHOAL_ALLOWED_REGISTRIES so
+    # that a `service create busybox` never reaches out to docker.io
+    allowed_registries: list[str] | None = field(default_factory=lambda: _allowed_registries())
 
 
 class Daemon(RoleSwitch):
@@ -129,6 +139,14 @@ class Daemon(RoleSwitch):
         self.root = opts.data_root
         self.root.mkdir(parents=True, exist_ok=True)
         self.runtime = runtime or ExecRuntime(self.root / "tasks")
+        # images: one store per node under <root>/images (shoal/images), served by the API's
+        # /images routes and pulled through by the oci runtime; whoever runs containers sets
+        # `self.images.in_use` (image ID -> a container using it) so `image rm` refuses
+        self.images = ImageStore(
+            self.root / "images",
+            opts.insecure_registries,
+            allowed_registries=opts.allowed_registries,
+        )
         self._plane_factory = plane_factory
         self.store: Store | None = None
         self.swarm: Membership | None = None

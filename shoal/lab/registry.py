@@ -1,0 +1,151 @@
+"""Debian's `docker-registry` (distribution) as the lab's registry, and for tests on loopback.
+
+`write_config()` makes its config (filesystem storage under the given dir, optional
+htpasswd basic auth), `start()` runs it (inside a network namespace when asked) and waits
+until `/v2/` answers; the caller stops it by PID (`stop()`)."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Callable
+from pathlib import Path
+
+from shoal.lab.layout import REGISTRY, LabLayout
+from shoal.lab.procs import LAB_REGISTRY, host_argv
+
+__all__ = [
+    "LAB_REGISTRY",
+    "REGISTRY_BINARY",
+    "start",
+    "start_lab_registry",
+    "stop",
+    "write_config",
+    "write_htpasswd",
+]
+
+REGISTRY_BINARY = "/usr/bin/docker-registry"
+
+
+def write_htpasswd(path: Path, users: dict[str, str]) -> Path:
+    import bcrypt  # only the auth tests need it
+
+    lines = [
+        f"{u}:{bcrypt.hashpw(p.encode(), bcrypt.gensalt(rounds=5)).decode()}"
+        for u, p in users.items()
+    ]
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+def write_config(directory: Path, addr: str, htpasswd: Path | None = None) -> Path:
+    """`<directory>/config.yml`: listen on `addr`, blobs under `<directory>/data`."""
+    directory.mkdir(parents=True, exist_ok=True)
+    text = (
+        "version: 0.1\n"
+        "log:\n  level: warn\n  accesslog:\n    disabled: true\n"
+        f"storage:\n  filesystem:\n    rootdirectory: {directory / 'data'}\n"
+        "  delete:\n    enabled: true\n"
+        f"http:\n  addr: {addr}\n"
+    )
+    if htpasswd is not None:
+        text += f"auth:\n  htpasswd:\n    realm: shoal-registry\n    path: {htpasswd}\n"
+    config = directory / "config.yml"
+    config.write_text(text)
+    return config
+
+
+def start(
+    config: Path,
+    addr: str,
+    log: Path,
+    netns: str | None = None,
+    timeout: float = 10.0,
+    wrap: Callable[[list[str]], list[str]] | None = None,
+) -> int:
+    """Run the registry, return its PID once `http://addr/v2/` answers (200 or 401).
+
+    `wrap` puts the command where it runs (the lab: a namespace and cgroup), else `netns`."""
+    argv = [REGISTRY_BINARY, "serve", str(config)]
+    if wrap is not None:
+        argv = wrap(argv)
+    elif netns:
+        argv = ["ip", "netns", "exec", netns, *argv]
+    with log.open("ab") as out:
+        proc = subprocess.Popen(
+            argv, stdout=out, stderr=out, stdin=subprocess.DEVNULL, start_new_session=True
+        )
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(
+                f"docker-registry exited {proc.returncode}: {log.read_text()[-500:]}"
+            )
+        if _answers(addr, netns):
+            return proc.pid
+        time.sleep(0.05)
+    stop(proc.pid)
+    raise RuntimeError(f"docker-registry did not answer on {addr} within {timeout}s")
+
+
+def _answers(addr: str, netns: str | None) -> bool:
+    if netns:
+        probe = [
+            "ip",
+            "netns",
+            "exec",
+            netns,
+            "busybox",
+            "wget",
+            "-q",
+            "-O",
+            "/dev/null",
+            f"http://{addr}/v2/",
+        ]
+        result = subprocess.run(probe, capture_output=True, text=True)
+        return result.returncode == 0 or "401" in result.stderr
+    try:
+        urllib.request.urlopen(f"http://{addr}/v2/", timeout=1).close()
+        return True
+    except urllib.error.HTTPError as exc:
+        return exc.code == 401
+    except OSError:
+        return False
+
+
+def start_lab_registry(layout: LabLayout) -> int:
+    """The lab's registry in its own namespace at 198.18.0.3:5000, storage in the data dir."""
+    directory = layout.data_dir / REGISTRY
+    config = write_config(directory, LAB_REGISTRY)
+    return start(
+        config,
+        LAB_REGISTRY,
+        directory / "registry.log",
+        netns=layout.netns(REGISTRY),
+        wrap=lambda argv: host_argv(layout, REGISTRY, argv),
+    )
+
+
+def stop(pid: int) -> None:
+    """Stop the registry by PID (its process group: `ip netns exec` execs it in place)."""
+    try:
+        os.killpg(pid, signal.SIGTERM)
+    except ProcessLookupError:
+        return
+    deadline = time.monotonic() + 5
+    while time.monotonic() < deadline:
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return
+        try:
+            if os.waitpid(pid, os.WNOHANG)[0] == pid:
+                return
+        except ChildProcessError:
+            pass
+        time.sleep(0.05)
+    os.killpg(pid, signal.SIGKILL)

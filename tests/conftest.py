@@ -1,0 +1,7 @@
+"""Settings shared by every test session."""
+
+import os
+
+# hermetic: a daemon under test never contacts a registry outside the lab (the docker CLI
+# asks for /distribution/IMAGE/json on every service create; busybox would mean docker.io)
+os.environ.setdefault("SHOAL_ALLOWED_REGISTRIES", "198.18.0.3:5000,127.0.0.1:15000,localhost")
