@@ -11,6 +11,8 @@ from shoal import __version__
 from shoal.errors import ShoalError
 from shoal.httpapi import (
     configs,
+    containers,
+    exec,
     networks,
     nodes,
     openapi,
@@ -19,6 +21,7 @@ from shoal.httpapi import (
     swarm,
     system,
     tasks,
+    volumes,
 )
 from shoal.httpapi.common import API_VERSION, DAEMON_KEY, MIN_API_VERSION, json_response
 from shoal.httpapi.forwarding import consistent_reads, executor, forward_middleware
@@ -85,7 +88,10 @@ async def _versions(request: web.Request, handler: Handler) -> web.StreamRespons
 
 
 # every module that serves routes (scripts/gen_openapi.py reads the routes from here)
-ROUTE_MODULES = (system, swarm, nodes, services, tasks, networks, secrets, configs, openapi)
+ROUTE_MODULES = (
+    system, swarm, nodes, services, tasks, networks, secrets, configs,
+    containers, exec, volumes, openapi,
+)
 
 
 def add_all_routes(router: web.UrlDispatcher) -> None:
