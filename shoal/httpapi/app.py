@@ -106,5 +106,6 @@ def make_app(daemon: Daemon) -> web.Application:
     )
     app[DAEMON_KEY] = daemon
     daemon.api_executor = executor(app)
+    exec.prepare_app(app)
     add_all_routes(app.router)
     return app

@@ -27,7 +27,7 @@ from shoal.httpapi.common import json_response, query_int, route
 from shoal.httpapi.exechijack import bridge_pipes, bridge_pty, set_window
 from shoal.httpapi.taskcontainers import ExecOptions, containers_of, resolve
 
-__all__ = ["EXECS_KEY", "ExecInstance", "add_routes"]
+__all__ = ["EXECS_KEY", "ExecInstance", "add_routes", "prepare_app"]
 
 
 @dataclass
@@ -50,12 +50,13 @@ class ExecInstance:
 EXECS_KEY = web.AppKey("execs", dict[str, ExecInstance])
 
 
+def prepare_app(app: web.Application) -> None:
+    """The app's table of exec instances (before the app starts)."""
+    app[EXECS_KEY] = {}
+
+
 def _execs(request: web.Request) -> dict[str, ExecInstance]:
-    found = request.app.get(EXECS_KEY)
-    if found is None:
-        found = {}
-        request.app[EXECS_KEY] = found
-    return found
+    return request.app[EXECS_KEY]
 
 
 def _strings(body: dict[str, Any], key: str) -> tuple[str, ...]:

@@ -7,6 +7,7 @@ import asyncio
 import contextlib
 import fcntl
 import os
+import signal
 import struct
 import termios
 import tty
@@ -87,7 +88,11 @@ def _read_master(master: int, writer: asyncio.StreamWriter, done: asyncio.Event)
         done.set()
 
 
-async def _feed_master(reader: asyncio.StreamReader, master: int) -> None:
+async def _feed_master(
+    reader: asyncio.StreamReader, master: int, proc: asyncio.subprocess.Process
+) -> None:
+    """Client bytes to the pty; the client gone hangs the terminal up (SIGHUP, as a closed
+    terminal does), which runc passes to the exec's process."""
     with contextlib.suppress(ConnectionError, OSError):
         while chunk := await reader.read(_CHUNK):
             view = memoryview(chunk)
@@ -96,6 +101,9 @@ async def _feed_master(reader: asyncio.StreamReader, master: int) -> None:
                     view = view[os.write(master, view):]
                 except BlockingIOError:
                     await asyncio.sleep(0.01)
+    if proc.returncode is None:
+        with contextlib.suppress(ProcessLookupError):
+            proc.send_signal(signal.SIGHUP)
 
 
 async def bridge_pty(
@@ -117,7 +125,7 @@ async def bridge_pty(
         os.close(slave)
     instance.pid, instance.pty_master = proc.pid, master
     loop.add_reader(master, _read_master, master, writer, done)
-    feeding = asyncio.create_task(_feed_master(reader, master))
+    feeding = asyncio.create_task(_feed_master(reader, master, proc))
     try:
         code = await proc.wait()
         with contextlib.suppress(TimeoutError):
@@ -126,6 +134,9 @@ async def bridge_pty(
         return code
     finally:
         feeding.cancel()
+        if proc.returncode is None:  # cancelled: the server is going away
+            proc.kill()
+            await proc.wait()
         loop.remove_reader(master)
         instance.pty_master = None
         os.close(master)
