@@ -300,3 +300,27 @@ def test_volumes_ls_inspect_and_rm_in_use_refused(node: Node) -> None:
     assert docker(node, "volume", "ls", "-q", "--filter", "label=tier=db").stdout.split() == [
         "webdata"
     ]
+
+
+# -- last: the task container is killed and removed -----------------------------------------
+
+
+def test_rm_kill_and_exec_into_the_dead_task(node: Node) -> None:
+    err = fails(node, "rm", CID[:12])
+    assert "container is running: stop the container before removing or force remove" in err
+    assert "Invalid signal: NOPE" in fails(node, "kill", "-s", "NOPE", CID[:12])
+    assert docker(node, "kill", CID[:12]).stdout.strip() == CID[:12]
+    until(
+        lambda: docker(node, "ps", "-q", "--filter", "status=exited", "--no-trunc")
+        .stdout.split().count(CID) == 1,
+        20, "the killed container shows as exited",
+    )
+    assert docker(node, "ps", "-q", "--no-trunc").stdout.split() == []
+    assert f"container {CID} is not running" in fails(node, "exec", CID[:12], "true")
+    assert docker(node, "stop", CID[:12]).returncode == 0  # already stopped: nothing to do
+    assert docker(node, "rm", CID[:12]).stdout.strip() == CID[:12]
+    assert "No such container" in fails(node, "inspect", "--type", "container", CID[:12])
+    assert "container does not exist" in subprocess.run(
+        ["runc", "--root", str(node.socket.parent / "task" / "runc"), "state", CID],
+        capture_output=True, text=True,
+    ).stderr
