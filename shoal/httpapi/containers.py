@@ -170,7 +170,7 @@ async def container_logs(request: web.Request) -> web.StreamResponse:
         backlog = backlog[-tail:] if tail else []
     for entry in backlog:
         await response.write(encode(entry))
-    while follow and not until:
+    while follow and not until and not _client_gone(request):
         running = _still_running(request, view.id)
         await asyncio.sleep(0.2)
         entries, offset = _read_lines(view.log_path, offset)
@@ -181,6 +181,10 @@ async def container_logs(request: web.Request) -> web.StreamResponse:
             break
     await response.write_eof()
     return response
+
+
+def _client_gone(request: web.Request) -> bool:
+    return request.transport is None or request.transport.is_closing()
 
 
 def _still_running(request: web.Request, container_id: str) -> bool:
@@ -195,7 +199,7 @@ async def container_stats(request: web.Request) -> web.StreamResponse:
         return json_response(await stats_of(view, one_shot=one_shot))
     response = web.StreamResponse(headers={"Content-Type": "application/json"})
     await response.prepare(request)
-    while _still_running(request, view.id):
+    while _still_running(request, view.id) and not _client_gone(request):
         await response.write(json.dumps(await stats_of(view, one_shot=False)).encode() + b"\n")
     await response.write_eof()
     return response

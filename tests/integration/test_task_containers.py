@@ -53,6 +53,8 @@ class Node:
 
     def __init__(self, root: Path, containers: RuncContainers) -> None:
         self.socket = root / "docker.sock"
+        self.log = root / "log.jsonl"
+        self.t0 = 0.0  # the time of the log's first line
         self.loop = asyncio.new_event_loop()
         self.thread = threading.Thread(target=self.loop.run_forever, daemon=True)
         self.thread.start()
@@ -85,9 +87,9 @@ def node(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Node]:
         task.start("web-1")
         until(lambda: task.state().get("status") == "running", 20, "the container runs")
         started = from_epoch(time.time() - 125)
-        log = base / "log.jsonl"
+        log, t0 = base / "log.jsonl", time.time() - 100
         log.write_text("".join(
-            json.dumps({"time": from_epoch(time.time() - 100 + i), "stream": s, "log": text})
+            json.dumps({"time": from_epoch(t0 + i), "stream": s, "log": text})
             + "\n"
             for i, (s, text) in enumerate(
                 [("stdout", "ready"), ("stderr", "warming up"), ("stdout", "serving")]
@@ -101,6 +103,7 @@ def node(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Node]:
         )
         containers = RuncContainers({CID: (task, web_view(task, log, started))}, [finished])
         served = Node(base, containers)
+        served.log, served.t0 = log, t0
         try:
             yield served
         finally:
@@ -198,7 +201,30 @@ def test_logs_demultiplexes_streams_tail_and_timestamps(node: Node) -> None:
     assert proc.stderr.splitlines() == ["warming up"]
     tail = docker(node, "logs", "--tail", "1", "-t", CID[:12])
     assert re.fullmatch(r"\d{4}-\d\d-\d\dT[\d:.]+Z serving\n", tail.stdout)
-    assert docker(node, "logs", "--since", "99s", CID[:12]).stdout.splitlines() == ["serving"]
+    since = from_epoch(node.t0 + 1.5)  # between "warming up" and "serving"
+    assert docker(node, "logs", "--since", since, CID[:12]).stdout.splitlines() == ["serving"]
+
+
+def test_logs_follow_streams_new_lines(node: Node) -> None:
+    env = {**os.environ, "DOCKER_HOST": f"unix://{node.socket}", "DOCKER_CONFIG": "/nonexistent"}
+    cli = subprocess.Popen(
+        ["docker", "logs", "-f", "--tail", "0", CID[:12]], stdout=subprocess.PIPE, env=env,
+        stdin=subprocess.DEVNULL,
+    )
+    assert cli.stdout is not None
+    out = cli.stdout.fileno()
+
+    def follows() -> bool:  # a line appended once the CLI follows comes out at once
+        with node.log.open("a") as fh:
+            entry = {"time": from_epoch(time.time()), "stream": "stdout", "log": "late line"}
+            fh.write(json.dumps(entry) + "\n")
+        return b"late line\n" in _read_until(out, b"late line\n", timeout=1.0, must=False)
+
+    try:
+        until(follows, 20, "docker logs -f prints a new line")
+    finally:
+        cli.kill()
+        cli.wait()
 
 
 def test_unknown_container_gets_dockers_errors(node: Node) -> None:
