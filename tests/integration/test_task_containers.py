@@ -333,6 +333,11 @@ def test_volumes_ls_inspect_and_rm_in_use_refused(node: Node) -> None:
     assert data["Labels"] == {"tier": "db"} and data["Driver"] == "local"
     mountpoint = Path(data["Mountpoint"])
     assert mountpoint == node.daemon.root / "volumes" / "webdata" / "_data" and mountpoint.is_dir()
+    shoal = subprocess.run(
+        [".venv/bin/shoal", "-H", f"unix://{node.socket}", "volume", "ls"],
+        capture_output=True, text=True, timeout=60,
+    )
+    assert shoal.stdout.splitlines() == lines, shoal.stderr  # shoal's CLI: docker's columns
     err = fails(node, "volume", "rm", "webdata")
     assert f"remove webdata: volume is in use - [{CID}]" in err and mountpoint.is_dir()
     assert docker(node, "volume", "rm", "spare").stdout.strip() == "spare"
