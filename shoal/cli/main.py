@@ -26,6 +26,7 @@ from shoal.cli.node import node
 from shoal.cli.service import service
 from shoal.cli.swarm import swarm
 from shoal.cli.system import info, version
+from shoal.cli.volume import volume
 from shoal.client import DEFAULT_HOST
 from shoal.errors import ShoalError
 
@@ -107,7 +108,7 @@ def cli(ctx: click.Context, host: str | None) -> None:
         obj.host = host
 
 
-for _command in (swarm, node, service, network, image, pull, info, version, daemon):
+for _command in (swarm, node, service, network, image, pull, volume, info, version, daemon):
     cli.add_command(_command)
 
 

@@ -11,6 +11,8 @@ from shoal import __version__
 from shoal.errors import ShoalError
 from shoal.httpapi import (
     configs,
+    containers,
+    exec,
     images,
     networks,
     nodes,
@@ -20,6 +22,7 @@ from shoal.httpapi import (
     swarm,
     system,
     tasks,
+    volumes,
 )
 from shoal.httpapi.common import API_VERSION, DAEMON_KEY, MIN_API_VERSION, json_response
 from shoal.httpapi.forwarding import consistent_reads, forward_middleware, replay_on
@@ -86,7 +89,10 @@ async def _versions(request: web.Request, handler: Handler) -> web.StreamRespons
 
 
 # every module that serves routes (scripts/gen_openapi.py reads the routes from here)
-ROUTE_MODULES = (system, swarm, nodes, services, tasks, networks, secrets, configs, images, openapi)
+ROUTE_MODULES = (
+    system, swarm, nodes, services, tasks, networks, secrets, configs,
+    images, containers, exec, volumes, openapi,
+)
 
 
 def add_all_routes(router: web.UrlDispatcher) -> None:
@@ -100,6 +106,7 @@ def _build_app(daemon: Daemon) -> web.Application:
         client_max_size=16 * 1024 * 1024,
     )
     app[DAEMON_KEY] = daemon
+    exec.prepare_app(app)
     add_all_routes(app.router)
     return app
 
