@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import msgspec
 
-from shoal.api.types import Endpoint, Service, ServiceSpec
+from shoal.api.types import Endpoint, Service, ServiceSpec, UpdateStatus
 from shoal.errors import Conflict, InvalidArgument, OutOfSequence
 from shoal.manager.allocator.ports import allocate_ports
 from shoal.manager.controlapi.configs import CONFIGS
@@ -16,7 +16,7 @@ from shoal.manager.controlapi.validation import (
     validate_service_spec,
     with_defaults,
 )
-from shoal.manager.state.store import Store, Tx, new_id
+from shoal.manager.state.store import Store, Tx, new_id, now_rfc3339
 
 __all__ = ["create_service", "remove_service", "update_service"]
 
@@ -83,6 +83,12 @@ async def update_service(
         service.spec = full
         service.endpoint = endpoint
         service.update_status = None
+        if rollback:  # swarmkit: the orchestrator rolls back with RollbackConfig
+            service.update_status = UpdateStatus(
+                state="rollback_started",
+                started_at=now_rfc3339(),
+                message="manually requested rollback",
+            )
         tx.update("service", service)
         return service
 
