@@ -84,7 +84,7 @@ class Cluster:
         """Assign, start (or fail, for spec versions in `fail`), and stop tasks."""
 
         def fn(tx: Tx) -> None:
-            for i, task in enumerate(tx.list("task")):
+            for task in tx.list("task"):
                 if not task.node_id:
                     task.node_id = self.nodes[task.slot % len(self.nodes)]
                 state = task.status.state

@@ -53,7 +53,7 @@ async def test_global_stop_first_replaces_one_node_at_a_time(tmp_path: Path) -> 
     assert sorted(t.spec_version for t in c.tasks() if t.status.state == "running") == [2, 2, 2]
 
 
-async def test_global_unhealthy_version_pauses_start_first_and_old_keeps_serving(
+async def test_global_failing_version_pauses_start_first_old_keeps_serving(
     tmp_path: Path,
 ) -> None:
     cfg = UpdateConfig(parallelism=0, order="start-first", failure_action="pause")

@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 from collections import Counter
+from pathlib import Path
 
 from shoal.api.types import UpdateConfig
 from tests.unit.manager.orchestrator.rollout import Cluster, spec
@@ -28,7 +27,7 @@ async def roll(c: Cluster, rounds: int = 60, fail: set[int] | None = None) -> li
     return serving
 
 
-async def test_start_first_keeps_every_slot_serving_until_its_replacement_runs(
+async def test_start_first_every_slot_serves_until_its_replacement_runs(
     tmp_path: Path,
 ) -> None:
     cfg = UpdateConfig(parallelism=3, order="start-first", failure_action="pause")
@@ -78,7 +77,7 @@ async def test_stop_first_stops_before_it_starts_and_keeps_parallelism(tmp_path:
     assert c.service().update_status.state == "completed"  # type: ignore[union-attr]
 
 
-async def test_failing_new_version_pauses_and_never_replaces_the_old_start_first(
+async def test_failing_new_version_pauses_start_first_old_keeps_serving(
     tmp_path: Path,
 ) -> None:
     cfg = UpdateConfig(parallelism=1, order="start-first", failure_action="pause")
