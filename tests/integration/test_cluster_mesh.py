@@ -111,6 +111,30 @@ def test_scale_and_rolling_update_under_load_fail_nothing(lab5: Lab) -> None:
     until(lambda: len(running(lab5)) == 3, what="web back to 3")
 
 
+def test_start_first_all_at_once_and_rollback_under_load_fail_nothing(lab5: Lab) -> None:
+    """Issue 14: start-first with parallelism = replicas keeps every node routing (the old
+    tasks stay in the mesh until their replacements run); env update, forced update and a
+    rollback, under load on every node."""
+    load = Load(lab5, "http", _targets(lab5, 8080))
+    try:
+        time.sleep(1)
+        shoal(lab5, "service", "update", "--update-order", "start-first",
+              "--update-parallelism", "3", "--rollback-order", "start-first",
+              "--rollback-parallelism", "3", "--env-add", "ROLL=1", "web")
+        shoal(lab5, "service", "update", "--force", "web")
+        shoal(lab5, "service", "rollback", "web")
+        time.sleep(1)
+    finally:
+        summary = load.stop()
+    print(f"\nstart-first x3 env update, --force, rollback under load: {summary['total']} "
+          f"requests in {summary['seconds']}s, {summary['failed']} failed")
+    status = shoal(lab5, "service", "inspect", "--format", "{{json .UpdateStatus}}", "web").stdout
+    assert '"rollback_completed"' in status, status
+    assert summary["total"] > 1000
+    assert summary["failed"] == 0, summary["failures"][:10]
+    until(lambda: len(running(lab5)) == 3, what="web back to 3")
+
+
 def test_a_stopped_node_fails_over_in_seconds(lab5: Lab) -> None:
     tasks = running(lab5)
     victim = host_of(lab5, tasks[0]["NodeID"])
