@@ -84,6 +84,7 @@ class TaskController:
         self._stop = asyncio.Event()
         self._adopted = adopted_address
         self._address = adopted_address or ""
+        self._in_mesh = False  # joined as ready once: may drain as a terminating endpoint
         self._state = task.status.state
         self.done = False
 
@@ -128,7 +129,10 @@ class TaskController:
             log.info("task %s: adopted running process at %s", self.task_id, self._address)
         waiter = asyncio.ensure_future(self.ctx.runtime.wait(self.task_id))
         unhealthy = await self._serve(pid, waiter)
-        self.ctx.endpoints.remove(self.task_id)
+        if waiter.done() or unhealthy or not self._in_mesh:
+            self.ctx.endpoints.remove(self.task_id)
+        else:  # draining: out of every balancer, kept as a local-policy node's last resort
+            self._join_mesh(ready=False)
         if waiter.done():
             self._exited(waiter.result())
         elif unhealthy:
@@ -191,9 +195,12 @@ class TaskController:
         """An adopted task that was serving: in the endpoint table at once."""
         self._join_mesh()
 
-    def _join_mesh(self) -> None:
+    def _join_mesh(self, ready: bool = True) -> None:
+        self._in_mesh = self._in_mesh or ready
         self.ctx.endpoints.set(
-            EndpointEntry(self.task.service_id, self.task_id, self.ctx.node_id, self._address, True)
+            EndpointEntry(
+                self.task.service_id, self.task_id, self.ctx.node_id, self._address, ready
+            )
         )
 
     async def _start(self) -> int | None:

@@ -8,7 +8,8 @@ import json
 
 import msgspec
 
-from shoal.api.types import Endpoint, Service, ServiceSpec
+from shoal.api.timefmt import now_rfc3339
+from shoal.api.types import Endpoint, Service, ServiceSpec, UpdateStatus
 from shoal.errors import Conflict, InvalidArgument, OutOfSequence
 from shoal.manager.allocator.ports import allocate_ports
 from shoal.manager.controlapi.configs import CONFIGS
@@ -116,6 +117,12 @@ async def update_service(
         service.update_status = None
         if auth:
             service.registry_auth = auth
+        if rollback:  # swarmkit: the orchestrator rolls back with RollbackConfig
+            service.update_status = UpdateStatus(
+                state="rollback_started",
+                started_at=now_rfc3339(),
+                message="manually requested rollback",
+            )
         tx.update("service", service)
         return service
 
