@@ -11,6 +11,7 @@ from shoal import __version__
 from shoal.errors import ShoalError
 from shoal.httpapi import (
     configs,
+    doctor,
     networks,
     nodes,
     openapi,
@@ -85,7 +86,9 @@ async def _versions(request: web.Request, handler: Handler) -> web.StreamRespons
 
 
 # every module that serves routes (scripts/gen_openapi.py reads the routes from here)
-ROUTE_MODULES = (system, swarm, nodes, services, tasks, networks, secrets, configs, openapi)
+ROUTE_MODULES = (
+    system, swarm, nodes, services, tasks, networks, secrets, configs, openapi, doctor,
+)
 
 
 def add_all_routes(router: web.UrlDispatcher) -> None:
