@@ -20,6 +20,7 @@ from shoal import __version__
 from shoal.cli.common import echo, error_text
 from shoal.cli.context import CliContext
 from shoal.cli.daemon import daemon
+from shoal.cli.doctor import check, doctor
 from shoal.cli.image import image, pull
 from shoal.cli.network import network
 from shoal.cli.node import node
@@ -108,8 +109,9 @@ def cli(ctx: click.Context, host: str | None) -> None:
         obj.host = host
 
 
-for _command in (swarm, node, service, network, image, pull, volume, info, version, daemon):
+for _command in (swarm, node, service, network, image, pull, volume, info, version, daemon, doctor):
     cli.add_command(_command)
+node.add_command(check)  # `shoal node check NODE` (shoal/cli/doctor.py)
 
 
 def main() -> None:

@@ -12,6 +12,7 @@ from shoal.errors import ShoalError
 from shoal.httpapi import (
     configs,
     containers,
+    doctor,
     exec,
     images,
     networks,
@@ -91,7 +92,7 @@ async def _versions(request: web.Request, handler: Handler) -> web.StreamRespons
 # every module that serves routes (scripts/gen_openapi.py reads the routes from here)
 ROUTE_MODULES = (
     system, swarm, nodes, services, tasks, networks, secrets, configs,
-    images, containers, exec, volumes, openapi,
+    images, containers, exec, volumes, doctor, openapi,
 )
 
 
