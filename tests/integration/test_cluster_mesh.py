@@ -174,7 +174,7 @@ def _unhealthy_task_ids(lab: Lab, service: str) -> set[str]:
             if (t["Spec"]["ContainerSpec"].get("Healthcheck") or {}).get("Test")}
 
 
-def test_updates_that_never_turn_healthy_roll_back_or_pause_losing_nothing(lab5: Lab) -> None:
+def test_never_healthy_updates_roll_back_or_pause_under_load_fail_nothing(lab5: Lab) -> None:
     """Issue 14: a new version whose health check always fails never gets a request; with
     --update-failure-action rollback the service returns to its previous spec
     (rollback_completed), with pause the update stops (paused) until `service rollback`."""
