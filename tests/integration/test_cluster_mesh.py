@@ -171,7 +171,7 @@ def _update_state(lab: Lab, service: str) -> str:
 def _unhealthy_task_ids(lab: Lab, service: str) -> set[str]:
     tasks = lab.client("h1").get("/tasks", params={"filters": {"service": {service: True}}})
     return {t["ID"][:12] for t in tasks
-            if (t["Spec"]["ContainerSpec"].get("Healthcheck") or {}).get("Test")}
+            if (t["Spec"]["ContainerSpec"].get("HealthCheck") or {}).get("Test")}
 
 
 def test_never_healthy_updates_roll_back_or_pause_under_load_fail_nothing(lab5: Lab) -> None:
@@ -193,7 +193,7 @@ def test_never_healthy_updates_roll_back_or_pause_under_load_fail_nothing(lab5: 
         until(lambda: reached("rollback_completed"), timeout=60,
               what="the unhealthy update rolled back")
         spec = lab5.client("h1").get("/services/web")["Spec"]
-        assert "Healthcheck" not in spec["TaskTemplate"]["ContainerSpec"], spec
+        assert "HealthCheck" not in spec["TaskTemplate"]["ContainerSpec"], spec
         shoal(lab5, "service", "update", "--detach", *bad, "--update-failure-action",
               "pause", "--update-order", "stop-first", "web")
         until(lambda: reached("paused"), timeout=60, what="the unhealthy update paused")
