@@ -88,9 +88,28 @@ def wait_running(lab: Lab, count: int, timeout: float = 90.0) -> None:
     raise SystemExit(f"{SERVICE}: fewer than {count} running tasks after {timeout:.0f}s")
 
 
+def wait_routed(lab: Lab, victim: str, timeout: float = 60.0) -> None:
+    """Until the mesh of every other host sends some connections to the victim's task
+    (a restarted node's endpoint must be back everywhere before it is powered off)."""
+    deadline = time.monotonic() + timeout
+    script = (f"for i in $(seq 12); do curl -s -m 1 $T:{PORT}; done"
+              " | grep -c '^node: shoal-{victim}$'".replace("{victim}", victim))
+    while time.monotonic() < deadline:
+        routed = [
+            lab.exec("client", ["sh", "-c", script.replace("$T", lab.address(h))],
+                     capture=True).stdout.strip() not in ("", "0")
+            for h in lab.hosts() if h != victim
+        ]
+        if all(routed):
+            return
+        time.sleep(0.5)
+    raise SystemExit(f"the mesh does not route to {victim}'s task after {timeout:.0f}s")
+
+
 def one_run(lab: Lab, victim: str, after: float) -> tuple[float, int, int]:
     """(seconds from the stop to the last failure, failed, ok) of one power-off."""
     others = [f"{lab.address(h)}:{PORT}" for h in lab.hosts() if h != victim]
+    wait_routed(lab, victim)
     warm = 2.0
     proc = lab.popen("client", [sys.executable, __file__, "--load", ",".join(others),
                                 str(warm + after)], stdout=-1, text=True)
