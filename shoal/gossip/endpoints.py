@@ -77,15 +77,24 @@ class EndpointState:
     def entries(self) -> list[EndpointEntry]:
         live = [s.entry for s in self._slots.values() if s.entry is not None]
         if self._suspects:
-            live = [
-                replace(e, ready=False) if e.ready and e.node_id in self._suspects else e
-                for e in live
-            ]
+            live = self._demote_suspects(live)
         return sorted(live, key=lambda e: (e.task_id, e.node_id))
 
+    def _demote_suspects(self, live: list[EndpointEntry]) -> list[EndpointEntry]:
+        # only where the service keeps a ready task elsewhere: a false suspicion then
+        # costs capacity for a moment, never refuses a service whose tasks are all there
+        served = {e.service_id for e in live if e.ready and e.node_id not in self._suspects}
+        return [
+            replace(e, ready=False)
+            if e.ready and e.node_id in self._suspects and e.service_id in served
+            else e
+            for e in live
+        ]
+
     def set_suspect(self, owner: str, suspect: bool) -> None:
-        """Mark `owner` suspected (its entries read as not ready: the mesh stops sending
-        to it at once, while the suspicion runs) or cleared (refuted, or gone)."""
+        """Mark `owner` suspected (its entries read as not ready where their service has a
+        ready task on another node: the mesh stops sending to it at once, while the
+        suspicion runs) or cleared (refuted, or gone)."""
         if suspect == (owner in self._suspects):
             return
         if suspect:

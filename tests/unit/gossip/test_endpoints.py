@@ -267,3 +267,13 @@ def test_a_dead_suspect_is_forgotten_with_its_entries() -> None:
     s.remove_owner("sus")
     s.merge(rec("sus", "t1", 2))  # it came back (refuted): a fresh entry is ready
     assert [e.ready for e in s.entries()] == [True]
+
+
+def test_a_service_only_on_a_suspect_keeps_its_tasks_ready() -> None:
+    s = replicated()
+    s.merge(rec("sus", "t1", 1))  # service "svc", also on "ok"
+    s.merge(Record("sus", "t3", 1, EntryBody("lonely", "198.19.2.3", True)))
+    s.merge(rec("ok", "t2", 1))
+    s.set_suspect("sus", True)
+    ready = {(e.service_id, e.node_id): e.ready for e in s.entries()}
+    assert ready == {("svc", "sus"): False, ("svc", "ok"): True, ("lonely", "sus"): True}
