@@ -21,6 +21,7 @@ from shoal.cli.common import echo, error_text
 from shoal.cli.context import CliContext
 from shoal.cli.daemon import daemon
 from shoal.cli.doctor import check, doctor
+from shoal.cli.events import events
 from shoal.cli.image import image, pull
 from shoal.cli.network import network
 from shoal.cli.node import node
@@ -109,7 +110,8 @@ def cli(ctx: click.Context, host: str | None) -> None:
         obj.host = host
 
 
-for _command in (swarm, node, service, network, image, pull, volume, info, version, daemon, doctor):
+for _command in (swarm, node, service, network, image, pull, volume, info, version, daemon, doctor,
+                 events):
     cli.add_command(_command)
 node.add_command(check)  # `shoal node check NODE` (shoal/cli/doctor.py)
 

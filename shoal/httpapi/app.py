@@ -13,6 +13,7 @@ from shoal.httpapi import (
     configs,
     containers,
     doctor,
+    events,
     exec,
     images,
     networks,
@@ -92,7 +93,7 @@ async def _versions(request: web.Request, handler: Handler) -> web.StreamRespons
 # every module that serves routes (scripts/gen_openapi.py reads the routes from here)
 ROUTE_MODULES = (
     system, swarm, nodes, services, tasks, networks, secrets, configs,
-    images, containers, exec, volumes, doctor, openapi,
+    images, containers, exec, volumes, doctor, events, openapi,
 )
 
 
