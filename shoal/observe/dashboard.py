@@ -89,7 +89,8 @@ def dashboard_state(node: Any) -> dict[str, Any]:
     swarm = getattr(node, "swarm", None)
     state: dict[str, Any] = {
         "hostname": node.hostname, "node_id": swarm.node_id if swarm else "",
-        "manager": node.store is not None, "nodes": [], "services": [], "tasks": [],
+        "manager": node.store is not None, "index": getattr(node.store, "index", 0),
+        "nodes": [], "services": [], "tasks": [],
         "mesh": mesh(node),
     }
     if node.store is not None:

@@ -7,6 +7,7 @@ listener and the API's latency middleware (`api_latency_middleware`).
 
 from __future__ import annotations
 
+import asyncio
 import time
 import weakref
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -49,6 +50,26 @@ def api_latency_middleware(node: Any) -> Any:
     return timed
 
 
+LONG_POLL_SECONDS = 1.0  # a page polling with ?after= waits at most this for a change
+
+
+async def _changed_since(node: Any, index: int, timeout: float) -> None:
+    """Wait until the node's store has applied past `index` (or `timeout`): the page's
+    long poll, so a change shows at once and the mesh (not in the store) within a second."""
+    store = node.store
+    if store is None or store.index != index:
+        return
+    queue = store.watch()
+    try:
+        async with asyncio.timeout(timeout):
+            while store.index == index:
+                await queue.get()
+    except TimeoutError:
+        pass
+    finally:
+        store.unwatch(queue)
+
+
 def _page() -> bytes:
     return resources.files("shoal.observe").joinpath("dashboard.html").read_bytes()
 
@@ -64,7 +85,10 @@ def make_observe_app(node: Any) -> web.Application:
     async def index(_: web.Request) -> web.Response:
         return web.Response(body=page, content_type="text/html", charset="utf-8")
 
-    async def state(_: web.Request) -> web.Response:
+    async def state(request: web.Request) -> web.Response:
+        after = request.query.get("after", "")
+        if after.isdigit():
+            await _changed_since(node, int(after), LONG_POLL_SECONDS)
         return web.json_response(dashboard_state(node),
                                  headers={"Cache-Control": "no-store"})
 

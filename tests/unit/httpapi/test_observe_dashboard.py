@@ -34,11 +34,19 @@ async def page(api: Api) -> AsyncIterator[str]:
         yield f"http://127.0.0.1:{port}/"
 
 
-async def chromium(tmp_path: Path, url: str, *args: str) -> tuple[str, str]:
-    profile = tmp_path / f"profile-{len(list(tmp_path.iterdir()))}"
-    proc = await asyncio.create_subprocess_exec(
-        "chromium", *FLAGS, f"--user-data-dir={profile}", "--virtual-time-budget=3000",
+async def start_chromium(tmp_path: Path, url: str, *args: str,
+                         budget_ms: int = 3000) -> asyncio.subprocess.Process:
+    profile = tmp_path / f"profile-{len(list(tmp_path.iterdir()))}"  # a fresh one each run
+    return await asyncio.create_subprocess_exec(
+        "chromium", *FLAGS, f"--user-data-dir={profile}", f"--virtual-time-budget={budget_ms}",
         *args, url, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
+
+
+async def chromium(tmp_path: Path, url: str, *args: str) -> tuple[str, str]:
+    return await finish(await start_chromium(tmp_path, url, *args))
+
+
+async def finish(proc: asyncio.subprocess.Process) -> tuple[str, str]:
     out, err = await asyncio.wait_for(proc.communicate(), 90)
     assert proc.returncode == 0, err.decode()[-2000:]
     return out.decode(), err.decode()
@@ -64,12 +72,23 @@ async def test_page_shows_services_tasks_and_mesh_and_follows_a_scale(
     assert "web.1 @h1: running" in dom and "1/1" in dom
     assert "every node :8080/tcp" in dom and "web.1 on h1 198.19." in dom
     assert "web.2" not in dom
-    current = await api.call("GET", f"/services/{svc['ID']}")
-    await api.call("POST", f"/services/{svc['ID']}/update",
-                   {**SPEC, "Mode": {"Replicated": {"Replicas": 2}}},
-                   version=str(current["Version"]["Index"]))
-    await eventually(partial(_running, api, 2), timeout=20)
-    dom, err = await chromium(tmp_path, page, "--dump-dom")
+    # one page load, kept open (a long virtual time budget) while the service is scaled:
+    # the page long-polls /dashboard.json?after=<index> and redraws without a reload
+    store = api.daemon.store
+    assert store is not None
+    watchers = len(store._watchers)
+    live = await start_chromium(tmp_path, page, "--dump-dom", budget_ms=4000)
+    try:
+        await eventually(lambda: len(store._watchers) > watchers, timeout=30)
+        current = await api.call("GET", f"/services/{svc['ID']}")
+        await api.call("POST", f"/services/{svc['ID']}/update",
+                       {**SPEC, "Mode": {"Replicated": {"Replicas": 2}}},
+                       version=str(current["Version"]["Index"]))
+        dom, err = await finish(live)
+    finally:
+        if live.returncode is None:
+            live.kill()
+            await live.wait()
     assert console_errors(err) == []
     assert "web.2 @h1: running" in dom and "2/2" in dom and "web.2 on h1" in dom
     shot = tmp_path / "dashboard.png"
