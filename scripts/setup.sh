@@ -10,6 +10,9 @@ for bin in nft:nftables ip:iproute2 curl:curl conntrack:conntrack runc:runc skop
 done
 # images for tests are built from the static busybox (it runs in any root filesystem)
 dpkg -s busybox-static >/dev/null 2>&1 || need_apt+=(busybox-static)
+# headless Chromium for the dashboard test (tests/unit/httpapi/test_observe_dashboard.py);
+# large (~250 MB installed) but one apt package, installed once per machine
+command -v chromium >/dev/null 2>&1 || need_apt+=(chromium)
 python3 -c 'import venv, ensurepip' >/dev/null 2>&1 || need_apt+=(python3-venv)
 if [ ${#need_apt[@]} -gt 0 ]; then
   export DEBIAN_FRONTEND=noninteractive

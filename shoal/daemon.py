@@ -12,6 +12,7 @@ import signal
 
 from shoal.httpapi.server import serve_api
 from shoal.node.daemon import Daemon, DaemonOptions
+from shoal.observe.server import serve_observe
 
 __all__ = ["Daemon", "DaemonOptions", "run_daemon"]
 
@@ -24,7 +25,8 @@ async def _serve(opts: DaemonOptions) -> None:
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
-    async with serve_api(daemon, opts.hosts or ["unix:///run/shoal/shoal.sock"]):
+    async with (serve_api(daemon, opts.hosts or ["unix:///run/shoal/shoal.sock"]),
+                serve_observe(daemon, opts.metrics_addr)):
         await daemon.start()
         log.info("daemon: ready (%s)", ", ".join(opts.hosts or ["unix:///run/shoal/shoal.sock"]))
         await stop.wait()

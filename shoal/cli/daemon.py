@@ -28,6 +28,13 @@ def check_registry_host(value: str) -> None:
         raise FlagError("--insecure-registry", value, "expected HOST[:PORT]")
 
 
+def check_metrics_addr(value: str) -> None:
+    _, sep, port = value.rpartition(":")
+    if not sep or not port.isdigit() or not 0 < int(port) < 65536:
+        raise click.BadParameter(f"invalid address {value!r}: expected HOST:PORT",
+                                 param_hint="--metrics-addr")
+
+
 def parse_drain_delay(value: str) -> float:
     """Seconds of a `--drain-delay` value (a Go duration: `2s`, `500ms`, `0`); never negative."""
     try:
@@ -79,6 +86,8 @@ def parse_drain_delay(value: str) -> float:
     metavar="HOST:PORT",
     help="Registry spoken to over plain HTTP / without TLS verification (repeatable)",
 )
+@click.option("--metrics-addr", default="", metavar="HOST:PORT",
+              help="Serve Prometheus /metrics and the dashboard at this address")
 @click.option("-D", "--debug", is_flag=True, help="Enable debug logging")
 @click.pass_context
 def daemon(
@@ -89,6 +98,7 @@ def daemon(
     mesh: str,
     drain_delay: str,
     insecure_registries: tuple[str, ...],
+    metrics_addr: str,
     debug: bool,
 ) -> None:
     """Run the shoal daemon (as root, on every host)."""
@@ -98,6 +108,8 @@ def daemon(
     delay = parse_drain_delay(drain_delay)
     for registry in insecure_registries:
         check_registry_host(registry)
+    if metrics_addr:
+        check_metrics_addr(metrics_addr)
     try:
         from shoal.daemon import DaemonOptions, run_daemon
     except ImportError as exc:
@@ -112,5 +124,6 @@ def daemon(
             debug=debug,
             drain_delay=delay,
             insecure_registries=list(insecure_registries),
+            metrics_addr=metrics_addr,
         )
     )

@@ -38,6 +38,7 @@ COMMANDS = {
     "version": ("shoal.cli.system", "version"),
     "daemon": ("shoal.cli.daemon", "daemon"),
     "doctor": ("shoal.cli.doctor", "doctor"),
+    "events": ("shoal.cli.events", "events"),
 }
 # other packages' commands: while they are missing or broken the command says so
 LAZY_COMMANDS = {

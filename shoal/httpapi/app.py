@@ -13,6 +13,7 @@ from shoal.httpapi import (
     configs,
     containers,
     doctor,
+    events,
     exec,
     images,
     networks,
@@ -28,6 +29,7 @@ from shoal.httpapi import (
 from shoal.httpapi.common import API_VERSION, DAEMON_KEY, MIN_API_VERSION, json_response
 from shoal.httpapi.forwarding import consistent_reads, forward_middleware, replay_on
 from shoal.node.daemon import Daemon
+from shoal.observe.server import api_latency_middleware
 
 __all__ = ["ROUTE_MODULES", "add_all_routes", "make_app"]
 
@@ -92,7 +94,7 @@ async def _versions(request: web.Request, handler: Handler) -> web.StreamRespons
 # every module that serves routes (scripts/gen_openapi.py reads the routes from here)
 ROUTE_MODULES = (
     system, swarm, nodes, services, tasks, networks, secrets, configs,
-    images, containers, exec, volumes, doctor, openapi,
+    images, containers, exec, volumes, doctor, events, openapi,
 )
 
 
@@ -103,7 +105,8 @@ def add_all_routes(router: web.UrlDispatcher) -> None:
 
 def _build_app(daemon: Daemon) -> web.Application:
     app = web.Application(
-        middlewares=[_errors, _versions, forward_middleware, consistent_reads],
+        middlewares=[api_latency_middleware(daemon), _errors, _versions, forward_middleware,
+                     consistent_reads],
         client_max_size=16 * 1024 * 1024,
     )
     app[DAEMON_KEY] = daemon

@@ -60,6 +60,8 @@ def shoal_daemon_argv(layout: LabLayout, host: str) -> list[str]:
         f"shoal-{host}",
         "--insecure-registry",
         LAB_REGISTRY,  # the lab's docker-registry speaks plain HTTP
+        "--metrics-addr",
+        "127.0.0.1:9323",  # metrics and dashboard, on the host namespace's own loopback
     ]
 
 

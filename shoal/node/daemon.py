@@ -116,6 +116,9 @@ class DaemonOptions:
     # registries this node may contact (None: any); tests set SHOAL_ALLOWED_REGISTRIES so
     # that a `service create busybox` never reaches out to docker.io
     allowed_registries: list[str] | None = field(default_factory=lambda: _allowed_registries())
+    # dockerd's --metrics-addr: where /metrics and the dashboard listen ("" nowhere); the
+    # listener itself is started by shoal/daemon.py (shoal/observe/server.py)
+    metrics_addr: str = ""
 
 
 class Daemon(RoleSwitch):

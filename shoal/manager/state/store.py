@@ -22,6 +22,7 @@ from __future__ import annotations
 import asyncio
 import builtins
 import secrets
+from collections import deque
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any, Literal, Protocol, TypeVar
@@ -50,6 +51,10 @@ class Event:
     action: str  # create | update | delete
     obj: Any
     old: Any | None
+    at: str = ""  # the batch's (leader's) timestamp, RFC 3339
+
+
+RECENT_EVENTS = 1024  # how many past events `Store.recent` keeps (GET /events?since= replay)
 
 
 @dataclass(frozen=True)
@@ -163,6 +168,7 @@ class Store:
         self._committing = False
         self._watchers: list[asyncio.Queue[Event | Commit]] = []
         self.index = 0
+        self.recent: deque[Event] = deque(maxlen=RECENT_EVENTS)  # a ring, oldest first
 
     def attach(self, log: Log) -> None:
         self._log = log
@@ -244,7 +250,7 @@ class Store:
             if change.action == "delete":
                 if old is not None:
                     del table[change.id]
-                    events.append(Event(change.kind, "delete", old, old))
+                    events.append(Event(change.kind, "delete", old, old, batch.timestamp))
                 continue
             obj = msgspec.msgpack.decode(change.data, type=KINDS[change.kind])
             obj.version.index = self.index
@@ -252,7 +258,9 @@ class Store:
             if old is None:
                 obj.created_at = obj.created_at or batch.timestamp
             table[change.id] = obj
-            events.append(Event(change.kind, "create" if old is None else "update", obj, old))
+            action = "create" if old is None else "update"
+            events.append(Event(change.kind, action, obj, old, batch.timestamp))
+        self.recent.extend(events)
         for queue in self._watchers:
             for event in events:
                 queue.put_nowait(event)

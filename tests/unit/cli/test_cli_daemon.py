@@ -53,3 +53,12 @@ def test_parse_drain_delay() -> None:
     assert parse_drain_delay("250ms") == 0.25
     with pytest.raises(FlagError):
         parse_drain_delay("2x")
+
+
+def test_metrics_addr_is_passed_on_and_bad_ones_refused(tmp_path: Path) -> None:
+    code, _, started = run("--data-root", str(tmp_path), "--metrics-addr", "127.0.0.1:9323")
+    assert code == 0 and started[0].metrics_addr == "127.0.0.1:9323"
+    code, _, started = run("--data-root", str(tmp_path))
+    assert code == 0 and started[0].metrics_addr == ""
+    code, output, started = run("--data-root", str(tmp_path), "--metrics-addr", "9323")
+    assert code != 0 and started == [] and "invalid address '9323'" in output

@@ -1,0 +1,98 @@
+"""The dashboard page in headless Chromium (Debian's `chromium`, installed by
+scripts/setup.sh) against an in-process manager: it renders the node, the service with its
+tasks and the mesh picture with no console error, and shows the new task after a scale."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import shutil
+from collections.abc import AsyncIterator
+from functools import partial
+from pathlib import Path
+
+import pytest
+
+from shoal.observe.server import serve_observe
+from tests.unit.httpapi.conftest import Api, eventually
+
+pytestmark = pytest.mark.skipif(shutil.which("chromium") is None,
+                                reason="no chromium (scripts/setup.sh installs it)")
+
+SPEC = {"Name": "web", "TaskTemplate": {"ContainerSpec": {
+    "Image": "busybox", "Labels": {"shoal.runtime": "exec"}}},
+    "Mode": {"Replicated": {"Replicas": 1}},
+    "EndpointSpec": {"Ports": [{"Protocol": "tcp", "TargetPort": 80, "PublishedPort": 8080}]}}
+FLAGS = ("--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+         "--disable-component-update", "--disable-sync", "--no-first-run",
+         "--no-default-browser-check", "--enable-logging=stderr", "--v=0")
+
+
+@pytest.fixture
+async def page(api: Api) -> AsyncIterator[str]:
+    async with serve_observe(api.daemon, "127.0.0.1:0") as port:
+        yield f"http://127.0.0.1:{port}/"
+
+
+async def start_chromium(tmp_path: Path, url: str, *args: str,
+                         budget_ms: int = 3000) -> asyncio.subprocess.Process:
+    profile = tmp_path / f"profile-{len(list(tmp_path.iterdir()))}"  # a fresh one each run
+    return await asyncio.create_subprocess_exec(
+        "chromium", *FLAGS, f"--user-data-dir={profile}", f"--virtual-time-budget={budget_ms}",
+        *args, url, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
+
+
+async def chromium(tmp_path: Path, url: str, *args: str) -> tuple[str, str]:
+    return await finish(await start_chromium(tmp_path, url, *args))
+
+
+async def finish(proc: asyncio.subprocess.Process) -> tuple[str, str]:
+    out, err = await asyncio.wait_for(proc.communicate(), 90)
+    assert proc.returncode == 0, err.decode()[-2000:]
+    return out.decode(), err.decode()
+
+
+def console_errors(stderr: str) -> list[str]:
+    return [line for line in stderr.splitlines()
+            if "CONSOLE" in line and ("Uncaught" in line or "Error" in line)]
+
+
+async def _running(api: Api, n: int) -> bool:
+    tasks = await api.get("/tasks", filters={"desired-state": ["running"]})
+    return sum(1 for t in tasks if t["Status"]["State"] == "running") == n
+
+
+async def test_page_shows_services_tasks_and_mesh_and_follows_a_scale(
+        api: Api, page: str, tmp_path: Path) -> None:
+    svc = await api.call("POST", "/services/create", SPEC, expect=201)
+    await eventually(partial(_running, api, 1), timeout=20)
+    dom, err = await chromium(tmp_path, page, "--dump-dom")
+    assert console_errors(err) == []
+    assert "h1" in dom and "Leader" in dom
+    assert "web.1 @h1: running" in dom and "1/1" in dom
+    assert "every node :8080/tcp" in dom and "web.1 on h1 198.19." in dom
+    assert "web.2" not in dom
+    # one page load, kept open (a long virtual time budget) while the service is scaled:
+    # the page long-polls /dashboard.json?after=<index> and redraws without a reload
+    store = api.daemon.store
+    assert store is not None
+    watchers = len(store._watchers)
+    live = await start_chromium(tmp_path, page, "--dump-dom", budget_ms=4000)
+    try:
+        await eventually(lambda: len(store._watchers) > watchers, timeout=30)
+        current = await api.call("GET", f"/services/{svc['ID']}")
+        await api.call("POST", f"/services/{svc['ID']}/update",
+                       {**SPEC, "Mode": {"Replicated": {"Replicas": 2}}},
+                       version=str(current["Version"]["Index"]))
+        dom, err = await finish(live)
+    finally:
+        if live.returncode is None:
+            live.kill()
+            await live.wait()
+    assert console_errors(err) == []
+    assert "web.2 @h1: running" in dom and "2/2" in dom and "web.2 on h1" in dom
+    shot = tmp_path / "dashboard.png"
+    await chromium(tmp_path, page, f"--screenshot={shot}", "--window-size=1000,800")
+    assert shot.stat().st_size > 0
+    if dest := os.environ.get("SHOAL_DASHBOARD_SCREENSHOT"):  # docs/dashboard.png
+        shutil.copy(shot, dest)
