@@ -14,15 +14,19 @@ import logging
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import Any, TypeVar
+from typing import Any, Protocol, TypeVar
 
 from shoal.agent.exec.runtime import ExecRuntime, ExitStatus, TaskConfig, TaskStartError
 from shoal.agent.health import HealthMonitor, health_spec
 from shoal.agent.ipam import SubnetAllocator
+from shoal.agent.oci.prepare import is_exec_task
+from shoal.agent.oci.runtime import OciRuntime
 from shoal.agent.taskenv import task_argv, task_env
 from shoal.api.states import TaskState, rank
 from shoal.api.types import ContainerStatus, Task, TaskStatusInfo
+from shoal.errors import ShoalError
 from shoal.gossip.table import EndpointEntry, EndpointTable
+from shoal.images import LocalImage, RegistryAuth
 from shoal.manager.dispatcher.session import StatusUpdate
 from shoal.manager.state.store import now_rfc3339
 
@@ -50,6 +54,16 @@ async def wait_listening(address: str, ports: list[int], interval: float = 0.05)
             break
 
 
+class ImageSource(Protocol):
+    """What the controller needs of the node's image store."""
+
+    async def pull(self, ref: str, auth: RegistryAuth | None = None) -> LocalImage: ...
+
+
+def _no_auth(service_id: str) -> RegistryAuth | None:
+    return None
+
+
 async def _no_checker() -> bool:
     raise RuntimeError("this node has no health check runner")
 
@@ -69,6 +83,8 @@ class NodeContext:
     check_health: Callable[[Task, list[str], float], Awaitable[bool]] = field(
         default=lambda task, argv, timeout: _no_checker()
     )
+    images: ImageSource | None = None
+    registry_auth: Callable[[str], RegistryAuth | None] = _no_auth
 
 
 class TaskController:
@@ -194,25 +210,53 @@ class TaskController:
     async def _start(self) -> int | None:
         self._report("accepted", "accepted")
         self._report("preparing", "preparing")
+        spec = self.task.spec.container_spec
+        image: LocalImage | None = None
+        container = self._runs_container()
+        if container:
+            image = await self._pull()
+            if image is None:
+                return None
         address = self.ctx.ipam.allocate()
         self._address = str(address.ip)
-        spec = self.task.spec.container_spec
+        env = task_env(self.task, self.ctx.hostname)
         cfg = TaskConfig(
             task_id=self.task_id,
-            hostname=self.task_id[:12],
-            argv=task_argv(self.task),
-            env=task_env(self.task, self.ctx.hostname),
+            hostname=(spec.hostname if spec and spec.hostname else "") or self.task_id[:12],
+            argv=task_argv(self.task) if not container else [],
+            env=env,
             address=address,
             gateway=self.ctx.gateway.ip,
             workdir=(spec.dir or None) if spec else None,
         )
         self._report("starting", "starting")
         try:
+            if image is not None and isinstance(self.ctx.runtime, OciRuntime):
+                extra = {k: v for k, v in env.items() if k.startswith("SHOAL_")}
+                return await self.ctx.runtime.start_container(cfg, self.task, image, extra)
             return await self.ctx.runtime.start(cfg)
         except TaskStartError as exc:
             log.info("task %s: start failed: %s", self.task_id, exc.message)
             self._report("rejected", "starting container failed", err=exc.message)
             await self._cleanup()
+            return None
+
+    def _runs_container(self) -> bool:
+        """oci unless labelled exec; a node without an oci runtime (test fakes) runs exec."""
+        spec = self.task.spec.container_spec
+        return not is_exec_task(spec) and isinstance(self.ctx.runtime, OciRuntime)
+
+    async def _pull(self) -> LocalImage | None:
+        spec = self.task.spec.container_spec
+        assert spec is not None
+        if self.ctx.images is None:
+            self._report("rejected", "preparing failed", err="this node has no image store")
+            return None
+        try:
+            return await self.ctx.images.pull(spec.image, self.ctx.registry_auth(self.task.service_id))
+        except ShoalError as exc:
+            log.info("task %s: pull failed: %s", self.task_id, exc.message)
+            self._report("rejected", "preparing failed", err=exc.message)
             return None
 
     def _exited(self, status: ExitStatus) -> None:
