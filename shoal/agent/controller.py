@@ -59,6 +59,8 @@ class ImageSource(Protocol):
 
     async def pull(self, ref: str, auth: RegistryAuth | None = None) -> LocalImage: ...
 
+    def get(self, ref_or_id: str) -> LocalImage | None: ...
+
 
 def _no_auth(service_id: str) -> RegistryAuth | None:
     return None
@@ -255,6 +257,10 @@ class TaskController:
         try:
             return await self.ctx.images.pull(spec.image, self.ctx.registry_auth(self.task.service_id))
         except ShoalError as exc:
+            local = self.ctx.images.get(spec.image)
+            if local is not None:  # swarm's rule: a failed pull falls back on a local image
+                log.info("task %s: pull failed (%s), using the local image", self.task_id, exc)
+                return local
             log.info("task %s: pull failed: %s", self.task_id, exc.message)
             self._report("rejected", "preparing failed", err=exc.message)
             return None
