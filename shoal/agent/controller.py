@@ -255,7 +255,8 @@ class TaskController:
             self._report("rejected", "preparing failed", err="this node has no image store")
             return None
         try:
-            return await self.ctx.images.pull(spec.image, self.ctx.registry_auth(self.task.service_id))
+            auth = self.ctx.registry_auth(self.task.service_id)
+            return await self.ctx.images.pull(spec.image, auth)
         except ShoalError as exc:
             local = self.ctx.images.get(spec.image)
             if local is not None:  # swarm's rule: a failed pull falls back on a local image

@@ -33,7 +33,8 @@ def web_spec() -> dict[str, Any]:
     return {
         "Name": "web",
         "TaskTemplate": {"ContainerSpec": {
-            "Image": "shoal", "Labels": {"shoal.runtime": "exec"}, "Args": ["whoami", "--port", "80"]}},
+            "Image": "shoal", "Labels": {"shoal.runtime": "exec"},  # a host program
+            "Args": ["whoami", "--port", "80"]}},
         "Mode": {"Replicated": {"Replicas": REPLICAS}},
         "EndpointSpec": {"Ports": [_port(8080)]},
     }

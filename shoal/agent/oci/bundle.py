@@ -86,7 +86,8 @@ class Bundle:
             )
             if done.returncode != 0:
                 raise TaskStartError(
-                    f"starting container failed: mounting the root filesystem: {done.stderr.strip()}"
+                    "starting container failed: mounting the root filesystem: "
+                    + done.stderr.strip()
                 )
         except BaseException:
             shutil.rmtree(self.root, ignore_errors=True)

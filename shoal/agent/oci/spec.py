@@ -9,7 +9,6 @@ read-only /proc and /sys paths and its /dev, /dev/shm, /dev/mqueue, /dev/pts mou
 
 from __future__ import annotations
 
-import signal
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -32,7 +31,8 @@ DEFAULT_CAPABILITIES = (
     "CAP_SETGID", "CAP_SETUID", "CAP_SETFCAP", "CAP_SETPCAP", "CAP_NET_BIND_SERVICE",
     "CAP_SYS_CHROOT", "CAP_KILL", "CAP_AUDIT_WRITE",
 )  # fmt: skip
-ALL_CAPABILITIES = DEFAULT_CAPABILITIES + (
+ALL_CAPABILITIES = (
+    *DEFAULT_CAPABILITIES,
     "CAP_DAC_READ_SEARCH", "CAP_LINUX_IMMUTABLE", "CAP_NET_BROADCAST", "CAP_NET_ADMIN",
     "CAP_IPC_LOCK", "CAP_IPC_OWNER", "CAP_SYS_MODULE", "CAP_SYS_RAWIO", "CAP_SYS_PTRACE",
     "CAP_SYS_PACCT", "CAP_SYS_ADMIN", "CAP_SYS_BOOT", "CAP_SYS_NICE", "CAP_SYS_RESOURCE",
@@ -47,6 +47,16 @@ MASKED_PATHS = (
 )  # fmt: skip
 READONLY_PATHS = ("/proc/bus", "/proc/fs", "/proc/irq", "/proc/sys", "/proc/sysrq-trigger")
 CPU_PERIOD = 100_000  # microseconds, Docker's default
+SIGTERM = 15
+# Linux signal numbers (x86/arm), as runc and Docker's `--stop-signal` know them
+SIGNALS = {
+    "SIGHUP": 1, "SIGINT": 2, "SIGQUIT": 3, "SIGILL": 4, "SIGTRAP": 5, "SIGABRT": 6,
+    "SIGIOT": 6, "SIGBUS": 7, "SIGFPE": 8, "SIGKILL": 9, "SIGUSR1": 10, "SIGSEGV": 11,
+    "SIGUSR2": 12, "SIGPIPE": 13, "SIGALRM": 14, "SIGTERM": 15, "SIGSTKFLT": 16,
+    "SIGCHLD": 17, "SIGCONT": 18, "SIGSTOP": 19, "SIGTSTP": 20, "SIGTTIN": 21, "SIGTTOU": 22,
+    "SIGURG": 23, "SIGXCPU": 24, "SIGXFSZ": 25, "SIGVTALRM": 26, "SIGPROF": 27,
+    "SIGWINCH": 28, "SIGIO": 29, "SIGPOLL": 29, "SIGPWR": 30, "SIGSYS": 31,
+}  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -129,11 +139,10 @@ def stop_signal(service: str, image: str) -> int:
             return int(name)
         upper = name.upper()
         upper = upper if upper.startswith("SIG") else f"SIG{upper}"
-        try:
-            return int(signal.Signals[upper])
-        except KeyError:
-            raise TaskStartError(f"invalid signal: {name}") from None
-    return int(signal.SIGTERM)
+        if upper not in SIGNALS:
+            raise TaskStartError(f"invalid signal: {name}")
+        return SIGNALS[upper]
+    return SIGTERM
 
 
 def _default_mounts() -> list[dict[str, Any]]:
