@@ -38,7 +38,25 @@ SHOAL_PATHS: dict[str, dict[str, Any]] = {
             "tags": ["Shoal"],
             "responses": {"200": {"description": "no error", "schema": {"type": "object"}}},
         }
-    }
+    },
+    "/shoal/doctor": {
+        "get": {
+            "summary": "Probe the other nodes on every cluster port",
+            "description": "From this node: 2377/tcp (TLS handshake), 7946/tcp and 7946/udp "
+            "(gossip), 4789/udp (an echo through the VXLAN overlay) and the overlay MTU, per "
+            "node: ok, slow, blocked or n/a (shoal doctor).",
+            "operationId": "ShoalDoctor",
+            "produces": ["application/json"],
+            "parameters": [
+                {"name": "node", "in": "query", "type": "string",
+                 "description": "only this node (ID, ID prefix or hostname)"},
+                {"name": "timeout", "in": "query", "type": "number",
+                 "description": "seconds each probe waits (0-30, default 2)"},
+            ],
+            "tags": ["Shoal"],
+            "responses": {"200": {"description": "no error", "schema": {"type": "object"}}},
+        }
+    },
 }
 SHOAL_TAG = {"name": "Shoal", "x-displayName": "shoal", "description": "shoal's own paths."}
 DESCRIPTION = (

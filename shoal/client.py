@@ -56,9 +56,12 @@ class Client:
         path: str,
         body: Any = None,
         params: dict[str, Any] | None = None,
+        headers: dict[str, str] | None = None,
     ) -> Any:
         content = None if body is None else json.dumps(body).encode()
-        headers = {"Content-Type": "application/json"} if content is not None else {}
+        headers = dict(headers or {})
+        if content is not None:
+            headers["Content-Type"] = "application/json"
         try:
             resp = self._http.request(
                 method, self._url(path), content=content, params=_params(params), headers=headers
@@ -72,8 +75,14 @@ class Client:
     def get(self, path: str, params: dict[str, Any] | None = None) -> Any:
         return self.request("GET", path, params=params)
 
-    def post(self, path: str, body: Any = None, params: dict[str, Any] | None = None) -> Any:
-        return self.request("POST", path, body=body, params=params)
+    def post(
+        self,
+        path: str,
+        body: Any = None,
+        params: dict[str, Any] | None = None,
+        headers: dict[str, str] | None = None,
+    ) -> Any:
+        return self.request("POST", path, body=body, params=params, headers=headers)
 
     def delete(self, path: str, params: dict[str, Any] | None = None) -> Any:
         return self.request("DELETE", path, params=params)

@@ -12,11 +12,11 @@ import ipaddress
 import logging
 
 from shoal.agent.controller import NodeContext, TaskController
+from shoal.api.session import AgentSession, StatusUpdate
 from shoal.api.states import TaskState, is_terminal, rank
+from shoal.api.timefmt import now_rfc3339
 from shoal.api.types import Task, TaskStatusInfo
 from shoal.errors import ShoalError
-from shoal.manager.dispatcher.session import AgentSession, StatusUpdate
-from shoal.manager.state.store import now_rfc3339
 
 __all__ = ["Agent"]
 

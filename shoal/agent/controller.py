@@ -22,18 +22,19 @@ from shoal.agent.ipam import SubnetAllocator
 from shoal.agent.oci.prepare import is_exec_task
 from shoal.agent.oci.runtime import OciRuntime
 from shoal.agent.taskenv import task_argv, task_env
+from shoal.api.session import StatusUpdate
 from shoal.api.states import TaskState, rank
+from shoal.api.timefmt import now_rfc3339
 from shoal.api.types import ContainerStatus, Task, TaskStatusInfo
 from shoal.errors import ShoalError
 from shoal.gossip.table import EndpointEntry, EndpointTable
 from shoal.images import LocalImage, RegistryAuth
-from shoal.manager.dispatcher.session import StatusUpdate
-from shoal.manager.state.store import now_rfc3339
 
-__all__ = ["NodeContext", "TaskController", "wait_listening"]
+__all__ = ["START_CONCURRENCY", "NodeContext", "TaskController", "wait_listening"]
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
+START_CONCURRENCY = 4
 
 
 async def wait_listening(address: str, ports: list[int], interval: float = 0.05) -> None:
@@ -87,6 +88,10 @@ class NodeContext:
     )
     images: ImageSource | None = None
     registry_auth: Callable[[str], RegistryAuth | None] = _no_auth
+    # how many task starts run at once on this node (a burst of assignments queues here)
+    start_slots: asyncio.Semaphore = field(
+        default_factory=lambda: asyncio.Semaphore(START_CONCURRENCY)
+    )
 
 
 class TaskController:
@@ -97,6 +102,7 @@ class TaskController:
         self._stop = asyncio.Event()
         self._adopted = adopted_address
         self._address = adopted_address or ""
+        self._in_mesh = False  # joined as ready once: may drain as a terminating endpoint
         self._state = task.status.state
         self.done = False
 
@@ -141,7 +147,10 @@ class TaskController:
             log.info("task %s: adopted running process at %s", self.task_id, self._address)
         waiter = asyncio.ensure_future(self.ctx.runtime.wait(self.task_id))
         unhealthy = await self._serve(pid, waiter)
-        self.ctx.endpoints.remove(self.task_id)
+        if waiter.done() or unhealthy or not self._in_mesh:
+            self.ctx.endpoints.remove(self.task_id)
+        else:  # draining: out of every balancer, kept as a local-policy node's last resort
+            self._join_mesh(ready=False)
         if waiter.done():
             self._exited(waiter.result())
         elif unhealthy:
@@ -204,9 +213,12 @@ class TaskController:
         """An adopted task that was serving: in the endpoint table at once."""
         self._join_mesh()
 
-    def _join_mesh(self) -> None:
+    def _join_mesh(self, ready: bool = True) -> None:
+        self._in_mesh = self._in_mesh or ready
         self.ctx.endpoints.set(
-            EndpointEntry(self.task.service_id, self.task_id, self.ctx.node_id, self._address, True)
+            EndpointEntry(
+                self.task.service_id, self.task_id, self.ctx.node_id, self._address, ready
+            )
         )
 
     async def _start(self) -> int | None:
@@ -231,12 +243,13 @@ class TaskController:
             gateway=self.ctx.gateway.ip,
             workdir=(spec.dir or None) if spec else None,
         )
-        self._report("starting", "starting")
         try:
-            if image is not None and isinstance(self.ctx.runtime, OciRuntime):
-                extra = {k: v for k, v in env.items() if k.startswith("SHOAL_")}
-                return await self.ctx.runtime.start_container(cfg, self.task, image, extra)
-            return await self.ctx.runtime.start(cfg)
+            async with self.ctx.start_slots:
+                self._report("starting", "starting")
+                if image is not None and isinstance(self.ctx.runtime, OciRuntime):
+                    extra = {k: v for k, v in env.items() if k.startswith("SHOAL_")}
+                    return await self.ctx.runtime.start_container(cfg, self.task, image, extra)
+                return await self.ctx.runtime.start(cfg)
         except TaskStartError as exc:
             log.info("task %s: start failed: %s", self.task_id, exc.message)
             self._report("rejected", "starting container failed", err=exc.message)

@@ -9,6 +9,11 @@ Heartbeats are sent here, at the period the dispatcher asks for; the agent's own
 `heartbeat()` calls are no-ops. Status reports made while no manager is reachable are kept
 (latest per task) and sent after the reconnect, so a state change is never lost; a report
 the dispatcher refuses (a backwards transition) raises, as the contract says.
+
+On every new session the last state of every task this node holds is sent again (swarmkit's
+agent does the same): a report that was in flight when a session broke, or that reached a
+manager that lost it (a follower, a deposed leader), reaches the store from the next one.
+A task leaves that record once the dispatcher stops assigning it to this node.
 """
 
 from __future__ import annotations
@@ -18,6 +23,10 @@ import contextlib
 import logging
 from collections.abc import AsyncIterator, Callable
 
+from shoal.agent.resources import host_resources
+from shoal.agent.secrets import AssignedSecrets
+from shoal.api.netview import NetPeer, NetView
+from shoal.api.session import LEADER_AT, StatusUpdate
 from shoal.api.types import Task
 from shoal.ca.files import NodeTLS
 from shoal.cluster.client import ClusterClient
@@ -32,8 +41,6 @@ from shoal.cluster.wire import (
     StatusRequest,
 )
 from shoal.errors import InvalidArgument, NotFound, ShoalError, Unavailable
-from shoal.manager.dispatcher.session import StatusUpdate
-from shoal.manager.netview import NetPeer, NetView
 
 __all__ = ["RemoteSession", "network_of"]
 
@@ -59,7 +66,9 @@ class RemoteSession:
             raise InvalidArgument("no manager address to connect to")
         self.managers = list(managers)
         self._tls = tls
-        self._request = SessionRequest(hostname=hostname, addr=addr, gossip_addr=gossip_addr)
+        self._request = SessionRequest(
+            hostname=hostname, addr=addr, gossip_addr=gossip_addr, resources=host_resources()
+        )
         self._on_managers = on_managers
         self._on_ports = on_ports
         self._on_network = on_network
@@ -69,8 +78,10 @@ class RemoteSession:
         self._latest: list[Task] | None = None
         self._new_tasks = asyncio.Event()
         self._pending: dict[str, StatusUpdate] = {}
+        self._held: dict[str, StatusUpdate] = {}  # last state reported, per task held
         self.period = 5.0
         self.connected_to = ""
+        self.secrets = AssignedSecrets()  # this node's secrets/configs, in memory only
 
     # -- the AgentSession contract -----------------------------------------------------
     async def assignments(self) -> AsyncIterator[list[Task]]:
@@ -83,6 +94,7 @@ class RemoteSession:
     async def report(self, updates: list[StatusUpdate]) -> None:
         for update in updates:
             self._pending[update.task_id] = update
+            self._held[update.task_id] = update
         await self._flush()
 
     async def heartbeat(self) -> None:
@@ -106,6 +118,7 @@ class RemoteSession:
                 await self._session(client)
             except ShoalError as exc:
                 log.warning("session with manager %s ended: %s", addr, exc)
+                self._follow_leader(exc.message)
             except Exception:
                 log.exception("session with manager %s failed", addr)
             finally:
@@ -118,6 +131,17 @@ class RemoteSession:
             await asyncio.sleep(pause)
             pause = min(pause * 2, 2.0) if self._index % len(self.managers) == 0 else pause
 
+    def _follow_leader(self, message: str) -> bool:
+        """A follower named the leader: try it next (leader first in the list)."""
+        if LEADER_AT not in message:
+            return False
+        leader = message.split(LEADER_AT, 1)[1].strip()
+        if not leader:
+            return False
+        self.managers = [leader] + [m for m in self.managers if m != leader]
+        self._index = -1  # incremented before the next attempt
+        return True
+
     async def _session(self, client: ClusterClient) -> None:
         stream = client.stream("Dispatcher/Session", self._request, SessionMessage)
         try:  # raises if the manager refuses or is unreachable
@@ -129,7 +153,8 @@ class RemoteSession:
         self.connected.set()
         log.info("session: connected to manager %s", client.addr)
         self._take(first)
-        await self._flush()
+        self._report_held()
+        await self._flush_each()
         reader = asyncio.create_task(self._read(stream))
         beats = asyncio.create_task(self._heartbeats(client))
         try:
@@ -153,8 +178,17 @@ class RemoteSession:
             self._on_managers(self.managers)
         self._on_ports(list(message.ports))
         self._on_network(network_of(message))
+        self.secrets.take(message)
         self._latest = message.tasks
+        assigned = {t.id for t in message.tasks}
+        for task_id in [t for t in self._held if t not in assigned]:
+            del self._held[task_id]
         self._new_tasks.set()
+
+    def _report_held(self) -> None:
+        """Queue the last state of every task held, for the session just opened."""
+        for task_id, update in self._held.items():
+            self._pending.setdefault(task_id, update)
 
     async def _heartbeats(self, client: ClusterClient) -> None:
         while True:
@@ -183,6 +217,30 @@ class RemoteSession:
             self._drop(batch)
             raise  # refused: the agent retries one by one and logs the culprit
         self._drop(batch)
+
+    async def _flush_each(self) -> None:
+        """Flush; if the batch is refused, send one by one and drop (and log) the refused."""
+        try:
+            await self._flush()
+        except ShoalError:
+            pass
+        else:
+            return
+        for update in list(self._held.values()):
+            self._pending.setdefault(update.task_id, update)
+        for update in list(self._pending.values()):
+            client = self._client
+            if client is None:
+                return
+            try:
+                await client.call("Dispatcher/UpdateTaskStatus", StatusRequest([update]), Empty)
+            except Unavailable:
+                return
+            except ShoalError as exc:
+                log.warning(
+                    "task %s: status %s refused: %s", update.task_id, update.status.state, exc
+                )
+            self._drop([update])
 
     def _drop(self, batch: list[StatusUpdate]) -> None:
         for update in batch:

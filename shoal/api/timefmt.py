@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
-__all__ = ["from_epoch", "to_epoch"]
+__all__ = ["from_epoch", "now_rfc3339", "to_epoch"]
 
 
 def to_epoch(stamp: str) -> float:
@@ -19,3 +19,8 @@ def to_epoch(stamp: str) -> float:
 
 def from_epoch(seconds: float) -> str:
     return datetime.fromtimestamp(seconds, UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def now_rfc3339() -> str:
+    """The current UTC time in Docker's JSON time format (nanosecond-style fraction)."""
+    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")

@@ -14,6 +14,15 @@ from typing import Any, Literal
 import msgspec
 from msgspec import field
 
+from shoal.api.container import (
+    ConfigReference,
+    Mount,
+    Privileges,
+    ResourceRequirements,
+    SecretReference,
+    Ulimit,
+)
+
 __all__ = [
     "ClusterInfo",
     "ContainerSpec",
@@ -88,25 +97,25 @@ class ContainerSpec(_Base):
     dir: str = ""
     user: str = ""
     groups: list[str] | None = None
-    privileges: Any = None
+    privileges: Privileges | None = None
     tty: bool = field(default=False, name="TTY")
     open_stdin: bool = False
     read_only: bool = False
-    mounts: list[Any] | None = None
+    mounts: list[Mount] | None = None
     stop_signal: str = ""
     stop_grace_period: int | None = None
     health_check: HealthConfig | None = None
     hosts: list[str] | None = None
     dns_config: Any = field(default=None, name="DNSConfig")
-    secrets: list[Any] | None = None
+    secrets: list[SecretReference] | None = None
     oom_score_adj: int = 0
-    configs: list[Any] | None = None
+    configs: list[ConfigReference] | None = None
     isolation: str = ""
     init: bool | None = None
     sysctls: dict[str, str] | None = None
     capability_add: list[str] | None = None
     capability_drop: list[str] | None = None
-    ulimits: list[Any] | None = None
+    ulimits: list[Ulimit] | None = None
 
 
 class RestartPolicy(_Base):
@@ -133,7 +142,7 @@ class TaskSpec(_Base):
     plugin_spec: Any = None
     container_spec: ContainerSpec | None = None
     network_attachment_spec: Any = None
-    resources: Any = None
+    resources: ResourceRequirements | None = None
     restart_policy: RestartPolicy | None = None
     placement: Placement | None = None
     force_update: int = 0
@@ -222,6 +231,10 @@ class Service(_Base):
     job_status: Any = None
     # shoal: bumped whenever the task template changes (what `_up-to-date` compares to)
     spec_version: int = 0
+    # shoal: the X-Registry-Auth of the last create/update that sent one (docker's
+    # --with-registry-auth), as swarmkit's PullOptions.RegistryAuth: handed only to the
+    # nodes that run the service's tasks, never returned by the API
+    registry_auth: str = ""
 
 
 # --- tasks ----------------------------------------------------------------------------

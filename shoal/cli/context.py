@@ -36,7 +36,13 @@ class ApiClient(Protocol):
 
     def get(self, path: str, params: dict[str, Any] | None = None) -> Any: ...
 
-    def post(self, path: str, body: Any = None, params: dict[str, Any] | None = None) -> Any: ...
+    def post(
+        self,
+        path: str,
+        body: Any = None,
+        params: dict[str, Any] | None = None,
+        headers: dict[str, str] | None = None,
+    ) -> Any: ...
 
     def delete(self, path: str, params: dict[str, Any] | None = None) -> Any: ...
 

@@ -20,12 +20,14 @@ from shoal import __version__
 from shoal.cli.common import echo, error_text
 from shoal.cli.context import CliContext
 from shoal.cli.daemon import daemon
+from shoal.cli.doctor import check, doctor
 from shoal.cli.image import image, pull
 from shoal.cli.network import network
 from shoal.cli.node import node
 from shoal.cli.service import service
 from shoal.cli.swarm import swarm
 from shoal.cli.system import info, version
+from shoal.cli.volume import volume
 from shoal.client import DEFAULT_HOST
 from shoal.errors import ShoalError
 
@@ -107,8 +109,9 @@ def cli(ctx: click.Context, host: str | None) -> None:
         obj.host = host
 
 
-for _command in (swarm, node, service, network, image, pull, info, version, daemon):
+for _command in (swarm, node, service, network, image, pull, volume, info, version, daemon, doctor):
     cli.add_command(_command)
+node.add_command(check)  # `shoal node check NODE` (shoal/cli/doctor.py)
 
 
 def main() -> None:

@@ -197,6 +197,67 @@ ContainerSpec:
 {{- if .User }}
  User: {{ .User }}
 {{- end }}
+{{- if .HasCapabilities }}
+Capabilities:
+{{- if .CapabilityAdd }}
+ Add: {{ .CapabilityAdd }}
+{{- end }}
+{{- if .CapabilityDrop }}
+ Drop: {{ .CapabilityDrop }}
+{{- end }}
+{{- end }}
+{{- if .Sysctls }}
+SysCtls:
+{{- range $k, $v := .Sysctls }}
+ {{ $k }}{{if $v }}: {{ $v }}{{ end }}
+{{- end }}{{ end }}
+{{- if .Ulimits }}
+Ulimits:
+{{- range $k, $v := .Ulimits }}
+ {{ $k }}: {{ $v }}
+{{- end }}{{ end }}
+{{- if .Mounts }}
+Mounts:
+{{- end }}
+{{- range $mount := .Mounts }}
+ Target:\t{{ $mount.Target }}
+  Source:\t{{ $mount.Source }}
+  ReadOnly:\t{{ $mount.ReadOnly }}
+  Type:\t\t{{ $mount.Type }}
+{{- end -}}
+{{- if .Configs }}
+Configs:
+{{- range $config := .Configs }}
+ Target:\t{{ $config.Target }}
+  Source:\t{{ $config.Source }}
+{{- end }}{{ end }}
+{{- if .Secrets }}
+Secrets:
+{{- range $secret := .Secrets }}
+ Target:\t{{ $secret.Target }}
+  Source:\t{{ $secret.Source }}
+{{- end }}{{ end }}
+{{- with .Resources }}
+Resources:
+{{- with .Reservations }}
+ Reservations:
+{{- if .CPU }}
+  CPU:\t\t{{ .CPU }}
+{{- end }}
+{{- if .Memory }}
+  Memory:\t{{ .Memory }}
+{{- end }}{{ end }}
+{{- with .Limits }}
+ Limits:
+{{- if .CPU }}
+  CPU:\t\t{{ .CPU }}
+{{- end }}
+{{- if .Memory }}
+  Memory:\t{{ .Memory }}
+{{- end }}{{ end }}
+{{- if .Pids }}
+  PIDs:\t\t{{ .Pids }}
+{{- end }}{{ end }}
 {{- if .Networks }}
 Networks:
 {{- range $network := .Networks }} {{ $network }}{{ end }} {{ end }}
@@ -247,6 +308,57 @@ def _health(container: dict[str, Any]) -> dict[str, Any] | None:
     return {**durations, "Retries": health.get("Retries") or 0, "Test": health.get("Test") or []}
 
 
+def _amounts(res: dict[str, Any]) -> dict[str, Any] | None:
+    cpus, memory = int(res.get("NanoCPUs") or 0), int(res.get("MemoryBytes") or 0)
+    if not cpus and not memory:
+        return None
+    cpu = f"{cpus / 1e9:g}" if cpus else ""
+    return {"CPU": cpu, "Memory": bytes_size(memory) if memory else ""}
+
+
+def _resources(task: dict[str, Any]) -> dict[str, Any] | None:
+    """docker's Resources block: reservations, limits, then PIDs."""
+    res = task.get("Resources") or {}
+    reservations = _amounts(res.get("Reservations") or {})
+    limits = _amounts(res.get("Limits") or {})
+    pids = int((res.get("Limits") or {}).get("Pids") or 0)
+    if reservations is None and limits is None and not pids:
+        return None
+    return {"Reservations": reservations, "Limits": limits, "Pids": pids}
+
+
+def _refs(refs: list[dict[str, Any]] | None, name_key: str) -> list[dict[str, str]]:
+    return [
+        {"Target": (r.get("File") or {}).get("Name") or "", "Source": r.get(name_key) or ""}
+        for r in refs or []
+    ]
+
+
+def _container_extras(container: dict[str, Any]) -> dict[str, Any]:
+    cap_add, cap_drop = container.get("CapabilityAdd") or [], container.get("CapabilityDrop") or []
+    return {
+        "HasCapabilities": bool(cap_add or cap_drop),
+        "CapabilityAdd": ", ".join(cap_add),
+        "CapabilityDrop": ", ".join(cap_drop),
+        "Sysctls": container.get("Sysctls") or {},
+        "Ulimits": {
+            u.get("Name"): f"{u.get('Soft', 0)}:{u.get('Hard', 0)}"
+            for u in container.get("Ulimits") or []
+        },
+        "Mounts": [
+            {
+                "Target": m.get("Target") or "",
+                "Source": m.get("Source") or "",
+                "ReadOnly": "true" if m.get("ReadOnly") else "false",
+                "Type": m.get("Type") or "",
+            }
+            for m in container.get("Mounts") or []
+        ],
+        "Configs": _refs(container.get("Configs"), "ConfigName"),
+        "Secrets": _refs(container.get("Secrets"), "SecretName"),
+    }
+
+
 def service_pretty(service: dict[str, Any], now: datetime) -> str:
     spec = service.get("Spec") or {}
     task = spec.get("TaskTemplate") or {}
@@ -287,5 +399,7 @@ def service_pretty(service: dict[str, Any], now: datetime) -> str:
         "EndpointMode": (spec.get("EndpointSpec") or {}).get("Mode") or "",
         "Ports": (service.get("Endpoint") or {}).get("Ports") or [],
         "Healthcheck": _health(container),
+        "Resources": _resources(task),
+        **_container_extras(container),
     }
     return parse(_SERVICE).execute(context).strip("\n")

@@ -17,6 +17,7 @@ from shoal.cli.context import ApiClient, CliContext, get_cli
 from shoal.cli.format import image_with_tag
 from shoal.cli.opts import parse_uint
 from shoal.cli.progress import ProgressWriter, wait_on_service
+from shoal.cli.registry_auth import registry_auth_header
 from shoal.cli.service_flags import collect, service_options
 from shoal.cli.service_view import inspect, logs, ls, ps
 from shoal.cli.spec import build_spec
@@ -59,6 +60,45 @@ def _networks(client: ApiClient, wanted: list[dict[str, Any]]) -> list[dict[str,
     return [{**net, "Target": _network_id(client, net["Target"])} for net in wanted]
 
 
+def _resolve_refs(client: ApiClient, refs: list[dict[str, Any]], what: str) -> list[Any]:
+    """docker's ParseSecrets/ParseConfigs: one reference per target, names to IDs."""
+    name_key, id_key = f"{what.title()}Name", f"{what.title()}ID"
+    targets: set[str] = set()
+    for ref in refs:
+        if ref["File"]["Name"] in targets:
+            raise ShoalError(f"duplicate {what} target for {ref[name_key]} not allowed")
+        targets.add(ref["File"]["Name"])
+    if not refs:
+        return []
+    names = sorted({ref[name_key] for ref in refs})
+    found = client.get(f"/{what}s", params={"filters": {"name": names}}) or []
+    ids = {o.get("Spec", {}).get("Name"): o.get("ID") for o in found}
+    resolved = []
+    for ref in refs:
+        if ids.get(ref[name_key]) is None:
+            raise ShoalError(f"{what} not found: {ref[name_key]}")
+        resolved.append({**ref, id_key: ids[ref[name_key]]})
+    return resolved
+
+
+def _resolve_all(client: ApiClient, flags: dict[str, Any], suffix: str) -> None:
+    for what in ("secret", "config"):
+        if flags.get(f"{what}{suffix}"):
+            flags[f"{what}{suffix}"] = _resolve_refs(client, flags[f"{what}{suffix}"], what)
+
+
+def _auth_headers(spec: dict[str, Any], flags: dict[str, Any]) -> dict[str, str] | None:
+    """X-Registry-Auth for the image's registry with --with-registry-auth (docker's)."""
+    if not flags.get("with-registry-auth"):
+        return None
+    template = next((v for k, v in spec.items() if k.lower() == "tasktemplate"), None) or {}
+    container: dict[str, Any] = next(
+        (v for k, v in template.items() if k.lower() == "containerspec"), {}
+    )
+    image = next((str(v) for k, v in (container or {}).items() if k.lower() == "image"), "")
+    return {"X-Registry-Auth": registry_auth_header(image)}
+
+
 def _print_warnings(response: Any) -> None:
     for warning in (response or {}).get("Warnings") or []:
         echo(f"{warning}\n", err=True)
@@ -86,9 +126,10 @@ def create(ctx: click.Context, /, image: str, args: tuple[str, ...], **_: Any) -
     client = cli.get_client()
     if flags.get("network"):
         flags["network"] = _networks(client, flags["network"])
+    _resolve_all(client, flags, "")
     spec = build_spec(flags, image, list(args))
     _tag_image(spec)
-    response = client.post("/services/create", spec) or {}
+    response = client.post("/services/create", spec, headers=_auth_headers(spec, flags)) or {}
     _print_warnings(response)
     echo(f"{response.get('ID', '')}\n")
     _wait(cli, client, str(response.get("ID", "")), flags)
@@ -112,6 +153,7 @@ def update(ctx: click.Context, /, ref: str, **_: Any) -> None:
         flags["network-add"] = _networks(client, flags["network-add"])
     if flags.get("network-rm"):
         flags["network-rm"] = [_network_id(client, name) for name in flags["network-rm"]]
+    _resolve_all(client, flags, "-add")
     spec = current.get("Spec") or {}
     apply_update(spec, flags)
     _tag_image(spec)
@@ -119,7 +161,12 @@ def update(ctx: click.Context, /, ref: str, **_: Any) -> None:
     if rollback:
         params["rollback"] = "previous"
     params["version"] = (current.get("Version") or {}).get("Index", 0)
-    response = client.post(f"/services/{current['ID']}/update", spec, params=params)
+    headers = _auth_headers(spec, flags)
+    if headers:
+        params.pop("registryAuthFrom")
+    response = client.post(
+        f"/services/{current['ID']}/update", spec, params=params, headers=headers
+    )
     _print_warnings(response)
     echo(f"{ref}\n")
     _wait(cli, client, ref, flags)

@@ -30,6 +30,14 @@ from shoal.cli.opts import (
     parse_uint,
     to_map,
 )
+from shoal.cli.service_mounts import (
+    normalize_capability,
+    parse_config,
+    parse_mount,
+    parse_secret,
+    parse_sysctl,
+    parse_ulimit,
+)
 
 __all__ = ["FLAGS", "Flag", "collect", "flag_label", "service_options"]
 
@@ -146,6 +154,34 @@ FLAGS: tuple[Flag, ...] = (
     Flag("stop-signal", "Signal to stop the container", B, parse=str),
     Flag("stop-grace-period", f"Time to wait before force killing a container {_DURATION}", B,
          parse=parse_duration),
+    Flag("oom-score-adj", "Tune host's OOM preferences (-1000 to 1000)", B, parse=parse_int),
+    Flag("cap-add", "Add Linux capabilities", B, parse=normalize_capability, multiple=True),
+    Flag("cap-drop", "Drop Linux capabilities", B, parse=normalize_capability, multiple=True),
+    Flag("sysctl", "Sysctl options", C, parse=parse_sysctl, multiple=True, combine=to_map),
+    Flag("sysctl-add", "Add or update a Sysctl option", U, parse=parse_sysctl, multiple=True,
+         combine=to_map),
+    Flag("sysctl-rm", "Remove a Sysctl option", U, parse=str, multiple=True),
+    Flag("ulimit", "Ulimit options", C, parse=parse_ulimit, multiple=True),
+    Flag("ulimit-add", "Add or update a ulimit option", U, parse=parse_ulimit, multiple=True),
+    Flag("ulimit-rm", "Remove a ulimit option", U, parse=str, multiple=True),
+    Flag("mount", "Attach a filesystem mount to the service", C, parse=parse_mount,
+         multiple=True),
+    Flag("mount-add", "Add or update a mount on a service", U, parse=parse_mount,
+         multiple=True),
+    Flag("mount-rm", "Remove a mount by its target path", U, parse=str, multiple=True),
+    Flag("secret", "Specify secrets to expose to the service", C, parse=parse_secret,
+         multiple=True),
+    Flag("secret-add", "Add or update a secret on a service", U, parse=parse_secret,
+         multiple=True),
+    Flag("secret-rm", "Remove a secret", U, parse=str, multiple=True),
+    Flag("config", "Specify configurations to expose to the service", C, parse=parse_config,
+         multiple=True),
+    Flag("config-add", "Add or update a config file on a service", U, parse=parse_config,
+         multiple=True),
+    Flag("config-rm", "Remove a configuration file", U, parse=str, multiple=True),
+    Flag("runtime", 'Task runtime: "oci" runs the image as a container (the default), "exec" '
+         "runs IMAGE as a program of the host (shoal extension: sets the label "
+         "shoal.runtime=exec)", B, parse=_choice("exec", "oci")),
     Flag("limit-cpu", "Limit CPUs", B, parse=parse_cpus),
     Flag("limit-memory", "Limit Memory", B, parse=parse_memory),
     Flag("limit-pids", "Limit maximum number of processes (0 = unlimited)", B, parse=parse_int),
@@ -193,9 +229,9 @@ FLAGS: tuple[Flag, ...] = (
     Flag("health-start-period", "Start period for the container to initialize (ms|s|m|h)", B,
          parse=_positive_duration),
     Flag("no-healthcheck", "Disable any container-specified HEALTHCHECK", B),
-    Flag("no-resolve-image", "Do not query the registry to resolve image digest (ignored)", B),
-    Flag("with-registry-auth", "Send registry authentication details to swarm agents "
-         "(ignored)", B),
+    Flag("no-resolve-image", "Do not query the registry to resolve image digest and supported "
+         "platforms", B),
+    Flag("with-registry-auth", "Send registry authentication details to swarm agents", B),
     Flag("timeout", "Give up waiting for convergence after this long (seconds or a duration; "
          "shoal extension)", B, parse=_timeout),
 )  # fmt: skip

@@ -24,13 +24,16 @@ __all__ = [
     "HEALTH_KEYS",
     "RESOURCE_FLAGS",
     "RESTART_KEYS",
+    "RUNTIME_LABEL",
     "Flags",
+    "apply_runtime",
     "build_spec",
     "changed",
     "ci_get",
     "ci_key",
     "ci_put",
     "ci_sub",
+    "effective_caps",
     "health_config",
     "make_env",
     "merge_policy",
@@ -87,7 +90,9 @@ CONTAINER_KEYS = {
     "read-only": "ReadOnly",
     "stop-signal": "StopSignal",
     "stop-grace-period": "StopGracePeriod",
+    "oom-score-adj": "OomScoreAdj",
 }
+RUNTIME_LABEL = "shoal.runtime"
 RESOURCE_FLAGS = ("limit-cpu", "limit-memory", "limit-pids", "reserve-cpu", "reserve-memory")
 
 
@@ -204,6 +209,44 @@ def merge_resources(flags: Flags, base: dict[str, Any]) -> dict[str, Any]:
     return base
 
 
+def effective_caps(add: list[str], drop: list[str]) -> tuple[list[str], list[str]]:
+    """docker's EffectiveCapAddCapDrop: a capability both added and dropped is neither."""
+    adds, drops = set(add), set(drop)
+    cap_add = ["ALL"] if "ALL" in adds else sorted(adds - drops)
+    cap_drop = ["ALL"] if "ALL" in drops else sorted(drops - adds)
+    return cap_add, cap_drop
+
+
+def apply_runtime(container: dict[str, Any], flags: Flags) -> None:
+    """`--runtime exec` is the label `shoal.runtime=exec`; `--runtime oci` removes it."""
+    if "runtime" not in flags:
+        return
+    labels = ci_get(container, "Labels") or {}
+    if flags["runtime"] == "exec":
+        labels[RUNTIME_LABEL] = "exec"
+    else:
+        labels.pop(RUNTIME_LABEL, None)
+    ci_put(container, "Labels", labels)
+
+
+def _container_extras(container: dict[str, Any], flags: Flags) -> None:
+    cap_add, cap_drop = effective_caps(flags.get("cap-add") or [], flags.get("cap-drop") or [])
+    extras = (
+        ("Mounts", list(flags.get("mount") or [])),
+        ("Secrets", list(flags.get("secret") or [])),
+        ("Configs", list(flags.get("config") or [])),
+        ("Sysctls", dict(flags.get("sysctl") or {})),
+        ("CapabilityAdd", cap_add),
+        ("CapabilityDrop", cap_drop),
+        ("Ulimits", sorted(flags.get("ulimit") or [], key=lambda u: str(u["Name"]))),
+        ("OomScoreAdj", flags.get("oom-score-adj")),
+    )
+    container.update({k: v for k, v in extras if v})
+    apply_runtime(container, flags)
+    if not container.get("Labels"):
+        container.pop("Labels", None)
+
+
 # --- create -----------------------------------------------------------------------------------
 
 
@@ -232,6 +275,7 @@ def build_spec(flags: Flags, image: str, args: list[str]) -> dict[str, Any]:
     )
     container.update({k: v for k, v in more if v or (k == "StopGracePeriod" and v == 0)})
     container["DNSConfig"] = {}
+    _container_extras(container, flags)
     task: dict[str, Any] = {"ContainerSpec": container}
     task["Resources"] = merge_resources(flags, {"Limits": {}, "Reservations": {}})
     if changed(flags, *RESTART_KEYS):

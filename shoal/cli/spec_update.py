@@ -20,6 +20,7 @@ from shoal.cli.spec import (
     RESOURCE_FLAGS,
     RESTART_KEYS,
     Flags,
+    apply_runtime,
     changed,
     ci_get,
     ci_put,
@@ -137,6 +138,68 @@ def _update_networks(task: dict[str, Any], flags: Flags) -> None:
     ci_put(task, "Networks", sorted(networks, key=lambda n: str(ci_get(n, "Target"))))
 
 
+def _update_mounts(container: dict[str, Any], flags: Flags) -> None:
+    """docker's updateMounts: keyed by target, added ones replace, sorted by source/target
+    (on every update, as docker's)."""
+    if not changed(flags, "mount-add", "mount-rm") and not ci_get(container, "Mounts"):
+        return
+    by_target: dict[str, dict[str, Any]] = {}
+    for mount in flags.get("mount-add") or []:
+        if mount["Target"] in by_target:
+            raise InvalidArgument("duplicate mount target")
+        by_target[mount["Target"]] = mount
+    for mount in ci_get(container, "Mounts") or []:
+        by_target.setdefault(str(ci_get(mount, "Target")), mount)
+    removed = set(flags.get("mount-rm") or [])
+    mounts = [m for t, m in by_target.items() if t not in removed]
+    mounts.sort(key=lambda m: (str(ci_get(m, "Source") or ""), str(ci_get(m, "Target"))))
+    ci_put(container, "Mounts", mounts)
+
+
+def _update_refs(container: dict[str, Any], flags: Flags, what: str, key: str) -> None:
+    """docker's getUpdatedSecrets/Configs: `-rm` by name, `-add` appended (IDs resolved)."""
+    if not changed(flags, f"{what}-add", f"{what}-rm"):
+        return
+    name_key = "SecretName" if what == "secret" else "ConfigName"
+    removed = set(flags.get(f"{what}-rm") or [])
+    refs = [r for r in ci_get(container, key) or [] if ci_get(r, name_key) not in removed]
+    ci_put(container, key, refs + list(flags.get(f"{what}-add") or []))
+
+
+def _update_ulimits(container: dict[str, Any], flags: Flags) -> None:
+    if not changed(flags, "ulimit-add", "ulimit-rm"):
+        return
+    by_name = {str(ci_get(u, "Name")): u for u in ci_get(container, "Ulimits") or []}
+    for name in flags.get("ulimit-rm") or []:
+        by_name.pop(name.partition("=")[0], None)
+    for ulimit in flags.get("ulimit-add") or []:
+        by_name[ulimit["Name"]] = ulimit
+    ci_put(container, "Ulimits", [by_name[n] for n in sorted(by_name)])
+
+
+def _update_caps(container: dict[str, Any], flags: Flags) -> None:
+    """An added capability leaves the drop list and the other way round (docker's rule)."""
+    if not changed(flags, "cap-add", "cap-drop"):
+        return
+    adds, drops = flags.get("cap-add") or [], flags.get("cap-drop") or []
+    cap_add = set(ci_get(container, "CapabilityAdd") or []) - set(drops)
+    cap_drop = set(ci_get(container, "CapabilityDrop") or []) - set(adds)
+    cap_add |= set(adds) - set(drops)
+    cap_drop |= set(drops) - set(adds)
+    ci_put(container, "CapabilityAdd", ["ALL"] if "ALL" in cap_add else sorted(cap_add))
+    ci_put(container, "CapabilityDrop", ["ALL"] if "ALL" in cap_drop else sorted(cap_drop))
+
+
+def _update_container(container: dict[str, Any], flags: Flags) -> None:
+    _update_map(container, "Sysctls", flags, "sysctl-add", "sysctl-rm")
+    _update_mounts(container, flags)
+    _update_refs(container, flags, "secret", "Secrets")
+    _update_refs(container, flags, "config", "Configs")
+    _update_ulimits(container, flags)
+    _update_caps(container, flags)
+    apply_runtime(container, flags)
+
+
 def check_update_flags(flags: Flags) -> None:
     """Refuse contradictory update flags (before the service is even fetched)."""
     if flags.get("no-healthcheck") and changed(flags, *HEALTH_FLAGS):
@@ -170,6 +233,7 @@ def apply_update(spec: dict[str, Any], flags: Flags) -> None:
         if flag in flags:
             ci_put(container, key, flags[flag])
     _update_env(container, flags)
+    _update_container(container, flags)
     if changed(flags, *RESOURCE_FLAGS):
         merge_resources(flags, ci_sub(task, "Resources"))
     if changed(flags, *RESTART_KEYS):

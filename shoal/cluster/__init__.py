@@ -10,8 +10,8 @@
 
 Methods (all under /shoal.<Service>/<Method>):
 
-    CA/Join                     anyone (token checked)   shoal.ca.issuer
-    CA/Renew                    worker, manager          shoal.ca.issuer
+    CA/Join                     anyone (token checked)   shoal.manager.issuer
+    CA/Renew                    worker, manager          shoal.manager.issuer
     Dispatcher/Session          worker, manager          shoal.manager.dispatcher
     Dispatcher/UpdateTaskStatus worker, manager          shoal.manager.dispatcher
     Dispatcher/Heartbeat        worker, manager          shoal.manager.dispatcher

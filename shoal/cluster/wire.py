@@ -12,10 +12,12 @@ from typing import Any, TypeVar
 
 import msgspec
 
+from shoal.api.blobs import BlobData
+from shoal.api.session import StatusUpdate
 from shoal.api.types import Task
-from shoal.manager.dispatcher.session import StatusUpdate
 
 __all__ = [
+    "BlobData",
     "Empty",
     "HeartbeatResponse",
     "JoinRequest",
@@ -47,6 +49,8 @@ class JoinRequest(msgspec.Struct):
     addr: str  # the address the node advertises (its IP)
     availability: str = ""
     engine_version: str = ""
+    # NodeDescription.Resources of the joining host ({"NanoCPUs", "MemoryBytes"})
+    resources: dict[str, int] | None = None
 
 
 class JoinResponse(msgspec.Struct):
@@ -68,6 +72,7 @@ class SessionRequest(msgspec.Struct):
     hostname: str = ""
     addr: str = ""
     gossip_addr: str = ""  # "ip:port" of the node's gossip listener, once it has one
+    resources: dict[str, int] | None = None  # NodeDescription.Resources of the host
 
 
 class PublishedPort(msgspec.Struct, array_like=True):
@@ -103,6 +108,12 @@ class SessionMessage(msgspec.Struct):
     data_path_port: int = 4789
     network_keys: list[bytes] = []
     live: list[tuple[str, str]] = []
+    # exactly the secrets and configs referenced by this node's tasks that have not ended,
+    # and the registry credentials (X-Registry-Auth) of those tasks' services, by service ID
+    # (shoal/manager/dispatcher/blobs.py); the node keeps them in memory only
+    secrets: list[BlobData] = []
+    configs: list[BlobData] = []
+    registry_auth: dict[str, str] = {}
 
 
 class StatusRequest(msgspec.Struct):

@@ -34,6 +34,7 @@ from shoal.gossip.core import MemberEvent, SendPacket, Swim
 from shoal.gossip.crypto import OVERHEAD, Keyring
 from shoal.gossip.errors import GossipPacketError
 from shoal.gossip.members import MemberStatus
+from shoal.gossip.messages import Ack, Packet, Ping
 from shoal.gossip.ratelimit import RateLimitedLog
 from shoal.gossip.table import EndpointTable
 
@@ -42,6 +43,7 @@ __all__ = ["GossipNode", "GossipOptions", "MemberView"]
 log = logging.getLogger(__name__)
 _LEN = struct.Struct("!I")
 _UDP, _TCP = b"udp", b"tcp"
+_DOCTOR_SEQ = 2**61  # the doctor's pings use seqs far above the core's own
 
 
 @dataclass(frozen=True)
@@ -106,6 +108,7 @@ class GossipNode:
         self._slots = asyncio.Semaphore(options.max_push_pulls)
         self._drops = RateLimitedLog(log)
         self._announcing = False
+        self._doctor_acks: dict[int, asyncio.Future[None]] = {}  # seq -> waiter (`ping`)
 
     # -- lifecycle ----------------------------------------------------------------------
     @property
@@ -174,6 +177,37 @@ class GossipNode:
         return [me] + [
             MemberView(m.node_id, m.addr, m.status, m.incarnation) for m in core.members.all()
         ]
+
+    # -- doctor probes (shoal/doctor) ---------------------------------------------------
+    async def ping(self, node_id: str, addr: str, timeout: float) -> bool:
+        """One UDP ping to `node_id` at `addr` from this node's own gossip socket, so the ack
+        comes back to this node's gossip port: a block of it on either side is seen."""
+        if self._udp is None or self._core is None:
+            return False
+        seq = _DOCTOR_SEQ + self._rng.randrange(2**40)
+        waiter: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._doctor_acks[seq] = waiter
+        try:
+            packet = Packet(self._core.node_id, self.addr, [Ping(seq, node_id)])
+            self._send(SendPacket(addr, packet))
+            async with asyncio.timeout(timeout):
+                await waiter
+            return True
+        except TimeoutError:
+            return False
+        finally:
+            self._doctor_acks.pop(seq, None)
+
+    async def exchange(self, addr: str) -> bool:
+        """One push-pull with `addr` over 7946/tcp (what gossip does periodically anyway)."""
+        return await self._push_pull(addr, join=False)
+
+    def _doctor_ack(self, packet: Packet) -> None:
+        for msg in packet.messages:
+            if isinstance(msg, Ack) and msg.seq in self._doctor_acks:
+                waiter = self._doctor_acks[msg.seq]
+                if not waiter.done():
+                    waiter.set_result(None)
 
     # -- sockets ------------------------------------------------------------------------
     async def _bind(self) -> None:
@@ -272,6 +306,8 @@ class GossipNode:
         except GossipPacketError as exc:
             self._drops.warn("packet", f"gossip: dropped a packet from {addr[0]}: {exc.message}")
             return
+        if self._doctor_acks:
+            self._doctor_ack(packet)
         self._core.step(packet)
         self._flush()
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 
 from aiohttp import web
 
@@ -11,6 +11,9 @@ from shoal import __version__
 from shoal.errors import ShoalError
 from shoal.httpapi import (
     configs,
+    containers,
+    doctor,
+    exec,
     images,
     networks,
     nodes,
@@ -20,9 +23,10 @@ from shoal.httpapi import (
     swarm,
     system,
     tasks,
+    volumes,
 )
 from shoal.httpapi.common import API_VERSION, DAEMON_KEY, MIN_API_VERSION, json_response
-from shoal.httpapi.forwarding import consistent_reads, executor, forward_middleware
+from shoal.httpapi.forwarding import consistent_reads, forward_middleware, replay_on
 from shoal.node.daemon import Daemon
 
 __all__ = ["ROUTE_MODULES", "add_all_routes", "make_app"]
@@ -86,7 +90,10 @@ async def _versions(request: web.Request, handler: Handler) -> web.StreamRespons
 
 
 # every module that serves routes (scripts/gen_openapi.py reads the routes from here)
-ROUTE_MODULES = (system, swarm, nodes, services, tasks, networks, secrets, configs, images, openapi)
+ROUTE_MODULES = (
+    system, swarm, nodes, services, tasks, networks, secrets, configs,
+    images, containers, exec, volumes, doctor, openapi,
+)
 
 
 def add_all_routes(router: web.UrlDispatcher) -> None:
@@ -94,12 +101,30 @@ def add_all_routes(router: web.UrlDispatcher) -> None:
         module.add_routes(router)
 
 
-def make_app(daemon: Daemon) -> web.Application:
+def _build_app(daemon: Daemon) -> web.Application:
     app = web.Application(
         middlewares=[_errors, _versions, forward_middleware, consistent_reads],
         client_max_size=16 * 1024 * 1024,
     )
     app[DAEMON_KEY] = daemon
-    daemon.api_executor = executor(app)
+    exec.prepare_app(app)
     add_all_routes(app.router)
+    return app
+
+
+def make_app(daemon: Daemon) -> web.Application:
+    """The API app; while it runs, requests forwarded to this node replay on its twin."""
+    app = _build_app(daemon)
+
+    async def replayer(_: web.Application) -> AsyncIterator[None]:
+        replay = replay_on(lambda: _build_app(daemon))
+        await replay.start()
+        daemon.api_executor = replay.run
+        try:
+            yield
+        finally:
+            daemon.api_executor = None
+            await replay.stop()
+
+    app.cleanup_ctx.append(replayer)
     return app

@@ -11,24 +11,24 @@ on the leader (`Control/Forward` over 2377) and its response is returned as is.
   barrier, so `service inspect` right after an update made through any manager sees it
   (linearizable reads). A lone manager that leads answers at once; one that has just
   restarted waits until it has replayed its log (it never shows an empty state).
-* `executor(app)`: the leader's side, running a replayed request through `app` itself
-  (the same middlewares and handlers as a local request).
+* `ForwardReplayer`: the leader's side, sending a replayed request as a real HTTP request
+  to a private twin of its own API (the same middlewares and handlers as a local request)
+  on a root-only unix socket: no test utilities, no private aiohttp attributes.
 """
 
 from __future__ import annotations
 
-import asyncio
 import re
+import shutil
+import tempfile
 from collections.abc import Awaitable, Callable
-from unittest import mock
+from pathlib import Path
 
-from aiohttp import streams, web
-from aiohttp.test_utils import make_mocked_request
+from aiohttp import ClientSession, UnixConnector, web
 
 from shoal.cluster.forward import (
     FORWARDED_HEADER,
     NOT_LEADER_HEADER,
-    Forwarder,
     ForwardRequest,
     ForwardResponse,
 )
@@ -37,7 +37,7 @@ from shoal.httpapi.common import daemon_of, json_response
 from shoal.manager.raft.errors import NotLeader
 from shoal.node.raft_role import NO_LEADER, ElectedHere
 
-__all__ = ["consistent_reads", "executor", "forward_middleware"]
+__all__ = ["ForwardReplayer", "consistent_reads", "forward_middleware", "replay_on"]
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
@@ -96,25 +96,62 @@ async def consistent_reads(request: web.Request, handler: Handler) -> web.Stream
     return await handler(request)
 
 
-def executor(app: web.Application) -> Forwarder:
-    async def run(req: ForwardRequest) -> ForwardResponse:
-        loop = asyncio.get_running_loop()
-        payload = streams.StreamReader(mock.Mock(_reading_paused=False), 2**16, loop=loop)
-        if req.body:
-            payload.feed_data(req.body)
-        payload.feed_eof()
-        headers = {k: v for k, v in req.headers}
-        headers[FORWARDED_HEADER] = "1"
-        headers["Content-Length"] = str(len(req.body))
-        request = make_mocked_request(
-            req.method, req.path, headers=headers, app=app, payload=payload
-        )
-        response = await app._handle(request)
-        raw = response.body if isinstance(response, web.Response) else None
-        body = bytes(raw) if isinstance(raw, bytes | bytearray) else b""
-        out = [
-            (str(k), str(v)) for k, v in response.headers.items() if k.lower() not in _SKIP_HEADERS
-        ]
-        return ForwardResponse(response.status, out, body)
+def replay_on(build: Callable[[], web.Application]) -> ForwardReplayer:
+    """The leader's side of a forward: a private twin of the API app, built by `build`."""
+    return ForwardReplayer(build)
 
-    return run
+
+class ForwardReplayer:
+    """Runs replayed requests as real HTTP requests against a private twin of the API.
+
+    The twin (same middlewares and routes) listens on a unix socket in a fresh 0700
+    directory, so only root reaches it; a replayed request carries `X-Shoal-Forwarded`
+    and so is never forwarded again. `run` is the `Forwarder` that `Control/Forward` calls.
+    """
+
+    def __init__(self, build: Callable[[], web.Application]) -> None:
+        self._build = build
+        self._runner: web.AppRunner | None = None
+        self._dir: Path | None = None
+        self._client: ClientSession | None = None
+
+    @property
+    def socket(self) -> Path:
+        assert self._dir is not None
+        return self._dir / "forward.sock"
+
+    async def start(self) -> None:
+        self._dir = Path(tempfile.mkdtemp(prefix="shoal-fwd-"))
+        self._runner = web.AppRunner(self._build(), access_log=None, handle_signals=False)
+        await self._runner.setup()
+        await web.UnixSite(self._runner, str(self.socket)).start()
+        self._client = ClientSession(
+            connector=UnixConnector(path=str(self.socket)), auto_decompress=False
+        )
+
+    async def stop(self) -> None:
+        if self._client is not None:
+            await self._client.close()
+            self._client = None
+        if self._runner is not None:
+            await self._runner.cleanup()
+            self._runner = None
+        if self._dir is not None:
+            shutil.rmtree(self._dir, ignore_errors=True)
+            self._dir = None
+
+    async def run(self, req: ForwardRequest) -> ForwardResponse:
+        if self._client is None:
+            raise Unavailable("this manager's API is not serving")
+        headers = [(k, v) for k, v in req.headers if k.lower() not in _SKIP_HEADERS]
+        headers.append((FORWARDED_HEADER, "1"))
+        async with self._client.request(
+            req.method, f"http://leader{req.path}", headers=headers, data=req.body
+        ) as response:
+            body = await response.read()
+            out = [
+                (str(k), str(v))
+                for k, v in response.headers.items()
+                if k.lower() not in _SKIP_HEADERS
+            ]
+            return ForwardResponse(response.status, out, body)

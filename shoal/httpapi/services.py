@@ -31,6 +31,7 @@ __all__ = ["add_routes", "service_json"]
 def service_json(service: Service, view: ReadView | None) -> dict[str, Any]:
     data: dict[str, Any] = to_builtins(service)
     data.pop("SpecVersion", None)
+    data.pop("RegistryAuth", None)  # credentials go to the nodes, never back to clients
     if view is not None:
         tasks = view.find("task", lambda t: t.service_id == service.id)
         nodes = {n.id: n for n in view.list("node")}
@@ -87,7 +88,8 @@ async def list_services(request: web.Request) -> web.StreamResponse:
 async def create(request: web.Request) -> web.StreamResponse:
     store = daemon_of(request).require_manager()
     spec = decode_body(await request.read(), ServiceSpec)
-    service = await create_service(store, spec)
+    auth = request.headers.get("X-Registry-Auth", "")
+    service = await create_service(store, spec, registry_auth=auth)
     return json_response({"ID": service.id, "Warnings": None}, status=201)
 
 
@@ -109,6 +111,7 @@ async def update(request: web.Request) -> web.StreamResponse:
         query_int(request, "version"),
         spec,
         rollback=rollback == "previous",
+        registry_auth=request.headers.get("X-Registry-Auth", ""),
     )
     return json_response({"Warnings": None})
 

@@ -119,3 +119,35 @@ def demo(nodes: int, managers: int | None, keep: bool) -> None:
     from shoal.lab.demo import run_demo
 
     run_demo(_lab(), nodes=nodes, keep=keep, managers=managers)
+
+
+@lab.command("block")
+@click.argument("host")
+@click.argument("port_proto", metavar="PORT/PROTO")
+def block(host: str, port_proto: str) -> None:
+    """Play the security group: HOST drops what arrives on PORT/PROTO (e.g. 4789/udp)."""
+    from shoal.lab import firewall
+
+    port, proto = firewall.parse_port_proto(port_proto)
+    the_lab = _lab()
+    if host not in the_lab.hosts():
+        raise ShoalError(f"no lab host {host} (hosts: {', '.join(the_lab.hosts())})")
+    firewall.block(the_lab.layout, host, port, proto)
+    click.echo(f"lab: {host} drops {port}/{proto}")
+
+
+@lab.command("unblock")
+@click.argument("host")
+@click.argument("port_proto", metavar="[PORT/PROTO]", required=False)
+def unblock(host: str, port_proto: str | None) -> None:
+    """Reopen PORT/PROTO on HOST (without one: everything `block` closed there)."""
+    from shoal.lab import firewall
+
+    the_lab = _lab()
+    if port_proto is None:
+        firewall.unblock(the_lab.layout, host)
+        click.echo(f"lab: {host} drops nothing")
+        return
+    port, proto = firewall.parse_port_proto(port_proto)
+    firewall.unblock(the_lab.layout, host, port, proto)
+    click.echo(f"lab: {host} accepts {port}/{proto} again")

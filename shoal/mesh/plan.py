@@ -149,14 +149,18 @@ def local_only(port: PortSpec) -> bool:
 def _backends(
     port: PortSpec, endpoints: Sequence[Endpoint], node_id: str, problems: list[str]
 ) -> tuple[str, ...]:
-    """The ready backends of `port` among `endpoints` (its service's)."""
-    found: set[ipaddress.IPv4Address] = set()
+    """The ready backends of `port` among `endpoints` (its service's).
+
+    A local port with no ready local task falls back to its terminating ones (present but
+    not ready: draining before they stop), as kube-proxy does, rather than refusing.
+    """
     local = local_only(port)
-    for ep in endpoints:
-        if not ep.ready:
-            continue
-        if local and ep.node_id != node_id:
-            continue
+    mine = [ep for ep in endpoints if not local or ep.node_id == node_id]
+    chosen = [ep for ep in mine if ep.ready]
+    if not chosen and port.policy == "local" and port.mode != "host":
+        chosen = mine
+    found: set[ipaddress.IPv4Address] = set()
+    for ep in chosen:
         try:
             found.add(ipaddress.IPv4Address(ep.address))
         except ValueError:

@@ -15,7 +15,6 @@ import logging
 from collections.abc import Awaitable, Callable
 
 from shoal.ca.files import NodeTLS
-from shoal.ca.issuer import CertIssuer
 from shoal.ca.root import RootCA
 from shoal.cluster.forward import ForwardEndpoint, Forwarder
 from shoal.cluster.raft import RaftEndpoint
@@ -24,6 +23,7 @@ from shoal.cluster.wire import JoinRequest, JoinResponse
 from shoal.errors import InvalidArgument, Unavailable
 from shoal.manager.dispatcher.dispatcher import Dispatcher
 from shoal.manager.dispatcher.liveness import Liveness
+from shoal.manager.issuer import CertIssuer
 from shoal.manager.state.store import Store, Tx
 
 __all__ = ["ClusterServices", "split_listen_addr"]

@@ -23,7 +23,6 @@ import logging
 import os
 import random
 import shutil
-import signal
 import socket
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field, replace
@@ -37,8 +36,10 @@ from shoal.agent.health import netns_checker
 from shoal.agent.ipam import SubnetAllocator
 from shoal.agent.oci.health import container_checker
 from shoal.agent.oci.runtime import OciRuntime
+from shoal.agent.resources import host_resources
 from shoal.agent.session_client import RemoteSession
 from shoal.agent.taskenv import task_env
+from shoal.api.session import AgentSession
 from shoal.api.types import SwarmSpec, Task
 from shoal.ca.certs import make_csr, new_key, sign_node_csr
 from shoal.ca.files import NodeTLS, load_node_tls, load_root_ca, save_node_tls, save_root_ca
@@ -50,7 +51,6 @@ from shoal.gossip.node import GossipOptions
 from shoal.gossip.table import EndpointTable
 from shoal.images import ImageStore
 from shoal.manager.controlapi.swarm import InitOptions, init_swarm, node_cert_expiry
-from shoal.manager.dispatcher.session import AgentSession
 from shoal.manager.state.store import Store, new_id
 from shoal.mesh.dataplane import DataPlane
 from shoal.node.addresses import advertise_address
@@ -73,7 +73,7 @@ from shoal.node.raft_role import RaftRole, tick_interval
 from shoal.node.raft_wiring import leave_refusal
 from shoal.node.role_switch import RoleSwitch
 
-__all__ = ["Daemon", "DaemonOptions", "run_daemon"]
+__all__ = ["Daemon", "DaemonOptions"]
 
 log = logging.getLogger(__name__)
 
@@ -443,6 +443,7 @@ class Daemon(RoleSwitch):
                         listen_port=port,
                         node_id=node_id,
                         raft_tick=round(tick_interval() * 1e9),
+                        resources=host_resources(),
                     ),
                     ca,
                 )
@@ -551,33 +552,3 @@ class Daemon(RoleSwitch):
             shutil.rmtree(self.root / "swarm", ignore_errors=True)
             shutil.rmtree(self._certs, ignore_errors=True)
             log.info("daemon: left the swarm")
-
-
-async def _serve(opts: DaemonOptions) -> None:
-    from shoal.httpapi.server import serve_api
-
-    daemon = Daemon(opts)
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, stop.set)
-    async with serve_api(daemon, opts.hosts or ["unix:///run/shoal/shoal.sock"]):
-        await daemon.start()
-        log.info("daemon: ready (%s)", ", ".join(opts.hosts or ["unix:///run/shoal/shoal.sock"]))
-        await stop.wait()
-        log.info("daemon: stopping (tasks and mesh rules stay for the next start)")
-        await daemon.shutdown()
-
-
-def run_daemon(opts: DaemonOptions) -> None:
-    logging.basicConfig(
-        level=logging.DEBUG if opts.debug else logging.INFO,
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-    )
-    try:
-        import uvloop
-
-        uvloop.install()
-    except ImportError:
-        pass
-    asyncio.run(_serve(opts))

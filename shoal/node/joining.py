@@ -15,6 +15,7 @@ import ipaddress
 import logging
 from dataclasses import dataclass
 
+from shoal.agent.resources import host_resources
 from shoal.ca.certs import make_csr, new_key, verify_node_cert
 from shoal.ca.files import NodeTLS
 from shoal.ca.root import parse_join_token
@@ -94,7 +95,8 @@ async def _join_one(
     key = new_key()
     client = ClusterClient(remote, ca_pem, None)
     try:
-        request = JoinRequest(token, make_csr(key), hostname, addr, availability, engine_version)
+        request = JoinRequest(token, make_csr(key), hostname, addr, availability, engine_version,
+                              host_resources())
         response = await client.call("CA/Join", request, JoinResponse, timeout=_JOIN_TIMEOUT)
     finally:
         await asyncio.shield(client.close())

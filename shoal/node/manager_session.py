@@ -14,11 +14,13 @@ import asyncio
 import logging
 from collections.abc import AsyncIterator
 
+from shoal.agent.secrets import AssignedSecrets
+from shoal.api.session import StatusUpdate
 from shoal.api.types import Task
 from shoal.cluster.wire import Empty, HeartbeatResponse, StatusRequest
 from shoal.errors import Unavailable
 from shoal.manager.controlapi.swarm import heartbeat_period
-from shoal.manager.dispatcher.session import LocalSession, StatusUpdate
+from shoal.manager.dispatcher.session import LocalSession
 from shoal.manager.state.store import Store
 from shoal.node.raft_role import RaftRole
 
@@ -30,7 +32,8 @@ log = logging.getLogger(__name__)
 class ManagerSession:
     def __init__(self, store: Store, node_id: str, raft: RaftRole) -> None:
         self._store = store
-        self._local = LocalSession(store, node_id)
+        self.secrets = AssignedSecrets()  # this node's secrets/configs, in memory only
+        self._local = LocalSession(store, node_id, on_blobs=lambda b: self.secrets.set(*b))
         self._raft = raft
         self._pending: dict[str, StatusUpdate] = {}
         self._flush_lock = asyncio.Lock()

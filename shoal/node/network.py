@@ -33,12 +33,12 @@ import secrets
 from collections.abc import Callable, Coroutine, Sequence
 from typing import Any, Protocol
 
+from shoal.api.netview import NetView, network_view
 from shoal.errors import ShoalError
 from shoal.gossip.crypto import Keyring
 from shoal.gossip.members import MemberStatus
 from shoal.gossip.node import GossipNode, GossipOptions
 from shoal.gossip.table import EndpointTable
-from shoal.manager.netview import NetView, network_view
 from shoal.manager.state.store import Commit, Store
 from shoal.mesh.dataplane import DataPlane
 from shoal.mesh.health import HealthPorts

@@ -2,7 +2,7 @@
 
 Wiring (see docs/design/raft-driver.md): the store's `Log` is a `RaftLog` over
 `swarm/raft.db` (opened by shoal.node.raft_open); messages travel by `Raft/Send`
-(shoal.cluster.raft_transport); a manager that joins or restarts says hello with
+(shoal.manager.raft.grpc_transport); a manager that joins or restarts says hello with
 `Raft/Join` to the leader, which records its 2377 address in the node's ManagerStatus and
 adds it as a learner (the leader's `RaftMembers` reconciler promotes it once caught up).
 Raft IDs are derived from node IDs (shoal.manager.raft.ids).
@@ -26,9 +26,9 @@ from shoal.ca.files import NodeTLS
 from shoal.cluster.client import ClusterClient
 from shoal.cluster.forward import NOT_LEADER_HEADER, ForwardRequest, ForwardResponse, forward
 from shoal.cluster.raft import RaftEndpoint, RaftMember, join_raft
-from shoal.cluster.raft_transport import RECONNECT_OPTIONS, RaftReceiver, RaftTransport
 from shoal.errors import InvalidArgument, NotFound, ShoalError, Unavailable
 from shoal.manager.raft import NotLeader, RaftLog, RaftNodeConfig
+from shoal.manager.raft.grpc_transport import RECONNECT_OPTIONS, RaftReceiver, RaftTransport
 from shoal.manager.raft.ids import raft_id
 from shoal.manager.state.store import Store, Tx
 from shoal.node.raft_open import config_for, open_storage, replay

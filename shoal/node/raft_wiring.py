@@ -18,14 +18,14 @@ from typing import Any
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 
+from shoal.api.session import AgentSession
 from shoal.ca.files import NodeTLS, save_root_ca
-from shoal.ca.issuer import RootKeyResponse
 from shoal.ca.root import RootCA
 from shoal.cluster.client import ClusterClient
 from shoal.cluster.forward import Forwarder, ForwardRequest
 from shoal.cluster.wire import Empty, JoinRequest, JoinResponse
 from shoal.errors import InvalidArgument, ShoalError, Unavailable
-from shoal.manager.dispatcher.session import AgentSession
+from shoal.manager.issuer import RootKeyResponse
 from shoal.manager.state.store import Store
 from shoal.node.cluster_services import ClusterServices
 from shoal.node.manager import Manager

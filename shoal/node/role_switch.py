@@ -27,10 +27,10 @@ from typing import Any, TypeVar
 
 from shoal.ca.certs import make_csr, new_key, verify_node_cert
 from shoal.ca.files import NodeTLS, save_node_tls
-from shoal.ca.issuer import RoleResponse
 from shoal.cluster.client import ClusterClient
 from shoal.cluster.wire import Empty, RenewRequest, RenewResponse
 from shoal.errors import ShoalError, Unavailable
+from shoal.manager.issuer import RoleResponse
 from shoal.manager.raft.ids import raft_id
 from shoal.node.membership import save_membership
 from shoal.node.raft_wiring import RaftWiring

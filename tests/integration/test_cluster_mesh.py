@@ -111,6 +111,52 @@ def test_scale_and_rolling_update_under_load_fail_nothing(lab5: Lab) -> None:
     until(lambda: len(running(lab5)) == 3, what="web back to 3")
 
 
+def test_start_first_all_at_once_and_rollback_under_load_fail_nothing(lab5: Lab) -> None:
+    """Issue 14: start-first with parallelism = replicas keeps every node routing (the old
+    tasks stay in the mesh until their replacements run); env update, forced update and a
+    rollback, under load on every node."""
+    load = Load(lab5, "http", _targets(lab5, 8080))
+    try:
+        time.sleep(1)
+        shoal(lab5, "service", "update", "--update-order", "start-first",
+              "--update-parallelism", "3", "--rollback-order", "start-first",
+              "--rollback-parallelism", "3", "--env-add", "ROLL=1", "web")
+        shoal(lab5, "service", "update", "--force", "web")
+        shoal(lab5, "service", "rollback", "web")
+        time.sleep(1)
+    finally:
+        summary = load.stop()
+    print(f"\nstart-first x3 env update, --force, rollback under load: {summary['total']} "
+          f"requests in {summary['seconds']}s, {summary['failed']} failed")
+    status = shoal(lab5, "service", "inspect", "--format", "{{json .UpdateStatus}}", "web").stdout
+    assert '"rollback_completed"' in status, status
+    assert summary["total"] > 1000
+    assert summary["failed"] == 0, summary["failures"][:10]
+    until(lambda: len(running(lab5)) == 3, what="web back to 3")
+
+
+def test_global_updates_both_orders_under_load_fail_nothing(lab5: Lab) -> None:
+    """Issue 14: a global service is replaced node by node (stop-first, parallelism 1) and
+    all at once start-first, under load on every node."""
+    shoal(lab5, "service", "create", "--name", "edge", "--mode", "global", "--publish",
+          "published=8081,target=80", "shoal", "whoami", "--port", "80")
+    until(lambda: len(running(lab5, "edge")) == 5, what="5 running edge tasks")
+    load = Load(lab5, "http", _targets(lab5, 8081))
+    try:
+        time.sleep(1)
+        shoal(lab5, "service", "update", "--env-add", "ROLL=1", "edge")
+        shoal(lab5, "service", "update", "--update-order", "start-first",
+              "--update-parallelism", "0", "--force", "edge")
+        time.sleep(1)
+    finally:
+        summary = load.stop()
+        shoal(lab5, "service", "rm", "edge", check=False)
+    print(f"\nglobal: stop-first x1 env update, start-first all-at-once --force under load: "
+          f"{summary['total']} requests in {summary['seconds']}s, {summary['failed']} failed")
+    assert summary["total"] > 1000
+    assert summary["failed"] == 0, summary["failures"][:10]
+
+
 def test_a_stopped_node_fails_over_in_seconds(lab5: Lab) -> None:
     tasks = running(lab5)
     victim = host_of(lab5, tasks[0]["NodeID"])

@@ -6,7 +6,8 @@ resolves a user name against the image's /etc/passwd and /etc/group text (pure);
 `bundle` makes and removes the per-task bundle (overlayfs root over the image's read-only
 rootfs, hosts/hostname/resolv.conf); `runtime.OciRuntime` extends the exec runtime: the
 same shim supervises `runc run` in the foreground, so logs, exit status and adoption after
-a daemon restart work as for host programs.
+a daemon restart work as for host programs. `user` and `hostname` (an earlier attempt's pure
+helpers: User resolution, swarm's hostname templates) are not used yet.
 
 Invariants: the image rootfs is only ever an overlay lower dir; a removed task leaves no
 mount, upper dir, cgroup, runc state or netns behind; the runtime is chosen by the label

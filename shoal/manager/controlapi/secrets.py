@@ -6,7 +6,7 @@ Secrets and configs are blobs of the replicated store (base64 in the JSON, as Go
 least one byte and less than 500 KB (secrets) or 1000 KB (configs), only Labels may change
 on update, and an object a service references cannot be removed. A secret's data never
 leaves the manager through the API (the HTTP layer strips it); delivering secrets and
-configs into tasks is not done yet.
+configs into tasks is the dispatcher's (`dispatcher/blobs.py`): a node gets those of its tasks.
 """
 
 from __future__ import annotations
@@ -15,8 +15,10 @@ import base64
 import binascii
 import re
 from dataclasses import dataclass
-from typing import Any
 
+import msgspec
+
+from shoal.api.container import ConfigReference, SecretReference, as_typed
 from shoal.api.types import Config, ConfigSpec, Secret, SecretSpec, ServiceSpec
 from shoal.errors import Conflict, InvalidArgument, OutOfSequence
 from shoal.manager.controlapi.resolve import resolve
@@ -129,8 +131,7 @@ def users_of(view: ReadView | Tx, kind: BlobKind, obj_id: str) -> list[str]:
     """Names of the services that reference the object."""
     names = []
     for service in view.list("service"):
-        refs = _refs(kind, service.spec)
-        if any(isinstance(r, dict) and r.get(kind.id_key) == obj_id for r in refs):
+        if any(_ref_id(kind, r) == obj_id for r in _refs(kind, service.spec)):
             names.append(service.spec.name)
     return sorted(names)
 
@@ -154,12 +155,27 @@ async def remove_blob(store: Store, kind: BlobKind, ref: str) -> Blob:
 # -- references from services -----------------------------------------------------------
 
 
-def _refs(kind: BlobKind, spec: ServiceSpec) -> list[Any]:
+Reference = SecretReference | ConfigReference
+
+
+def _refs(kind: BlobKind, spec: ServiceSpec) -> list[Reference]:
+    """The service's references of `kind`, typed (a malformed one is refused)."""
     container = spec.task_template.container_spec
     if container is None:
         return []
-    refs: list[Any] = getattr(container, kind.refs_field) or []
-    return refs
+    typ = SecretReference if kind.kind == "secret" else ConfigReference
+    try:
+        return list(as_typed(getattr(container, kind.refs_field), list[typ]))  # type: ignore[valid-type]
+    except msgspec.ValidationError:
+        raise _bad(f"malformed {kind.kind} reference") from None
+
+
+def _ref_id(kind: BlobKind, ref: Reference) -> str:
+    return ref.secret_id if isinstance(ref, SecretReference) else ref.config_id
+
+
+def _ref_name(kind: BlobKind, ref: Reference) -> str:
+    return ref.secret_name if isinstance(ref, SecretReference) else ref.config_name
 
 
 def check_references(view: ReadView | Tx, kind: BlobKind, spec: ServiceSpec) -> None:
@@ -167,17 +183,15 @@ def check_references(view: ReadView | Tx, kind: BlobKind, spec: ServiceSpec) -> 
     targets: dict[str, str] = {}
     missing: list[str] = []
     for ref in _refs(kind, spec):
-        if not isinstance(ref, dict):
+        obj_id, name = _ref_id(kind, ref), _ref_name(kind, ref)
+        if not obj_id or not name:
             raise _bad(f"malformed {kind.kind} reference")
-        obj_id, name = ref.get(kind.id_key), ref.get(kind.name_key)
-        if not isinstance(obj_id, str) or not isinstance(name, str) or not obj_id or not name:
-            raise _bad(f"malformed {kind.kind} reference")
-        file = ref.get("File")
-        if file is None and not (kind.kind == "config" and ref.get("Runtime") is not None):
+        runtime = ref.runtime if isinstance(ref, ConfigReference) else None
+        if ref.file is None and runtime is None:
             raise _bad(f"malformed {kind.kind} reference, no target provided")
-        if file is not None:
-            target = file.get("Name") if isinstance(file, dict) else None
-            if not isinstance(target, str) or not target:
+        if ref.file is not None:
+            target = ref.file.name
+            if not target:
                 raise _bad(
                     f"malformed file {kind.kind} reference, invalid target file name provided"
                 )

@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
+import base64
+import binascii
+import json
+
 import msgspec
 
-from shoal.api.types import Endpoint, Service, ServiceSpec
+from shoal.api.timefmt import now_rfc3339
+from shoal.api.types import Endpoint, Service, ServiceSpec, UpdateStatus
 from shoal.errors import Conflict, InvalidArgument, OutOfSequence
 from shoal.manager.allocator.ports import allocate_ports
 from shoal.manager.controlapi.configs import CONFIGS
@@ -18,7 +23,7 @@ from shoal.manager.controlapi.validation import (
 )
 from shoal.manager.state.store import Store, Tx, new_id
 
-__all__ = ["create_service", "remove_service", "update_service"]
+__all__ = ["check_registry_auth", "create_service", "remove_service", "update_service"]
 
 
 def _prepare(tx: Tx, service_id: str, spec: ServiceSpec) -> tuple[ServiceSpec, Endpoint]:
@@ -40,11 +45,29 @@ def _prepare(tx: Tx, service_id: str, spec: ServiceSpec) -> tuple[ServiceSpec, E
     return spec, Endpoint(spec=endpoint_spec, ports=ports or None)
 
 
-async def create_service(store: Store, spec: ServiceSpec) -> Service:
+def check_registry_auth(encoded: str) -> str:
+    """X-Registry-Auth: base64url of a JSON object (docker's AuthConfig); refused otherwise."""
+    if not encoded:
+        return ""
+    try:
+        padded = encoded + "=" * (-len(encoded) % 4)
+        decoded = json.loads(base64.urlsafe_b64decode(padded.encode()))
+    except (ValueError, binascii.Error):
+        decoded = None
+    if not isinstance(decoded, dict):
+        raise InvalidArgument("invalid X-Registry-Auth header: not base64url-encoded JSON")
+    return encoded
+
+
+async def create_service(store: Store, spec: ServiceSpec, registry_auth: str = "") -> Service:
+    auth = check_registry_auth(registry_auth)
+
     def fn(tx: Tx) -> Service:
         service_id = new_id()
         full, endpoint = _prepare(tx, service_id, spec)
-        service = Service(id=service_id, spec=full, endpoint=endpoint, spec_version=1)
+        service = Service(
+            id=service_id, spec=full, endpoint=endpoint, spec_version=1, registry_auth=auth
+        )
         tx.create("service", service)
         return service
 
@@ -56,8 +79,17 @@ def _task_template_changed(old: ServiceSpec, new: ServiceSpec) -> bool:
 
 
 async def update_service(
-    store: Store, ref: str, version: int | None, spec: ServiceSpec, rollback: bool = False
+    store: Store,
+    ref: str,
+    version: int | None,
+    spec: ServiceSpec,
+    rollback: bool = False,
+    registry_auth: str = "",
 ) -> Service:
+    """`registry_auth` replaces the stored credentials when given; else they are kept
+    (dockerd's registryAuthFrom=spec)."""
+    auth = check_registry_auth(registry_auth)
+
     def fn(tx: Tx) -> Service:
         service: Service = resolve(tx, "service", ref)
         if version is None:
@@ -83,6 +115,14 @@ async def update_service(
         service.spec = full
         service.endpoint = endpoint
         service.update_status = None
+        if auth:
+            service.registry_auth = auth
+        if rollback:  # swarmkit: the orchestrator rolls back with RollbackConfig
+            service.update_status = UpdateStatus(
+                state="rollback_started",
+                started_at=now_rfc3339(),
+                message="manually requested rollback",
+            )
         tx.update("service", service)
         return service
 

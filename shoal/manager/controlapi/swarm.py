@@ -48,6 +48,7 @@ class JoinOptions:
     role: str
     availability: str
     engine_version: str
+    resources: dict[str, int] | None = None  # NodeDescription.Resources
 
 
 @dataclass(frozen=True)
@@ -62,6 +63,7 @@ class InitOptions:
     listen_port: int = 2377
     node_id: str = ""  # the founding manager's ID, when chosen before (its Raft ID derives from it)
     raft_tick: int = DEFAULT_TICK  # ns; Spec.Raft.TickInterval when the spec leaves it zero
+    resources: dict[str, int] | None = None  # NodeDescription.Resources of this host
 
 
 def _spec_defaults(spec: SwarmSpec | None, raft_tick: int) -> SwarmSpec:
@@ -110,6 +112,7 @@ async def init_swarm(store: Store, opts: InitOptions, ca: RootCA) -> tuple[Swarm
                 hostname=opts.hostname,
                 platform={"Architecture": "x86_64", "OS": "linux"},
                 engine={"EngineVersion": opts.engine_version},
+                resources=dict(opts.resources) if opts.resources else None,
             ),
             status=NodeStatus(state="ready", addr=opts.advertise_addr),
             manager_status=ManagerStatus(
@@ -140,6 +143,7 @@ async def register_node(store: Store, opts: JoinOptions) -> Node:
                 hostname=opts.hostname,
                 platform={"Architecture": "x86_64", "OS": "linux"},
                 engine={"EngineVersion": opts.engine_version},
+                resources=dict(opts.resources) if opts.resources else None,
             ),
             status=NodeStatus(state="unknown", addr=opts.addr),
             subnet=allocate_subnet(

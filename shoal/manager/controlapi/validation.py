@@ -25,6 +25,7 @@ from shoal.api.types import (
     UpdateConfig,
 )
 from shoal.errors import InvalidArgument
+from shoal.manager.controlapi.container_checks import check_container, check_resources
 from shoal.mesh.policy import (
     HEALTH_PORT_LABEL,
     PROXY_PROTOCOL_LABEL,
@@ -77,6 +78,9 @@ def _validate_task(spec: ServiceSpec) -> None:
     for entry in container.env or []:
         if not _ENV.match(entry):
             raise _bad(f"ContainerSpec: invalid environment variable {entry!r}")
+    check_container(container)
+    if task.resources is not None:
+        check_resources(task.resources)
     if container.stop_grace_period is not None and container.stop_grace_period < 0:
         raise _bad("ContainerSpec: StopGracePeriod cannot be negative")
     hc = container.health_check

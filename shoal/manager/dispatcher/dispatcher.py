@@ -7,6 +7,15 @@ the one in its certificate, never a field it sends. A node that misses its heart
 GRACE_PERIODS periods is marked down (the orchestrator then replaces its tasks); its next
 heartbeat or session marks it ready again. The node this dispatcher runs on is served
 in-process (LocalSession) and is never declared down by itself. Leader-only.
+
+A heartbeat never waits on the store: it moves the node's deadline in memory and answers;
+only a node that was not ready (or moved) costs a write, made beside the answer. A node
+down for `orphan_timeout` (24 h, as swarmkit) gets its unfinished tasks marked `orphaned`,
+so no task whose node never returns stays non-terminal forever.
+
+Only the leading dispatcher (the one whose `run` is running) serves sessions: a follower
+would answer heartbeats the leader never sees. A follower refuses with the leader's address
+in the message (`not_leader`), and the worker goes there next.
 """
 
 from __future__ import annotations
@@ -18,8 +27,11 @@ from collections.abc import AsyncIterator, Callable
 
 import msgspec
 
-from shoal.api.types import Node
-from shoal.ca.issuer import manager_addrs
+from shoal.api.netview import network_view
+from shoal.api.session import LEADER_AT
+from shoal.api.states import is_terminal
+from shoal.api.timefmt import now_rfc3339
+from shoal.api.types import Node, TaskStatusInfo
 from shoal.cluster.server import MEMBERS, Caller, ClusterServer
 from shoal.cluster.wire import (
     Empty,
@@ -29,24 +41,34 @@ from shoal.cluster.wire import (
     SessionRequest,
     StatusRequest,
 )
-from shoal.errors import NotFound
+from shoal.errors import NotFound, Unavailable
 from shoal.manager.controlapi.swarm import heartbeat_period
+from shoal.manager.dispatcher.blobs import node_blobs
 from shoal.manager.dispatcher.liveness import Liveness
 from shoal.manager.dispatcher.ports import published_ports
 from shoal.manager.dispatcher.session import LocalSession
-from shoal.manager.netview import network_view
+from shoal.manager.issuer import manager_addrs
 from shoal.manager.state.store import Commit, Event, Store, Tx
 
-__all__ = ["Dispatcher", "published_ports"]
+__all__ = ["LEADER_AT", "Dispatcher", "not_leader", "published_ports"]
 
 log = logging.getLogger(__name__)
+ORPHAN_TIMEOUT = 24 * 3600.0
 
 
 class Dispatcher:
     def __init__(
-        self, store: Store, local_node_id: str, clock: Callable[[], float] = time.monotonic
+        self,
+        store: Store,
+        local_node_id: str,
+        clock: Callable[[], float] = time.monotonic,
+        orphan_timeout: float = ORPHAN_TIMEOUT,
     ) -> None:
         self._store = store
+        self._orphan_timeout = orphan_timeout
+        self._down_since: dict[str, float] = {}
+        self._writes: set[asyncio.Task[None]] = set()
+        self.leading = False  # True while `run` runs (ClusterServices.lead)
         self._local = local_node_id
         self._clock = clock
         self.liveness = Liveness(self._period())
@@ -63,6 +85,8 @@ class Dispatcher:
 
     def _member(self, caller: Caller) -> str:
         assert caller.identity is not None
+        if not self.leading:
+            raise not_leader(self._store)
         node_id = caller.identity.node_id
         if self._store.view().get("node", node_id) is None:
             raise NotFound(f"node {node_id} is not a member of this swarm (removed?)")
@@ -72,7 +96,7 @@ class Dispatcher:
     async def session(self, req: SessionRequest, caller: Caller) -> AsyncIterator[SessionMessage]:
         node_id = self._member(caller)
         log.info("dispatcher: session opened by node %s (%s)", node_id, caller.peer)
-        await self._alive(node_id, req.addr, req.gossip_addr)
+        await self._alive(node_id, req.addr, req.gossip_addr, req.resources)
         queue = self._store.watch()
         try:
             last = b""
@@ -93,6 +117,7 @@ class Dispatcher:
         view = self._store.view()
         all_tasks = view.list("task")
         net = network_view(view.list("node"), view.list("cluster"), all_tasks)
+        secrets, configs, registry_auth = node_blobs(view, node_id)
         return SessionMessage(
             tasks=sorted((t for t in all_tasks if t.node_id == node_id), key=lambda t: t.id),
             ports=published_ports(view.list("service")),
@@ -102,6 +127,9 @@ class Dispatcher:
             data_path_port=net.data_path_port,
             network_keys=list(net.keys),
             live=sorted(net.live),
+            secrets=secrets,
+            configs=configs,
+            registry_auth=registry_auth,
         )
 
     async def update_status(self, req: StatusRequest, caller: Caller) -> Empty:
@@ -111,12 +139,31 @@ class Dispatcher:
 
     async def heartbeat(self, req: Empty, caller: Caller) -> HeartbeatResponse:
         node_id = self._member(caller)
-        await self._alive(node_id, "", "")
+        self.liveness.beat(node_id, self._clock())
+        if self._needs_write(node_id, "", "", None):
+            write = asyncio.create_task(self._alive(node_id, "", ""))
+            self._writes.add(write)
+            write.add_done_callback(self._writes.discard)
         return HeartbeatResponse(self.liveness.period)
 
-    async def _alive(self, node_id: str, addr: str, gossip_addr: str) -> None:
+    def _needs_write(
+        self, node_id: str, addr: str, gossip_addr: str, resources: dict[str, int] | None
+    ) -> bool:
+        node: Node | None = self._store.view().get("node", node_id)
+        if node is None:
+            return False
+        moved = bool(addr and node.status.addr != addr)
+        gossip_moved = bool(gossip_addr and node.gossip_addr != gossip_addr)
+        resized = bool(resources and node.description.resources != resources)
+        return node.status.state != "ready" or moved or gossip_moved or resized
+
+    async def _alive(
+        self, node_id: str, addr: str, gossip_addr: str, resources: dict[str, int] | None = None
+    ) -> None:
         self.liveness.beat(node_id, self._clock())
         self._wake.set()
+        if not self._needs_write(node_id, addr, gossip_addr, resources):
+            return
 
         def fn(tx: Tx) -> None:
             node: Node | None = tx.get("node", node_id)
@@ -124,6 +171,9 @@ class Dispatcher:
                 return
             moved = bool(addr and node.status.addr != addr)
             gossip_moved = bool(gossip_addr and node.gossip_addr != gossip_addr)
+            if resources and node.description.resources != resources:
+                node.description.resources = dict(resources)  # what the scheduler places by
+                tx.update("node", node)
             if node.status.state != "ready" or moved or gossip_moved:
                 if node.status.state != "ready":
                     log.info("dispatcher: node %s is ready", node_id)
@@ -139,16 +189,20 @@ class Dispatcher:
     async def run(self) -> None:
         """Mark nodes down when their heartbeats stop (leader only)."""
         queue = self._store.watch()
+        self.leading = True
         try:
             while True:
                 self._track_nodes()
                 for node_id in self.liveness.expired(self._clock()):
                     await self._mark_down(node_id)
-                deadline = self.liveness.next_deadline()
+                for node_id in self._orphan_due(self._clock()):
+                    await self._orphan_tasks(node_id)
+                deadline = _earliest(self.liveness.next_deadline(), self._next_orphaning())
                 timeout = None if deadline is None else max(deadline - self._clock(), 0.0) + 0.01
                 self._wake.clear()
                 await _first(queue, self._wake, timeout)
         finally:
+            self.leading = False
             self._store.unwatch(queue)
 
     def _track_nodes(self) -> None:
@@ -160,11 +214,45 @@ class Dispatcher:
         known = set()
         for node in self._store.view().list("node"):
             known.add(node.id)
+            if node.status.state == "down":
+                self._down_since.setdefault(node.id, now)
+            else:
+                self._down_since.pop(node.id, None)
             if node.id != self._local and node.status.state not in ("down", "disconnected"):
                 self.liveness.track(node.id, now)
         for node_id in self.liveness.tracked():
             if node_id not in known:
                 self.liveness.forget(node_id)
+        for node_id in [n for n in self._down_since if n not in known]:
+            del self._down_since[node_id]
+
+    def _orphan_due(self, now: float) -> list[str]:
+        due = sorted(n for n, t in self._down_since.items() if now - t >= self._orphan_timeout)
+        for node_id in due:
+            self._down_since[node_id] = float("inf")  # once per time down
+        return due
+
+    def _next_orphaning(self) -> float | None:
+        pending = [t for t in self._down_since.values() if t != float("inf")]
+        return min((t + self._orphan_timeout for t in pending), default=None)
+
+    async def _orphan_tasks(self, node_id: str) -> None:
+        def fn(tx: Tx) -> int:
+            tasks = tx.find(
+                "task", lambda t: t.node_id == node_id and not is_terminal(t.status.state)
+            )
+            for task in tasks:
+                task.status = TaskStatusInfo(
+                    timestamp=now_rfc3339(),
+                    state="orphaned",
+                    message="orphaned",
+                    err="node has been down for too long",
+                )
+                tx.update("task", task)
+            return len(tasks)
+
+        count = await self._store.update(fn)
+        log.warning("dispatcher: node %s is down for good: %d task(s) orphaned", node_id, count)
 
     async def _mark_down(self, node_id: str) -> None:
         def fn(tx: Tx) -> None:
@@ -180,6 +268,21 @@ class Dispatcher:
             self.liveness.grace,
         )
         await self._store.update(fn)
+
+
+
+
+def not_leader(store: Store) -> Unavailable:
+    """The refusal of a follower's dispatcher, naming the leader's 2377 address if known."""
+    for node in store.view().list("node"):
+        status = node.manager_status
+        if status is not None and status.leader and status.addr:
+            return Unavailable(f"this manager is not the leader; {LEADER_AT}{status.addr}")
+    return Unavailable("this manager is not the leader")
+
+
+def _earliest(a: float | None, b: float | None) -> float | None:
+    return b if a is None else a if b is None else min(a, b)
 
 
 async def _first(

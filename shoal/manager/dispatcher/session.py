@@ -1,58 +1,46 @@
-"""The agent's session with the dispatcher: assignments down, task status up.
+"""The agent's session with the dispatcher, served in-process from the store.
 
-`AgentSession` is the contract; `LocalSession` serves it in-process from the store (a node
-that is its own manager). The 2377 dispatcher will serve the same contract to remote
-workers, so the agent does not change when it moves to another host.
+The contract (`AgentSession`, `StatusUpdate`) lives in `shoal.api.session`; `LocalSession`
+serves it to a node that is its own manager, the 2377 dispatcher serves the same contract
+to remote workers, so the agent does not change when it moves to another host.
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import AsyncIterator
-from typing import Protocol
+from collections.abc import AsyncIterator, Callable
 
-import msgspec
-
+from shoal.api.session import StatusUpdate
 from shoal.api.states import check_transition
-from shoal.api.types import Task, TaskStatusInfo
+from shoal.api.types import Task
 from shoal.errors import ShoalError
+from shoal.manager.dispatcher.blobs import NodeBlobs, node_blobs
 from shoal.manager.state.store import Commit, Store, Tx
 
-__all__ = ["AgentSession", "LocalSession", "StatusUpdate"]
+__all__ = ["LocalSession"]
 
 log = logging.getLogger(__name__)
 
 
-class StatusUpdate(msgspec.Struct):
-    task_id: str
-    status: TaskStatusInfo
-    address: str = ""
-
-
-class AgentSession(Protocol):
-    def assignments(self) -> AsyncIterator[list[Task]]:
-        """Every task assigned to this node, again after each change that concerns them."""
-        ...
-
-    async def report(self, updates: list[StatusUpdate]) -> None:
-        """Record observed task states; a backwards transition raises (it is a bug)."""
-        ...
-
-    async def heartbeat(self) -> None: ...
-
-
 class LocalSession:
-    def __init__(self, store: Store, node_id: str) -> None:
+    def __init__(
+        self, store: Store, node_id: str, on_blobs: Callable[[NodeBlobs], None] | None = None
+    ) -> None:
         self._store = store
         self._node_id = node_id
+        # the node's own secrets/configs/credentials, after each change (see blobs.py)
+        self._on_blobs = on_blobs
 
     async def assignments(self) -> AsyncIterator[list[Task]]:
         queue = self._store.watch()
         try:
             last: list[tuple[str, int]] | None = None
             while True:
-                tasks = self._store.view().find("task", lambda t: t.node_id == self._node_id)
+                view = self._store.view()
+                tasks = view.find("task", lambda t: t.node_id == self._node_id)
                 key = sorted((t.id, t.version.index) for t in tasks)
+                if self._on_blobs is not None:
+                    self._on_blobs(node_blobs(view, self._node_id))
                 if key != last:
                     last = key
                     yield tasks

@@ -1,9 +1,5 @@
-"""What every node must know to take part in the cluster mesh, computed by the managers.
+"""The leader's side of the cluster mesh: `keys` (gossip key rotation).
 
-`view` (PURE: overlay peers, gossip keys and addresses, the live task set, from the store's
-objects), `keys` (the leader's gossip key rotation).
+The view every node needs (overlay peers, gossip keys and addresses, the live task set)
+is computed by the pure `shoal.api.netview`, which agent and manager both import.
 """
-
-from shoal.manager.netview.view import NetPeer, NetView, network_view
-
-__all__ = ["NetPeer", "NetView", "network_view"]

@@ -12,13 +12,22 @@ import time
 from collections import defaultdict
 
 from shoal.api.states import TaskState, is_terminal, rank
+from shoal.api.timefmt import now_rfc3339
 from shoal.api.types import Node, Service, Task, UpdateStatus
 from shoal.manager.orchestrator.restart import restart_at
 from shoal.manager.orchestrator.tasks import is_current, is_dead, new_task
-from shoal.manager.orchestrator.update import settle_wait, slots_to_update
+from shoal.manager.orchestrator.update import (
+    active_config,
+    failure_verdict,
+    is_rolling_back,
+    replaced_by_ready,
+    settle_wait,
+    slots_to_update,
+    units_in,
+)
 from shoal.manager.reconciler import Reconciler
 from shoal.manager.scheduler.filters import node_is_eligible
-from shoal.manager.state.store import Tx, now_rfc3339
+from shoal.manager.state.store import Tx
 
 __all__ = ["Orchestrator"]
 
@@ -47,6 +56,7 @@ class Orchestrator(Reconciler):
         for service in services.values():
             tasks = by_service.get(service.id, [])
             self._retire_dead_or_stranded(tx, tasks, nodes)
+            self._act_on_failures(tx, service, tasks)
             if service.spec.mode is not None and service.spec.mode.global_ is not None:
                 self._global(tx, service, tasks, nodes, now, wake)
             else:
@@ -107,14 +117,52 @@ class Orchestrator(Reconciler):
                     if rank(task.desired_state) < TaskState.SHUTDOWN:
                         task.desired_state = "shutdown"
                         tx.update("task", task)
-        start_first = service.spec.update_config and service.spec.update_config.order == (
-            "start-first"
-        )
-        for task in self._next_batch(service, [t for t in tasks if t.slot <= want], now, wake):
-            task.desired_state = "shutdown"
-            tx.update("task", task)
+        self._roll(tx, service, [t for t in tasks if t.slot <= want], tasks, now, wake)
+
+    def _roll(
+        self,
+        tx: Tx,
+        service: Service,
+        units: list[Task],
+        tasks: list[Task],
+        now: float,
+        wake: list[float],
+    ) -> None:
+        """One step of a rolling update over the tasks of wanted units (update.py decides)."""
+        start_first = active_config(service).order == "start-first"
+        for old in replaced_by_ready(service, units):
+            old.desired_state = "shutdown"  # its replacement is running: drain and stop it
+            tx.update("task", old)
+        stale_units = {(t.slot, t.node_id) for t in units if is_current(t)}
+        for task in units:
+            if is_dead(task) and (task.slot, task.node_id) in stale_units:
+                task.desired_state = "shutdown"  # start-first: a new task that failed
+                tx.update("task", task)
+        for task in self._next_batch(service, units, now, wake):
             if start_first:
-                self._create(tx, tasks, new_task(service, task.slot, node_id=""))
+                node_id = task.node_id if task.slot == 0 else ""
+                self._create(tx, tasks, new_task(service, task.slot, node_id=node_id))
+            else:
+                task.desired_state = "shutdown"
+                tx.update("task", task)
+
+    def _act_on_failures(self, tx: Tx, service: Service, tasks: list[Task]) -> None:
+        """Past the failure ratio: pause the update or rollback, or roll back to PreviousSpec."""
+        verdict = failure_verdict(service, tasks, units_in(tasks))
+        if verdict is None:
+            return
+        log.info("service %s: %s", service.id, verdict.message)
+        started = service.update_status.started_at if service.update_status else ""
+        if verdict.rollback and service.previous_spec is not None:
+            # swarmkit: Spec = PreviousSpec, PreviousSpec cleared
+            service.spec = service.previous_spec
+            service.previous_spec = None
+            service.spec_version += 1
+            started = now_rfc3339()
+        service.update_status = UpdateStatus(
+            state=verdict.state, started_at=started, message=verdict.message
+        )
+        tx.update("service", service)
 
     @staticmethod
     def _create(tx: Tx, tasks: list[Task], task: Task) -> None:
@@ -137,9 +185,9 @@ class Orchestrator(Reconciler):
     def _next_batch(
         service: Service, tasks: list[Task], now: float, wake: list[float]
     ) -> list[Task]:
-        batch = slots_to_update(service, tasks)
-        cfg = service.spec.update_config
-        hold = settle_wait(service, tasks, now, (cfg.delay if cfg else 0) / 1e9) if batch else 0
+        batch = slots_to_update(service, tasks, now)
+        delay = active_config(service).delay / 1e9
+        hold = settle_wait(service, tasks, now, delay) if batch else 0
         if hold > 0:  # UpdateConfig.Delay between batches
             wake.append(hold)
             return []
@@ -156,18 +204,17 @@ class Orchestrator(Reconciler):
     ) -> None:
         eligible = {n.id for n in nodes.values() if node_is_eligible(n, service)}
         running_on = {t.node_id for t in tasks if is_current(t)}
-        for node_id in sorted(eligible - running_on):
+        # stop-first: a node's new task waits for its old one to end
+        stopping_on = {t.node_id for t in tasks if self._still_stopping(t, nodes)}
+        for node_id in sorted(eligible - running_on - stopping_on):
             self._create(tx, tasks, new_task(service, 0, node_id=node_id))
         for task in tasks:
-            if (is_current(task) and task.node_id not in eligible) or is_dead(task):
+            if (is_current(task) and task.node_id not in eligible) or (
+                is_dead(task) and task.desired_state != "shutdown"
+            ):
                 task.desired_state = "shutdown"
                 tx.update("task", task)
-        for task in self._next_batch(
-            service, [t for t in tasks if t.node_id in eligible], now, wake
-        ):
-            task.desired_state = "shutdown"
-            tx.update("task", task)
-            self._create(tx, tasks, new_task(service, 0, node_id=task.node_id))
+        self._roll(tx, service, [t for t in tasks if t.node_id in eligible], tasks, now, wake)
 
     def _update_status(
         self, tx: Tx, service: Service, tasks: list[Task], now: float, wake: list[float]
@@ -184,22 +231,22 @@ class Orchestrator(Reconciler):
             t.spec_version == service.spec_version and t.status.state != "running" for t in current
         )
         state = service.update_status.state if service.update_status else ""
-        if service.spec_version > 1 and (stale or fresh_pending) and state != "updating":
+        if service.spec_version > 1 and not state and (stale or fresh_pending):
             service.update_status = UpdateStatus(
                 state="updating", started_at=now_rfc3339(), message="update in progress"
             )
             tx.update("service", service)
-        elif state == "updating" and not stale and not fresh_pending:
-            cfg = service.spec.update_config
-            hold = settle_wait(service, tasks, now, (cfg.monitor if cfg else 0) / 1e9)
+        elif state in ("updating", "rollback_started") and not stale and not fresh_pending:
+            hold = settle_wait(service, tasks, now, active_config(service).monitor / 1e9)
             if hold > 0:  # the monitoring period: a task dying now still fails the update
                 wake.append(hold)
                 return
             assert service.update_status is not None
+            done = "rollback" if is_rolling_back(service) else "update"
             service.update_status = UpdateStatus(
-                state="completed",
+                state=f"{done}_completed" if done == "rollback" else "completed",
                 started_at=service.update_status.started_at,
                 completed_at=now_rfc3339(),
-                message="update completed",
+                message=f"{done} completed",
             )
             tx.update("service", service)

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from shoal.api.codec import clone
 from shoal.api.states import TaskState, is_terminal, rank
+from shoal.api.timefmt import now_rfc3339
 from shoal.api.types import Service, Task, TaskStatusInfo
-from shoal.manager.state.store import new_id, now_rfc3339
+from shoal.manager.state.store import new_id
 
 __all__ = ["is_current", "is_dead", "new_task", "shut_down"]
 

@@ -4,8 +4,14 @@
 batch to the `Log` (local persistence now, Raft later) and returns once the batch is
 committed and applied. Only `apply` mutates the tables; it runs for every committed batch
 in commit order, on every replica, and publishes one event per change followed by a
-`Commit`. Writers are serialised by a lock, so a transaction's version checks hold until it
-commits (swarmkit's store works the same way on the leader).
+`Commit`.
+
+Writers are committed in groups (swarmkit's batching): transactions that arrive while a
+batch is being committed wait together; the next group runs them one after another against
+one `Tx` (each sees the writes of those before it, a failing one is rolled back alone) and
+proposes all their writes as ONE batch, one log entry. A transaction's version checks hold
+until it commits, since nothing else writes while its group is in flight; the order of the
+group is the order of commit (serialisable, as with one lock, but one fsync/round for all).
 
 Objects handed out by `view()` are the stored ones and must be treated as read-only;
 `Tx.get`/`Tx.find` hand out copies that the caller may edit and pass back to `Tx.update`.
@@ -18,16 +24,16 @@ import builtins
 import secrets
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from typing import Any, Literal, Protocol, TypeVar
 
 import msgspec
 
 from shoal.api.codec import clone
+from shoal.api.timefmt import now_rfc3339
 from shoal.errors import Conflict, NotFound, OutOfSequence
 from shoal.manager.state.changes import KINDS, Batch, Change, decode_batch, encode_batch
 
-__all__ = ["Commit", "Event", "Log", "ReadView", "Store", "Tx", "new_id", "now_rfc3339"]
+__all__ = ["Commit", "Event", "Log", "ReadView", "Store", "Tx", "new_id"]
 
 T = TypeVar("T")
 _ALPHABET = "0123456789abcdefghijklmnopqrstuvwxyz"
@@ -36,10 +42,6 @@ _ALPHABET = "0123456789abcdefghijklmnopqrstuvwxyz"
 def new_id() -> str:
     """A 25-character lowercase base-36 ID, like swarmkit's."""
     return "".join(secrets.choice(_ALPHABET) for _ in range(25))
-
-
-def now_rfc3339() -> str:
-    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
 @dataclass(frozen=True)
@@ -148,11 +150,17 @@ class Tx:
         return Batch(timestamp, changes)
 
 
+_Queued = tuple[Callable[[Tx], Any], "asyncio.Future[Any]"]
+
+
 class Store:
     def __init__(self) -> None:
         self._tables: dict[str, dict[str, Any]] = {kind: {} for kind in KINDS}
         self._log: Log | None = None
         self._lock = asyncio.Lock()
+        self._queued: list[_Queued] = []
+        self._committer: asyncio.Task[None] | None = None
+        self._committing = False
         self._watchers: list[asyncio.Queue[Event | Commit]] = []
         self.index = 0
 
@@ -177,13 +185,53 @@ class Store:
     async def update(self, fn: Callable[[Tx], T]) -> T:
         """Run `fn` in a transaction and commit what it wrote; returns `fn`'s result."""
         assert self._log is not None, "store has no log attached"
-        async with self._lock:
-            tx = Tx(self._tables)
-            result = fn(tx)
-            batch = tx.batch(now_rfc3339())
+        done: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+        self._queued.append((fn, done))
+        if not self._committing:
+            await self._commit_groups()  # this caller drives the groups until none is left
+        result: T = await done
+        return result
+
+    async def _commit_groups(self) -> None:
+        """Commit queued transactions, a group at a time, until none is left."""
+        self._committing = True
+        try:
+            while self._queued:
+                async with self._lock:
+                    await asyncio.sleep(0)  # one turn: writers ready to run join this group
+                    group, self._queued = self._queued, []
+                    await self._commit_group(group)
+        finally:
+            self._committing = False
+            if self._queued:  # the driver was cancelled: hand what came meanwhile on
+                self._committer = asyncio.create_task(self._commit_groups())
+
+    async def _commit_group(self, group: builtins.list[_Queued]) -> None:
+        assert self._log is not None
+        tx = Tx(self._tables)
+        results: builtins.list[tuple[asyncio.Future[Any], Any]] = []
+        for fn, done in group:
+            before = dict(tx._writes)
+            try:
+                results.append((done, fn(tx)))
+            except BaseException as exc:  # this transaction only: roll back its writes
+                tx._writes = before
+                if not done.done():
+                    done.set_exception(exc)
+        batch = tx.batch(now_rfc3339())
+        try:
             if batch is not None:
                 await self._log.propose(encode_batch(batch))
-            return result
+        except BaseException as exc:
+            for done, _ in results:
+                if not done.done():
+                    done.set_exception(exc)
+            if isinstance(exc, asyncio.CancelledError):
+                raise
+            return
+        for done, result in results:
+            if not done.done():
+                done.set_result(result)
 
     def apply(self, raw: bytes) -> None:
         """Apply one committed batch (called by the log, in commit order)."""

@@ -33,6 +33,7 @@ class Recorded:
     path: str  # without the /v1.47 prefix
     params: dict[str, str]
     body: Any
+    headers: dict[str, str] = field(default_factory=dict)
 
 
 def _json(status: int, body: Any) -> httpx.Response:
@@ -99,7 +100,13 @@ class FakeDaemon:
     def handle(self, request: httpx.Request) -> httpx.Response:
         path = request.url.path.removeprefix("/v1.47")
         body = json.loads(request.content) if request.content else None
-        rec = Recorded(request.method, path, dict(parse_qsl(request.url.query.decode())), body)
+        rec = Recorded(
+            request.method,
+            path,
+            dict(parse_qsl(request.url.query.decode())),
+            body,
+            {k.lower(): v for k, v in request.headers.items()},
+        )
         self.requests.append(rec)
         override = self.overrides.get((rec.method, rec.path))
         if override is not None:

@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from shoal.ca.issuer import manager_addrs
+from shoal.manager.issuer import manager_addrs
 from shoal.manager.raft.ids import raft_id
 from tests.unit.cluster.nodes import TestNode, eventually, web_spec
 

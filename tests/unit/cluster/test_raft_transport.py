@@ -13,8 +13,8 @@ from shoal.ca.files import NodeTLS
 from shoal.ca.root import RootCA
 from shoal.cluster.client import ClusterClient
 from shoal.cluster.raft import RaftEndpoint, RaftEnvelope, encode_envelope, send_raft
-from shoal.cluster.raft_transport import RaftReceiver, RaftTransport
 from shoal.cluster.server import ClusterServer
+from shoal.manager.raft.grpc_transport import RaftReceiver, RaftTransport
 from shoal.manager.raft.ids import raft_id
 from shoal.raft import Message, MessageType, Snapshot, SnapshotMetadata, encode_message
 from tests.unit.cluster.nodes import eventually

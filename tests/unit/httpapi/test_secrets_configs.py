@@ -137,7 +137,7 @@ async def test_references_from_services(api: Api) -> None:
         (with_refs([{**good_secret, "SecretID": "nosuch"}]), "secret not found: pw"),
         (with_refs([{**good_secret, "SecretName": "other"}]), "secret not found: other"),
         (with_refs([{"SecretID": sec, "SecretName": "pw"}]), "no target provided"),
-        (with_refs(["pw"]), "malformed secret reference"),
+        (with_refs(["pw"]), "Expected `object`, got `str`"),
         (with_refs([good_secret, {**good_secret}]), "have a conflicting target: 'pw'"),
         (with_refs(configs=[{**good_config, "ConfigID": "x"}]), "config not found: c"),
     ]

@@ -6,8 +6,8 @@ import asyncio
 import itertools
 from pathlib import Path
 
+from shoal.api.netview import NetPeer, network_view
 from shoal.api.types import Node, NodeStatus, Swarm, Task, TaskStatusInfo
-from shoal.manager.netview import NetPeer, network_view
 from shoal.manager.netview.keys import KeyManager, rotate
 from shoal.manager.state.locallog import LocalLog
 from shoal.manager.state.store import Store

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import asyncio
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
 from shoal.api.types import Service, ServiceSpec
-from shoal.errors import Conflict, NotFound, OutOfSequence
+from shoal.errors import Conflict, NotFound, OutOfSequence, Unavailable
 from shoal.manager.state.locallog import LocalLog
 from shoal.manager.state.store import Commit, Event, Store, Tx
 
@@ -95,3 +97,80 @@ async def test_state_survives_restart(tmp_path: Path) -> None:
     assert [s.id for s in again.view().list("service")] == ["s2"]
     assert again.index == 3
     assert again.view().get("service", "s2").version.index == 2
+
+
+class CountingLog:
+    """Commits at once, counting proposals; each takes a loop turn (a disk or Raft round)."""
+
+    def __init__(self, store: Store) -> None:
+        self.store = store
+        self.proposals = 0
+
+    async def propose(self, batch: bytes) -> None:
+        self.proposals += 1
+        await asyncio.sleep(0)
+        self.store.apply(batch)
+
+
+async def test_concurrent_transactions_commit_together_in_one_entry() -> None:
+    store = Store()
+    log = CountingLog(store)
+    store.attach(log)
+    await store.update(
+        lambda tx: tx.create("service", Service(id="s0", spec=ServiceSpec(name="z")))
+    )
+    first = log.proposals
+
+    def rename(i: int) -> Callable[[Tx], int]:
+        def fn(tx: Tx) -> int:
+            svc = tx.get("service", "s0")  # sees the writes of those before it in the group
+            svc.spec.name += str(i)
+            tx.update("service", svc)
+            tx.create("service", Service(id=f"s{i + 1}", spec=ServiceSpec(name=f"n{i}")))
+            return i
+
+        return fn
+
+    results = await asyncio.gather(*(store.update(rename(i)) for i in range(20)))
+    assert results == list(range(20))
+    assert log.proposals - first <= 2  # the first alone, the other 19 in one batch
+    assert store.view().get("service", "s0").spec.name == "z" + "".join(map(str, range(20)))
+    assert len(store.view().list("service")) == 21
+
+
+async def test_a_failing_transaction_in_a_group_is_rolled_back_alone() -> None:
+    store = Store()
+    store.attach(CountingLog(store))
+
+    def bad(tx: Tx) -> None:
+        tx.create("service", Service(id="bad", spec=ServiceSpec(name="bad")))
+        raise Conflict("no")
+
+    outcomes = await asyncio.gather(
+        store.update(lambda tx: tx.create("service", Service(id="a", spec=ServiceSpec(name="a")))),
+        store.update(bad),
+        store.update(lambda tx: tx.create("service", Service(id="b", spec=ServiceSpec(name="b")))),
+        return_exceptions=True,
+    )
+    assert isinstance(outcomes[1], Conflict)
+    assert sorted(s.id for s in store.view().list("service")) == ["a", "b"]
+
+
+async def test_a_refused_proposal_fails_every_transaction_of_its_group() -> None:
+    store = Store()
+
+    class Refusing:
+        async def propose(self, batch: bytes) -> None:
+            await asyncio.sleep(0)
+            raise Unavailable("not the leader")
+
+    store.attach(Refusing())
+    outcomes = await asyncio.gather(
+        *(
+            store.update(lambda tx, i=i: tx.create("service", Service(id=f"s{i}")))
+            for i in range(3)
+        ),
+        return_exceptions=True,
+    )
+    assert all(isinstance(o, Unavailable) for o in outcomes)
+    assert store.view().list("service") == []

@@ -99,8 +99,7 @@ def test_local_policy_balances_over_this_nodes_ready_tasks_only() -> None:
 
 
 def test_local_policy_without_a_local_task_refuses_where_host_mode_would_not_open() -> None:
-    elsewhere = [ep("web", "w2", "198.19.2.10", node="n2"), ep("web", "w3", "198.19.1.11",
-                                                                ready=False)]
+    elsewhere = [ep("web", "w2", "198.19.2.10", node="n2")]
     rs = render(state([LOCAL_WEB, LOCAL_DNS], elsewhere))
     assert rs is not None
     assert dict(rs.set_map()["refused"].elements) == {"tcp . 8080": "", "udp . 53": ""}
@@ -212,3 +211,20 @@ async def test_a_busy_health_port_is_an_error_and_is_retried() -> None:
     finally:
         holder.close()
         await health.close()
+
+
+def test_local_policy_falls_back_to_a_terminating_local_task_until_one_is_ready() -> None:
+    """kube-proxy's terminating endpoints: a node whose only local task drains keeps using
+    it (not refusing) until a replacement is ready; then only the ready one gets traffic."""
+    draining = ep("web", "w3", "198.19.1.11", ready=False)
+    rs = render(state([LOCAL_WEB], [ep("web", "w2", "198.19.2.10", node="n2"), draining]))
+    assert rs is not None
+    assert dict(rs.set_map()["refused"].elements) == {}
+    (rule,) = rs.chain_map()["svc-tcp-8080"].rules
+    assert "198.19.1.11" in rule and "198.19.2.10" not in rule
+    replaced = render(state([LOCAL_WEB], [draining, ep("web", "w4", "198.19.1.12")]))
+    assert replaced is not None
+    (rule,) = replaced.chain_map()["svc-tcp-8080"].rules
+    assert "198.19.1.12" in rule and "198.19.1.11" not in rule
+    cluster = plan(state([CLUSTER_API], [ep("api", "a1", "198.19.1.20", ready=False)]))
+    assert all(not p.backends for p in cluster.ports)  # the cluster policy never does

@@ -8,9 +8,9 @@ from collections.abc import AsyncIterator, Callable
 
 import pytest
 
+from shoal.api.netview import NetPeer, NetView
 from shoal.gossip.node import GossipOptions
 from shoal.gossip.table import EndpointEntry, EndpointTable
-from shoal.manager.netview import NetPeer, NetView
 from shoal.mesh.recording import RecordingDataPlane
 from shoal.node.mesh_sync import PortFeed
 from shoal.node.network import NetFeed, NodeNetwork

@@ -32,6 +32,9 @@ async def test_three_managers_replicate_control_api_writes_in_order(cluster3: Cl
     svc = services(leader)["web3"]
     await update_service(leader.store, svc.id, svc.version.index, spec("web3", image="nginx"))
     await c.wait_converged()
+    # each replica's recorder drains its events in its own task
+    lengths = lambda: {len(m.history) for m in c.managers.values()} == {11}  # noqa: E731
+    await c.until(lengths, 5, "every replica to record its 11 changes")
     for m in c.managers.values():
         got = services(m)
         assert sorted(got) == [f"web{i}" for i in range(10)]

@@ -131,7 +131,9 @@ class CertIssuer:
         )
         node = await register_node(
             self._store,
-            JoinOptions(req.hostname, req.addr, role, req.availability, req.engine_version),
+            JoinOptions(
+                req.hostname, req.addr, role, req.availability, req.engine_version, req.resources
+            ),
         )
         cert = self._sign(req.csr, node.id, role)
         log.info("ca: node %s (%s, %s) joined as a %s", node.id, req.hostname, req.addr, role)

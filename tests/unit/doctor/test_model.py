@@ -1,0 +1,35 @@
+from __future__ import annotations
+
+import pytest
+
+from shoal.doctor.model import ADVICE, DoctorReport, PeerReport, ProbeResult, render_table, verdict
+from shoal.errors import InvalidArgument
+from shoal.lab.firewall import parse_port_proto
+
+
+def test_a_verdict_is_ok_slow_or_blocked() -> None:
+    assert verdict("7946/udp", 0.01).state == "ok"
+    assert verdict("7946/udp", 0.9).state == "slow"
+    assert verdict("7946/udp", None, "no ack").state == "blocked"
+
+
+def test_the_table_names_the_blocked_port_and_what_to_open() -> None:
+    peer = PeerReport("n2", "h2", "198.18.0.12", [
+        ProbeResult("2377/tcp", "n/a"), verdict("7946/tcp", 0.002),
+        verdict("7946/udp", 0.001), verdict("4789/udp", None, "no answer"),
+        ProbeResult("mtu", "n/a"),
+    ])
+    report = DoctorReport("n1", "h1", "198.18.0.11", [peer])
+    text = render_table(report)
+    assert text.splitlines()[0].split() == [
+        "NODE", "ADDRESS", "2377/TCP", "7946/TCP", "7946/UDP", "4789/UDP", "MTU"]
+    assert "h2 4789/udp blocked (no answer): " + ADVICE["4789/udp"] in text
+    assert "security-group rule for UDP port 4789" in text
+    assert [(p.hostname, r.port) for p, r in report.blocked] == [("h2", "4789/udp")]
+
+
+@pytest.mark.parametrize("bad", ["4789", "4789/icmp", "0/udp", "70000/tcp", "udp/4789"])
+def test_the_lab_refuses_a_bad_port(bad: str) -> None:
+    with pytest.raises(InvalidArgument):
+        parse_port_proto(bad)
+    assert parse_port_proto("4789/UDP") == (4789, "udp")
