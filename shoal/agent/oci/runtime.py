@@ -21,7 +21,7 @@ from pathlib import Path
 
 from shoal.agent.exec.program import DEFAULT_PATH
 from shoal.agent.exec.runtime import ExecRuntime, TaskConfig
-from shoal.agent.exec.taskdir import ProcRef, TaskFiles
+from shoal.agent.exec.taskdir import ProcRef, TaskFiles, rfc3339_nano
 from shoal.agent.oci.bundle import RUNC, Bundle, hosts_file, runc
 from shoal.agent.oci.prepare import spec_input
 from shoal.agent.oci.spec import build_config, stop_signal
@@ -85,11 +85,32 @@ class OciRuntime(ExecRuntime):
         )
         inp = dataclasses.replace(inp, hostname=cfg.hostname)
         config = build_config(inp)
+        limits = inp.limits
         meta = {
             "image_id": image.id,
             "image": spec.image,
             "stop_signal": stop_signal(spec.stop_signal, image.config.stop_signal),
+            "stop_signal_name": spec.stop_signal or image.config.stop_signal,
             "cgroups_path": inp.cgroups_path,
+            "name": f"{task.service_name}.{task.slot or task.node_id}.{task.id}",
+            "created": rfc3339_nano(time.time_ns()),
+            "labels": {
+                **(spec.labels or {}),
+                "com.docker.swarm.service.id": task.service_id,
+                "com.docker.swarm.service.name": task.service_name,
+                "com.docker.swarm.task.id": task.id,
+                "com.docker.swarm.task.name": f"{task.service_name}.{task.slot or task.node_id}",
+                "com.docker.swarm.node.id": task.node_id,
+            },
+            "argv": inp.argv,
+            "env": config["process"]["env"],
+            "user": spec.user or image.config.user,
+            "cwd": inp.cwd,
+            "hostname": inp.hostname,
+            "memory": limits.memory_bytes if limits else 0,
+            "nano_cpus": limits.nano_cpus if limits else 0,
+            "pids": limits.pids if limits else 0,
+            "read_only": inp.read_only,
         }
         self.runc_root.mkdir(parents=True, exist_ok=True, mode=0o700)
         await asyncio.to_thread(bundle.create, image.rootfs, meta)
