@@ -69,6 +69,13 @@ def test_busybox_container_runs_isolated_and_leaves_nothing(lab1: Lab, tmp_path:
     assert task_id in _daemon_mounts(lab1)
     cgroup = Path("/sys/fs/cgroup/memory/shoal") / task_id
     assert (cgroup / "memory.limit_in_bytes").read_text().strip() == "67108864"
+    # the Docker API sees the container: ps, exec inside it (pid 1 is the container's)
+    ps = lab1.exec("h1", ["docker", "ps", "--no-trunc", "--format", "{{.ID}} {{.Names}}"],
+                   capture=True).stdout  # fmt: skip
+    assert task_id in ps and f"c.1.{task_id}" in ps, ps
+    inside = lab1.exec("h1", ["docker", "exec", task_id[:12], "cat", "/proc/1/cmdline"],
+                       capture=True)  # fmt: skip
+    assert inside.stdout.replace("\0", " ").startswith("sleep 1000"), inside
     # `image rm` of an image in use is refused
     refused = lab1.exec("h1", ["docker", "image", "rm", "bb:oci"], capture=True)
     assert refused.returncode != 0 and "conflict" in refused.stderr, refused.stderr
