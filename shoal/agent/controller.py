@@ -25,7 +25,7 @@ from shoal.agent.taskenv import task_argv, task_env
 from shoal.api.session import StatusUpdate
 from shoal.api.states import TaskState, rank
 from shoal.api.timefmt import now_rfc3339
-from shoal.api.types import ContainerStatus, Task, TaskStatusInfo
+from shoal.api.types import ContainerStatus, HealthConfig, Task, TaskStatusInfo
 from shoal.errors import ShoalError
 from shoal.gossip.table import EndpointEntry, EndpointTable
 from shoal.images import LocalImage, RegistryAuth
@@ -104,6 +104,7 @@ class TaskController:
         self._address = adopted_address or ""
         self._in_mesh = False  # joined as ready once: may drain as a terminating endpoint
         self._state = task.status.state
+        self._image: LocalImage | None = None  # a container task's image, once pulled
         self.done = False
 
     def request_stop(self) -> None:
@@ -163,8 +164,7 @@ class TaskController:
 
     async def _serve(self, pid: int, waiter: asyncio.Future[ExitStatus]) -> bool:
         """Until the task exits or must stop: ready -> in the mesh. True if it went unhealthy."""
-        spec = self.task.spec.container_spec
-        health = health_spec(spec.health_check if spec else None)
+        health = health_spec(self._health_config())
         stopper = asyncio.ensure_future(self._stop.wait())
         try:
             if health is None:
@@ -195,6 +195,16 @@ class TaskController:
             return finished
         finally:
             stopper.cancel()
+
+    def _health_config(self) -> HealthConfig | None:
+        """The service's check; without one (no Test), the image's (Docker's rule)."""
+        spec = self.task.spec.container_spec
+        if spec is not None and spec.health_check is not None and spec.health_check.test:
+            return spec.health_check
+        if self._image is None and spec is not None and self.ctx.images is not None:
+            if self._runs_container():  # adopted after a restart: the image is local
+                self._image = self.ctx.images.get(spec.image)
+        return self._image.config.healthcheck if self._image is not None else None
 
     @staticmethod
     async def _race(coro: Awaitable[T], *others: asyncio.Future[Any]) -> tuple[bool, T | None]:
@@ -228,7 +238,7 @@ class TaskController:
         image: LocalImage | None = None
         container = self._runs_container()
         if container:
-            image = await self._pull()
+            image = self._image = await self._pull()
             if image is None:
                 return None
         address = self.ctx.ipam.allocate()
