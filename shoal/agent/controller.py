@@ -201,9 +201,9 @@ class TaskController:
         spec = self.task.spec.container_spec
         if spec is not None and spec.health_check is not None and spec.health_check.test:
             return spec.health_check
-        if self._image is None and spec is not None and self.ctx.images is not None:
-            if self._runs_container():  # adopted after a restart: the image is local
-                self._image = self.ctx.images.get(spec.image)
+        # adopted after a restart: the image is local
+        if self._image is None and spec and self.ctx.images and self._runs_container():
+            self._image = self.ctx.images.get(spec.image)
         return self._image.config.healthcheck if self._image is not None else None
 
     @staticmethod
