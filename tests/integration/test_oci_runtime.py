@@ -93,3 +93,29 @@ def test_busybox_container_runs_isolated_and_leaves_nothing(lab1: Lab, tmp_path:
     assert not [n for n in list_netns() if n.endswith(task_id[:12])]
     assert "overlay" not in _daemon_mounts(lab1) or task_id not in _daemon_mounts(lab1)
     assert not list((root / "oci" / "runc").iterdir())
+
+
+def test_mounts_volume_tmpfs_and_a_missing_bind_source(lab1: Lab, tmp_path: Path) -> None:
+    archive = test_images.export("busybox", tmp_path / "bb.tar", "docker-archive", "bb:m")
+    lab1.exec("h1", ["docker", "image", "load", "-i", str(archive)], capture=True)
+    shoal(lab1, "service", "create", "-d", "--name", "m",
+          "--mount", "type=volume,source=data,target=/data",
+          "--mount", "type=tmpfs,target=/scratch",
+          "bb:m", "sh", "-c", "echo hi > /data/f; grep -c ' /scratch tmpfs' /proc/mounts; "
+          "cat /data/f; exec sleep 1000")  # fmt: skip
+    until(lambda: "hi" in _logs(lab1, "m"), 60, "mount output")
+    assert _logs(lab1, "m").split()[:2] == ["1", "hi"]
+    data = lab1.layout.data_root("h1") / "volumes" / "data" / "_data" / "f"
+    assert data.read_text() == "hi\n"
+    assert "data" in lab1.exec("h1", ["docker", "volume", "ls", "-q"], capture=True).stdout
+    shoal(lab1, "service", "create", "-d", "--name", "b", "--mount",
+          "type=bind,source=/nonexistent-x,target=/x", "bb:m", "true")  # fmt: skip
+
+    def rejected() -> list[str]:
+        tasks = lab1.client("h1").get("/tasks", params={"filters": {"service": {"b": True}}})
+        return [t["Status"].get("Err", "") for t in tasks if t["Status"]["State"] == "rejected"]
+
+    errs = until(rejected, 60, "bind rejected")
+    assert errs[0] == ('invalid mount config for type "bind": bind source path does not exist: '
+                       "/nonexistent-x")  # fmt: skip
+    shoal(lab1, "service", "rm", "m", "b")

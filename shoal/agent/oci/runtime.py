@@ -23,8 +23,10 @@ from shoal.agent.exec.program import DEFAULT_PATH
 from shoal.agent.exec.runtime import ExecRuntime, TaskConfig
 from shoal.agent.exec.taskdir import ProcRef, TaskFiles, rfc3339_nano
 from shoal.agent.oci.bundle import RUNC, Bundle, hosts_file, runc
+from shoal.agent.oci.mounts import oci_mounts
 from shoal.agent.oci.prepare import spec_input
 from shoal.agent.oci.spec import build_config, stop_signal
+from shoal.agent.volumes import VolumeStore
 from shoal.api.types import Task
 from shoal.images import LocalImage
 
@@ -48,6 +50,7 @@ class OciRuntime(ExecRuntime):
         self.oci_dir = oci_dir or Path(state_dir).parent / "oci"
         self.runc_root = self.oci_dir / "runc"
         self.cgroup_parent = "shoal"
+        self.volumes_dir = self.oci_dir.parent / "volumes"  # <state root>/volumes/<name>/_data
 
     def bundle(self, task_id: str) -> Bundle:
         self._files(task_id)  # validates the id
@@ -74,13 +77,15 @@ class OciRuntime(ExecRuntime):
             "hostname": cfg.hostname + "\n",
             "resolv.conf": _resolv_conf(),
         }
+        created = rfc3339_nano(time.time_ns())
+        mounts, mount_views = oci_mounts(spec.mounts, VolumeStore(self.volumes_dir), created)
         inp = spec_input(
             task,
             image,
             extra_env,
             str(self.netns_dir / self.netns_name(cfg.task_id)),
             self.cgroups_path(cfg.task_id),
-            [],
+            mounts,
             {f"/etc/{name}": str(bundle.etc_file(name)) for name in etc},
         )
         inp = dataclasses.replace(inp, hostname=cfg.hostname)
@@ -93,7 +98,8 @@ class OciRuntime(ExecRuntime):
             "stop_signal_name": spec.stop_signal or image.config.stop_signal,
             "cgroups_path": inp.cgroups_path,
             "name": f"{task.service_name}.{task.slot or task.node_id}.{task.id}",
-            "created": rfc3339_nano(time.time_ns()),
+            "created": created,
+            "mounts": mount_views,
             "labels": {
                 **(spec.labels or {}),
                 "com.docker.swarm.service.id": task.service_id,

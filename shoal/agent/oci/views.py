@@ -66,6 +66,7 @@ class RuntimeContainers:
             nano_cpus=int(meta.get("nano_cpus", 0)),
             pids_limit=int(meta.get("pids", 0)),
             readonly_rootfs=bool(meta.get("read_only", False)),
+            mounts=tuple(meta.get("mounts", [])),
             log_path=files.log,
             cgroup_path=str(meta.get("cgroups_path", "")),
         )
