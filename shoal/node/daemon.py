@@ -35,7 +35,7 @@ from shoal.agent.exec.runtime import ExecRuntime
 from shoal.agent.health import netns_checker
 from shoal.agent.ipam import SubnetAllocator
 from shoal.agent.oci.health import container_checker
-from shoal.agent.oci.runtime import OciRuntime
+from shoal.agent.oci.runtime import OciRuntime, decode_auth_json
 from shoal.agent.resources import host_resources
 from shoal.agent.session_client import RemoteSession
 from shoal.agent.taskenv import task_env
@@ -269,6 +269,10 @@ class Daemon(RoleSwitch):
             ),
             images=self.images,
         )
+        held = getattr(session, "secrets", None)  # the remote session's AssignedSecrets
+        if isinstance(self.runtime, OciRuntime) and held is not None:
+            self.runtime.secret_source = held
+            ctx.registry_auth = lambda service_id: decode_auth_json(held.registry_auth(service_id))
         self.agent = Agent(ctx, session)
         self._spawn(self.agent.run(), "agent")
         network.start(ready=self.agent.recovered)

@@ -47,6 +47,13 @@ def hosts_file(address: str, hostname: str, extra: list[str] | None) -> str:
     return "\n".join(lines) + "\n"
 
 
+def _is_mount(path: Path, parent: Path) -> bool:
+    try:
+        return os.stat(path).st_dev != os.stat(parent).st_dev
+    except OSError:
+        return False
+
+
 @dataclass(frozen=True)
 class Bundle:
     root: Path
@@ -69,9 +76,11 @@ class Bundle:
             return {}
         return data if isinstance(data, dict) else {}
 
-    def create(self, lower: Path, meta: dict[str, Any]) -> None:
-        """Make the dirs and mount the overlay root; on failure nothing is left."""
+    def create_dir(self) -> None:
         self.root.mkdir(parents=True, mode=0o700)
+
+    def create(self, lower: Path, meta: dict[str, Any]) -> None:
+        """Mount the overlay root in the (new) bundle dir; on failure nothing is left."""
         try:
             self.meta.write_text(json.dumps(meta))
             for sub in ("rootfs", "upper", "work"):
@@ -101,18 +110,16 @@ class Bundle:
         os.replace(tmp, self.root / "config.json")
 
     def mounted(self) -> bool:
-        try:
-            return os.stat(self.rootfs).st_dev != os.stat(self.root).st_dev
-        except OSError:
-            return False
+        return _is_mount(self.rootfs, self.root)
 
     def remove(self, runc_root: Path, container_id: str) -> None:
         """runc delete (its cgroup goes with it), unmount, delete every file."""
         if self.root.exists() or (runc_root / container_id).exists():
             runc(runc_root, "delete", "--force", container_id, check=False)
-        if self.mounted():
-            done = subprocess.run(["umount", str(self.rootfs)], capture_output=True, text=True)
-            if done.returncode != 0:
-                subprocess.run(["umount", "-l", str(self.rootfs)], capture_output=True)
+        for mount in (self.rootfs, self.root / "files"):
+            if _is_mount(mount, self.root):
+                done = subprocess.run(["umount", str(mount)], capture_output=True, text=True)
+                if done.returncode != 0:
+                    subprocess.run(["umount", "-l", str(mount)], capture_output=True)
         with contextlib.suppress(FileNotFoundError):
             shutil.rmtree(self.root)

@@ -19,18 +19,21 @@ import signal
 import time
 from pathlib import Path
 
+import msgspec
+
 from shoal.agent.exec.program import DEFAULT_PATH
 from shoal.agent.exec.runtime import ExecRuntime, TaskConfig
 from shoal.agent.exec.taskdir import ProcRef, TaskFiles, rfc3339_nano
 from shoal.agent.oci.bundle import RUNC, Bundle, hosts_file, runc
 from shoal.agent.oci.mounts import oci_mounts
 from shoal.agent.oci.prepare import spec_input
+from shoal.agent.oci.secretfiles import SecretSource, write_secret_files
 from shoal.agent.oci.spec import build_config, stop_signal
 from shoal.agent.volumes import VolumeStore
 from shoal.api.types import Task
-from shoal.images import LocalImage
+from shoal.images import LocalImage, RegistryAuth
 
-__all__ = ["OciRuntime"]
+__all__ = ["OciRuntime", "decode_auth_json"]
 
 log = logging.getLogger(__name__)
 
@@ -42,6 +45,16 @@ def _resolv_conf() -> str:
         return ""
 
 
+def decode_auth_json(raw: bytes | None) -> RegistryAuth | None:
+    """A service's registry credentials (docker's AuthConfig JSON) for the image store."""
+    if not raw:
+        return None
+    try:
+        return msgspec.json.decode(raw, type=RegistryAuth)
+    except msgspec.DecodeError:
+        return None
+
+
 class OciRuntime(ExecRuntime):
     """Runs exec tasks (host programs) and container tasks (runc) side by side."""
 
@@ -51,6 +64,7 @@ class OciRuntime(ExecRuntime):
         self.runc_root = self.oci_dir / "runc"
         self.cgroup_parent = "shoal"
         self.volumes_dir = self.oci_dir.parent / "volumes"  # <state root>/volumes/<name>/_data
+        self.secret_source: SecretSource | None = None  # the agent session's, once it exists
 
     def bundle(self, task_id: str) -> Bundle:
         self._files(task_id)  # validates the id
@@ -79,6 +93,15 @@ class OciRuntime(ExecRuntime):
         }
         created = rfc3339_nano(time.time_ns())
         mounts, mount_views = oci_mounts(spec.mounts, VolumeStore(self.volumes_dir), created)
+        self.runc_root.mkdir(parents=True, exist_ok=True, mode=0o700)
+        await asyncio.to_thread(bundle.create_dir)
+        try:
+            mounts += write_secret_files(
+                bundle.root / "files", spec.secrets, spec.configs, self.secret_source
+            )
+        except BaseException:
+            await asyncio.to_thread(bundle.remove, self.runc_root, cfg.task_id)
+            raise
         inp = spec_input(
             task,
             image,
@@ -118,9 +141,8 @@ class OciRuntime(ExecRuntime):
             "pids": limits.pids if limits else 0,
             "read_only": inp.read_only,
         }
-        self.runc_root.mkdir(parents=True, exist_ok=True, mode=0o700)
-        await asyncio.to_thread(bundle.create, image.rootfs, meta)
         try:
+            await asyncio.to_thread(bundle.create, image.rootfs, meta)
             bundle.write_files(config, etc)
             argv = [RUNC, "--root", str(self.runc_root), "run", "--bundle", str(bundle.root),
                     cfg.task_id]  # fmt: skip
