@@ -98,13 +98,18 @@ def test_busybox_container_runs_isolated_and_leaves_nothing(lab1: Lab, tmp_path:
 def test_mounts_volume_tmpfs_and_a_missing_bind_source(lab1: Lab, tmp_path: Path) -> None:
     archive = test_images.export("busybox", tmp_path / "bb.tar", "docker-archive", "bb:m")
     lab1.exec("h1", ["docker", "image", "load", "-i", str(archive)], capture=True)
+    secret = lab1.exec("h1", ["docker", "secret", "create", "pw", "-"], capture=True, input="s3")
+    assert secret.returncode == 0, secret.stderr
     shoal(lab1, "service", "create", "-d", "--name", "m",
+          "--secret", "source=pw,target=pw,uid=1000,mode=0400",
           "--mount", "type=volume,source=data,target=/data",
           "--mount", "type=tmpfs,target=/scratch",
           "bb:m", "sh", "-c", "echo hi > /data/f; grep -c ' /scratch tmpfs' /proc/mounts; "
-          "cat /data/f; exec sleep 1000")  # fmt: skip
+          "cat /data/f; stat -c '%u %a' /run/secrets/pw; cat /run/secrets/pw; echo; "
+          "exec sleep 1000")  # fmt: skip
     until(lambda: "hi" in _logs(lab1, "m"), 60, "mount output")
-    assert _logs(lab1, "m").split()[:2] == ["1", "hi"]
+    until(lambda: "s3" in _logs(lab1, "m"), 30, "secret output")
+    assert _logs(lab1, "m").split()[:5] == ["1", "hi", "1000", "400", "s3"]
     data = lab1.layout.data_root("h1") / "volumes" / "data" / "_data" / "f"
     assert data.read_text() == "hi\n"
     assert "data" in lab1.exec("h1", ["docker", "volume", "ls", "-q"], capture=True).stdout
