@@ -66,7 +66,11 @@ def create_service(
     pinned to the node named `hostname` if given; its ID and its running task."""
     ports = [{"TargetPort": 80, "PublishedPort": published}] if published else []
     template: dict[str, Any] = {
-        "ContainerSpec": {"Image": "shoal", "Args": ["whoami", "--port", "80"]}
+        "ContainerSpec": {
+            "Image": "shoal",
+            "Labels": {"shoal.runtime": "exec"},  # a host program (exec runtime)
+            "Args": ["whoami", "--port", "80"],
+        }
     }
     if hostname is not None:
         template["Placement"] = {"Constraints": [f"node.hostname=={hostname}"]}

@@ -43,7 +43,11 @@ def main() -> None:
             {
                 "Name": "bench",
                 "TaskTemplate": {
-                    "ContainerSpec": {"Image": "shoal", "Args": ["whoami", "--port", "80"]}
+                    "ContainerSpec": {
+                        "Image": "shoal",
+                        "Labels": {"shoal.runtime": "exec"},  # a host program (exec runtime)
+                        "Args": ["whoami", "--port", "80"],
+                    }
                 },
                 "Mode": {"Replicated": {"Replicas": 1}},
                 "EndpointSpec": {"Ports": [{"TargetPort": 80, "PublishedPort": 8080}]},

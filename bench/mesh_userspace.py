@@ -90,7 +90,11 @@ def create(lab: Lab, name: str, published: int | None) -> tuple[str, dict[str, A
         {
             "Name": name,
             "TaskTemplate": {
-                "ContainerSpec": {"Image": "shoal", "Args": ["whoami", "--port", "80"]}
+                "ContainerSpec": {
+                    "Image": "shoal",
+                    "Labels": {"shoal.runtime": "exec"},  # a host program (exec runtime)
+                    "Args": ["whoami", "--port", "80"],
+                }
             },
             "Mode": {"Replicated": {"Replicas": 1}},
             "EndpointSpec": {"Ports": ports},

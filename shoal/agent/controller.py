@@ -14,17 +14,21 @@ import logging
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import Any, TypeVar
+from typing import Any, Protocol, TypeVar
 
 from shoal.agent.exec.runtime import ExecRuntime, ExitStatus, TaskConfig, TaskStartError
 from shoal.agent.health import HealthMonitor, health_spec
 from shoal.agent.ipam import SubnetAllocator
+from shoal.agent.oci.prepare import is_exec_task
+from shoal.agent.oci.runtime import OciRuntime
 from shoal.agent.taskenv import task_argv, task_env
 from shoal.api.session import StatusUpdate
 from shoal.api.states import TaskState, rank
 from shoal.api.timefmt import now_rfc3339
-from shoal.api.types import ContainerStatus, Task, TaskStatusInfo
+from shoal.api.types import ContainerStatus, HealthConfig, Task, TaskStatusInfo
+from shoal.errors import ShoalError
 from shoal.gossip.table import EndpointEntry, EndpointTable
+from shoal.images import LocalImage, RegistryAuth
 
 __all__ = ["START_CONCURRENCY", "NodeContext", "TaskController", "wait_listening"]
 
@@ -51,6 +55,18 @@ async def wait_listening(address: str, ports: list[int], interval: float = 0.05)
             break
 
 
+class ImageSource(Protocol):
+    """What the controller needs of the node's image store."""
+
+    async def pull(self, ref: str, auth: RegistryAuth | None = None) -> LocalImage: ...
+
+    def get(self, ref_or_id: str) -> LocalImage | None: ...
+
+
+def _no_auth(service_id: str) -> RegistryAuth | None:
+    return None
+
+
 async def _no_checker() -> bool:
     raise RuntimeError("this node has no health check runner")
 
@@ -70,6 +86,8 @@ class NodeContext:
     check_health: Callable[[Task, list[str], float], Awaitable[bool]] = field(
         default=lambda task, argv, timeout: _no_checker()
     )
+    images: ImageSource | None = None
+    registry_auth: Callable[[str], RegistryAuth | None] = _no_auth
     # how many task starts run at once on this node (a burst of assignments queues here)
     start_slots: asyncio.Semaphore = field(
         default_factory=lambda: asyncio.Semaphore(START_CONCURRENCY)
@@ -86,6 +104,7 @@ class TaskController:
         self._address = adopted_address or ""
         self._in_mesh = False  # joined as ready once: may drain as a terminating endpoint
         self._state = task.status.state
+        self._image: LocalImage | None = None  # a container task's image, once pulled
         self.done = False
 
     def request_stop(self) -> None:
@@ -145,8 +164,7 @@ class TaskController:
 
     async def _serve(self, pid: int, waiter: asyncio.Future[ExitStatus]) -> bool:
         """Until the task exits or must stop: ready -> in the mesh. True if it went unhealthy."""
-        spec = self.task.spec.container_spec
-        health = health_spec(spec.health_check if spec else None)
+        health = health_spec(self._health_config())
         stopper = asyncio.ensure_future(self._stop.wait())
         try:
             if health is None:
@@ -178,6 +196,16 @@ class TaskController:
         finally:
             stopper.cancel()
 
+    def _health_config(self) -> HealthConfig | None:
+        """The service's check; without one (no Test), the image's (Docker's rule)."""
+        spec = self.task.spec.container_spec
+        if spec is not None and spec.health_check is not None and spec.health_check.test:
+            return spec.health_check
+        # adopted after a restart: the image is local
+        if self._image is None and spec and self.ctx.images and self._runs_container():
+            self._image = self.ctx.images.get(spec.image)
+        return self._image.config.healthcheck if self._image is not None else None
+
     @staticmethod
     async def _race(coro: Awaitable[T], *others: asyncio.Future[Any]) -> tuple[bool, T | None]:
         """Run `coro` until it finishes (True, result) or one of `others` does (False, None)."""
@@ -206,14 +234,21 @@ class TaskController:
     async def _start(self) -> int | None:
         self._report("accepted", "accepted")
         self._report("preparing", "preparing")
+        spec = self.task.spec.container_spec
+        image: LocalImage | None = None
+        container = self._runs_container()
+        if container:
+            image = self._image = await self._pull()
+            if image is None:
+                return None
         address = self.ctx.ipam.allocate()
         self._address = str(address.ip)
-        spec = self.task.spec.container_spec
+        env = task_env(self.task, self.ctx.hostname)
         cfg = TaskConfig(
             task_id=self.task_id,
-            hostname=self.task_id[:12],
-            argv=task_argv(self.task),
-            env=task_env(self.task, self.ctx.hostname),
+            hostname=(spec.hostname if spec and spec.hostname else "") or self.task_id[:12],
+            argv=task_argv(self.task) if not container else [],
+            env=env,
             address=address,
             gateway=self.ctx.gateway.ip,
             workdir=(spec.dir or None) if spec else None,
@@ -221,11 +256,37 @@ class TaskController:
         try:
             async with self.ctx.start_slots:
                 self._report("starting", "starting")
+                if image is not None and isinstance(self.ctx.runtime, OciRuntime):
+                    extra = {k: v for k, v in env.items() if k.startswith("SHOAL_")}
+                    return await self.ctx.runtime.start_container(cfg, self.task, image, extra)
                 return await self.ctx.runtime.start(cfg)
         except TaskStartError as exc:
             log.info("task %s: start failed: %s", self.task_id, exc.message)
             self._report("rejected", "starting container failed", err=exc.message)
             await self._cleanup()
+            return None
+
+    def _runs_container(self) -> bool:
+        """oci unless labelled exec; a node without an oci runtime (test fakes) runs exec."""
+        spec = self.task.spec.container_spec
+        return not is_exec_task(spec) and isinstance(self.ctx.runtime, OciRuntime)
+
+    async def _pull(self) -> LocalImage | None:
+        spec = self.task.spec.container_spec
+        assert spec is not None
+        if self.ctx.images is None:
+            self._report("rejected", "preparing failed", err="this node has no image store")
+            return None
+        try:
+            auth = self.ctx.registry_auth(self.task.service_id)
+            return await self.ctx.images.pull(spec.image, auth)
+        except ShoalError as exc:
+            local = self.ctx.images.get(spec.image)
+            if local is not None:  # swarm's rule: a failed pull falls back on a local image
+                log.info("task %s: pull failed (%s), using the local image", self.task_id, exc)
+                return local
+            log.info("task %s: pull failed: %s", self.task_id, exc.message)
+            self._report("rejected", "preparing failed", err=exc.message)
             return None
 
     def _exited(self, status: ExitStatus) -> None:

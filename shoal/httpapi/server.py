@@ -10,8 +10,11 @@ from pathlib import Path
 
 from aiohttp import web
 
+from shoal.agent.oci.runtime import OciRuntime
+from shoal.agent.oci.views import RuntimeContainers
 from shoal.errors import InvalidArgument
 from shoal.httpapi.app import make_app
+from shoal.httpapi.taskcontainers import CONTAINERS_KEY
 from shoal.node.daemon import Daemon
 
 __all__ = ["serve_api"]
@@ -19,7 +22,10 @@ __all__ = ["serve_api"]
 
 @asynccontextmanager
 async def serve_api(daemon: Daemon, hosts: list[str]) -> AsyncIterator[None]:
-    runner = web.AppRunner(make_app(daemon), access_log=None, handle_signals=False)
+    app = make_app(daemon)
+    if isinstance(daemon.runtime, OciRuntime):
+        app[CONTAINERS_KEY] = RuntimeContainers(daemon.runtime)
+    runner = web.AppRunner(app, access_log=None, handle_signals=False)
     await runner.setup()
     try:
         for host in hosts:

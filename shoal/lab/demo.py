@@ -32,7 +32,9 @@ T = TypeVar("T")
 def web_spec() -> dict[str, Any]:
     return {
         "Name": "web",
-        "TaskTemplate": {"ContainerSpec": {"Image": "shoal", "Args": ["whoami", "--port", "80"]}},
+        "TaskTemplate": {"ContainerSpec": {
+            "Image": "shoal", "Labels": {"shoal.runtime": "exec"},  # a host program
+            "Args": ["whoami", "--port", "80"]}},
         "Mode": {"Replicated": {"Replicas": REPLICAS}},
         "EndpointSpec": {"Ports": [_port(8080)]},
     }

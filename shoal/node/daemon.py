@@ -34,6 +34,8 @@ from shoal.agent.controller import NodeContext, wait_listening
 from shoal.agent.exec.runtime import ExecRuntime
 from shoal.agent.health import netns_checker
 from shoal.agent.ipam import SubnetAllocator
+from shoal.agent.oci.health import container_checker
+from shoal.agent.oci.runtime import OciRuntime, decode_auth_json
 from shoal.agent.resources import host_resources
 from shoal.agent.session_client import RemoteSession
 from shoal.agent.taskenv import task_env
@@ -141,7 +143,7 @@ class Daemon(RoleSwitch):
         self.version = __version__
         self.root = opts.data_root
         self.root.mkdir(parents=True, exist_ok=True)
-        self.runtime = runtime or ExecRuntime(self.root / "tasks")
+        self.runtime = runtime or OciRuntime(self.root / "tasks")
         # images: one store per node under <root>/images (shoal/images), served by the API's
         # /images routes and pulled through by the oci runtime; whoever runs containers sets
         # `self.images.in_use` (image ID -> a container using it) so `image rm` refuses
@@ -150,6 +152,8 @@ class Daemon(RoleSwitch):
             opts.insecure_registries,
             allowed_registries=opts.allowed_registries,
         )
+        if isinstance(self.runtime, OciRuntime):
+            self.images.in_use = self.runtime.image_user
         self._plane_factory = plane_factory
         self.store: Store | None = None
         self.swarm: Membership | None = None
@@ -259,11 +263,19 @@ class Daemon(RoleSwitch):
             drain_delay=self.opts.drain_delay,
             probe=self._probe,
             check_health=self._check_health
-            or netns_checker(
-                lambda task_id: str(self.runtime.netns_dir / self.runtime.netns_name(task_id)),
-                lambda task: task_env(task, self.hostname),
+            or container_checker(
+                self.runtime,
+                netns_checker(
+                    lambda task_id: str(self.runtime.netns_dir / self.runtime.netns_name(task_id)),
+                    lambda task: task_env(task, self.hostname),
+                ),
             ),
+            images=self.images,
         )
+        held = getattr(session, "secrets", None)  # the remote session's AssignedSecrets
+        if isinstance(self.runtime, OciRuntime) and held is not None:
+            self.runtime.secret_source = held
+            ctx.registry_auth = lambda service_id: decode_auth_json(held.registry_auth(service_id))
         self.agent = Agent(ctx, session)
         self._spawn(self.agent.run(), "agent")
         network.start(ready=self.agent.recovered)

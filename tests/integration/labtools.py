@@ -14,7 +14,10 @@ from typing import Any
 from shoal.lab import Lab
 from shoal.lab.layout import CLIENT
 
-__all__ = ["Load", "host_of", "nodes", "running", "shoal", "until"]
+__all__ = ["EXEC", "Load", "host_of", "nodes", "running", "shoal", "until"]
+
+# `service create` flags for a host program as the task (the exec runtime, not an image)
+EXEC = ("--container-label", "shoal.runtime=exec")
 
 
 def shoal(

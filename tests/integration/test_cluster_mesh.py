@@ -19,7 +19,7 @@ import pytest
 
 from shoal.lab import Lab
 from shoal.lab.ask import probe
-from tests.integration.labtools import Load, host_of, running, shoal, until
+from tests.integration.labtools import EXEC, Load, host_of, running, shoal, until
 
 pytestmark = pytest.mark.lab
 
@@ -61,7 +61,7 @@ def lab5(lab_tag: str) -> Iterator[Lab]:
     lab.down()
     try:
         lab.up(nodes=5)
-        shoal(lab, "service", "create", "--name", "web", "--replicas", "3", "--publish",
+        shoal(lab, "service", "create", *EXEC, "--name", "web", "--replicas", "3", "--publish",
               "published=8080,target=80", "--publish", "published=5353,target=53,protocol=udp",
               "shoal", "whoami", "--port", "80", "--udp-port", "53")
         until(lambda: len(running(lab)) == 3, what="3 running web tasks")
@@ -291,7 +291,7 @@ def test_data_path_port_and_address_pool_as_swarm_init_sets_them(lab_tag: str) -
         subnets = [n["Subnet"] for n in lab.client("h1").get("/nodes")]
         assert len(subnets) == 2 and all(s.startswith("198.19.1") and
                                          int(s.split(".")[2]) >= 128 for s in subnets), subnets
-        shoal(lab, "service", "create", "--name", "one", "--constraint",
+        shoal(lab, "service", "create", *EXEC, "--name", "one", "--constraint",
               "node.hostname==shoal-h2", "--publish", "published=8080,target=80",
               "shoal", "whoami", "--port", "80")
         until(lambda: len(running(lab, "one")) == 1, what="the task on h2")

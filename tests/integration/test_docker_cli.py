@@ -24,7 +24,7 @@ from shoal.lab.ask import probe
 from shoal.lab.fabric import task_netns_of
 from shoal.lab.iproute import list_netns
 from tests.integration.conftest import session_lab_tag
-from tests.integration.labtools import until
+from tests.integration.labtools import EXEC, until
 
 pytestmark = pytest.mark.lab
 
@@ -152,7 +152,7 @@ def test_seed_story(lab: Lab) -> None:
 
     # no --detach: the CLI waits for convergence (a short monitor keeps the test fast)
     out = docker(
-        lab, "service", "create", "--name", "web", "--replicas", "3",
+        lab, "service", "create", *EXEC, "--name", "web", "--replicas", "3",
         "--publish", "published=8080,target=80", "--update-monitor", "1s",
         "shoal", "whoami", "--port", "80",
     ).stdout  # fmt: skip
@@ -332,7 +332,7 @@ def test_they_are_kept_across_a_daemon_restart(lab: Lab) -> None:
 
 def test_a_service_uses_them_and_they_cannot_go_while_it_does(lab: Lab) -> None:
     docker(
-        lab, "service", "create", "--detach", "--name", "api", "--network", "front",
+        lab, "service", "create", *EXEC, "--detach", "--name", "api", "--network", "front",
         "--secret", "db_pass", "--config", "src=app_cfg,target=/etc/app.yml",
         "shoal", "whoami", "--port", "80",
     )  # fmt: skip

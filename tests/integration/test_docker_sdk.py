@@ -137,6 +137,7 @@ def test_nodes(client: docker.DockerClient) -> None:
 def test_service_create_list_get_tasks(lab1: Lab, client: docker.DockerClient) -> None:
     service = client.services.create(
         "shoal",
+        container_labels={"shoal.runtime": "exec"},
         args=["whoami", "--port", "80"],  # `command` would replace the image's program
         name="web",
         mode=ServiceMode("replicated", replicas=3),
@@ -205,6 +206,7 @@ def test_networks_secrets_configs(client: docker.DockerClient) -> None:
 
     api = client.services.create(
         "shoal",
+        container_labels={"shoal.runtime": "exec"},
         args=["whoami", "--port", "81"],
         name="api",
         networks=["front"],

@@ -15,7 +15,7 @@ import pytest
 
 from shoal.lab import Lab
 from shoal.lab.ask import probe
-from tests.integration.labtools import shoal, until
+from tests.integration.labtools import EXEC, shoal, until
 
 pytestmark = pytest.mark.lab
 
@@ -52,7 +52,7 @@ def ruleset(lab: Lab) -> str:
 
 @pytest.fixture(scope="module")
 def web(lab1: Lab) -> Iterator[Lab]:
-    shoal(lab1, "service", "create", "--name", "web", "--replicas", "3",
+    shoal(lab1, "service", "create", *EXEC, "--name", "web", "--replicas", "3",
           "--publish", "published=8080,target=80", "--publish", "published=5353,target=53,"
           "protocol=udp", "--restart-delay", "1s",
           "shoal", "whoami", "--port", "80", "--udp-port", "53")
@@ -160,7 +160,7 @@ def test_bad_input_is_refused_and_changes_nothing(web: Lab) -> None:
         (["--publish", "published=8081,target=80,mode=bogus"], "mode"),
         (["--publish", "published=8080,target=80"], "already in use by service 'web'"),
     ]:
-        proc = shoal(web, "service", "create", "--name", "bad", *flags, "-d", "busybox",
+        proc = shoal(web, "service", "create", *EXEC, "--name", "bad", *flags, "-d", "busybox",
                      check=False)
         assert proc.returncode != 0 and message in proc.stderr, (flags, proc.stderr)
     proc = shoal(web, "service", "inspect", "nosuch", check=False)
@@ -169,7 +169,7 @@ def test_bad_input_is_refused_and_changes_nothing(web: Lab) -> None:
 
 
 def test_a_missing_program_fails_the_task_with_the_reason(web: Lab) -> None:
-    shoal(web, "service", "create", "--name", "broken", "-d", "--restart-condition", "none",
+    shoal(web, "service", "create", *EXEC, "--name", "broken", "-d", "--restart-condition", "none",
           "nosuchprogram-shoal")
     until(lambda: any(t["Status"]["State"] == "rejected" for t in tasks(web, "broken")),
           what="broken task rejected")
@@ -190,10 +190,10 @@ def _task_process_alive(pid: int, task_id: str) -> bool:
 
 def test_health_checks_run_in_the_task_and_gate_traffic(web: Lab) -> None:
     # a start period covers whoami's start-up on a loaded machine (failures in it don't count)
-    shoal(web, "service", "create", "-d", "--name", "checked", "-p", "8082:80",
+    shoal(web, "service", "create", *EXEC, "-d", "--name", "checked", "-p", "8082:80",
           "--health-cmd", "curl -sf http://127.0.0.1:80/health", "--health-interval", "300ms",
           "--health-start-period", "20s", "shoal", "whoami", "--port", "80")
-    shoal(web, "service", "create", "-d", "--name", "sick", "-p", "8083:80",
+    shoal(web, "service", "create", *EXEC, "-d", "--name", "sick", "-p", "8083:80",
           "--restart-condition", "none", "--health-cmd", "false", "--health-interval", "200ms",
           "--health-retries", "2", "shoal", "whoami", "--port", "80")
     try:

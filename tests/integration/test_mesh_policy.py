@@ -30,7 +30,7 @@ from shoal.lab import Lab
 from shoal.lab.ask import probe
 from shoal.lab.layout import CLIENT_ADDRESS, LabLayout
 from shoal.lab.procs import shoal_daemon_argv
-from tests.integration.labtools import host_of, nodes, running, shoal, until
+from tests.integration.labtools import EXEC, host_of, nodes, running, shoal, until
 
 pytestmark = pytest.mark.lab
 
@@ -92,7 +92,7 @@ def test_local_policy_routes_to_local_tasks_only(lab3: tuple[Lab, str]) -> None:
     began = time.monotonic()
     h2 = nodes(lab)["h2"]["ID"]
     proxied = mode == "userspace"
-    shoal(lab, "service", "create", "--detach", "--name", "web", "--replicas", "1",
+    shoal(lab, "service", "create", *EXEC, "--detach", "--name", "web", "--replicas", "1",
           "--constraint", f"node.id=={h2}",
           "--label", "shoal.mesh.traffic-policy=local",
           "--label", f"shoal.mesh.health-port={HEALTH}",

@@ -22,7 +22,7 @@ from shoal.lab import Lab
 from shoal.lab.ask import probe
 from shoal.lab.layout import LabLayout
 from shoal.lab.procs import shoal_daemon_argv
-from tests.integration.labtools import shoal, until
+from tests.integration.labtools import EXEC, shoal, until
 
 pytestmark = pytest.mark.lab
 
@@ -62,7 +62,7 @@ def lab(lab_tag: str) -> Iterator[Lab]:
 
 @pytest.fixture(scope="module")
 def web(lab: Lab) -> Iterator[Lab]:
-    shoal(lab, "service", "create", "--name", "web", "--replicas", "3",
+    shoal(lab, "service", "create", *EXEC, "--name", "web", "--replicas", "3",
           "--publish", "published=8080,target=80",
           "--publish", "published=5353,target=53,protocol=udp",
           "shoal", "whoami", "--port", "80", "--udp-port", "53")
@@ -133,7 +133,7 @@ def test_restart_removes_a_stale_kernel_mesh_and_serves_again(web: Lab) -> None:
 
 
 def test_proxy_protocol_v2_tells_tasks_the_client(lab: Lab) -> None:
-    shoal(lab, "service", "create", "--name", "pp", "--replicas", "2",
+    shoal(lab, "service", "create", *EXEC, "--name", "pp", "--replicas", "2",
           "--label", "shoal.mesh.proxy-protocol=8081/tcp,5354/udp",
           "--publish", "published=8081,target=80",
           "--publish", "published=5354,target=53,protocol=udp",
@@ -160,7 +160,7 @@ def test_a_port_held_by_a_node_program_is_reported(lab: Lab) -> None:
                               " time.sleep(120)"], stdout=subprocess.PIPE, text=True)
     try:
         assert holder.stdout is not None and holder.stdout.readline().strip() == "bound"
-        shoal(lab, "service", "create", "--name", "busy", "-d", "--publish",
+        shoal(lab, "service", "create", *EXEC, "--name", "busy", "-d", "--publish",
               "published=7070,target=80", "shoal", "whoami", "--port", "80")
         log = lab.layout.daemon_log("h1")
         until(lambda: "cannot listen on tcp/7070" in log.read_text(errors="replace"),

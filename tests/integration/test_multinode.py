@@ -13,7 +13,7 @@ import pytest
 
 from shoal.lab import Lab
 from shoal.lab.layout import CLIENT
-from tests.integration.labtools import host_of, nodes, running, shoal, until
+from tests.integration.labtools import EXEC, host_of, nodes, running, shoal, until
 
 pytestmark = pytest.mark.lab
 
@@ -37,7 +37,7 @@ def lab3(lab_tag: str) -> Iterator[Lab]:
 
 @pytest.fixture(scope="module")
 def web(lab3: Lab) -> Iterator[Lab]:
-    shoal(lab3, "service", "create", "--name", "web", "--replicas", "3", "--publish",
+    shoal(lab3, "service", "create", *EXEC, "--name", "web", "--replicas", "3", "--publish",
           "published=8080,target=80", "shoal", "whoami", "--port", "80")
     until(lambda: len(running(lab3)) == 3, what="3 running web tasks")
     yield lab3

@@ -122,7 +122,8 @@ class Writer:
 
     def _create(self, host: str, name: str) -> None:
         spec = {"Name": name, "Labels": {"v": "0"},
-                "TaskTemplate": {"ContainerSpec": {"Image": "shoal", "Args": ["sleep"]}},
+                "TaskTemplate": {"ContainerSpec": {
+                    "Image": "shoal", "Labels": {"shoal.runtime": "exec"}, "Args": ["sleep"]}},
                 "Mode": {"Replicated": {"Replicas": 0}}}
         self.tried.setdefault(name, []).append(0)
         try:
