@@ -53,7 +53,8 @@ def main() -> int:
     try:
         lab.up(nodes=args.nodes)
         hosts = [f"h{i}" for i in range(1, args.nodes + 1)]
-        shoal(lab, "service", "create", "--quiet", "--name", "web", "--replicas", "6",
+        shoal(lab, "service", "create", "--quiet", "--runtime", "exec", "--name", "web",
+              "--replicas", "6",
               "--publish", "published=8080,target=80", "shoal", "whoami", "--port", "80")
         cases = {"default (1, stop-first)": ["--update-parallelism", "1",
                                               "--update-order", "stop-first"],

@@ -213,7 +213,7 @@ def test_never_healthy_updates_roll_back_or_pause_under_load_fail_nothing(lab5: 
 def test_global_updates_both_orders_and_rollback_under_load_fail_nothing(lab5: Lab) -> None:
     """Issue 14: a global service is replaced node by node (stop-first, parallelism 1), all
     at once start-first, and rolled back, under load on every node."""
-    shoal(lab5, "service", "create", "--name", "edge", "--mode", "global", "--publish",
+    shoal(lab5, "service", "create", *EXEC, "--name", "edge", "--mode", "global", "--publish",
           "published=8081,target=80", "shoal", "whoami", "--port", "80")
     until(lambda: len(running(lab5, "edge")) == 5, what="5 running edge tasks")
     load = _both_loads(lab5, 8081)
@@ -235,7 +235,7 @@ def test_local_policy_update_under_load_fail_nothing(lab5: Lab) -> None:
     """Issue 14: a global service with the local traffic policy, updated start-first: each
     node routes only to its own task; the replacement is ready before the old one drains
     (and the draining one stays usable as the node's terminating fallback)."""
-    shoal(lab5, "service", "create", "--name", "near", "--mode", "global", "--label",
+    shoal(lab5, "service", "create", *EXEC, "--name", "near", "--mode", "global", "--label",
           "shoal.mesh.traffic-policy=local", "--update-order", "start-first",
           "--update-parallelism", "0", "--publish", "published=8082,target=80",
           "shoal", "whoami", "--port", "80")
