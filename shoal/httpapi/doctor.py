@@ -21,7 +21,7 @@ def _from_store(daemon: Daemon) -> tuple[dict[str, str], dict[str, str]]:
     """Hostnames by node ID and 2377 addresses by underlay address (managers only)."""
     if daemon.store is None:
         return {}, {}
-    nodes = daemon.store.view().list("node")
+    nodes = daemon.store.view().nodes.list()
     managers = {n.status.addr: n.manager_status.addr for n in nodes
                 if n.manager_status is not None and n.manager_status.addr}
     return {n.id: n.description.hostname for n in nodes}, managers

@@ -98,7 +98,7 @@ async def stream_logs(
 
     def scan() -> list[_Cursor]:
         fresh = []
-        for task in store.view().find("task", select):
+        for task in store.view().tasks.find(select):
             if task.id not in cursors:
                 cur = _Cursor(task, daemon.runtime.log_path(task.id), details=_details(task))
                 cursors[task.id] = cur

@@ -67,9 +67,9 @@ def snapshot(daemon: Daemon) -> MeshSnapshot:
     names: dict[str, str] = {}
     if daemon.store is not None:
         store_view = daemon.store.view()
-        hostnames = {n.id: n.description.hostname for n in store_view.list("node")
+        hostnames = {n.id: n.description.hostname for n in store_view.nodes.list()
                      if n.description is not None and n.description.hostname}
-        names = {t.id: task_name(t) for t in store_view.list("task")}
+        names = {t.id: task_name(t) for t in store_view.tasks.list()}
     return MeshSnapshot(
         network.node_id, daemon.opts.mesh,
         mesh.desired() if mesh is not None else None,

@@ -76,7 +76,7 @@ async def list_nodes(request: web.Request) -> web.StreamResponse:
     check_filter_keys(
         filters, {"id", "name", "role", "membership", "availability", "label", "node.label"}
     )
-    nodes = [_with_status(daemon, n) for n in store.view().list("node") if _matches(n, filters)]
+    nodes = [_with_status(daemon, n) for n in store.view().nodes.list() if _matches(n, filters)]
     return json_response(sorted(nodes, key=lambda n: n.description.hostname))
 
 
@@ -87,7 +87,7 @@ async def inspect_node(request: web.Request) -> web.StreamResponse:
     if ref == "self" and daemon.swarm is not None:
         ref = daemon.swarm.node_id
     _leader_view(request, daemon)
-    return json_response(_with_status(daemon, resolve(store.view(), "node", ref)))
+    return json_response(_with_status(daemon, resolve(store.view().nodes, ref)))
 
 
 async def update(request: web.Request) -> web.StreamResponse:
@@ -112,7 +112,7 @@ async def remove(request: web.Request) -> web.StreamResponse:
     daemon = daemon_of(request)
     store = daemon.require_manager()
     _leader_view(request, daemon)
-    node = resolve(store.view(), "node", request.match_info["id"])
+    node = resolve(store.view().nodes, request.match_info["id"])
     force = query_bool(request, "force")
     if node.spec.role == "manager":
         await _remove_manager(daemon, node, force)
@@ -122,10 +122,10 @@ async def remove(request: web.Request) -> web.StreamResponse:
             "can't be removed"
         )
     def drop(tx: Tx) -> None:
-        tx.delete("node", node.id)
-        for cluster in tx.list("cluster"):
+        tx.nodes.delete(node.id)
+        for cluster in tx.clusters.list():
             cluster.removed_nodes = sorted({*(cluster.removed_nodes or ()), node.id})
-            tx.update("cluster", cluster)
+            tx.clusters.update(cluster)
 
     await store.update(drop)
     if daemon.raft is not None and raft_id(node.id) in daemon.raft.members:

@@ -122,8 +122,8 @@ async def init_swarm(store: Store, opts: InitOptions, ca: RootCA) -> tuple[Swarm
             ),
             subnet=allocate_subnet(pools, size, []),
         )
-        tx.create("cluster", swarm)
-        tx.create("node", node)
+        tx.clusters.create(swarm)
+        tx.nodes.create(node)
         return swarm, node
 
     return await store.update(fn)
@@ -135,7 +135,7 @@ async def register_node(store: Store, opts: JoinOptions) -> Node:
 
     def fn(tx: Tx) -> Node:
         swarm = cluster(tx)
-        used = [n.subnet for n in tx.list("node")]
+        used = [n.subnet for n in tx.nodes.list()]
         node = Node(
             id=new_id(),
             spec=NodeSpec(role=opts.role, availability=opts.availability or "active"),  # type: ignore[arg-type]
@@ -150,7 +150,7 @@ async def register_node(store: Store, opts: JoinOptions) -> Node:
                 swarm.default_addr_pool or ["10.0.0.0/8"], swarm.subnet_size or 24, used
             ),
         )
-        tx.create("node", node)
+        tx.nodes.create(node)
         return node
 
     return await store.update(fn)
@@ -169,9 +169,9 @@ def node_cert_expiry(swarm: Swarm) -> float:
 
 
 def cluster(tx: Tx) -> Swarm:
-    found = tx.list("cluster")
+    found = tx.clusters.list()
     assert found, "no cluster object"
-    return found[0]  # type: ignore[no-any-return]
+    return found[0]
 
 
 async def update_node(
@@ -185,11 +185,11 @@ async def update_node(
     quorum; without it demotion is refused (no Raft to remove it from)."""
 
     def fn(tx: Tx) -> Node:
-        node: Node = resolve(tx, "node", ref)
+        node: Node = resolve(tx.nodes, ref)
         if version is not None and version != node.version.index:
             raise OutOfSequence("rpc error: code = Unknown desc = update out of sequence")
         if spec.role == "worker" and node.spec.role == "manager":
-            managers = tx.find("node", lambda n: n.spec.role == "manager")
+            managers = tx.nodes.find(lambda n: n.spec.role == "manager")
             if len(managers) <= 1:
                 raise InvalidArgument(
                     "rpc error: code = FailedPrecondition desc = attempting to demote the "
@@ -206,7 +206,7 @@ async def update_node(
             role=spec.role or node.spec.role,
             availability=spec.availability or node.spec.availability,
         )
-        tx.update("node", node)
+        tx.nodes.update(node)
         return node
 
     return await store.update(fn)
@@ -243,7 +243,7 @@ async def update_swarm(
             swarm.join_tokens.worker = join_token(ca)
         if rotate_manager and ca is not None:
             swarm.join_tokens.manager = join_token(ca)
-        tx.update("cluster", swarm)
+        tx.clusters.update(swarm)
         return swarm
 
     return await store.update(fn)
