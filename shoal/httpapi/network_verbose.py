@@ -30,7 +30,7 @@ from shoal.mesh.plan import plan_ports
 from shoal.mesh.policy import health_targets
 
 if TYPE_CHECKING:
-    from shoal.node.daemon import Daemon
+    from shoal.httpapi.node_api import LocalNode
 
 __all__ = ["MeshSnapshot", "snapshot", "verbose_fields"]
 
@@ -48,7 +48,7 @@ class MeshSnapshot:
     listening: frozenset[int] = frozenset()  # health ports bound now
 
 
-def snapshot(daemon: Daemon) -> MeshSnapshot:
+def snapshot(daemon: LocalNode) -> MeshSnapshot:
     """What this node knows of the mesh now (empty outside a swarm or before it starts)."""
     network = daemon.network
     if daemon.swarm is None or network is None:

@@ -9,12 +9,12 @@ from aiohttp import web
 
 from shoal import __version__
 from shoal.httpapi.common import API_VERSION, MIN_API_VERSION, daemon_of, json_response, route
-from shoal.node.daemon import Daemon
+from shoal.httpapi.node_api import LocalNode
 
 __all__ = ["add_routes", "swarm_info"]
 
 
-def _swarm_header(daemon: Daemon) -> str:
+def _swarm_header(daemon: LocalNode) -> str:
     if daemon.swarm is None:
         return "inactive"
     return "active/manager" if daemon.is_manager else "active/worker"
@@ -61,7 +61,7 @@ async def version(request: web.Request) -> web.StreamResponse:
     )
 
 
-def swarm_info(daemon: Daemon) -> dict[str, object]:
+def swarm_info(daemon: LocalNode) -> dict[str, object]:
     if daemon.swarm is None:
         return {
             "NodeID": "",

@@ -142,6 +142,19 @@ class RaftRole:
         return self.node.leader_ready
 
     @property
+    def leader_id(self) -> int:
+        """The Raft ID of the leader this node knows of (0: none)."""
+        return self.node.leader_id
+
+    async def remove_member(self, rid: int) -> None:
+        """Remove the Raft member `rid` (a conf change through the leader's log)."""
+        await self.node.remove(rid)
+
+    async def transfer_leadership(self) -> int:
+        """Hand this leader's role to the most up-to-date other voter; its Raft ID."""
+        return await self.node.transfer_leadership()
+
+    @property
     def members(self) -> tuple[int, ...]:
         cs = self.node.conf_state
         return (*cs.voters, *cs.learners)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import dataclass
 
 from shoal.api.types import (
@@ -22,7 +21,6 @@ from shoal.ca.root import RootCA, join_token
 from shoal.errors import InvalidArgument, OutOfSequence
 from shoal.manager.allocator.subnets import allocate_subnet, validate_pool
 from shoal.manager.controlapi.raft_spec import DEFAULT_TICK, raft_defaults, validate_raft
-from shoal.manager.controlapi.resolve import resolve
 from shoal.manager.state.store import Store, Tx, new_id
 
 __all__ = [
@@ -33,7 +31,6 @@ __all__ = [
     "init_swarm",
     "node_cert_expiry",
     "register_node",
-    "update_node",
     "update_swarm",
 ]
 
@@ -172,44 +169,6 @@ def cluster(tx: Tx) -> Swarm:
     found = tx.clusters.list()
     assert found, "no cluster object"
     return found[0]
-
-
-async def update_node(
-    store: Store,
-    ref: str,
-    version: int | None,
-    spec: NodeSpec,
-    check_demote: Callable[[str], None] | None = None,
-) -> Node:
-    """`check_demote(node_id)` raises when removing that manager from Raft would lose the
-    quorum; without it demotion is refused (no Raft to remove it from)."""
-
-    def fn(tx: Tx) -> Node:
-        node: Node = resolve(tx.nodes, ref)
-        if version is not None and version != node.version.index:
-            raise OutOfSequence("rpc error: code = Unknown desc = update out of sequence")
-        if spec.role == "worker" and node.spec.role == "manager":
-            managers = tx.nodes.find(lambda n: n.spec.role == "manager")
-            if len(managers) <= 1:
-                raise InvalidArgument(
-                    "rpc error: code = FailedPrecondition desc = attempting to demote the "
-                    "last manager of the swarm"
-                )
-            if check_demote is None:
-                raise InvalidArgument(
-                    "rpc error: code = FailedPrecondition desc = demoting a manager needs Raft"
-                )
-            check_demote(node.id)
-        node.spec = NodeSpec(
-            name=spec.name,
-            labels=spec.labels,
-            role=spec.role or node.spec.role,
-            availability=spec.availability or node.spec.availability,
-        )
-        tx.nodes.update(node)
-        return node
-
-    return await store.update(fn)
 
 
 async def update_swarm(
