@@ -3,11 +3,8 @@
 from __future__ import annotations
 
 import asyncio
-import inspect
 import json
 import sys
-import time
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -102,19 +99,6 @@ class TestNode:
 
     async def nodes(self) -> dict[str, dict[str, Any]]:
         return {n["Description"]["Hostname"]: n for n in await self.call("GET", "/nodes")}
-
-
-async def eventually(check: Callable[[], Any], timeout: float = 10.0) -> Any:
-    deadline = time.monotonic() + timeout
-    while True:
-        result = check()
-        if inspect.isawaitable(result):
-            result = await result
-        if result:
-            return result
-        if time.monotonic() > deadline:
-            raise AssertionError(f"condition not met within {timeout}s: {check}")
-        await asyncio.sleep(0.02)
 
 
 def web_spec(replicas: int) -> dict[str, Any]:

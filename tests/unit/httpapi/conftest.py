@@ -6,10 +6,8 @@ Api.call(...)   one request; asserts the status, returns the decoded JSON body
 
 from __future__ import annotations
 
-import asyncio
 import json
-import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -48,17 +46,6 @@ class Api:
 def filters(**kv: str) -> str:
     """The docker CLI's filter encoding: {"key": {"value": true}}."""
     return json.dumps({k.replace("_", "-"): {v: True} for k, v in kv.items()})
-
-
-async def eventually(check: Callable[[], Any], timeout: float = 5.0) -> Any:
-    deadline = time.monotonic() + timeout
-    while True:
-        result = await check() if asyncio.iscoroutinefunction(check) else check()
-        if result:
-            return result
-        if time.monotonic() > deadline:
-            raise AssertionError(f"condition not met within {timeout}s: {check}")
-        await asyncio.sleep(0.02)
 
 
 def make_daemon(root: Path) -> tuple[Daemon, FakeRuntime]:

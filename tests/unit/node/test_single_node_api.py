@@ -3,10 +3,8 @@ runtime and a recording data plane: the behaviour of issue 2 without root or ker
 
 from __future__ import annotations
 
-import asyncio
 import json
 import struct
-import time
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
@@ -18,6 +16,7 @@ from shoal.api.timefmt import to_epoch
 from shoal.httpapi.app import make_app
 from shoal.mesh.recording import RecordingDataPlane as RecordingPlane
 from shoal.node.daemon import Daemon, DaemonOptions
+from tests.polling import eventually
 from tests.unit.fakes import FakeRuntime, RecordingOverlay
 
 V = "/v1.47"
@@ -42,17 +41,6 @@ class Node:
     async def tasks(self, service: str) -> list[dict[str, Any]]:
         filters = json.dumps({"service": {service: True}})
         return await self.call("GET", "/tasks", filters=filters)  # type: ignore[no-any-return]
-
-
-async def eventually(check: Callable[[], Any], timeout: float = 5.0) -> Any:
-    deadline = time.monotonic() + timeout
-    while True:
-        result = await check() if asyncio.iscoroutinefunction(check) else check()
-        if result:
-            return result
-        if time.monotonic() > deadline:
-            raise AssertionError(f"condition not met within {timeout}s: {check}")
-        await asyncio.sleep(0.02)
 
 
 @pytest.fixture
