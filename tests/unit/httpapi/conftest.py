@@ -15,9 +15,9 @@ import pytest
 from aiohttp.test_utils import TestClient, TestServer
 
 from shoal.httpapi.app import make_app
-from shoal.mesh.recording import RecordingDataPlane
-from shoal.node.daemon import Daemon, DaemonOptions
-from tests.unit.fakes import FakeRuntime, RecordingOverlay
+from shoal.node.daemon import Daemon
+from tests.unit.fakes import FakeRuntime
+from tests.unit.inprocess import build_daemon
 
 V = "/v1.47"
 
@@ -49,24 +49,8 @@ def filters(**kv: str) -> str:
 
 
 def make_daemon(root: Path) -> tuple[Daemon, FakeRuntime]:
-    runtime = FakeRuntime(root / "tasks")
-
-    async def probe(address: str, ports: list[int]) -> None:
-        return None  # fake tasks listen at once; no packet leaves
-
-    daemon = Daemon(
-        # explicit, not from the environment: a module-scoped fixture (the fuzzer's) makes
-        # its daemon before the autouse fixture that sets SHOAL_*_LISTEN runs
-        DaemonOptions(
-            data_root=root, hostname="h1", drain_delay=0,
-            cluster_listen="127.0.0.1:0", gossip_listen="127.0.0.1:0",
-        ),
-        runtime=runtime,
-        plane_factory=RecordingDataPlane,  # type: ignore[arg-type]
-        probe=probe,
-        overlay_factory=RecordingOverlay.factory,
-    )
-    return daemon, runtime
+    parts = build_daemon(root)
+    return parts.daemon, parts.runtime
 
 
 # ListenAddr: the 2377 services on loopback, any free port (tests run side by side)

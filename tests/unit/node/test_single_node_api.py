@@ -15,9 +15,10 @@ from aiohttp.test_utils import TestClient, TestServer
 from shoal.api.timefmt import to_epoch
 from shoal.httpapi.app import make_app
 from shoal.mesh.recording import RecordingDataPlane as RecordingPlane
-from shoal.node.daemon import Daemon, DaemonOptions
+from shoal.node.daemon import Daemon
 from tests.polling import eventually
-from tests.unit.fakes import FakeRuntime, RecordingOverlay
+from tests.unit.fakes import FakeRuntime
+from tests.unit.inprocess import build_daemon
 
 V = "/v1.47"
 
@@ -45,30 +46,12 @@ class Node:
 
 @pytest.fixture
 async def node(tmp_path: Path) -> AsyncIterator[Node]:
-    runtime = FakeRuntime(tmp_path / "tasks")
-    plane = RecordingPlane()
-    probed: list[tuple[str, list[int]]] = []
-
-    async def probe(address: str, ports: list[int]) -> None:
-        probed.append((address, ports))  # fake tasks listen at once; no packet leaves
-
-    health: dict[str, bool] = {}
-
-    async def check_health(task: Any, argv: list[str], timeout: float) -> bool:
-        return health.get(task.id, health.get("default", True))
-
-    daemon = Daemon(
-        DaemonOptions(data_root=tmp_path, hostname="h1", drain_delay=0),
-        runtime=runtime,
-        plane_factory=lambda: plane,  # type: ignore[arg-type]
-        probe=probe,
-        check_health=check_health,
-        overlay_factory=RecordingOverlay.factory,
-    )
+    parts = build_daemon(tmp_path)
+    daemon, runtime, plane = parts.daemon, parts.runtime, parts.plane
     client = TestClient(TestServer(make_app(daemon)))
     await client.start_server()
     n = Node(daemon, client, runtime, plane)
-    n.health = health
+    n.health = parts.health
     await n.call(
         "POST",
         "/swarm/init",
