@@ -111,7 +111,7 @@ async def test_ping_info_and_version_negotiation(node: Node) -> None:
     assert resp.status == 400 and "too new" in (await resp.json())["message"]
     resp = await node.client.get("/v1.12/info")
     assert resp.status == 400 and "too old" in (await resp.json())["message"]
-    resp = await node.client.get("/v1.47/containers/json")
+    resp = await node.client.get("/v1.47/plugins")
     assert resp.status == 404 and resp.headers["Content-Type"] == "application/json"
     assert "shoal does not support" in (await resp.json())["message"]
 
