@@ -32,7 +32,7 @@ from shoal.api.codec import clone
 from shoal.api.timefmt import now_rfc3339
 from shoal.errors import Conflict, NotFound, OutOfSequence
 from shoal.manager.state.changes import KINDS, Batch, Change, decode_batch, encode_batch
-from shoal.manager.state.tables import Table, TxTable, TypedReads, TypedWrites
+from shoal.manager.state.tables import Table, TxTable, TypedTables
 
 __all__ = ["Commit", "Event", "Log", "ReadView", "Store", "Table", "Tx", "TxTable", "new_id"]
 
@@ -68,7 +68,7 @@ class Log(Protocol):
     async def propose(self, batch: bytes) -> None: ...
 
 
-class ReadView(TypedReads):
+class ReadView(TypedTables):
     """Committed state; `view.services.get(id)` etc. are the typed reads (`tables.py`)."""
 
     def __init__(self, tables: dict[str, dict[str, Any]]) -> None:
@@ -84,7 +84,7 @@ class ReadView(TypedReads):
         return [o for o in self._tables[kind].values() if pred(o)]
 
 
-class Tx(TypedWrites):
+class Tx(TypedTables):
     """A write transaction: reads see committed state plus this transaction's own writes.
 
     `tx.services.get(id)` / `tx.nodes.update(node)` etc. are the typed forms (`tables.py`).

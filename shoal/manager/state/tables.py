@@ -10,11 +10,11 @@ from __future__ import annotations
 
 import builtins
 from collections.abc import Callable
-from typing import Any, Generic, Protocol, TypeVar
+from typing import Any, Generic, Protocol, TypeVar, overload, runtime_checkable
 
 from shoal.api.types import Config, Network, Node, Secret, Service, Swarm, Task
 
-__all__ = ["Table", "TxTable", "TypedReads", "TypedWrites"]
+__all__ = ["Table", "TxTable", "TypedTables"]
 
 T = TypeVar("T")
 
@@ -25,6 +25,7 @@ class _Reads(Protocol):
     def find(self, kind: str, pred: Callable[[Any], bool]) -> builtins.list[Any]: ...
 
 
+@runtime_checkable
 class _Writes(_Reads, Protocol):
     def create(self, kind: str, obj: Any) -> None: ...
     def update(self, kind: str, obj: Any) -> None: ...
@@ -69,65 +70,30 @@ class TxTable(Table[T]):
         self._writer.delete(self.kind, obj_id)
 
 
-class TypedReads:
-    """Mixin for `ReadView`: one typed `Table` per kind."""
+class _TableOf(Generic[T]):
+    """Class attribute giving the typed table of one kind: a `TxTable` on a transaction,
+    a read-only `Table` on a read view."""
 
-    @property
-    def services(self: _Reads) -> Table[Service]:
-        return Table(self, "service", Service)
+    def __init__(self, kind: str, cls: type[T]) -> None:
+        self.kind, self.cls = kind, cls
 
-    @property
-    def tasks(self: _Reads) -> Table[Task]:
-        return Table(self, "task", Task)
-
-    @property
-    def nodes(self: _Reads) -> Table[Node]:
-        return Table(self, "node", Node)
-
-    @property
-    def clusters(self: _Reads) -> Table[Swarm]:
-        return Table(self, "cluster", Swarm)
-
-    @property
-    def networks(self: _Reads) -> Table[Network]:
-        return Table(self, "network", Network)
-
-    @property
-    def secrets(self: _Reads) -> Table[Secret]:
-        return Table(self, "secret", Secret)
-
-    @property
-    def configs(self: _Reads) -> Table[Config]:
-        return Table(self, "config", Config)
+    @overload
+    def __get__(self, obj: _Writes, owner: type[Any]) -> TxTable[T]: ...
+    @overload
+    def __get__(self, obj: _Reads, owner: type[Any]) -> Table[T]: ...
+    def __get__(self, obj: _Reads, owner: type[Any]) -> Table[T]:
+        if isinstance(obj, _Writes):
+            return TxTable(obj, self.kind, self.cls)
+        return Table(obj, self.kind, self.cls)
 
 
-class TypedWrites:
-    """Mixin for `Tx`: one typed `TxTable` per kind."""
+class TypedTables:
+    """Mixin for `ReadView` and `Tx`: one typed table per kind."""
 
-    @property
-    def services(self: _Writes) -> TxTable[Service]:
-        return TxTable(self, "service", Service)
-
-    @property
-    def tasks(self: _Writes) -> TxTable[Task]:
-        return TxTable(self, "task", Task)
-
-    @property
-    def nodes(self: _Writes) -> TxTable[Node]:
-        return TxTable(self, "node", Node)
-
-    @property
-    def clusters(self: _Writes) -> TxTable[Swarm]:
-        return TxTable(self, "cluster", Swarm)
-
-    @property
-    def networks(self: _Writes) -> TxTable[Network]:
-        return TxTable(self, "network", Network)
-
-    @property
-    def secrets(self: _Writes) -> TxTable[Secret]:
-        return TxTable(self, "secret", Secret)
-
-    @property
-    def configs(self: _Writes) -> TxTable[Config]:
-        return TxTable(self, "config", Config)
+    services = _TableOf("service", Service)
+    tasks = _TableOf("task", Task)
+    nodes = _TableOf("node", Node)
+    clusters = _TableOf("cluster", Swarm)
+    networks = _TableOf("network", Network)
+    secrets = _TableOf("secret", Secret)
+    configs = _TableOf("config", Config)
