@@ -1,6 +1,7 @@
 """Issue 14: a 6-replica rolling update with default settings (parallelism 1, stop-first)
 against `--update-parallelism 3 --update-order start-first`, side by side in one lab, under
-load of new connections to every node; prints the time of each and the failed requests.
+load of new connections to every node and 2 keep-alive connections per node (a request
+every 50 ms each); prints the time of each and the failed requests of both loads.
 
     python bench/rolling_update.py [--nodes 3] [--runs 1]
 """
@@ -28,7 +29,7 @@ def timed_update(lab: Lab, hosts: list[str], extra: list[str]) -> tuple[float, d
     """Seconds `service update --force` takes to converge, and the load's summary meanwhile."""
     targets = [f"{lab.address(h)}:8080" for h in hosts]
     argv = [sys.executable, "-m", "shoal.lab.load", "http", *targets, "--timeout", "3",
-            "--concurrency", "8", "--duration", "300"]
+            "--concurrency", "8", "--duration", "300", "--keepalive", "2"]
     load = lab.popen(CLIENT, argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
     try:
         time.sleep(1)
@@ -67,8 +68,11 @@ def main() -> int:
             best = min(t for t, _ in runs)
             failed = sum(int(str(s["failed"])) for _, s in runs)
             total = sum(int(str(s["total"])) for _, s in runs)
+            kept = [s["keepalive"] for _, s in runs]
+            k_total = sum(int(k["requests"]) for k in kept)  # type: ignore[index]
+            k_failed = sum(int(k["failed"]) for k in kept)  # type: ignore[index]
             print(f"{name:26s} update {best:6.2f}s  ratio {best / base:4.2f}  "
-                  f"requests {total}  failed {failed}")
+                  f"requests {total}  failed {failed}  keep-alive {k_total} failed {k_failed}")
     finally:
         lab.down()
     return 0

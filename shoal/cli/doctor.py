@@ -7,11 +7,9 @@ from __future__ import annotations
 import json
 
 import click
-import msgspec
 
 from shoal.cli.common import echo
 from shoal.cli.context import CliContext, pass_cli
-from shoal.doctor.model import DoctorReport, render_table
 
 __all__ = ["check", "doctor"]
 
@@ -21,6 +19,10 @@ def _run(cli: CliContext, fmt: str, timeout: float, node: str | None) -> None:
         raise click.BadParameter(
             f"unsupported format {fmt!r} (table or json)", param_hint="--format"
         )
+    import msgspec
+
+    from shoal.doctor.model import DoctorReport, render_table
+
     params: dict[str, str] = {"timeout": str(timeout)}
     if node:
         params["node"] = node

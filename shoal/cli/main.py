@@ -11,32 +11,53 @@ the whole CLI.
 from __future__ import annotations
 
 import importlib
+import sys
 from typing import Any
 
 import click
-import httpx
 
 from shoal import __version__
-from shoal.cli.common import echo, error_text
-from shoal.cli.context import CliContext
-from shoal.cli.daemon import daemon
-from shoal.cli.doctor import check, doctor
-from shoal.cli.image import image, pull
-from shoal.cli.network import network
-from shoal.cli.node import node
-from shoal.cli.service import service
-from shoal.cli.swarm import swarm
-from shoal.cli.system import info, version
-from shoal.cli.volume import volume
-from shoal.client import DEFAULT_HOST
 from shoal.errors import ShoalError
 
 __all__ = ["cli", "main"]
 
+DEFAULT_HOST = "unix:///run/shoal/shoal.sock"  # shoal.client.DEFAULT_HOST (a test keeps them equal)
+
+# Every command is imported when it is run (or listed by --help), not at start: `shoal
+# service ls` then loads the service commands and the HTTP client, not the doctor, image,
+# swarm... modules (issue 13: the CLI's start was most of its 188 ms).
+COMMANDS = {
+    "swarm": ("shoal.cli.swarm", "swarm"),
+    "node": ("shoal.cli.node", "node"),
+    "service": ("shoal.cli.service", "service"),
+    "network": ("shoal.cli.network", "network"),
+    "image": ("shoal.cli.image", "image"),
+    "pull": ("shoal.cli.image", "pull"),
+    "volume": ("shoal.cli.volume", "volume"),
+    "info": ("shoal.cli.system", "info"),
+    "version": ("shoal.cli.system", "version"),
+    "daemon": ("shoal.cli.daemon", "daemon"),
+    "doctor": ("shoal.cli.doctor", "doctor"),
+}
+# other packages' commands: while they are missing or broken the command says so
 LAZY_COMMANDS = {
     "whoami": ("shoal.workloads.cli", "whoami"),
     "lab": ("shoal.lab.cli", "lab"),
 }
+
+
+def _load(module_name: str, attr: str) -> Any:
+    loaded = getattr(importlib.import_module(module_name), attr)
+    if attr == "node" and "check" not in loaded.commands:
+        from shoal.cli.doctor import check
+
+        loaded.add_command(check)
+    return loaded
+
+
+def _is_http_error(exc: BaseException) -> bool:
+    httpx = sys.modules.get("httpx")  # loaded by whoever talked to a daemon
+    return httpx is not None and isinstance(exc, httpx.HTTPError)
 
 
 def _unavailable(name: str, reason: str) -> click.Command:
@@ -63,10 +84,13 @@ class ShoalGroup(click.Group):
     """Root group: lazy subcommands and docker-style error reporting."""
 
     def list_commands(self, ctx: click.Context) -> list[str]:
-        return sorted({*super().list_commands(ctx), *LAZY_COMMANDS})
+        return sorted({*super().list_commands(ctx), *COMMANDS, *LAZY_COMMANDS})
 
     def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
         command = super().get_command(ctx, cmd_name)
+        if command is None and cmd_name in COMMANDS:
+            command = _load(*COMMANDS[cmd_name])
+            self.add_command(command, cmd_name)
         if command is not None or cmd_name not in LAZY_COMMANDS:
             return command
         module_name, attr = LAZY_COMMANDS[cmd_name]
@@ -81,11 +105,15 @@ class ShoalGroup(click.Group):
     def invoke(self, ctx: click.Context) -> Any:
         try:
             return super().invoke(ctx)
-        except (ShoalError, httpx.HTTPError) as exc:
-            echo(error_text(exc) + "\n", err=True)
-            raise click.exceptions.Exit(1) from None
         except click.UsageError as exc:
             raise _UsageError(exc.format_message(), exc.ctx) from None
+        except Exception as exc:
+            if not isinstance(exc, ShoalError) and not _is_http_error(exc):
+                raise
+            from shoal.cli.common import echo, error_text
+
+            echo(error_text(exc) + "\n", err=True)
+            raise click.exceptions.Exit(1) from None
         except KeyboardInterrupt:
             raise click.exceptions.Exit(130) from None
 
@@ -104,14 +132,12 @@ class ShoalGroup(click.Group):
 @click.pass_context
 def cli(ctx: click.Context, host: str | None) -> None:
     """Docker swarm mode, with its routing mesh, in Python."""
+    from shoal.cli.context import CliContext
+
     obj = ctx.ensure_object(CliContext)
     if host:
         obj.host = host
 
-
-for _command in (swarm, node, service, network, image, pull, volume, info, version, daemon, doctor):
-    cli.add_command(_command)
-node.add_command(check)  # `shoal node check NODE` (shoal/cli/doctor.py)
 
 
 def main() -> None:

@@ -10,6 +10,12 @@ membership news is retransmitted twice and endpoint records three times as often
 memberlist would (at n = 8 the chance that a given node misses a broadcast falls from ~1%
 to ~0.02% and ~0.0002%), and push-pull runs every 15 s instead of 30 s, bounding how long
 a node that did miss one can lag.
+
+A third (issue 13): probes run every 500 ms with a 300 ms ack timeout (memberlist: 1 s and
+500 ms), while the suspicion timeout keeps memberlist's length (`suspicion_unit` is its 1 s
+probe interval). A suspect's endpoints stop getting mesh traffic at once (see core.py), so
+the time to suspicion is what a powered-off node costs the mesh; the time to a declared
+death, which a false suspicion must not reach, is unchanged.
 """
 
 from __future__ import annotations
@@ -24,11 +30,12 @@ __all__ = ["GossipConfig", "retransmit_limit", "suspicion_bounds"]
 
 @dataclass(frozen=True)
 class GossipConfig:
-    probe_interval: int = 10  # ticks between probes (scaled by the local health multiplier)
-    probe_timeout: int = 5  # ticks to wait for a direct ack before asking others
+    probe_interval: int = 5  # ticks between probes (scaled by the local health multiplier)
+    probe_timeout: int = 3  # ticks to wait for a direct ack before asking others
     indirect_checks: int = 3  # members asked to ping-req a silent target
     suspicion_mult: int = 4  # minimum suspicion: mult * max(1, log10 n) probe intervals
     suspicion_max_mult: int = 6  # maximum suspicion, without confirmations: min * this
+    suspicion_unit: int = 10  # ticks of one suspicion "probe interval" (memberlist's 1 s)
     awareness_max: int = 8  # local health multiplier ceiling (Lifeguard's LHM)
     retransmit_mult: int = 4  # a broadcast is sent mult * ceil(log10(n + 1)) times
     member_factor: int = 2  # membership news is sent that many times more often
@@ -49,6 +56,7 @@ class GossipConfig:
             "probe_timeout",
             "suspicion_mult",
             "suspicion_max_mult",
+            "suspicion_unit",
             "awareness_max",
             "retransmit_mult",
             "member_factor",
@@ -79,7 +87,7 @@ class GossipConfig:
 def suspicion_bounds(config: GossipConfig, n: int) -> tuple[int, int]:
     """(min, max) suspicion timeout in ticks for a cluster of `n` members."""
     scale = max(1.0, math.log10(max(1, n)))
-    low = math.ceil(config.suspicion_mult * scale * config.probe_interval)
+    low = math.ceil(config.suspicion_mult * scale * config.suspicion_unit)
     return low, low * config.suspicion_max_mult
 
 

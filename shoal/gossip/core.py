@@ -22,8 +22,10 @@ The protocol is SWIM with hashicorp/memberlist's and Lifeguard's refinements:
   joins are push-pulls too), with a dead member now and then, so partitions heal, and at
   once with any key holder that talks to this node without being known to it.
 
-The endpoint table rides on the same channels (`Record`s): see `endpoints.py`. When a
-member is declared dead or leaves, its records go in the same step.
+The endpoint table rides on the same channels (`Record`s): see `endpoints.py`. While a
+member is suspect its entries read as not ready (the mesh stops routing to it within a
+probe period of its silence; a refutation restores them); when it is declared dead or
+leaves, its records go in the same step.
 """
 
 from __future__ import annotations
@@ -398,6 +400,8 @@ class Swim:
 
     def _set_status(self, m: Member, status: MemberStatus, reason: str) -> None:
         m.status, m.since = status, self.now
+        # a suspect's endpoints stop getting traffic now, not when the suspicion ends
+        self.endpoints.set_suspect(m.node_id, status is MemberStatus.SUSPECT)
         self._event(m, reason)
 
     def _event(self, m: Member, reason: str) -> None:

@@ -23,7 +23,7 @@ and `generation`, bumped on every visible change; listeners are called after eac
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Literal
 
 from shoal.gossip.messages import EntryBody, PortBody, Record
@@ -70,11 +70,39 @@ class EndpointState:
     _slots: dict[tuple[str, str], _Slot] = field(default_factory=dict)
     _counters: dict[str, int] = field(default_factory=dict)  # owners this node publishes
     _changes: list[Record] = field(default_factory=list)
+    # owners gossip suspects: their entries read as not ready until refuted or dead
+    _suspects: set[str] = field(default_factory=set)
 
     # -- reading -----------------------------------------------------------------------
     def entries(self) -> list[EndpointEntry]:
         live = [s.entry for s in self._slots.values() if s.entry is not None]
+        if self._suspects:
+            live = self._demote_suspects(live)
         return sorted(live, key=lambda e: (e.task_id, e.node_id))
+
+    def _demote_suspects(self, live: list[EndpointEntry]) -> list[EndpointEntry]:
+        # only where the service keeps a ready task elsewhere: a false suspicion then
+        # costs capacity for a moment, never refuses a service whose tasks are all there
+        served = {e.service_id for e in live if e.ready and e.node_id not in self._suspects}
+        return [
+            replace(e, ready=False)
+            if e.ready and e.node_id in self._suspects and e.service_id in served
+            else e
+            for e in live
+        ]
+
+    def set_suspect(self, owner: str, suspect: bool) -> None:
+        """Mark `owner` suspected (its entries read as not ready where their service has a
+        ready task on another node: the mesh stops sending to it at once, while the
+        suspicion runs) or cleared (refuted, or gone)."""
+        if suspect == (owner in self._suspects):
+            return
+        if suspect:
+            self._suspects.add(owner)
+        else:
+            self._suspects.discard(owner)
+        if any(k[0] == owner and s.entry is not None for k, s in self._slots.items()):
+            self._changed()
 
     def records(self) -> list[Record]:
         """Every record others may hold (tombstones included): a push-pull's payload."""
@@ -162,6 +190,7 @@ class EndpointState:
 
     def remove_owner(self, owner: str) -> bool:
         """Drop every record of `owner` (declared dead) in one visible change."""
+        self._suspects.discard(owner)
         keys = [k for k in self._slots if k[0] == owner]
         visible = any(self._slots[k].entry is not None for k in keys)
         for k in keys:

@@ -1,7 +1,7 @@
 """A steady request load from the lab client, counting every failure and when it happened.
 
     python -m shoal.lab.load http|udp ADDR:PORT... [--concurrency 8] [--duration 60]
-        [--timeout 2] [--interval 0.01]
+        [--timeout 2] [--interval 0.01] [--keepalive 0] [--keepalive-interval 0.05]
 
 Each of `concurrency` workers sends one request at a time (HTTP: a new connection per
 request, closed by the client once it has read the answer, so that the TIME_WAIT is the
@@ -13,6 +13,10 @@ prints one JSON line:
     {"total", "ok", "failed", "seconds", "by_target": {target: [ok, failed]},
      "answers": {hostname: count}, "failures": [[t, target, error], ...] (first 200),
      "first_failure", "last_failure"}   # t: seconds since the start
+
+With `--keepalive N` (HTTP), N long-lived keep-alive connections per target run beside
+the new-connection workers, a request every `--keepalive-interval` seconds each; their
+counts come under "keepalive" (see shoal.lab.keepalive), apart from the figures above.
 
 Answers are told apart by the `hostname:` line whoami puts first in its reply. Requests go
 only to the targets given (lab addresses); each is bounded by `timeout`.
@@ -28,6 +32,8 @@ import socket
 import sys
 from collections import Counter
 from dataclasses import dataclass, field
+
+from shoal.lab.keepalive import KeepAliveStats, keepalive_worker
 
 __all__ = ["LoadStats", "main"]
 
@@ -168,10 +174,11 @@ async def udp_once(target: str, timeout: float) -> tuple[str | None, str | None]
 
 async def run(
     proto: str, targets: list[str], concurrency: int, duration: float, timeout: float,
-    interval: float,
+    interval: float, keepalive: int = 0, keepalive_interval: float = 0.05,
 ) -> dict[str, object]:
     loop = asyncio.get_running_loop()
     stats = LoadStats(start=loop.time())
+    kept = KeepAliveStats(start=stats.start)
     stop = asyncio.Event()
     once = http_once if proto == "http" else udp_once
 
@@ -200,6 +207,10 @@ async def run(
     except (OSError, ValueError):  # not a pipe (e.g. /dev/null): run for `duration`
         watching = False
     workers = [asyncio.ensure_future(worker(n)) for n in range(concurrency)]
+    workers += [
+        asyncio.ensure_future(keepalive_worker(t, kept, stop, keepalive_interval, timeout))
+        for t in (targets if proto == "http" else []) for _ in range(keepalive)
+    ]
     try:
         await asyncio.wait_for(stop.wait(), duration)
     except TimeoutError:
@@ -207,7 +218,10 @@ async def run(
     await asyncio.gather(*workers)
     if watching:
         loop.remove_reader(fd)
-    return stats.summary(loop.time())
+    summary = stats.summary(loop.time())
+    if keepalive:
+        summary["keepalive"] = kept.summary()
+    return summary
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -218,14 +232,23 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--duration", type=float, default=60.0)
     parser.add_argument("--timeout", type=float, default=2.0)
     parser.add_argument("--interval", type=float, default=0.01)
+    parser.add_argument("--keepalive", type=int, default=0, metavar="N",
+                        help="N long-lived keep-alive connections per target (http)")
+    parser.add_argument("--keepalive-interval", type=float, default=0.05)
     args = parser.parse_args(argv)
     if not 1 <= args.concurrency <= 256:
         parser.error("--concurrency must be 1..256")
     if not 0 < args.duration <= 3600:
         parser.error("--duration must be within (0, 3600] seconds")
+    if not 0 <= args.keepalive <= 64:
+        parser.error("--keepalive must be 0..64")
+    if args.keepalive and args.proto != "http":
+        parser.error("--keepalive needs http")
+    if not 0.001 <= args.keepalive_interval <= 60:
+        parser.error("--keepalive-interval must be within [0.001, 60] seconds")
     summary = asyncio.run(
         run(args.proto, args.targets, args.concurrency, args.duration, args.timeout,
-            args.interval)
+            args.interval, args.keepalive, args.keepalive_interval)
     )
     print(json.dumps(summary), flush=True)
     return 0

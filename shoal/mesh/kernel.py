@@ -19,6 +19,7 @@ import os
 from shoal.mesh import plan as planner
 from shoal.mesh.errors import MeshError
 from shoal.mesh.model import MeshState
+from shoal.mesh.plan_cache import PlanCache
 
 __all__ = ["KernelDataPlane", "in_root_netns"]
 
@@ -56,6 +57,7 @@ class KernelDataPlane:
         self._lock = asyncio.Lock()
         self._known = False  # do we know what the kernel holds? (not before the first apply)
         self._applied: planner.Ruleset | None = None
+        self._cache = PlanCache()  # planning follows the change, not the table
         self._ports: tuple[planner.PortPlan, ...] = ()
         self._problems: tuple[str, ...] = ()
         self.last_script = ""  # the last transaction sent (for `shoal` debugging and tests)
@@ -63,7 +65,7 @@ class KernelDataPlane:
     async def apply(self, state: MeshState) -> None:
         async with self._lock:
             self._guard()
-            result = planner.plan(state, self._table)
+            result = planner.plan(state, self._table, self._cache)
             self._report(result.problems)
             script = planner.transaction(
                 self._applied, result.ruleset, self._table, prev_known=self._known

@@ -27,10 +27,13 @@ from __future__ import annotations
 import ipaddress
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 from shoal.mesh.errors import MeshError
 from shoal.mesh.model import Endpoint, MeshState, PortSpec
+
+if TYPE_CHECKING:
+    from shoal.mesh.plan_cache import PlanCache
 
 __all__ = [
     "MASQ_MARK",
@@ -168,7 +171,9 @@ def _backends(
     return tuple(str(a) for a in sorted(found))
 
 
-def plan_ports(state: MeshState) -> tuple[tuple[PortPlan, ...], tuple[str, ...]]:
+def plan_ports(
+    state: MeshState, cache: PlanCache | None = None
+) -> tuple[tuple[PortPlan, ...], tuple[str, ...]]:
     problems: list[str] = []
     taken: dict[tuple[str, int], str] = {}
     out: list[PortPlan] = []
@@ -189,7 +194,11 @@ def plan_ports(state: MeshState) -> tuple[tuple[PortPlan, ...], tuple[str, ...]]
             )
             continue
         taken[key] = port.service_id
-        backends = _backends(port, by_service.get(port.service_id, ()), state.node_id, problems)
+        eps = by_service.get(port.service_id, ())
+        if cache is None:
+            backends = _backends(port, eps, state.node_id, problems)
+        else:
+            backends = cache.backends(port, eps, state.node_id, problems, _backends)
         if port.mode == "host" and not backends:
             continue  # host mode opens a port only where one of its tasks is ready
         out.append(
@@ -199,14 +208,21 @@ def plan_ports(state: MeshState) -> tuple[tuple[PortPlan, ...], tuple[str, ...]]
     return tuple(out), tuple(problems)
 
 
-def plan(state: MeshState, table: str = "shoal") -> Plan:
-    """Everything the kernel data plane needs for `state`. Raises MeshError on a bad subnet."""
+def plan(state: MeshState, table: str = "shoal", cache: PlanCache | None = None) -> Plan:
+    """Everything the kernel data plane needs for `state`. Raises MeshError on a bad subnet.
+
+    With a `cache` (`plan_cache.PlanCache`, kept between calls) the result is the same; the
+    work of services unchanged since the last call is reused."""
     try:
         subnet = ipaddress.IPv4Network(state.local_subnet)
     except ValueError as exc:
         raise MeshError(f"mesh: local subnet {state.local_subnet!r} is invalid: {exc}") from exc
-    ports, problems = plan_ports(state)
-    ruleset = _ruleset(table, str(subnet), ports) if ports else None
+    if cache is not None:
+        cache.begin()
+    ports, problems = plan_ports(state, cache)
+    ruleset = _ruleset(table, str(subnet), ports, cache) if ports else None
+    if cache is not None:
+        cache.end()
     return Plan(ports, ruleset, problems)
 
 
@@ -269,12 +285,21 @@ def _hook_chains(subnet: str) -> list[Chain]:
     ]
 
 
-def _ruleset(table: str, subnet: str, ports: Sequence[PortPlan]) -> Ruleset:
+def _svc_chain(port: PortPlan) -> Chain:
+    return Chain(port.chain, "", (_dnat_rule(port),))
+
+
+def _ruleset(
+    table: str, subnet: str, ports: Sequence[PortPlan], cache: PlanCache | None = None
+) -> Ruleset:
     chains = _hook_chains(subnet)
     chains.append(
         Chain(REFUSE_CHAIN, "", ("meta l4proto tcp reject with tcp reset", "reject"))
     )
-    chains.extend(Chain(p.chain, "", (_dnat_rule(p),)) for p in ports if p.backends)
+    if cache is None:
+        chains.extend(_svc_chain(p) for p in ports if p.backends)
+    else:
+        chains.extend(cache.chain(p, _svc_chain) for p in ports if p.backends)
     open_ports = tuple((p.element, f"goto {p.chain}") for p in ports if p.backends)
     refused = tuple((p.element, "") for p in ports if not p.backends)
     kind_map, spec_map = _SPECS[PORTS_MAP]
@@ -349,7 +374,7 @@ def _diff(prev: Ruleset, new: Ruleset) -> list[str]:
     for name in sorted(new_chains.keys() - old_chains.keys()):
         lines += _add_chain(t, new_chains[name])
     for name in sorted(new_chains.keys() & old_chains.keys()):
-        if new_chains[name] != old_chains[name]:
+        if new_chains[name] is not old_chains[name] and new_chains[name] != old_chains[name]:
             lines.append(f"flush chain inet {t} {name}")
             lines += _add_rules(t, new_chains[name])
     old_sets = prev.set_map()

@@ -13,11 +13,16 @@ __all__ = ["whoami"]
 @click.option("--host", default="0.0.0.0", show_default=True, help="address to listen on")
 @click.option("--proxy-protocol", "proxy_protocol", is_flag=True,
               help="expect a PROXY protocol v2 header first; report the client it names")
-def whoami(port: int, udp_port: int | None, host: str, proxy_protocol: bool) -> None:
+@click.option("--drain-timeout", "drain_timeout", type=click.FloatRange(0, 3600), default=5.0,
+              show_default=True,
+              help="on SIGTERM, seconds to let keep-alive connections take a last answer")
+def whoami(
+    port: int, udp_port: int | None, host: str, proxy_protocol: bool, drain_timeout: float
+) -> None:
     """Answer HTTP (and UDP) with which task, service and node served the request."""
     from shoal.workloads.whoami import main
 
     try:
-        main(port, udp_port, host, proxy_protocol)
+        main(port, udp_port, host, proxy_protocol, drain_timeout)
     except OSError as exc:
         raise click.ClickException(f"whoami: {exc}") from exc

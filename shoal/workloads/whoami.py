@@ -7,7 +7,10 @@ costs little per request:
     any other request  -> 200 text/plain lines `key: value`: hostname, task, task_id, slot,
                           service, node, node_id, client (the peer ip:port as seen)
 UDP (optional): every datagram is answered with the same lines (client = the sender).
-SIGTERM or SIGINT: stop listening, close connections, exit 0.
+SIGTERM or SIGINT: stop listening and drain: every connection gets `Connection: close` on
+its next answer and is closed after it (a keep-alive client reconnects, to a task that is
+still in the mesh, without losing a request); connections still idle after `--drain-timeout`
+seconds (5 by default) are closed; then exit 0.
 
 `--proxy-protocol`: every connection (and every datagram) must start with a PROXY protocol
 v2 header (what the userspace mesh sends on ports that ask for it); `client` is then the
@@ -83,6 +86,7 @@ def _response(status: str, body: bytes, close: bool, head_only: bool = False) ->
 class _Shared:
     ident: bytes
     proxy_protocol: bool = False
+    draining: bool = False
     connections: set[asyncio.Transport] = field(default_factory=set)
     data: dict[int, bytes] = field(default_factory=dict)
 
@@ -172,6 +176,7 @@ class _Http(asyncio.Protocol):
         method, target, version = parts
         conn = headers.get("connection", "").lower()
         close = conn == "close" or (version == "HTTP/1.0" and conn != "keep-alive")
+        close = close or self._shared.draining
         status, body = self._route(target)
         self._transport.write(_response(status, body, close, head_only=method == "HEAD"))
         if close:
@@ -233,6 +238,16 @@ class Whoami:
         for transport in list(self._shared.connections):
             transport.close()
 
+    async def drain(self, timeout: float) -> None:
+        """Stop listening; close each connection after its next answer; `close()` the ones
+        still open after `timeout` seconds."""
+        self._server.close()
+        self._shared.draining = True
+        deadline = asyncio.get_running_loop().time() + timeout
+        while self._shared.connections and asyncio.get_running_loop().time() < deadline:
+            await asyncio.sleep(0.02)
+        self.close()
+
 
 async def start(
     http_port: int = 80, udp_port: int | None = None, host: str = "0.0.0.0",
@@ -268,7 +283,9 @@ async def serve(
         app.close()
 
 
-async def _run(http_port: int, udp_port: int | None, host: str, proxy_protocol: bool) -> None:
+async def _run(
+    http_port: int, udp_port: int | None, host: str, proxy_protocol: bool, drain_timeout: float
+) -> None:
     loop = asyncio.get_running_loop()
     stop = asyncio.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
@@ -279,16 +296,17 @@ async def _run(http_port: int, udp_port: int | None, host: str, proxy_protocol: 
     print(f"whoami: listening on {host} tcp/{app.http_port}{udp}{pp}", flush=True)
     try:
         await stop.wait()
+        await app.drain(drain_timeout)
     finally:
         app.close()
 
 
 def main(
     http_port: int = 80, udp_port: int | None = None, host: str = "0.0.0.0",
-    proxy_protocol: bool = False,
+    proxy_protocol: bool = False, drain_timeout: float = 5.0,
 ) -> None:
-    """Blocking entry point; returns (exit status 0) after SIGTERM or SIGINT."""
-    run = _run(http_port, udp_port, host, proxy_protocol)
+    """Blocking entry point; returns (exit status 0) after SIGTERM or SIGINT and a drain."""
+    run = _run(http_port, udp_port, host, proxy_protocol, drain_timeout)
     try:
         import uvloop  # optional, faster
     except ImportError:
@@ -303,9 +321,10 @@ def _cli(argv: list[str] | None = None) -> None:
     parser.add_argument("--udp-port", type=int, default=None)
     parser.add_argument("--host", default="0.0.0.0")
     parser.add_argument("--proxy-protocol", action="store_true")
+    parser.add_argument("--drain-timeout", type=float, default=5.0)
     args = parser.parse_args(argv)
     try:
-        main(args.port, args.udp_port, args.host, args.proxy_protocol)
+        main(args.port, args.udp_port, args.host, args.proxy_protocol, args.drain_timeout)
     except OSError as exc:
         print(f"whoami: {exc}", file=sys.stderr)
         sys.exit(1)

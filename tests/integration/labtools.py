@@ -42,15 +42,18 @@ def host_of(lab: Lab, node_id: str) -> str:
 
 
 class Load:
-    """`python -m shoal.lab.load` running in the client until `stop()`: its summary."""
+    """`python -m shoal.lab.load` running in the client until `stop()`: its summary.
+
+    `keepalive`: that many long-lived keep-alive connections per target beside the
+    new-connection workers (summary["keepalive"])."""
 
     def __init__(
         self, lab: Lab, proto: str, targets: list[str], *, timeout: float = 3.0,
-        concurrency: int = 8, limit: float = 300.0,
+        concurrency: int = 8, limit: float = 300.0, keepalive: int = 0,
     ) -> None:
         argv = [sys.executable, "-m", "shoal.lab.load", proto, *targets,
                 "--timeout", str(timeout), "--concurrency", str(concurrency),
-                "--duration", str(limit)]
+                "--duration", str(limit), "--keepalive", str(keepalive)]
         self.started = time.monotonic()
         self._proc = lab.popen(
             CLIENT, argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True

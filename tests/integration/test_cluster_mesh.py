@@ -4,6 +4,8 @@ every node, over the VXLAN overlay, with endpoints spread by gossip.
 Figures (answers per task, time to publish on the last node, failures under load, failover
 after a node stops) are printed; run with `-s` to see them. Each request of the load has a
 3 s timeout: a SYN retransmitted after 1 s on this busy machine is latency, not a failure.
+The rollout tests (issue 14) run two loads at once: new connections, and 2 long-lived
+keep-alive connections per node sending a request every 50 ms; both must lose nothing.
 """
 
 from __future__ import annotations
@@ -11,6 +13,7 @@ from __future__ import annotations
 import time
 from collections import Counter
 from collections.abc import Iterator
+from typing import Any
 
 import pytest
 
@@ -25,6 +28,22 @@ HOSTS = ["h1", "h2", "h3", "h4", "h5"]
 
 def _targets(lab: Lab, port: int, hosts: list[str] = HOSTS) -> list[str]:
     return [f"{lab.address(h)}:{port}" for h in hosts]
+
+
+def _both_loads(lab: Lab, port: int) -> Load:
+    """New-connection load and 2 keep-alive connections per node, on every node."""
+    return Load(lab, "http", _targets(lab, port), keepalive=2)
+
+
+def _assert_nothing_lost(summary: dict[str, Any], what: str) -> None:
+    kept = summary["keepalive"]
+    print(f"\n{what}: {summary['total']} new-connection requests in {summary['seconds']}s, "
+          f"{summary['failed']} failed; keep-alive: {kept['requests']} requests on "
+          f"{kept['connections']} connections, {kept['failed']} failed, {kept['resets']} "
+          f"resets, {kept['reconnects']} graceful closes (reconnected)")
+    assert summary["total"] > 1000 and kept["requests"] > 1000, summary
+    assert summary["failed"] == 0, summary["failures"][:10]
+    assert kept["failed"] == 0, kept["failures"][:10]
 
 
 def _answers(results: list[dict[str, object]]) -> Counter[str]:
@@ -94,7 +113,7 @@ def test_publish_add_answers_on_every_node(lab5: Lab) -> None:
 
 
 def test_scale_and_rolling_update_under_load_fail_nothing(lab5: Lab) -> None:
-    load = Load(lab5, "http", _targets(lab5, 8080))
+    load = _both_loads(lab5, 8080)
     try:
         time.sleep(1)
         shoal(lab5, "service", "scale", "web=6")
@@ -103,10 +122,7 @@ def test_scale_and_rolling_update_under_load_fail_nothing(lab5: Lab) -> None:
         time.sleep(1)
     finally:
         summary = load.stop()
-    print(f"\nscale 6, scale 2, update --force under load: {summary['total']} requests in "
-          f"{summary['seconds']}s, {summary['failed']} failed; answers {summary['answers']}")
-    assert summary["total"] > 1000
-    assert summary["failed"] == 0, summary["failures"][:10]
+    _assert_nothing_lost(summary, "scale 6, scale 2, update --force (stop-first x1)")
     shoal(lab5, "service", "scale", "web=3")
     until(lambda: len(running(lab5)) == 3, what="web back to 3")
 
@@ -115,7 +131,7 @@ def test_start_first_all_at_once_and_rollback_under_load_fail_nothing(lab5: Lab)
     """Issue 14: start-first with parallelism = replicas keeps every node routing (the old
     tasks stay in the mesh until their replacements run); env update, forced update and a
     rollback, under load on every node."""
-    load = Load(lab5, "http", _targets(lab5, 8080))
+    load = _both_loads(lab5, 8080)
     try:
         time.sleep(1)
         shoal(lab5, "service", "update", "--update-order", "start-first",
@@ -126,35 +142,115 @@ def test_start_first_all_at_once_and_rollback_under_load_fail_nothing(lab5: Lab)
         time.sleep(1)
     finally:
         summary = load.stop()
-    print(f"\nstart-first x3 env update, --force, rollback under load: {summary['total']} "
-          f"requests in {summary['seconds']}s, {summary['failed']} failed")
-    status = shoal(lab5, "service", "inspect", "--format", "{{json .UpdateStatus}}", "web").stdout
-    assert '"rollback_completed"' in status, status
-    assert summary["total"] > 1000
-    assert summary["failed"] == 0, summary["failures"][:10]
+    _assert_nothing_lost(summary, "start-first x3 env update, --force, rollback")
+    assert _update_state(lab5, "web") == "rollback_completed"
     until(lambda: len(running(lab5)) == 3, what="web back to 3")
 
 
-def test_global_updates_both_orders_under_load_fail_nothing(lab5: Lab) -> None:
-    """Issue 14: a global service is replaced node by node (stop-first, parallelism 1) and
-    all at once start-first, under load on every node."""
+def test_start_first_one_by_one_and_scale_under_load_fail_nothing(lab5: Lab) -> None:
+    load = _both_loads(lab5, 8080)
+    try:
+        time.sleep(1)
+        shoal(lab5, "service", "update", "--update-order", "start-first",
+              "--update-parallelism", "1", "--env-add", "ROLL=2", "web")
+        shoal(lab5, "service", "scale", "web=5")
+        shoal(lab5, "service", "scale", "web=3")
+        shoal(lab5, "service", "update", "--force", "web")
+        time.sleep(1)
+    finally:
+        summary = load.stop()
+    _assert_nothing_lost(summary, "start-first x1 env update, scale 5, scale 3, --force")
+    until(lambda: len(running(lab5)) == 3, what="web back to 3")
+
+
+def _update_state(lab: Lab, service: str) -> str:
+    status = lab.client("h1").get(f"/services/{service}").get("UpdateStatus") or {}
+    return str(status.get("State", ""))
+
+
+def _unhealthy_task_ids(lab: Lab, service: str) -> set[str]:
+    tasks = lab.client("h1").get("/tasks", params={"filters": {"service": {service: True}}})
+    return {t["ID"][:12] for t in tasks
+            if (t["Spec"]["ContainerSpec"].get("HealthCheck") or {}).get("Test")}
+
+
+def test_never_healthy_updates_roll_back_or_pause_under_load_fail_nothing(lab5: Lab) -> None:
+    """Issue 14: a new version whose health check always fails never gets a request; with
+    --update-failure-action rollback the service returns to its previous spec
+    (rollback_completed), with pause the update stops (paused) until `service rollback`."""
+    bad = ["--health-cmd", "false", "--health-interval", "1s", "--health-retries", "1"]
+    bad_tasks: set[str] = set()  # gathered while they exist: failed tasks are pruned later
+
+    def reached(state: str) -> bool:
+        bad_tasks.update(_unhealthy_task_ids(lab5, "web"))
+        return _update_state(lab5, "web") == state
+
+    load = _both_loads(lab5, 8080)
+    try:
+        time.sleep(1)
+        shoal(lab5, "service", "update", "--detach", *bad, "--update-failure-action",
+              "rollback", "--update-order", "start-first", "--update-parallelism", "1", "web")
+        until(lambda: reached("rollback_completed"), timeout=60,
+              what="the unhealthy update rolled back")
+        spec = lab5.client("h1").get("/services/web")["Spec"]
+        assert "HealthCheck" not in spec["TaskTemplate"]["ContainerSpec"], spec
+        shoal(lab5, "service", "update", "--detach", *bad, "--update-failure-action",
+              "pause", "--update-order", "stop-first", "web")
+        until(lambda: reached("paused"), timeout=60, what="the unhealthy update paused")
+        shoal(lab5, "service", "rollback", "web")
+        time.sleep(1)
+    finally:
+        summary = load.stop()
+    _assert_nothing_lost(summary, "unhealthy update -> rollback; unhealthy update -> pause, "
+                         "service rollback")
+    assert bad_tasks, "no task of the unhealthy versions was ever seen"
+    answered = set(summary["answers"]) | set(summary["keepalive"]["answers"])
+    assert not answered & bad_tasks, answered & bad_tasks
+    assert _update_state(lab5, "web") == "rollback_completed"
+    until(lambda: len(running(lab5)) == 3, what="web back to 3")
+
+
+def test_global_updates_both_orders_and_rollback_under_load_fail_nothing(lab5: Lab) -> None:
+    """Issue 14: a global service is replaced node by node (stop-first, parallelism 1), all
+    at once start-first, and rolled back, under load on every node."""
     shoal(lab5, "service", "create", "--name", "edge", "--mode", "global", "--publish",
           "published=8081,target=80", "shoal", "whoami", "--port", "80")
     until(lambda: len(running(lab5, "edge")) == 5, what="5 running edge tasks")
-    load = Load(lab5, "http", _targets(lab5, 8081))
+    load = _both_loads(lab5, 8081)
     try:
         time.sleep(1)
         shoal(lab5, "service", "update", "--env-add", "ROLL=1", "edge")
         shoal(lab5, "service", "update", "--update-order", "start-first",
               "--update-parallelism", "0", "--force", "edge")
+        shoal(lab5, "service", "rollback", "edge")
         time.sleep(1)
     finally:
         summary = load.stop()
         shoal(lab5, "service", "rm", "edge", check=False)
-    print(f"\nglobal: stop-first x1 env update, start-first all-at-once --force under load: "
-          f"{summary['total']} requests in {summary['seconds']}s, {summary['failed']} failed")
-    assert summary["total"] > 1000
-    assert summary["failed"] == 0, summary["failures"][:10]
+    _assert_nothing_lost(summary, "global: stop-first x1 env update, start-first all-at-once "
+                         "--force, rollback")
+
+
+def test_local_policy_update_under_load_fail_nothing(lab5: Lab) -> None:
+    """Issue 14: a global service with the local traffic policy, updated start-first: each
+    node routes only to its own task; the replacement is ready before the old one drains
+    (and the draining one stays usable as the node's terminating fallback)."""
+    shoal(lab5, "service", "create", "--name", "near", "--mode", "global", "--label",
+          "shoal.mesh.traffic-policy=local", "--update-order", "start-first",
+          "--update-parallelism", "0", "--publish", "published=8082,target=80",
+          "shoal", "whoami", "--port", "80")
+    until(lambda: len(running(lab5, "near")) == 5, what="5 running near tasks")
+    load = _both_loads(lab5, 8082)
+    try:
+        time.sleep(1)
+        shoal(lab5, "service", "update", "--env-add", "ROLL=1", "near")
+        shoal(lab5, "service", "update", "--force", "--update-parallelism", "1", "near")
+        time.sleep(1)
+    finally:
+        summary = load.stop()
+        shoal(lab5, "service", "rm", "near", check=False)
+    _assert_nothing_lost(summary, "local policy global: start-first all-at-once env update, "
+                         "start-first x1 --force")
 
 
 def test_a_stopped_node_fails_over_in_seconds(lab5: Lab) -> None:

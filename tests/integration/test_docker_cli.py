@@ -133,9 +133,9 @@ def test_outside_a_swarm_manager_commands_say_so(lab: Lab) -> None:
 
 
 def test_unsupported_endpoints_say_shoal_does_not_support_them(lab: Lab) -> None:
-    err = fails(lab, "ps")
+    err = fails(lab, "plugin", "ls")
     assert "Error response from daemon: shoal does not support this endpoint" in err
-    assert re.search(r"GET /v1\.\d+/containers/json", err)
+    assert re.search(r"GET /v1\.\d+/plugins", err)
 
 
 # -- the seed's story -------------------------------------------------------------------

@@ -93,7 +93,7 @@ def test_from_env_and_version_negotiation(
     ):
         new.info()
     with pytest.raises(docker.errors.NotFound, match="shoal does not support this endpoint"):
-        client.containers.list()
+        client.plugins.list()
 
 
 def test_swarm_leave_init_attrs(client: docker.DockerClient) -> None:

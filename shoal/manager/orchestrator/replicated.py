@@ -11,9 +11,13 @@ import logging
 import time
 from collections import defaultdict
 
+import msgspec
+
 from shoal.api.states import TaskState, is_terminal, rank
 from shoal.api.timefmt import now_rfc3339
-from shoal.api.types import Node, Service, Task, UpdateStatus
+from shoal.api.types import Endpoint, EndpointSpec, Node, Service, Task, UpdateStatus
+from shoal.errors import InvalidArgument
+from shoal.manager.allocator.ports import allocate_ports
 from shoal.manager.orchestrator.restart import restart_at
 from shoal.manager.orchestrator.tasks import is_current, is_dead, new_task
 from shoal.manager.orchestrator.update import (
@@ -158,11 +162,33 @@ class Orchestrator(Reconciler):
             service.spec = service.previous_spec
             service.previous_spec = None
             service.spec_version += 1
+            service.endpoint = self._restored_endpoint(tx, service)
             started = now_rfc3339()
         service.update_status = UpdateStatus(
             state=verdict.state, started_at=started, message=verdict.message
         )
         tx.update("service", service)
+
+    @staticmethod
+    def _restored_endpoint(tx: Tx, service: Service) -> Endpoint:
+        """The published ports of the spec rolled back to (swarmkit re-allocates them); a
+        dynamic port keeps the number it has now; if another service took one meanwhile,
+        the current endpoint stays."""
+        endpoint_spec = service.spec.endpoint_spec or EndpointSpec()
+        current = {(p.target_port, p.protocol or "tcp"): p.published_port
+                   for p in service.endpoint.ports or []}
+        wanted = [
+            msgspec.structs.replace(
+                p, published_port=current.get((p.target_port, p.protocol or "tcp"), 0)
+            ) if not p.published_port and (p.publish_mode or "ingress") == "ingress" else p
+            for p in endpoint_spec.ports or []
+        ]
+        try:
+            ports = allocate_ports(service.id, wanted, tx.list("service"))
+        except InvalidArgument as exc:
+            log.warning("service %s: rollback keeps its ports: %s", service.id, exc)
+            return service.endpoint
+        return msgspec.structs.replace(service.endpoint, spec=endpoint_spec, ports=ports or None)
 
     @staticmethod
     def _create(tx: Tx, tasks: list[Task], task: Task) -> None:

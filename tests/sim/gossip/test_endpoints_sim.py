@@ -7,6 +7,7 @@ from random import Random
 
 import pytest
 
+from shoal.gossip.config import suspicion_bounds
 from shoal.gossip.core import Swim
 from shoal.gossip.endpoints import EndpointEntry, PublishedPort
 from shoal.gossip.members import MemberStatus
@@ -93,6 +94,29 @@ def test_a_dead_nodes_entries_vanish_everywhere(seed: int) -> None:
     run_checked(cluster, 1000, lambda: all(not s for s in cluster.entry_sets()))
     assert all(not s for s in cluster.entry_sets())
     assert cluster.all_see(victim.node_id, MemberStatus.DEAD)
+
+
+@pytest.mark.parametrize("seed", range(20))
+def test_a_silent_nodes_entries_stop_being_ready_long_before_it_is_dead(seed: int) -> None:
+    """Issue 13: the mesh stops routing to a powered-off node within ~2 s (20 ticks of
+    100 ms at 5 nodes): its entries read not ready once it is suspect, dead comes later."""
+    cluster = make_cluster(5, seed, loss=0.02)
+    victim, other = cluster.cores[4], cluster.cores[0]
+    victim.endpoints.set_local(entry(victim, f"a-{victim.node_id}"))
+    other.endpoints.set_local(entry(other, f"b-{other.node_id}"))  # the service lives on
+    settle(cluster)
+    cluster.net.crash(victim.addr)
+
+    def victims(ready: bool) -> list[object]:
+        return [e for c in cluster.running() for e in c.endpoints.entries()
+                if e.node_id == victim.node_id and e.ready == ready]
+
+    took = run_checked(cluster, 20, lambda: not victims(True))
+    assert not victims(True), f"seed {seed}: still ready somewhere after {took} ticks"
+    assert victims(False)  # not ready, not yet removed: the suspicion runs on
+    low, _ = suspicion_bounds(cluster.config, 5)
+    run_checked(cluster, 6 * low, lambda: not victims(False))
+    assert not victims(False) and cluster.all_see(victim.node_id, MemberStatus.DEAD)
 
 
 @pytest.mark.parametrize("seed", SEEDS)

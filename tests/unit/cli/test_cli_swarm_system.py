@@ -191,3 +191,10 @@ def test_usage_errors_exit_1(shoal: Shoal, daemon: FakeDaemon) -> None:
     assert result.exit_code == 1
     assert "Missing argument 'IMAGE'" in result.stderr
     assert daemon.requests == []
+
+
+def test_the_cli_default_host_is_the_clients() -> None:
+    from shoal import client
+    from shoal.cli import main
+
+    assert main.DEFAULT_HOST == client.DEFAULT_HOST

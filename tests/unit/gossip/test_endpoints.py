@@ -231,3 +231,49 @@ async def test_table_ports_is_a_port_source_for_the_mesh() -> None:
     table.set(entry("t1"))
     await asyncio.wait_for(waiter, 1)
     assert source.ports() == [PortSpec("svc", "tcp", 8080, 80, "ingress")]
+
+
+# -- suspects ---------------------------------------------------------------------------
+def test_a_suspects_entries_read_not_ready_until_cleared() -> None:
+    s = replicated()
+    s.merge(rec("sus", "t1", 1))
+    s.merge(rec("ok", "t2", 1))
+    seen: list[int] = []
+    s.listeners.append(lambda: seen.append(s.generation))
+    s.set_suspect("sus", True)
+    s.set_suspect("sus", True)  # no news: no second change
+    assert {(e.node_id, e.ready) for e in s.entries()} == {("sus", False), ("ok", True)}
+    assert len(seen) == 1
+    s.set_suspect("sus", False)
+    assert all(e.ready for e in s.entries())
+    assert len(seen) == 2
+    # the record itself was never changed: what is gossiped stays the owner's word
+    assert all(r.body is not None and r.body.ready for r in s.records())
+
+
+def test_suspecting_an_owner_without_entries_wakes_nobody() -> None:
+    s = replicated()
+    s.merge(rec("ok", "t2", 1))
+    seen: list[int] = []
+    s.listeners.append(lambda: seen.append(1))
+    s.set_suspect("empty", True)
+    assert seen == []
+
+
+def test_a_dead_suspect_is_forgotten_with_its_entries() -> None:
+    s = replicated()
+    s.merge(rec("sus", "t1", 1))
+    s.set_suspect("sus", True)
+    s.remove_owner("sus")
+    s.merge(rec("sus", "t1", 2))  # it came back (refuted): a fresh entry is ready
+    assert [e.ready for e in s.entries()] == [True]
+
+
+def test_a_service_only_on_a_suspect_keeps_its_tasks_ready() -> None:
+    s = replicated()
+    s.merge(rec("sus", "t1", 1))  # service "svc", also on "ok"
+    s.merge(Record("sus", "t3", 1, EntryBody("lonely", "198.19.2.3", True)))
+    s.merge(rec("ok", "t2", 1))
+    s.set_suspect("sus", True)
+    ready = {(e.service_id, e.node_id): e.ready for e in s.entries()}
+    assert ready == {("svc", "sus"): False, ("svc", "ok"): True, ("lonely", "sus"): True}

@@ -14,6 +14,7 @@ from shoal.mesh import plan as planner
 from shoal.mesh.errors import MeshError
 from shoal.mesh.model import Endpoint, MeshState, PortSpec
 from shoal.mesh.plan import conntrack_flushes, plan, render, transaction
+from shoal.mesh.plan_cache import PlanCache
 
 from .nftmodel import NftError, NftModel, expected
 
@@ -276,7 +277,9 @@ def test_udp_port_getting_its_first_backend_flushes_unnatted_flows() -> None:
 FORBIDDEN = {"asyncio", "socket", "time", "random", "os", "subprocess", "threading"}
 
 
-@pytest.mark.parametrize("module", ["plan.py", "model.py", "errors.py", "policy.py"])
+@pytest.mark.parametrize(
+    "module", ["plan.py", "plan_cache.py", "model.py", "errors.py", "policy.py"]
+)
 def test_pure_modules_import_no_io(module: str) -> None:
     path = Path(planner.__file__).parent / module
     tree = ast.parse(path.read_text())
@@ -297,3 +300,36 @@ def test_a_port_that_loses_every_backend_is_flushed_in_one_call_per_protocol() -
     assert ("-D", "-p", "tcp", "--state", "SYN_SENT", "--orig-port-dst", "8080") in flushes
     assert ("-D", "-p", "udp", "--orig-port-dst", "53") in flushes
     assert len(flushes) == len([p for p in a if p.backends])  # none for a port without any
+
+
+# ------------------------------------------------------------------------- the plan cache
+@settings(max_examples=300, deadline=None)
+@given(st.lists(states, min_size=1, max_size=4), st.lists(st.integers(0, 3), max_size=8))
+def test_a_cached_plan_is_the_plain_plan(pool: list[MeshState], visits: list[int]) -> None:
+    """Random states, revisited in any order (so cached work is reused and invalidated):
+    the planner with a cache always gives exactly what the plain planner gives."""
+    cache = PlanCache()
+    for i in [*range(len(pool)), *visits]:
+        s = pool[i % len(pool)]
+        assert plan(s, cache=cache) == plan(s)
+
+
+def _many(services: int, moved: str = "") -> MeshState:
+    ports = tuple(PortSpec(f"s{i}", "tcp", 20000 + i, 80, "ingress") for i in range(services))
+    eps = tuple(
+        Endpoint(f"s{i}", f"t{i}.{k}", "n2", f"198.19.{i}.{k + 2}" if moved != f"t{i}.{k}"
+                 else "198.19.250.250", True)
+        for i in range(services) for k in range(3)
+    )
+    return MeshState("n1", SUBNET, ports, eps)
+
+
+def test_the_cache_replans_only_the_service_that_changed() -> None:
+    cache = PlanCache()
+    plan(_many(50), cache=cache)
+    before = cache.misses
+    changed = plan(_many(50, moved="t7.1"), cache=cache)
+    assert cache.misses - before == 1  # one service's backends computed again, 49 reused
+    assert changed == plan(_many(50, moved="t7.1"))
+    again = plan(_many(50, moved="t7.1"), cache=cache)
+    assert cache.misses - before == 1 and again == changed

@@ -121,3 +121,31 @@ def test_click_command_has_the_documented_options() -> None:
     result = CliRunner().invoke(whoami_command, ["--help"])
     assert result.exit_code == 0
     assert "--port" in result.output and "--udp-port" in result.output
+    assert "--drain-timeout" in result.output
+
+
+async def test_drain_closes_each_connection_after_its_next_answer(app: Whoami) -> None:
+    reader, writer = await asyncio.open_connection("127.0.0.1", app.http_port)
+    writer.write(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+    _, headers, _ = await read_response(reader)
+    assert "connection" not in headers  # kept alive
+    draining = asyncio.ensure_future(app.drain(5.0))
+    await asyncio.sleep(0.1)
+    assert not draining.done()  # the idle keep-alive connection is not cut
+    with pytest.raises(OSError):  # no new connections
+        await asyncio.open_connection("127.0.0.1", app.http_port)
+    writer.write(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+    status, headers, _ = await read_response(reader)
+    assert status == "HTTP/1.1 200 OK" and headers["connection"] == "close"
+    assert await reader.read() == b""
+    await asyncio.wait_for(draining, 1.0)  # done once its last connection closed
+    writer.close()
+
+
+async def test_drain_closes_idle_connections_after_its_timeout(app: Whoami) -> None:
+    reader, writer = await asyncio.open_connection("127.0.0.1", app.http_port)
+    writer.write(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+    await read_response(reader)
+    await asyncio.wait_for(app.drain(0.2), 2.0)
+    assert await asyncio.wait_for(reader.read(), 1.0) == b""
+    writer.close()

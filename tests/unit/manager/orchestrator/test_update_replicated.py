@@ -5,7 +5,14 @@ from __future__ import annotations
 from collections import Counter
 from pathlib import Path
 
-from shoal.api.types import UpdateConfig
+from shoal.api.types import (
+    Endpoint,
+    EndpointPortConfig,
+    EndpointSpec,
+    Service,
+    UpdateConfig,
+)
+from shoal.manager.state.store import Tx
 from tests.unit.manager.orchestrator.rollout import Cluster, spec
 
 
@@ -153,3 +160,42 @@ async def test_paused_update_starts_no_new_batch(tmp_path: Path) -> None:
     assert len(old) == 2  # the first slot was replaced (and its new task fails), no other
     await roll(c, rounds=5, fail={2})
     assert {t.id for t in c.tasks() if t.spec_version == 1 and t.desired_state == "running"} == old
+
+
+async def test_an_automatic_rollback_restores_the_previous_published_ports(
+    tmp_path: Path,
+) -> None:
+    """swarmkit re-allocates the rolled-back spec's endpoint: ports the bad update changed
+    come back (a dynamic one keeps its current number)."""
+    cfg = UpdateConfig(parallelism=1, order="stop-first", failure_action="rollback")
+    good = spec(update=cfg)
+    good.endpoint_spec = EndpointSpec(ports=[
+        EndpointPortConfig(target_port=80, published_port=8080),
+        EndpointPortConfig(target_port=53, published_port=0, protocol="udp"),
+    ])
+    bad = spec(env="v2", update=cfg)
+    bad.endpoint_spec = EndpointSpec(ports=[
+        EndpointPortConfig(target_port=80, published_port=9090),
+        EndpointPortConfig(target_port=53, published_port=0, protocol="udp"),
+    ])
+    c = Cluster(tmp_path)
+    await c.start(good)
+    await c.update(bad)
+
+    def publish_bad(tx: Tx) -> None:
+        svc: Service = tx.get("service", "s")
+        svc.endpoint = Endpoint(spec=bad.endpoint_spec or EndpointSpec(), ports=[
+            EndpointPortConfig(target_port=80, published_port=9090, protocol="tcp",
+                               publish_mode="ingress"),
+            EndpointPortConfig(target_port=53, published_port=30007, protocol="udp",
+                               publish_mode="ingress"),
+        ])
+        tx.update("service", svc)
+
+    await c.store.update(publish_bad)
+    await roll(c, fail={2})
+    svc = c.service()
+    assert svc.update_status is not None and svc.update_status.state == "rollback_completed"
+    assert [(p.target_port, p.published_port, p.protocol) for p in svc.endpoint.ports or []] == [
+        (80, 8080, "tcp"), (53, 30007, "udp")]
+    assert svc.endpoint.spec == good.endpoint_spec
