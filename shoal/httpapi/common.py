@@ -10,7 +10,7 @@ from aiohttp import web
 
 from shoal.api.codec import encode
 from shoal.errors import InvalidArgument
-from shoal.node.daemon import Daemon
+from shoal.httpapi.node_api import LocalNode
 
 __all__ = [
     "API_VERSION",
@@ -26,7 +26,7 @@ __all__ = [
 
 API_VERSION = "1.47"
 MIN_API_VERSION = "1.24"
-DAEMON_KEY = web.AppKey("daemon", Daemon)
+DAEMON_KEY = web.AppKey("daemon", LocalNode)
 
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
@@ -38,7 +38,8 @@ def route(router: web.UrlDispatcher, method: str, path: str, handler: Handler) -
     router.add_route(method, r"/v{api_version:\d+\.\d+}" + path, handler)
 
 
-def daemon_of(request: web.Request) -> Daemon:
+def daemon_of(request: web.Request) -> LocalNode:
+    """The node this API serves, as the narrow `LocalNode` interface (node_api.py)."""
     return request.app[DAEMON_KEY]
 
 

@@ -12,22 +12,22 @@ from aiohttp import web
 from shoal.doctor.run import DoctorInputs, DoctorPeer, run_doctor, vxlan_mtu
 from shoal.errors import InvalidArgument, NotFound, Unavailable
 from shoal.httpapi.common import daemon_of, json_response, route
-from shoal.node.daemon import Daemon
+from shoal.httpapi.node_api import LocalNode
 
 __all__ = ["add_routes", "doctor_inputs"]
 
 
-def _from_store(daemon: Daemon) -> tuple[dict[str, str], dict[str, str]]:
+def _from_store(daemon: LocalNode) -> tuple[dict[str, str], dict[str, str]]:
     """Hostnames by node ID and 2377 addresses by underlay address (managers only)."""
     if daemon.store is None:
         return {}, {}
-    nodes = daemon.store.view().list("node")
+    nodes = daemon.store.view().nodes.list()
     managers = {n.status.addr: n.manager_status.addr for n in nodes
                 if n.manager_status is not None and n.manager_status.addr}
     return {n.id: n.description.hostname for n in nodes}, managers
 
 
-def doctor_inputs(daemon: Daemon) -> DoctorInputs:
+def doctor_inputs(daemon: LocalNode) -> DoctorInputs:
     """What the doctor needs from the running daemon (the one place that knows its shape)."""
     swarm, network = daemon.swarm, daemon.network
     if swarm is None or network is None:

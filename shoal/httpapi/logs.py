@@ -20,7 +20,7 @@ from shoal.api.timefmt import to_epoch
 from shoal.api.types import Task
 from shoal.errors import InvalidArgument
 from shoal.httpapi.common import query_bool
-from shoal.node.daemon import Daemon
+from shoal.httpapi.node_api import LocalNode
 
 __all__ = ["frame", "stream_logs"]
 
@@ -72,7 +72,7 @@ def _lines(cursor: _Cursor) -> list[tuple[str, str, str]]:
 
 
 async def stream_logs(
-    request: web.Request, daemon: Daemon, select: Callable[[Task], bool]
+    request: web.Request, daemon: LocalNode, select: Callable[[Task], bool]
 ) -> web.StreamResponse:
     store = daemon.require_manager()
     follow = query_bool(request, "follow")
@@ -98,7 +98,7 @@ async def stream_logs(
 
     def scan() -> list[_Cursor]:
         fresh = []
-        for task in store.view().find("task", select):
+        for task in store.view().tasks.find(select):
             if task.id not in cursors:
                 cur = _Cursor(task, daemon.runtime.log_path(task.id), details=_details(task))
                 cursors[task.id] = cur

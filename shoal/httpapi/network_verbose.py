@@ -30,7 +30,7 @@ from shoal.mesh.plan import plan_ports
 from shoal.mesh.policy import health_targets
 
 if TYPE_CHECKING:
-    from shoal.node.daemon import Daemon
+    from shoal.httpapi.node_api import LocalNode
 
 __all__ = ["MeshSnapshot", "snapshot", "verbose_fields"]
 
@@ -48,7 +48,7 @@ class MeshSnapshot:
     listening: frozenset[int] = frozenset()  # health ports bound now
 
 
-def snapshot(daemon: Daemon) -> MeshSnapshot:
+def snapshot(daemon: LocalNode) -> MeshSnapshot:
     """What this node knows of the mesh now (empty outside a swarm or before it starts)."""
     network = daemon.network
     if daemon.swarm is None or network is None:
@@ -67,9 +67,9 @@ def snapshot(daemon: Daemon) -> MeshSnapshot:
     names: dict[str, str] = {}
     if daemon.store is not None:
         store_view = daemon.store.view()
-        hostnames = {n.id: n.description.hostname for n in store_view.list("node")
+        hostnames = {n.id: n.description.hostname for n in store_view.nodes.list()
                      if n.description is not None and n.description.hostname}
-        names = {t.id: task_name(t) for t in store_view.list("task")}
+        names = {t.id: task_name(t) for t in store_view.tasks.list()}
     return MeshSnapshot(
         network.node_id, daemon.opts.mesh,
         mesh.desired() if mesh is not None else None,

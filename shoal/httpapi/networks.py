@@ -28,6 +28,7 @@ from shoal.httpapi.common import (
     route,
 )
 from shoal.httpapi.network_verbose import snapshot, verbose_fields
+from shoal.httpapi.node_api import LocalNode
 from shoal.manager.controlapi.networks import (
     INGRESS,
     all_networks,
@@ -38,7 +39,6 @@ from shoal.manager.controlapi.networks import (
     resolve_network,
 )
 from shoal.manager.state.store import ReadView
-from shoal.node.daemon import Daemon
 
 __all__ = ["add_routes", "network_json"]
 
@@ -112,7 +112,7 @@ async def list_networks(request: web.Request) -> web.StreamResponse:
     return json_response([network_json(n) for n in sorted(found, key=lambda n: n.spec.name)])
 
 
-def _local_ingress(daemon: Daemon) -> Network | None:
+def _local_ingress(daemon: LocalNode) -> Network | None:
     """A worker's `ingress` (it has no store): the ID managers derive from the cluster ID,
     read from its certificate; no pools and Go's zero time for `Created` (unknown here)."""
     if daemon.swarm is None or daemon.tls is None:
@@ -121,7 +121,7 @@ def _local_ingress(daemon: Daemon) -> Network | None:
     return ingress_network(cluster)
 
 
-def _worker_ingress(daemon: Daemon, ref: str) -> Network:
+def _worker_ingress(daemon: LocalNode, ref: str) -> Network:
     """`ingress` on a worker, by name, ID or a unique ID prefix."""
     network = _local_ingress(daemon)
     if network is not None and (

@@ -55,7 +55,7 @@ def _handlers(kind: BlobKind, spec_type: type[SecretSpec] | type[ConfigSpec]) ->
         store = daemon_of(request).require_manager()
         filters = parse_filters(request)
         check_filter_keys(filters, {"id", "name", "names", "label"})
-        found = [o for o in store.view().list(kind.kind) if _matches(o, filters)]
+        found = [o for o in kind.table(store.view()).list() if _matches(o, filters)]
         found.sort(key=lambda o: o.spec.name)
         return json_response([blob_json(kind, o) for o in found])
 
@@ -68,7 +68,7 @@ def _handlers(kind: BlobKind, spec_type: type[SecretSpec] | type[ConfigSpec]) ->
     async def inspect(request: web.Request) -> web.StreamResponse:
         store = daemon_of(request).require_manager()
         return json_response(
-            blob_json(kind, resolve(store.view(), kind.kind, request.match_info["id"]))
+            blob_json(kind, resolve(kind.table(store.view()), request.match_info["id"]))
         )
 
     async def update(request: web.Request) -> web.StreamResponse:

@@ -33,8 +33,8 @@ def service_json(service: Service, view: ReadView | None) -> dict[str, Any]:
     data.pop("SpecVersion", None)
     data.pop("RegistryAuth", None)  # credentials go to the nodes, never back to clients
     if view is not None:
-        tasks = view.find("task", lambda t: t.service_id == service.id)
-        nodes = {n.id: n for n in view.list("node")}
+        tasks = view.tasks.find(lambda t: t.service_id == service.id)
+        nodes = {n.id: n for n in view.nodes.list()}
         running = sum(
             1
             for t in tasks
@@ -80,7 +80,7 @@ async def list_services(request: web.Request) -> web.StreamResponse:
     view = store.view()
     status = query_bool(request, "status")
     found = sorted(
-        (s for s in view.list("service") if _matches(s, filters)), key=lambda s: s.spec.name
+        (s for s in view.services.list() if _matches(s, filters)), key=lambda s: s.spec.name
     )
     return json_response([service_json(s, view if status else None) for s in found])
 
@@ -95,7 +95,7 @@ async def create(request: web.Request) -> web.StreamResponse:
 
 async def inspect(request: web.Request) -> web.StreamResponse:
     store = daemon_of(request).require_manager()
-    service = resolve(store.view(), "service", request.match_info["id"])
+    service = resolve(store.view().services, request.match_info["id"])
     return json_response(service_json(service, None))
 
 
@@ -125,7 +125,7 @@ async def remove(request: web.Request) -> web.StreamResponse:
 async def logs(request: web.Request) -> web.StreamResponse:
     daemon = daemon_of(request)
     store = daemon.require_manager()
-    service = resolve(store.view(), "service", request.match_info["id"])
+    service = resolve(store.view().services, request.match_info["id"])
     return await stream_logs(request, daemon, lambda t: t.service_id == service.id)
 
 

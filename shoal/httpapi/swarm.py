@@ -38,7 +38,7 @@ class InitRequest(msgspec.Struct, rename="pascal", forbid_unknown_fields=True):
 
 async def inspect(request: web.Request) -> web.StreamResponse:
     store = daemon_of(request).require_manager()
-    clusters = store.view().list("cluster")
+    clusters = store.view().clusters.list()
     if not clusters:
         raise Unavailable("This node is not a swarm manager.")
     # the gossip keys stay inside the cluster, as swarm's network bootstrap keys do

@@ -9,12 +9,12 @@ from aiohttp import web
 
 from shoal import __version__
 from shoal.httpapi.common import API_VERSION, MIN_API_VERSION, daemon_of, json_response, route
-from shoal.node.daemon import Daemon
+from shoal.httpapi.node_api import LocalNode
 
 __all__ = ["add_routes", "swarm_info"]
 
 
-def _swarm_header(daemon: Daemon) -> str:
+def _swarm_header(daemon: LocalNode) -> str:
     if daemon.swarm is None:
         return "inactive"
     return "active/manager" if daemon.is_manager else "active/worker"
@@ -61,7 +61,7 @@ async def version(request: web.Request) -> web.StreamResponse:
     )
 
 
-def swarm_info(daemon: Daemon) -> dict[str, object]:
+def swarm_info(daemon: LocalNode) -> dict[str, object]:
     if daemon.swarm is None:
         return {
             "NodeID": "",
@@ -81,9 +81,9 @@ def swarm_info(daemon: Daemon) -> dict[str, object]:
             "RemoteManagers": [{"NodeID": "", "Addr": m} for m in daemon.swarm.managers],
         }
     view = daemon.store.view()
-    nodes = view.list("node")
+    nodes = view.nodes.list()
     managers = [n for n in nodes if n.spec.role == "manager"]
-    clusters = view.list("cluster")
+    clusters = view.clusters.list()
     cluster = None
     if clusters:
         c = clusters[0]
@@ -122,7 +122,7 @@ async def info(request: web.Request) -> web.StreamResponse:
     tasks = 0
     if daemon.store is not None and daemon.swarm is not None:
         node_id = daemon.swarm.node_id
-        mine = daemon.store.view().find("task", lambda t: t.node_id == node_id)
+        mine = daemon.store.view().tasks.find(lambda t: t.node_id == node_id)
         tasks = len(mine)
         running = sum(1 for t in mine if t.status.state == "running")
     try:

@@ -21,8 +21,8 @@ __all__ = ["add_routes"]
 
 
 def _filtered(view: ReadView, filters: dict[str, list[str]]) -> list[Task]:
-    services = {s.id: s for s in view.list("service")}
-    nodes = view.list("node")
+    services = {s.id: s for s in view.services.list()}
+    nodes = view.nodes.list()
     service_ids: set[str] | None = None
     if filters.get("service"):
         service_ids = set()
@@ -70,7 +70,7 @@ def _filtered(view: ReadView, filters: dict[str, list[str]]) -> list[Task]:
                 return False
         return True
 
-    return [t for t in view.list("task") if keep(t)]
+    return [t for t in view.tasks.list() if keep(t)]
 
 
 async def list_tasks(request: web.Request) -> web.StreamResponse:
@@ -85,13 +85,13 @@ async def list_tasks(request: web.Request) -> web.StreamResponse:
 
 async def inspect(request: web.Request) -> web.StreamResponse:
     store = daemon_of(request).require_manager()
-    return json_response(resolve(store.view(), "task", request.match_info["id"]))
+    return json_response(resolve(store.view().tasks, request.match_info["id"]))
 
 
 async def logs(request: web.Request) -> web.StreamResponse:
     daemon = daemon_of(request)
     store = daemon.require_manager()
-    task = resolve(store.view(), "task", request.match_info["id"])
+    task = resolve(store.view().tasks, request.match_info["id"])
     return await stream_logs(request, daemon, lambda t: t.id == task.id)
 
 

@@ -77,7 +77,7 @@ class ClusterServices:
             await self._advertise(f"{advertise}:{bound}", gossip_addr)
 
     def _removed(self, node_id: str) -> bool:
-        return any(node_id in (c.removed_nodes or ()) for c in self.store.view().list("cluster"))
+        return any(node_id in (c.removed_nodes or ()) for c in self.store.view().clusters.list())
 
     def lead(self, leading: bool) -> None:
         """Track liveness while leading, with every node given a full grace from now."""
@@ -90,14 +90,14 @@ class ClusterServices:
 
     async def _advertise(self, addr: str, gossip_addr: str) -> None:
         def fn(tx: Tx) -> None:
-            node = tx.get("node", self.node_id)
+            node = tx.nodes.get(self.node_id)
             if node is None or node.manager_status is None:
                 return
             status = node.manager_status
             if status.addr != addr or (gossip_addr and node.gossip_addr != gossip_addr):
                 status.addr = addr
                 node.gossip_addr = gossip_addr or node.gossip_addr
-                tx.update("node", node)
+                tx.nodes.update(node)
 
         await self.store.update(fn)
 

@@ -364,7 +364,7 @@ class Daemon(RoleSwitch):
 
     def _sign_for_self(self, csr: bytes) -> bytes:
         assert self.store is not None and self.root_ca is not None and self.swarm is not None
-        swarm = self.store.view().list("cluster")[0]
+        swarm = self.store.view().clusters.list()[0]
         return sign_node_csr(
             self.root_ca,
             csr,

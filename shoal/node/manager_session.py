@@ -95,7 +95,7 @@ class ManagerSession:
         await self._raft.call_leader("Dispatcher/UpdateTaskStatus", StatusRequest(batch), Empty)
 
     def _period(self) -> float:
-        clusters = self._store.view().list("cluster")
+        clusters = self._store.view().clusters.list()
         return heartbeat_period(clusters[0]) if clusters else 5.0
 
     async def run(self) -> None:

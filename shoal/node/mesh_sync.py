@@ -62,7 +62,7 @@ class StorePorts:
         self._queue = store.watch()
 
     def ports(self) -> list[PortSpec]:
-        return [port_spec(p) for p in published_ports(self._store.view().list("service"))]
+        return [port_spec(p) for p in published_ports(self._store.view().services.list())]
 
     async def changed(self) -> None:
         while True:

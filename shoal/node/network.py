@@ -77,7 +77,7 @@ class StoreNet:
 
     def view(self) -> NetView:
         view = self._store.view()
-        return network_view(view.list("node"), view.list("cluster"), view.list("task"))
+        return network_view(view.nodes.list(), view.clusters.list(), view.tasks.list())
 
     async def changed(self) -> None:
         while not isinstance(await self._queue.get(), Commit):

@@ -41,7 +41,7 @@ class RaftMembers:
         """Raft IDs of the manager nodes that have said hello (have a 2377 address)."""
         return {
             raft_id(n.id)
-            for n in self.role.store.view().list("node")
+            for n in self.role.store.view().nodes.list()
             if n.spec.role == "manager" and n.manager_status is not None and n.manager_status.addr
         }
 
@@ -110,11 +110,11 @@ class LeaderDuties:
         me = self.members.role.node_id
 
         def fn(tx: Tx) -> None:
-            for node in tx.list("node"):
+            for node in tx.nodes.list():
                 status = node.manager_status
                 if status is not None and status.leader != (node.id == me):
                     status.leader = node.id == me
-                    tx.update("node", node)
+                    tx.nodes.update(node)
 
         try:
             await self.members.role.store.update(fn)

@@ -83,7 +83,7 @@ def replay(storage: SQLiteStorage, store: Store) -> tuple[int, int]:
 def config_for(store: Store, tick: float) -> RaftNodeConfig:
     """The driver's settings from SwarmSpec.Raft (tick interval, election and heartbeat
     ticks, snapshot interval, kept tail); `tick` (seconds) when the spec has no tick."""
-    clusters: list[Swarm] = store.view().list("cluster")
+    clusters: list[Swarm] = store.view().clusters.list()
     raft = clusters[0].spec.raft if clusters else None
     if raft is None:
         return RaftNodeConfig(tick_interval=tick)

@@ -142,14 +142,27 @@ class RaftRole:
         return self.node.leader_ready
 
     @property
+    def leader_id(self) -> int:
+        """The Raft ID of the leader this node knows of (0: none)."""
+        return self.node.leader_id
+
+    async def remove_member(self, rid: int) -> None:
+        """Remove the Raft member `rid` (a conf change through the leader's log)."""
+        await self.node.remove(rid)
+
+    async def transfer_leadership(self) -> int:
+        """Hand this leader's role to the most up-to-date other voter; its Raft ID."""
+        return await self.node.transfer_leadership()
+
+    @property
     def members(self) -> tuple[int, ...]:
         cs = self.node.conf_state
         return (*cs.voters, *cs.learners)
 
     def node_of(self, rid: int) -> Node | None:
-        for node in self.store.view().list("node"):
+        for node in self.store.view().nodes.list():
             if raft_id(node.id) == rid:
-                return node  # type: ignore[no-any-return]
+                return node
         return None
 
     def _store_addr(self, rid: int) -> str | None:
@@ -265,7 +278,7 @@ class RaftRole:
         """`Raft/Join` on the leader: record `sender`'s addresses, add it as a learner."""
         if not self.node.leader_ready:
             raise NotLeader("raft: not the leader", self.node.leader_id)
-        view = self.store.view().get("node", sender)
+        view = self.store.view().nodes.get(sender)
         if view is None:
             raise NotFound(f"node {sender} is not a member of this swarm")
         if view.spec.role != "manager":
@@ -274,7 +287,7 @@ class RaftRole:
         self.transport.learn(rid, addr)
 
         def fn(tx: Tx) -> None:
-            node: Node | None = tx.get("node", sender)
+            node: Node | None = tx.nodes.get(sender)
             if node is None:
                 return
             status = node.manager_status or ManagerStatus()
@@ -283,7 +296,7 @@ class RaftRole:
                 status.addr = addr
                 node.manager_status = status
                 node.gossip_addr = gossip
-                tx.update("node", node)
+                tx.nodes.update(node)
 
         await self.store.update(fn)
         if rid not in self.members:

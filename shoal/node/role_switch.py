@@ -76,7 +76,7 @@ class RoleSwitch(RaftWiring):
 
     async def _wanted_role(self) -> str | None:
         if self.raft is not None and self.store is not None and self.swarm is not None:
-            node = self.store.view().get("node", self.swarm.node_id)
+            node = self.store.view().nodes.get(self.swarm.node_id)
             members = self.raft.members
             removed = bool(members) and raft_id(self.swarm.node_id) not in members
             if node is not None and node.spec.role == "worker" and removed:
@@ -92,7 +92,7 @@ class RoleSwitch(RaftWiring):
         if self.store is not None and self.swarm is not None:
             return [
                 n.manager_status.addr
-                for n in self.store.view().list("node")
+                for n in self.store.view().nodes.list()
                 if n.manager_status is not None and n.manager_status.addr
                 and n.id != self.swarm.node_id and n.spec.role == "manager"
             ]

@@ -12,6 +12,7 @@ of the entry just before the first one is always known (Raft needs it for MsgApp
 
 from __future__ import annotations
 
+import itertools
 from typing import Protocol
 
 from shoal.raft.errors import (
@@ -154,8 +155,8 @@ class MemoryStorage:
         self._snapshot = Snapshot(metadata=meta, data=data)
         return self._snapshot
 
-    def compact(self, compact_index: int) -> None:
-        """Drop entries before `compact_index` (which becomes the dummy entry).
+    def compact(self, compact_index: int) -> Entry:
+        """Drop entries before `compact_index` (which becomes the dummy entry); returns it.
 
         Keeping a tail (compacting below the snapshot index) lets slightly slow followers
         catch up from entries instead of a whole snapshot.
@@ -166,16 +167,19 @@ class MemoryStorage:
         if compact_index > self.last_index():
             raise InvariantViolation(f"compact {compact_index} is past {self.last_index()}")
         i = compact_index - offset
-        self._ents = [Entry(term=self._ents[i].term, index=compact_index), *self._ents[i + 1 :]]
+        start = Entry(term=self._ents[i].term, index=compact_index)
+        self._ents = [start, *self._ents[i + 1 :]]
+        return start
 
-    def append(self, entries: list[Entry] | tuple[Entry, ...]) -> None:
-        """Append entries, replacing any conflicting suffix (a new leader's log wins)."""
+    def append(self, entries: list[Entry] | tuple[Entry, ...]) -> list[Entry]:
+        """Append entries, replacing any conflicting suffix (a new leader's log wins);
+        returns the entries actually stored (those below the first index were compacted)."""
         if not entries:
-            return
+            return []
         first = self.first_index()
         last = entries[-1].index
         if last < first:
-            return  # all already compacted
+            return []  # all already compacted
         ents = list(entries)
         if first > ents[0].index:
             ents = ents[first - ents[0].index :]
@@ -184,5 +188,9 @@ class MemoryStorage:
             raise InvariantViolation(
                 f"missing log entry [last: {self.last_index()}, append at: {ents[0].index}]"
             )
+        for prev, e in itertools.pairwise(ents):
+            if e.index != prev.index + 1:
+                raise InvariantViolation(f"entries not contiguous at {prev.index} -> {e.index}")
         del self._ents[offset:]
         self._ents.extend(ents)
+        return ents

@@ -8,11 +8,11 @@ import json
 import subprocess
 import sys
 import time
-from collections.abc import Callable
 from typing import Any
 
 from shoal.lab import Lab
 from shoal.lab.layout import CLIENT
+from tests.polling import until
 
 __all__ = ["EXEC", "Load", "host_of", "nodes", "running", "shoal", "until"]
 
@@ -27,17 +27,6 @@ def shoal(
     if check and proc.returncode != 0:
         raise AssertionError(f"shoal {' '.join(args)} on {host}: {proc.returncode}\n{proc.stderr}")
     return proc
-
-
-def until(check: Callable[[], Any], timeout: float = 30.0, what: str = "") -> Any:
-    deadline = time.monotonic() + timeout
-    while True:
-        result = check()
-        if result:
-            return result
-        if time.monotonic() > deadline:
-            raise AssertionError(f"not within {timeout}s: {what or check}")
-        time.sleep(0.1)
 
 
 def nodes(lab: Lab, host: str = "h1") -> dict[str, dict[str, Any]]:

@@ -3,14 +3,13 @@ that need a second host)."""
 
 from __future__ import annotations
 
-import time
-from collections.abc import Callable, Iterator
-from typing import Any
+from collections.abc import Iterator
 
 import pytest
 
 from shoal.lab import Lab
 from tests.integration.conftest import session_lab_tag
+from tests.polling import until
 
 pytestmark = pytest.mark.lab
 
@@ -20,15 +19,6 @@ def docker(lab: Lab, host: str, *args: str) -> str:
     if proc.returncode != 0:
         raise AssertionError(f"docker {' '.join(args)} on {host}: {proc.stderr}")
     return proc.stdout
-
-
-def until(check: Callable[[], Any], timeout: float = 30.0) -> Any:
-    deadline = time.monotonic() + timeout
-    while not (result := check()):
-        if time.monotonic() > deadline:
-            raise AssertionError(f"not within {timeout}s: {check}")
-        time.sleep(0.2)
-    return result
 
 
 @pytest.fixture(scope="module")

@@ -26,6 +26,8 @@ from typing import Any
 
 import pytest
 
+from tests.polling import eventually as _until
+
 REPO = Path(__file__).resolve().parents[2]
 NETNS_PREFIX = "shoal-ct-t-"
 BRIDGE = "shct0"
@@ -65,14 +67,6 @@ def _cfg(
         gateway=ipaddress.IPv4Address("198.19.1.1"),
         workdir=workdir,
     )
-
-
-async def _until(cond: Any, timeout: float = 10.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not cond():
-        if time.monotonic() > deadline:
-            raise TimeoutError("condition not reached")
-        await asyncio.sleep(0.02)
 
 
 def _links() -> str:

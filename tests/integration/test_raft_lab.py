@@ -14,23 +14,15 @@ from typing import Any
 import pytest
 
 from shoal.lab import Lab
+from tests import polling
 
 pytestmark = pytest.mark.lab
 
 
 
 def until(check: Callable[[], Any], timeout: float = 30.0, what: str = "") -> Any:
-    deadline = time.monotonic() + timeout
-    while True:
-        try:
-            result = check()
-        except Exception:
-            result = None
-        if result:
-            return result
-        if time.monotonic() > deadline:
-            raise AssertionError(f"not within {timeout}s: {what or check}")
-        time.sleep(0.1)
+    """A peer may be restarting: its errors mean "not yet"."""
+    return polling.until(check, timeout, what, retry_on=(Exception,))
 
 
 @pytest.fixture(scope="module", params=[3, 5], ids=["3-managers", "5-managers"])

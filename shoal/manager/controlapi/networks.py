@@ -92,8 +92,8 @@ def ingress_network(cluster: Swarm) -> Network:
 
 def all_networks(view: ReadView | Tx) -> list[Network]:
     """Every network: the stored ones and, once a cluster exists, `ingress`."""
-    networks: list[Network] = view.list("network")
-    clusters = view.list("cluster")
+    networks: list[Network] = view.networks.list()
+    clusters = view.clusters.list()
     if clusters:
         networks.append(ingress_network(clusters[0]))
     return networks
@@ -200,7 +200,7 @@ async def create_network(store: Store, spec: NetworkSpec) -> Network:
                 f"{full.name} already exists"
             )
         network = Network(id=new_id(), spec=full)
-        tx.create("network", network)
+        tx.networks.create(network)
         return network
 
     return await store.update(fn)
@@ -209,7 +209,7 @@ async def create_network(store: Store, spec: NetworkSpec) -> Network:
 def network_users(view: ReadView | Tx, network_id: str) -> list[str]:
     """IDs of the services attached to the network."""
     return [
-        s.id for s in view.list("service") if network_id in {a.target for a in _attachments(s.spec)}
+        s.id for s in view.services.list() if network_id in {a.target for a in _attachments(s.spec)}
     ]
 
 
@@ -227,7 +227,7 @@ async def remove_network(store: Store, ref: str) -> Network:
                 "rpc error: code = FailedPrecondition desc = network "
                 f"{network.id} is in use by service {users[0]}"
             )
-        tx.delete("network", network.id)
+        tx.networks.delete(network.id)
         return network
 
     return await store.update(fn)

@@ -23,6 +23,7 @@ from shoal.api.types import Config, ConfigSpec, Secret, SecretSpec, ServiceSpec
 from shoal.errors import Conflict, InvalidArgument, OutOfSequence
 from shoal.manager.controlapi.resolve import resolve
 from shoal.manager.state.store import ReadView, Store, Tx, new_id
+from shoal.manager.state.tables import Table, TxTable
 
 __all__ = [
     "SECRETS",
@@ -54,6 +55,14 @@ class BlobKind:
     refs_field: str  # the ContainerSpec attribute holding the references
     id_key: str  # keys of one reference
     name_key: str
+
+    def table(self, view: ReadView | Tx) -> Table[Blob]:
+        """The typed table of this kind in a read view (or, read only, a transaction)."""
+        return Table[Blob](view, self.kind, self.obj_type)
+
+    def tx_table(self, tx: Tx) -> TxTable[Blob]:
+        """The typed table of this kind in a transaction."""
+        return TxTable[Blob](tx, self.kind, self.obj_type)
 
 
 SECRETS = BlobKind("secret", 500 * 1024, True, Secret, "secrets", "SecretID", "SecretName")
@@ -94,12 +103,13 @@ async def create_blob(store: Store, kind: BlobKind, spec: BlobSpec) -> Blob:
     _validate(kind, spec)
 
     def fn(tx: Tx) -> Blob:
-        if tx.find(kind.kind, lambda o: o.spec.name == spec.name):
+        blobs = kind.tx_table(tx)
+        if blobs.find(lambda o: o.spec.name == spec.name):
             raise Conflict(
                 f"rpc error: code = AlreadyExists desc = {kind.kind} {spec.name} already exists"
             )
         obj = kind.obj_type(id=new_id(), spec=spec)  # type: ignore[arg-type]
-        tx.create(kind.kind, obj)
+        blobs.create(obj)
         return obj
 
     return await store.update(fn)
@@ -113,7 +123,7 @@ async def update_blob(
         raise InvalidArgument(f"version is required to update a {kind.kind}")
 
     def fn(tx: Tx) -> Blob:
-        obj: Blob = resolve(tx, kind.kind, ref)
+        obj = resolve(kind.tx_table(tx), ref)
         if obj.spec.name != spec.name or (
             spec.data and decode_data(spec.data) != decode_data(obj.spec.data)
         ):
@@ -121,7 +131,7 @@ async def update_blob(
         if version != obj.version.index:
             raise OutOfSequence("rpc error: code = Unknown desc = update out of sequence")
         obj.spec.labels = spec.labels
-        tx.update(kind.kind, obj)
+        kind.tx_table(tx).update(obj)
         return obj
 
     return await store.update(fn)
@@ -130,7 +140,7 @@ async def update_blob(
 def users_of(view: ReadView | Tx, kind: BlobKind, obj_id: str) -> list[str]:
     """Names of the services that reference the object."""
     names = []
-    for service in view.list("service"):
+    for service in view.services.list():
         if any(_ref_id(kind, r) == obj_id for r in _refs(kind, service.spec)):
             names.append(service.spec.name)
     return sorted(names)
@@ -138,7 +148,7 @@ def users_of(view: ReadView | Tx, kind: BlobKind, obj_id: str) -> list[str]:
 
 async def remove_blob(store: Store, kind: BlobKind, ref: str) -> Blob:
     def fn(tx: Tx) -> Blob:
-        obj: Blob = resolve(tx, kind.kind, ref)
+        obj = resolve(kind.tx_table(tx), ref)
         users = users_of(tx, kind, obj.id)
         if users:
             word = "service" if len(users) == 1 else "services"
@@ -146,7 +156,7 @@ async def remove_blob(store: Store, kind: BlobKind, ref: str) -> Blob:
                 f"{kind.kind} '{obj.spec.name}' is in use by the following {word}: "
                 + ", ".join(users)
             )
-        tx.delete(kind.kind, obj.id)
+        kind.tx_table(tx).delete(obj.id)
         return obj
 
     return await store.update(fn)
@@ -201,7 +211,7 @@ def check_references(view: ReadView | Tx, kind: BlobKind, spec: ServiceSpec) -> 
                     f"conflicting target: '{target}'"
                 )
             targets[target] = name
-        obj = view.get(kind.kind, obj_id)
+        obj = kind.table(view).get(obj_id)
         if obj is None or obj.spec.name != name:
             missing.append(name)
     if missing:

@@ -31,7 +31,7 @@ def _prepare(tx: Tx, service_id: str, spec: ServiceSpec) -> tuple[ServiceSpec, E
     spec = with_defaults(resolve_attachments(tx, spec))
     check_references(tx, SECRETS, spec)
     check_references(tx, CONFIGS, spec)
-    for other in tx.list("service"):
+    for other in tx.services.list():
         if other.id != service_id and other.spec.name == spec.name:
             raise Conflict(
                 "rpc error: code = AlreadyExists desc = name conflicts with an existing "
@@ -39,7 +39,7 @@ def _prepare(tx: Tx, service_id: str, spec: ServiceSpec) -> tuple[ServiceSpec, E
             )
     endpoint_spec = spec.endpoint_spec
     assert endpoint_spec is not None
-    others = tx.list("service")
+    others = tx.services.list()
     ports = allocate_ports(service_id, endpoint_spec.ports or [], others)
     check_mesh_ports(service_id, spec, ports, others)
     return spec, Endpoint(spec=endpoint_spec, ports=ports or None)
@@ -68,7 +68,7 @@ async def create_service(store: Store, spec: ServiceSpec, registry_auth: str = "
         service = Service(
             id=service_id, spec=full, endpoint=endpoint, spec_version=1, registry_auth=auth
         )
-        tx.create("service", service)
+        tx.services.create(service)
         return service
 
     return await store.update(fn)
@@ -91,7 +91,7 @@ async def update_service(
     auth = check_registry_auth(registry_auth)
 
     def fn(tx: Tx) -> Service:
-        service: Service = resolve(tx, "service", ref)
+        service: Service = resolve(tx.services, ref)
         if version is None:
             raise InvalidArgument("version is required to update a service")
         if version != service.version.index:
@@ -123,7 +123,7 @@ async def update_service(
                 started_at=now_rfc3339(),
                 message="manually requested rollback",
             )
-        tx.update("service", service)
+        tx.services.update(service)
         return service
 
     return await store.update(fn)
@@ -133,8 +133,8 @@ async def remove_service(store: Store, ref: str) -> Service:
     """Delete the service; the orchestrator then shuts its tasks down and removes them."""
 
     def fn(tx: Tx) -> Service:
-        service: Service = resolve(tx, "service", ref)
-        tx.delete("service", service.id)
+        service: Service = resolve(tx.services, ref)
+        tx.services.delete(service.id)
         return service
 
     return await store.update(fn)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import dataclass
 
 from shoal.api.types import (
@@ -22,7 +21,6 @@ from shoal.ca.root import RootCA, join_token
 from shoal.errors import InvalidArgument, OutOfSequence
 from shoal.manager.allocator.subnets import allocate_subnet, validate_pool
 from shoal.manager.controlapi.raft_spec import DEFAULT_TICK, raft_defaults, validate_raft
-from shoal.manager.controlapi.resolve import resolve
 from shoal.manager.state.store import Store, Tx, new_id
 
 __all__ = [
@@ -33,7 +31,6 @@ __all__ = [
     "init_swarm",
     "node_cert_expiry",
     "register_node",
-    "update_node",
     "update_swarm",
 ]
 
@@ -122,8 +119,8 @@ async def init_swarm(store: Store, opts: InitOptions, ca: RootCA) -> tuple[Swarm
             ),
             subnet=allocate_subnet(pools, size, []),
         )
-        tx.create("cluster", swarm)
-        tx.create("node", node)
+        tx.clusters.create(swarm)
+        tx.nodes.create(node)
         return swarm, node
 
     return await store.update(fn)
@@ -135,7 +132,7 @@ async def register_node(store: Store, opts: JoinOptions) -> Node:
 
     def fn(tx: Tx) -> Node:
         swarm = cluster(tx)
-        used = [n.subnet for n in tx.list("node")]
+        used = [n.subnet for n in tx.nodes.list()]
         node = Node(
             id=new_id(),
             spec=NodeSpec(role=opts.role, availability=opts.availability or "active"),  # type: ignore[arg-type]
@@ -150,7 +147,7 @@ async def register_node(store: Store, opts: JoinOptions) -> Node:
                 swarm.default_addr_pool or ["10.0.0.0/8"], swarm.subnet_size or 24, used
             ),
         )
-        tx.create("node", node)
+        tx.nodes.create(node)
         return node
 
     return await store.update(fn)
@@ -169,47 +166,9 @@ def node_cert_expiry(swarm: Swarm) -> float:
 
 
 def cluster(tx: Tx) -> Swarm:
-    found = tx.list("cluster")
+    found = tx.clusters.list()
     assert found, "no cluster object"
-    return found[0]  # type: ignore[no-any-return]
-
-
-async def update_node(
-    store: Store,
-    ref: str,
-    version: int | None,
-    spec: NodeSpec,
-    check_demote: Callable[[str], None] | None = None,
-) -> Node:
-    """`check_demote(node_id)` raises when removing that manager from Raft would lose the
-    quorum; without it demotion is refused (no Raft to remove it from)."""
-
-    def fn(tx: Tx) -> Node:
-        node: Node = resolve(tx, "node", ref)
-        if version is not None and version != node.version.index:
-            raise OutOfSequence("rpc error: code = Unknown desc = update out of sequence")
-        if spec.role == "worker" and node.spec.role == "manager":
-            managers = tx.find("node", lambda n: n.spec.role == "manager")
-            if len(managers) <= 1:
-                raise InvalidArgument(
-                    "rpc error: code = FailedPrecondition desc = attempting to demote the "
-                    "last manager of the swarm"
-                )
-            if check_demote is None:
-                raise InvalidArgument(
-                    "rpc error: code = FailedPrecondition desc = demoting a manager needs Raft"
-                )
-            check_demote(node.id)
-        node.spec = NodeSpec(
-            name=spec.name,
-            labels=spec.labels,
-            role=spec.role or node.spec.role,
-            availability=spec.availability or node.spec.availability,
-        )
-        tx.update("node", node)
-        return node
-
-    return await store.update(fn)
+    return found[0]
 
 
 async def update_swarm(
@@ -243,7 +202,7 @@ async def update_swarm(
             swarm.join_tokens.worker = join_token(ca)
         if rotate_manager and ca is not None:
             swarm.join_tokens.manager = join_token(ca)
-        tx.update("cluster", swarm)
+        tx.clusters.update(swarm)
         return swarm
 
     return await store.update(fn)

@@ -4,7 +4,7 @@ One task owns the core (`_drive`): every other coroutine talks to it by queueing
 closure in the inbox (a received message, a proposal, a tick, a report), so the core is
 only ever touched between two Readies. Each round it runs the inbox (messages first, then
 ticks, so heartbeats that waited behind a slow fsync are seen before time advances), then
-handles each Ready in the order the core demands:
+handles each Ready in the order the core demands (`rounds.py`):
 
     persist (SQLite, fsync if must_sync, on the storage's thread)  ->  send (queue per
     peer, one sender task each)  ->  apply (state machine, conf changes, futures)  ->
@@ -36,23 +36,19 @@ from shoal.manager.raft.membership import Membership
 from shoal.manager.raft.outbox import Outbox
 from shoal.manager.raft.pending import Proposals, Reads
 from shoal.manager.raft.requests import Requests
+from shoal.manager.raft.rounds import ReadyRounds
 from shoal.manager.raft.storage import SQLiteStorage
 from shoal.manager.raft.transport import Transport
 from shoal.manager.raft.validate import refusal
 from shoal.raft import (
-    ConfChange,
     Config,
     ConfState,
-    EntryType,
     InvariantViolation,
     Message,
     MessageDecodeError,
     RaftError,
     RawNode,
-    Ready,
-    StateRole,
     Status,
-    decode,
     decode_message,
 )
 
@@ -65,7 +61,7 @@ class _Stopped(Exception):
     pass
 
 
-class RaftNode(Requests, Membership):
+class RaftNode(ReadyRounds, Requests, Membership):
     """Drive one Raft member. `run()` inside the caller's TaskGroup, `stop()` to end it."""
 
     def __init__(
@@ -320,94 +316,7 @@ class RaftNode(Requests, Membership):
             await self._maybe_snapshot()
             self._after_round()
 
-    async def _handle_ready(self, rd: Ready) -> None:
-        st = self._storage
-        if rd.must_sync:
-            await st.persist(
-                snapshot=rd.snapshot, entries=rd.entries, hard_state=rd.hard_state, sync=True
-            )
-        elif rd.hard_state is not None:
-            # Only the commit index moved: no fsync (it is learnt again if lost), so the
-            # write is cheap enough to do right here.
-            st.save(hard_state=rd.hard_state, sync=False)
-        if rd.entries and self._raw.role is StateRole.LEADER:
-            self._note_term_start(rd)
-        self._send(rd.messages)
-        self._apply(rd)
-        self._raw.advance(rd)
-
-    def _note_term_start(self, rd: Ready) -> None:
-        term = self._raw.term
-        if self._term_start[0] == term:
-            return
-        for e in rd.entries:
-            if e.term == term:
-                self._term_start = (term, e.index)
-                return
-
-    def _send(self, messages: tuple[Message, ...]) -> None:
-        for m in messages:
-            if m.to == self.id:
-                self._inbox.append(functools.partial(self._step, m))
-            else:
-                self._outbox.put(m)
-
-    def _apply(self, rd: Ready) -> None:
-        if rd.snapshot is not None:
-            self._sm.restore(rd.snapshot.data)
-            self._applied = self._snap_index = rd.snapshot.index
-            self._proposals.fail_upto(rd.snapshot.index, NotLeader("raft: replaced by a snapshot"))
-            log.info("raft %x: restored snapshot at index %d", self.id, rd.snapshot.index)
-        for e in rd.committed_entries:
-            if e.type is EntryType.CONF_CHANGE:
-                cc = decode(e.data, ConfChange)
-                cs = self._raw.apply_conf_change(cc)
-                log.info(
-                    "raft %x: applied %s of %x at %d: voters %s learners %s",
-                    self.id,
-                    cc.type.name,
-                    cc.node_id,
-                    e.index,
-                    _ids(cs.voters),
-                    _ids(cs.learners),
-                )
-            elif e.data:
-                self._sm.apply(e.index, e.data)
-            self._applied = e.index
-            self._proposals.applied(e.index, e.term)
-        for rs in rd.read_states:
-            self._reads.released(rs.context, rs.index)
-        self._reads.applied(self._applied)
-
-    async def _maybe_snapshot(self) -> None:
-        c = self.config
-        if self._applied - self._snap_index < c.snapshot_every:
-            return
-        index, data = self._applied, self._sm.snapshot()
-        await self._storage.persist_snapshot(
-            index, self._raw.conf_state, data, compact_to=index - c.keep_tail
-        )
-        self._snap_index = index
-        log.info("raft %x: snapshot at %d (%d bytes), log compacted", self.id, index, len(data))
-
-    def _after_round(self) -> None:
-        raw = self._raw
-        if raw.lead != self._lead_seen:
-            if self._lead_seen == self.id:
-                lost = NotLeader(f"raft {self.id:x}: lost leadership", raw.lead)
-                self._proposals.fail_all(lost)
-            self._reads.fail_requested(NotLeader("raft: leader changed", raw.lead))
-            log.info("raft %x: leader is now %x (term %d)", self.id, raw.lead, raw.term)
-            self._lead_seen = raw.lead
-        self._leadership.announce(self.leader_ready)
-        self._changed.set()
-        self._changed = asyncio.Event()
-
     # --- used by Membership -------------------------------------------------------------
 
     def _submit_transfer(self, to: int) -> None:
         self._submit(functools.partial(self._raw.transfer_leadership, to))
-
-
-def _ids(ids: tuple[int, ...]) -> str:
-    return "[" + ", ".join(f"{i:x}" for i in ids) + "]"

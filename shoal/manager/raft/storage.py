@@ -131,7 +131,7 @@ class SQLiteStorage:
     def is_empty(self) -> bool:
         """Nothing was ever stored: a joining node starts so, a founder bootstraps."""
         m = self._mem
-        return m.snap.is_empty and m.last_index() == 0 and m.hard_state == HardState()
+        return m.snapshot().is_empty and m.last_index() == 0 and m.hard_state == HardState()
 
     # --- writes ---------------------------------------------------------------------------
 
@@ -219,7 +219,7 @@ class SQLiteStorage:
 
     def set_hard_state(self, hs: HardState) -> None:
         with self.transaction():
-            self._mem.hard_state = hs
+            self._mem.set_hard_state(hs)
             self._mutated = True
             self._put_meta("hard_state", encode(hs))
 

@@ -33,8 +33,9 @@ from shoal.api.codec import clone
 from shoal.api.timefmt import now_rfc3339
 from shoal.errors import Conflict, NotFound, OutOfSequence
 from shoal.manager.state.changes import KINDS, Batch, Change, decode_batch, encode_batch
+from shoal.manager.state.tables import Table, TxTable, TypedTables
 
-__all__ = ["Commit", "Event", "Log", "ReadView", "Store", "Tx", "new_id"]
+__all__ = ["Commit", "Event", "Log", "ReadView", "Store", "Table", "Tx", "TxTable", "new_id"]
 
 T = TypeVar("T")
 _ALPHABET = "0123456789abcdefghijklmnopqrstuvwxyz"
@@ -72,7 +73,9 @@ class Log(Protocol):
     async def propose(self, batch: bytes) -> None: ...
 
 
-class ReadView:
+class ReadView(TypedTables):
+    """Committed state; `view.services.get(id)` etc. are the typed reads (`tables.py`)."""
+
     def __init__(self, tables: dict[str, dict[str, Any]]) -> None:
         self._tables = tables
 
@@ -86,8 +89,11 @@ class ReadView:
         return [o for o in self._tables[kind].values() if pred(o)]
 
 
-class Tx:
-    """A write transaction: reads see committed state plus this transaction's own writes."""
+class Tx(TypedTables):
+    """A write transaction: reads see committed state plus this transaction's own writes.
+
+    `tx.services.get(id)` / `tx.nodes.update(node)` etc. are the typed forms (`tables.py`).
+    """
 
     def __init__(self, tables: dict[str, dict[str, Any]]) -> None:
         self._tables = tables

@@ -3,20 +3,15 @@
 from __future__ import annotations
 
 import asyncio
-import inspect
 import json
 import sys
-import time
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from aiohttp.test_utils import TestClient, TestServer
 
 from shoal.httpapi.app import make_app
-from shoal.mesh.recording import RecordingDataPlane
-from shoal.node.daemon import Daemon, DaemonOptions
-from tests.unit.fakes import FakeRuntime, RecordingOverlay
+from tests.unit.inprocess import build_daemon
 
 V = "/v1.47"
 
@@ -25,30 +20,9 @@ class TestNode:
     __test__ = False
 
     def __init__(self, root: Path, hostname: str) -> None:
-        self.runtime = FakeRuntime(root / "tasks")
-        self.plane = RecordingDataPlane()
-        self.overlays: list[RecordingOverlay] = []
-
-        def overlay_factory(underlay: str, subnet: str, port: int) -> RecordingOverlay:
-            self.overlays.append(RecordingOverlay(underlay, subnet, port))
-            return self.overlays[-1]
-
-        async def probe(address: str, ports: list[int]) -> None:
-            pass  # fake tasks listen at once; no packet leaves
-
-        async def healthy(task: Any, argv: list[str], timeout: float) -> bool:
-            return True
-
-        self.daemon = Daemon(
-            DaemonOptions(
-                data_root=root, hostname=hostname, drain_delay=0, reconcile_every=0.5
-            ),
-            runtime=self.runtime,  # type: ignore[arg-type]
-            plane_factory=lambda: self.plane,  # type: ignore[arg-type,return-value]
-            probe=probe,
-            check_health=healthy,
-            overlay_factory=overlay_factory,
-        )
+        parts = build_daemon(root, hostname, reconcile_every=0.5)
+        self.daemon, self.runtime, self.plane = parts.daemon, parts.runtime, parts.plane
+        self.overlays = parts.overlays
         self.client = TestClient(TestServer(make_app(self.daemon)))
 
     async def start(self) -> None:
@@ -102,19 +76,6 @@ class TestNode:
 
     async def nodes(self) -> dict[str, dict[str, Any]]:
         return {n["Description"]["Hostname"]: n for n in await self.call("GET", "/nodes")}
-
-
-async def eventually(check: Callable[[], Any], timeout: float = 10.0) -> Any:
-    deadline = time.monotonic() + timeout
-    while True:
-        result = check()
-        if inspect.isawaitable(result):
-            result = await result
-        if result:
-            return result
-        if time.monotonic() > deadline:
-            raise AssertionError(f"condition not met within {timeout}s: {check}")
-        await asyncio.sleep(0.02)
 
 
 def web_spec(replicas: int) -> dict[str, Any]:

@@ -15,7 +15,8 @@ from pathlib import Path
 import pytest
 
 from shoal.gossip.table import EndpointEntry
-from tests.unit.cluster.nodes import TestNode, eventually, web_spec
+from tests.polling import eventually
+from tests.unit.cluster.nodes import TestNode, web_spec
 
 
 @pytest.fixture

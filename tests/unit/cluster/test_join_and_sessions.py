@@ -15,7 +15,8 @@ from shoal.cluster.client import ClusterClient
 from shoal.cluster.raft import send_raft
 from shoal.cluster.wire import Empty, HeartbeatResponse
 from shoal.errors import InvalidArgument, ShoalError
-from tests.unit.cluster.nodes import TestNode, eventually, web_spec
+from tests.polling import eventually
+from tests.unit.cluster.nodes import TestNode, web_spec
 
 
 @pytest.fixture

@@ -11,7 +11,8 @@ import pytest
 
 from shoal.manager.issuer import manager_addrs
 from shoal.manager.raft.ids import raft_id
-from tests.unit.cluster.nodes import TestNode, eventually, web_spec
+from tests.polling import eventually
+from tests.unit.cluster.nodes import TestNode, web_spec
 
 
 @pytest.fixture

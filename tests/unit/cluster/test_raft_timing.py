@@ -13,7 +13,8 @@ from typing import Any
 
 import pytest
 
-from tests.unit.cluster.nodes import TestNode, eventually, web_spec
+from tests.polling import eventually
+from tests.unit.cluster.nodes import TestNode, web_spec
 
 MS = 1_000_000
 

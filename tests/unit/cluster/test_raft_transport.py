@@ -17,7 +17,7 @@ from shoal.cluster.server import ClusterServer
 from shoal.manager.raft.grpc_transport import RaftReceiver, RaftTransport
 from shoal.manager.raft.ids import raft_id
 from shoal.raft import Message, MessageType, Snapshot, SnapshotMetadata, encode_message
-from tests.unit.cluster.nodes import eventually
+from tests.polling import eventually
 
 
 def _tls(ca: RootCA, node: str, role: str = "manager") -> NodeTLS:

@@ -11,7 +11,8 @@ from shoal.ca.files import load_node_tls
 from shoal.cluster.client import ClusterClient
 from shoal.cluster.wire import Empty, HeartbeatResponse
 from shoal.errors import ShoalError
-from tests.unit.cluster.nodes import TestNode, eventually
+from tests.polling import eventually
+from tests.unit.cluster.nodes import TestNode
 
 
 @pytest.fixture

@@ -13,7 +13,8 @@ import pytest
 
 from shoal.agent.secrets import AssignedSecrets
 from shoal.errors import NotFound
-from tests.unit.cluster.nodes import TestNode, V, eventually
+from tests.polling import eventually
+from tests.unit.cluster.nodes import TestNode, V
 
 AUTH = base64.urlsafe_b64encode(
     json.dumps({"username": "u", "password": "p", "serveraddress": "198.18.0.3:5000"}).encode()

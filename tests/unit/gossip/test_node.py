@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import socket
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 
 import pytest
 
@@ -15,20 +15,12 @@ from shoal.gossip.crypto import Keyring
 from shoal.gossip.endpoints import EndpointEntry, PublishedPort
 from shoal.gossip.members import MemberStatus
 from shoal.gossip.node import GossipNode, GossipOptions
+from tests.polling import eventually as until
 
 K1, K2 = b"\x01" * 32, b"\x02" * 32
 # 10 ms ticks: probes every 50 ms, a crashed node is dead within about a second
 FAST = GossipConfig(probe_interval=5, probe_timeout=2, gossip_interval=1,
                     push_pull_interval=50, reconnect_interval=20, reconcile_grace=5)
-
-
-async def until(cond: Callable[[], bool], timeout: float = 5.0) -> None:
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + timeout
-    while not cond():
-        if loop.time() > deadline:
-            raise AssertionError("condition not met within the deadline")
-        await asyncio.sleep(0.01)
 
 
 class Cluster:

@@ -6,10 +6,8 @@ Api.call(...)   one request; asserts the status, returns the decoded JSON body
 
 from __future__ import annotations
 
-import asyncio
 import json
-import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -17,9 +15,9 @@ import pytest
 from aiohttp.test_utils import TestClient, TestServer
 
 from shoal.httpapi.app import make_app
-from shoal.mesh.recording import RecordingDataPlane
-from shoal.node.daemon import Daemon, DaemonOptions
-from tests.unit.fakes import FakeRuntime, RecordingOverlay
+from shoal.node.daemon import Daemon
+from tests.unit.fakes import FakeRuntime
+from tests.unit.inprocess import build_daemon
 
 V = "/v1.47"
 
@@ -50,36 +48,9 @@ def filters(**kv: str) -> str:
     return json.dumps({k.replace("_", "-"): {v: True} for k, v in kv.items()})
 
 
-async def eventually(check: Callable[[], Any], timeout: float = 5.0) -> Any:
-    deadline = time.monotonic() + timeout
-    while True:
-        result = await check() if asyncio.iscoroutinefunction(check) else check()
-        if result:
-            return result
-        if time.monotonic() > deadline:
-            raise AssertionError(f"condition not met within {timeout}s: {check}")
-        await asyncio.sleep(0.02)
-
-
 def make_daemon(root: Path) -> tuple[Daemon, FakeRuntime]:
-    runtime = FakeRuntime(root / "tasks")
-
-    async def probe(address: str, ports: list[int]) -> None:
-        return None  # fake tasks listen at once; no packet leaves
-
-    daemon = Daemon(
-        # explicit, not from the environment: a module-scoped fixture (the fuzzer's) makes
-        # its daemon before the autouse fixture that sets SHOAL_*_LISTEN runs
-        DaemonOptions(
-            data_root=root, hostname="h1", drain_delay=0,
-            cluster_listen="127.0.0.1:0", gossip_listen="127.0.0.1:0",
-        ),
-        runtime=runtime,
-        plane_factory=RecordingDataPlane,  # type: ignore[arg-type]
-        probe=probe,
-        overlay_factory=RecordingOverlay.factory,
-    )
-    return daemon, runtime
+    parts = build_daemon(root)
+    return parts.daemon, parts.runtime
 
 
 # ListenAddr: the 2377 services on loopback, any free port (tests run side by side)

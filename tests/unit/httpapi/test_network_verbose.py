@@ -7,7 +7,8 @@ from __future__ import annotations
 from typing import Any
 
 from shoal.gossip.messages import EntryBody, Record
-from tests.unit.httpapi.conftest import Api, eventually
+from tests.polling import eventually
+from tests.unit.httpapi.conftest import Api
 from tests.unit.mesh.userspace_support import free_port
 
 

@@ -6,7 +6,8 @@ from __future__ import annotations
 import base64
 from typing import Any
 
-from tests.unit.httpapi.conftest import Api, eventually
+from tests.polling import eventually
+from tests.unit.httpapi.conftest import Api
 
 NS = "com.docker.stack.namespace"
 

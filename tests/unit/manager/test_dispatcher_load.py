@@ -33,6 +33,7 @@ from shoal.errors import Unavailable
 from shoal.manager.dispatcher.dispatcher import Dispatcher
 from shoal.manager.state.locallog import LocalLog
 from shoal.manager.state.store import Store, Tx
+from tests.polling import eventually as until
 
 N_TASKS = 60
 
@@ -99,12 +100,6 @@ class InProcessClient:
 
 def remote_session() -> RemoteSession:
     return RemoteSession(["manager:2377"], lambda: None, "w1", "10.0.0.2")  # type: ignore[arg-type,return-value]
-
-
-async def until(cond: Any, timeout: float = 5.0) -> None:
-    async with asyncio.timeout(timeout):
-        while not cond():
-            await asyncio.sleep(0.01)
 
 
 def status(state: str) -> TaskStatusInfo:

@@ -14,10 +14,10 @@ from shoal.mesh.errors import MeshError
 from shoal.mesh.userspace import UserspaceDataPlane
 from shoal.mesh.userspace.tcp import TcpListener
 from shoal.workloads.whoami import Whoami
+from tests.polling import eventually
 from tests.unit.mesh.userspace_support import (
     backends,
     endpoint,
-    eventually,
     free_port,
     get,
     port,

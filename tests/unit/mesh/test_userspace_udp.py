@@ -14,15 +14,8 @@ from shoal.mesh.errors import MeshError
 from shoal.mesh.userspace import UserspaceDataPlane
 from shoal.mesh.userspace.udp import UdpListener
 from shoal.workloads.whoami import Whoami
-from tests.unit.mesh.userspace_support import (
-    UdpClient,
-    backends,
-    endpoint,
-    eventually,
-    free_port,
-    port,
-    state,
-)
+from tests.polling import eventually
+from tests.unit.mesh.userspace_support import UdpClient, backends, endpoint, free_port, port, state
 
 
 @pytest.fixture

@@ -8,8 +8,6 @@ from __future__ import annotations
 
 import asyncio
 import socket
-import time
-from collections.abc import Callable
 from typing import Any
 
 from shoal.mesh.model import Endpoint, MeshState, PortSpec
@@ -117,14 +115,3 @@ class UdpClient(asyncio.DatagramProtocol):
     def close(self) -> None:
         if self.transport is not None:
             self.transport.close()
-
-
-async def eventually(check: Callable[[], Any], timeout: float = 5.0, what: str = "") -> Any:
-    deadline = time.monotonic() + timeout
-    while True:
-        result = check()
-        if result:
-            return result
-        if time.monotonic() > deadline:
-            raise AssertionError(f"not within {timeout}s: {what or check}")
-        await asyncio.sleep(0.01)

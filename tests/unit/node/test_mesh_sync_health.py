@@ -13,7 +13,7 @@ from shoal.gossip.table import EndpointEntry, EndpointTable
 from shoal.mesh.health import HealthPorts
 from shoal.mesh.recording import RecordingDataPlane
 from shoal.node.mesh_sync import MeshSync, PortFeed
-from tests.unit.httpapi.conftest import eventually
+from tests.polling import eventually
 from tests.unit.mesh.userspace_support import free_port
 
 

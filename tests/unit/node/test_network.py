@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import asyncio
-import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 
 import pytest
 
@@ -14,19 +12,13 @@ from shoal.gossip.table import EndpointEntry, EndpointTable
 from shoal.mesh.recording import RecordingDataPlane
 from shoal.node.mesh_sync import PortFeed
 from shoal.node.network import NetFeed, NodeNetwork
+from tests.polling import eventually as until
 from tests.unit.fakes import RecordingOverlay
 
 K1, K2 = b"1" * 32, b"2" * 32
 ME = NetPeer("me", "198.18.0.11", "198.19.1.0/24")
 OTHER = NetPeer("other", "198.18.0.12", "198.19.2.0/24")
 THIRD = NetPeer("third", "198.18.0.13", "198.19.3.0/24")
-
-
-async def until(check: Callable[[], object], timeout: float = 5.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not check():
-        assert time.monotonic() < deadline, f"condition not met within {timeout}s"
-        await asyncio.sleep(0.01)
 
 
 class Rig:

@@ -3,10 +3,8 @@ runtime and a recording data plane: the behaviour of issue 2 without root or ker
 
 from __future__ import annotations
 
-import asyncio
 import json
 import struct
-import time
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
@@ -17,8 +15,10 @@ from aiohttp.test_utils import TestClient, TestServer
 from shoal.api.timefmt import to_epoch
 from shoal.httpapi.app import make_app
 from shoal.mesh.recording import RecordingDataPlane as RecordingPlane
-from shoal.node.daemon import Daemon, DaemonOptions
-from tests.unit.fakes import FakeRuntime, RecordingOverlay
+from shoal.node.daemon import Daemon
+from tests.polling import eventually
+from tests.unit.fakes import FakeRuntime
+from tests.unit.inprocess import build_daemon
 
 V = "/v1.47"
 
@@ -44,43 +44,14 @@ class Node:
         return await self.call("GET", "/tasks", filters=filters)  # type: ignore[no-any-return]
 
 
-async def eventually(check: Callable[[], Any], timeout: float = 5.0) -> Any:
-    deadline = time.monotonic() + timeout
-    while True:
-        result = await check() if asyncio.iscoroutinefunction(check) else check()
-        if result:
-            return result
-        if time.monotonic() > deadline:
-            raise AssertionError(f"condition not met within {timeout}s: {check}")
-        await asyncio.sleep(0.02)
-
-
 @pytest.fixture
 async def node(tmp_path: Path) -> AsyncIterator[Node]:
-    runtime = FakeRuntime(tmp_path / "tasks")
-    plane = RecordingPlane()
-    probed: list[tuple[str, list[int]]] = []
-
-    async def probe(address: str, ports: list[int]) -> None:
-        probed.append((address, ports))  # fake tasks listen at once; no packet leaves
-
-    health: dict[str, bool] = {}
-
-    async def check_health(task: Any, argv: list[str], timeout: float) -> bool:
-        return health.get(task.id, health.get("default", True))
-
-    daemon = Daemon(
-        DaemonOptions(data_root=tmp_path, hostname="h1", drain_delay=0),
-        runtime=runtime,
-        plane_factory=lambda: plane,  # type: ignore[arg-type]
-        probe=probe,
-        check_health=check_health,
-        overlay_factory=RecordingOverlay.factory,
-    )
+    parts = build_daemon(tmp_path)
+    daemon, runtime, plane = parts.daemon, parts.runtime, parts.plane
     client = TestClient(TestServer(make_app(daemon)))
     await client.start_server()
     n = Node(daemon, client, runtime, plane)
-    n.health = health
+    n.health = parts.health
     await n.call(
         "POST",
         "/swarm/init",

@@ -27,6 +27,7 @@ from shoal.manager.raft import (
     SQLiteStorage,
 )
 from shoal.manager.state.store import Commit, Event, Store
+from tests.polling import eventually
 
 T = TypeVar("T")
 
@@ -162,15 +163,16 @@ class Cluster:
     # --- waiting ----------------------------------------------------------------------------
 
     async def until(self, predicate: Callable[[], bool], timeout: float, what: str) -> None:
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + timeout
-        while not predicate():
+        def check() -> bool:
             for m in self.managers.values():
                 if m.task is not None and m.task.done() and not m.task.cancelled():
                     m.task.result()  # a node died of an error: show it
-            if loop.time() > deadline:
-                raise AssertionError(f"timed out after {timeout}s waiting for {what}: {self}")
-            await asyncio.sleep(0.005)
+            return predicate()
+
+        try:
+            await eventually(check, timeout, what, interval=0.005)
+        except AssertionError as e:
+            raise AssertionError(f"{e}: {self}") from None
 
     def leader(self) -> Manager | None:
         ready = [m for m in self.up() if m.node.leader_ready]
