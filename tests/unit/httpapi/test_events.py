@@ -13,7 +13,8 @@ from typing import Any
 
 import pytest
 
-from tests.unit.httpapi.conftest import Api, eventually
+from tests.polling import eventually
+from tests.unit.httpapi.conftest import Api
 
 pytestmark = pytest.mark.skipif(shutil.which("docker") is None, reason="no docker CLI here")
 

@@ -14,7 +14,8 @@ from pathlib import Path
 import pytest
 
 from shoal.observe.server import serve_observe
-from tests.unit.httpapi.conftest import Api, eventually
+from tests.polling import eventually
+from tests.unit.httpapi.conftest import Api
 
 pytestmark = pytest.mark.skipif(shutil.which("chromium") is None,
                                 reason="no chromium (scripts/setup.sh installs it)")

@@ -13,7 +13,8 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from shoal.observe.server import serve_observe
-from tests.unit.httpapi.conftest import Api, eventually
+from tests.polling import eventually
+from tests.unit.httpapi.conftest import Api
 
 SPEC = {"Name": "web", "TaskTemplate": {"ContainerSpec": {
     "Image": "busybox", "Labels": {"shoal.runtime": "exec"}}},
