@@ -13,7 +13,7 @@ from shoal.agent.exec.taskdir import ProcRef, TaskFiles, read_json
 from shoal.agent.exec.watch import read_exit
 from shoal.agent.oci.bundle import RUNC, Bundle, runc
 from shoal.agent.oci.runtime import OciRuntime
-from shoal.httpapi.taskcontainers import (
+from shoal.api.taskcontainers import (
     ContainerView,
     ExecOptions,
     NoSuchContainer,
