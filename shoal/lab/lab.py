@@ -27,6 +27,7 @@ from shoal.errors import Conflict, InvalidArgument, NotFound, ShoalError, Unavai
 from shoal.lab import fabric, iproute, registry
 from shoal.lab.cgroups import cgroup2_mount, kill_cgroup, make_cgroup, remove_cgroup
 from shoal.lab.layout import CLIENT, MAX_NODES, REGISTRY, LabLayout, host_address, host_name
+from shoal.lab.mounts import unmount_below
 from shoal.lab.procs import (
     DaemonArgv,
     daemon_alive,
@@ -172,6 +173,7 @@ class Lab:
             registry.stop(state.registry_pid)  # by PID; the cgroup kill below catches leftovers
         kill_cgroup(self.layout.cgroup_dir, reap=self._reap)
         deleted = fabric.sweep(self.layout)
+        unmount_below(self.layout.data_dir)  # containers' roots of daemons that are gone now
         remove_cgroup(self.layout.cgroup_dir)
         shutil.rmtree(self.layout.run_dir, ignore_errors=True)
         if purge:
