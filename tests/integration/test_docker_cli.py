@@ -362,6 +362,7 @@ services:
   web:
     image: shoal
     command: ["whoami", "--port", "80"]
+    labels: [shoal.runtime=exec]  # a host program, not an image
     environment:
       GREETING: hello
     ports:
@@ -384,6 +385,7 @@ services:
   api:
     image: shoal
     command: ["whoami", "--port", "81"]
+    labels: [shoal.runtime=exec]
     environment:
       - ROLE=api
     ports:
