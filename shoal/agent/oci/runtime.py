@@ -13,6 +13,7 @@ container's status (128+signal), which the shim records. Signals go through `run
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
 import logging
 import signal
@@ -188,6 +189,7 @@ class OciRuntime(ExecRuntime):
         await super().remove(task_id)
         bundle = self.bundle(task_id)
         await asyncio.to_thread(bundle.remove, self.runc_root, task_id)
+        await asyncio.to_thread(_remove_cgroup, self.cgroups_path(task_id))
 
     def image_user(self, image_id: str) -> str | None:
         """A task (container) that uses `image_id`, for `image rm`'s refusal."""
@@ -212,3 +214,13 @@ class OciRuntime(ExecRuntime):
         if workdir:
             out += ["--cwd", workdir]
         return [*out, task_id, *argv]
+
+
+def _remove_cgroup(path: str, base: Path = Path("/sys/fs/cgroup")) -> None:
+    """The task's cgroup in every hierarchy (runc delete leaves it when its state is gone,
+    e.g. after a daemon was killed), then the shared parent once it is empty."""
+    rel = Path(path.lstrip("/"))
+    for hierarchy in (base.iterdir() if base.is_dir() else ()):
+        for directory in (hierarchy / rel, hierarchy / rel.parent):
+            with contextlib.suppress(OSError):  # busy, not empty or already gone
+                directory.rmdir()
