@@ -229,8 +229,12 @@ class Service(_Base):
     update_status: UpdateStatus | None = None
     service_status: ServiceStatus | None = None
     job_status: Any = None
-    # shoal: bumped whenever the task template changes (what `_up-to-date` compares to)
+    # shoal: the task template's version (what `_up-to-date` and rollouts compare tasks
+    # to): a new number whenever the template changes, the previous spec's number again
+    # when it is rolled back to, so the tasks still running it are kept (swarmkit compares
+    # the specs themselves)
     spec_version: int = 0
+    previous_spec_version: int = 0  # shoal: the version of previous_spec's task template
     # shoal: the X-Registry-Auth of the last create/update that sent one (docker's
     # --with-registry-auth), as swarmkit's PullOptions.RegistryAuth: handed only to the
     # nodes that run the service's tasks, never returned by the API

@@ -31,6 +31,7 @@ __all__ = ["add_routes", "service_json"]
 def service_json(service: Service, view: ReadView | None) -> dict[str, Any]:
     data: dict[str, Any] = to_builtins(service)
     data.pop("SpecVersion", None)
+    data.pop("PreviousSpecVersion", None)
     data.pop("RegistryAuth", None)  # credentials go to the nodes, never back to clients
     if view is not None:
         tasks = view.tasks.find(lambda t: t.service_id == service.id)

@@ -47,6 +47,7 @@ __all__ = [
     "plan",
     "plan_ports",
     "render",
+    "serving_endpoints",
     "transaction",
 ]
 
@@ -149,21 +150,26 @@ def local_only(port: PortSpec) -> bool:
     return port.mode == "host" or port.policy == "local"
 
 
+def serving_endpoints(
+    port: PortSpec, endpoints: Sequence[Endpoint], node_id: str
+) -> list[Endpoint]:
+    """The endpoints that take `port`'s new connections: its ready ones (this node's only,
+    for a local port). With none ready, an ingress port falls back to the terminating ones
+    (present but not ready: draining, still serving, until they stop), as kube-proxy does,
+    rather than refusing. That covers the moment of a start-first rollout where a node has
+    heard that the old tasks drain before it has heard that their replacements are ready
+    (both travel by gossip, from different nodes). A host-mode port never falls back."""
+    mine = [ep for ep in endpoints if not local_only(port) or ep.node_id == node_id]
+    ready = [ep for ep in mine if ep.ready]
+    return ready if ready or port.mode == "host" else mine
+
+
 def _backends(
     port: PortSpec, endpoints: Sequence[Endpoint], node_id: str, problems: list[str]
 ) -> tuple[str, ...]:
-    """The ready backends of `port` among `endpoints` (its service's).
-
-    A local port with no ready local task falls back to its terminating ones (present but
-    not ready: draining before they stop), as kube-proxy does, rather than refusing.
-    """
-    local = local_only(port)
-    mine = [ep for ep in endpoints if not local or ep.node_id == node_id]
-    chosen = [ep for ep in mine if ep.ready]
-    if not chosen and port.policy == "local" and port.mode != "host":
-        chosen = mine
+    """The addresses of `port`'s serving endpoints among `endpoints` (its service's)."""
     found: set[ipaddress.IPv4Address] = set()
-    for ep in chosen:
+    for ep in serving_endpoints(port, endpoints, node_id):
         try:
             found.add(ipaddress.IPv4Address(ep.address))
         except ValueError:

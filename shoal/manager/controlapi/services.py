@@ -109,8 +109,12 @@ async def update_service(
                 "rpc error: code = Unimplemented desc = renaming services is not supported"
             )
         full, endpoint = _prepare(tx, service.id, new_spec)
-        if _task_template_changed(service.spec, full):
-            service.spec_version += 1
+        template = service.spec_version
+        if rollback and service.previous_spec_version:
+            template = service.previous_spec_version
+        elif _task_template_changed(service.spec, full):
+            template = max(service.spec_version, service.previous_spec_version) + 1
+        service.previous_spec_version, service.spec_version = service.spec_version, template
         service.previous_spec = service.spec
         service.spec = full
         service.endpoint = endpoint

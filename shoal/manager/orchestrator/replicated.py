@@ -161,7 +161,9 @@ class Orchestrator(Reconciler):
             # swarmkit: Spec = PreviousSpec, PreviousSpec cleared
             service.spec = service.previous_spec
             service.previous_spec = None
-            service.spec_version += 1
+            # the previous spec's tasks still running are up to date again: kept, not replaced
+            service.spec_version = service.previous_spec_version or service.spec_version + 1
+            service.previous_spec_version = 0
             service.endpoint = self._restored_endpoint(tx, service)
             started = now_rfc3339()
         service.update_status = UpdateStatus(
@@ -246,8 +248,8 @@ class Orchestrator(Reconciler):
         self, tx: Tx, service: Service, tasks: list[Task], now: float, wake: list[float]
     ) -> None:
         current = [t for t in tasks if is_current(t)]
-        stale = any(t.spec_version < service.spec_version for t in current) or any(
-            t.spec_version < service.spec_version
+        stale = any(t.spec_version != service.spec_version for t in current) or any(
+            t.spec_version != service.spec_version
             and t.desired_state == "shutdown"
             and t.node_id
             and not is_terminal(t.status.state)
@@ -255,7 +257,7 @@ class Orchestrator(Reconciler):
         )
         fresh_pending = any(
             t.spec_version == service.spec_version and t.status.state != "running" for t in current
-        )
+        ) or _missing_units(service, current)
         state = service.update_status.state if service.update_status else ""
         if service.spec_version > 1 and not state and (stale or fresh_pending):
             service.update_status = UpdateStatus(
@@ -276,3 +278,13 @@ class Orchestrator(Reconciler):
                 message=f"{done} completed",
             )
             tx.update("service", service)
+
+
+def _missing_units(service: Service, current: list[Task]) -> bool:
+    """A replicated service's slot without a task yet (its new one waits for a restart
+    delay): an update or rollback is not complete until that slot has its task again."""
+    mode = service.spec.mode
+    if mode is None or mode.replicated is None:
+        return False
+    want = mode.replicated.replicas or 0
+    return len({t.slot for t in current if t.slot <= want}) < want

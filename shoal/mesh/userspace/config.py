@@ -16,7 +16,7 @@ import ipaddress
 from dataclasses import dataclass
 
 from shoal.mesh.model import Endpoint, MeshState
-from shoal.mesh.plan import local_only
+from shoal.mesh.plan import serving_endpoints
 from shoal.mesh.policy import PROXY_PROTOCOL_LABEL, proxy_protocol_ports  # re-exported
 
 __all__ = [
@@ -77,13 +77,7 @@ def listener_specs(state: MeshState) -> tuple[dict[Key, ListenerSpec], tuple[str
             continue
         taken[key] = port.service_id
         found: dict[str, tuple[int, ...]] = {}
-        local = local_only(port)
-        mine = [ep for ep in by_service.get(port.service_id, ())
-                if not local or ep.node_id == state.node_id]
-        chosen = [ep for ep in mine if ep.ready]
-        if not chosen and port.policy == "local" and port.mode != "host":
-            chosen = mine  # kube-proxy's fallback to terminating local endpoints
-        for ep in chosen:
+        for ep in serving_endpoints(port, by_service.get(port.service_id, ()), state.node_id):
             addr = _ipv4(ep.address)
             if addr is None:
                 problems.append(f"task {ep.task_id}: endpoint address {ep.address!r} is not IPv4")

@@ -213,7 +213,7 @@ async def test_a_busy_health_port_is_an_error_and_is_retried() -> None:
         await health.close()
 
 
-def test_local_policy_falls_back_to_a_terminating_local_task_until_one_is_ready() -> None:
+def test_ports_fall_back_to_terminating_tasks_until_one_is_ready() -> None:
     """kube-proxy's terminating endpoints: a node whose only local task drains keeps using
     it (not refusing) until a replacement is ready; then only the ready one gets traffic."""
     draining = ep("web", "w3", "198.19.1.11", ready=False)
@@ -226,5 +226,10 @@ def test_local_policy_falls_back_to_a_terminating_local_task_until_one_is_ready(
     assert replaced is not None
     (rule,) = replaced.chain_map()["svc-tcp-8080"].rules
     assert "198.19.1.12" in rule and "198.19.1.11" not in rule
-    cluster = plan(state([CLUSTER_API], [ep("api", "a1", "198.19.1.20", ready=False)]))
-    assert all(not p.backends for p in cluster.ports)  # the cluster policy never does
+    # the cluster policy falls back too (KEP-1669): to every node's terminating tasks
+    terminating = [ep("api", "a1", "198.19.1.20", ready=False),
+                   ep("api", "a2", "198.19.2.20", node="n2", ready=False)]
+    cluster = plan(state([CLUSTER_API], terminating))
+    assert [p.backends for p in cluster.ports] == [("198.19.1.20", "198.19.2.20")]
+    ready = plan(state([CLUSTER_API], [*terminating, ep("api", "a3", "198.19.2.21", node="n2")]))
+    assert [p.backends for p in ready.ports] == [("198.19.2.21",)]

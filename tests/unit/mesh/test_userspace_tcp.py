@@ -75,7 +75,7 @@ async def test_no_ready_endpoint_refuses_at_once(plane, web) -> None:
     await plane.apply(state(
         [port(empty, target, service="db"), port(remote, target),
          port(host_port, target, mode="host")],
-        [endpoint(0, ready=False), endpoint(1, node="n2"), endpoint(2, service="db", ready=False)],
+        [endpoint(0, ready=False), endpoint(1, node="n2")],  # db: no task at all
     ))
     assert plane.listener("tcp", empty) is not None  # an ingress port stays open...
     assert plane.listener("tcp", host_port) is None  # ...host mode opens only with a local task

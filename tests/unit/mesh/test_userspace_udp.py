@@ -127,7 +127,7 @@ async def test_the_flow_table_is_capped(web, clients) -> None:
 async def test_no_ready_endpoint_drops(plane, web, clients) -> None:
     _, target = web
     published = free_port()
-    await plane.apply(state([port(published, target, "udp")], [endpoint(0, ready=False)]))
+    await plane.apply(state([port(published, target, "udp")], []))
     with pytest.raises(TimeoutError):
         await clients[0].ask(published, timeout=0.3)
     assert not udp_listener(plane, published).flows

@@ -113,6 +113,7 @@ class Cluster:
             svc: Service = tx.get("service", "s")
             svc.previous_spec = svc.spec
             svc.spec = new
+            svc.previous_spec_version = svc.spec_version  # as the control API does
             svc.spec_version += 1
             svc.update_status = None
             tx.update("service", svc)

@@ -118,6 +118,24 @@ async def test_failure_action_rollback_returns_to_the_previous_spec(tmp_path: Pa
     assert len(live) == 3 and {t.spec_version for t in live} == {svc.spec_version}
 
 
+async def test_rollback_keeps_the_tasks_that_still_run_the_previous_spec(
+    tmp_path: Path,
+) -> None:
+    """start-first x1, the new version fails at once: the rollback replaces only what the
+    update replaced (nothing here); the three original tasks keep serving, unrestarted."""
+    cfg = UpdateConfig(parallelism=1, order="start-first", failure_action="rollback")
+    c = Cluster(tmp_path)
+    await c.start(spec(update=cfg))
+    await c.converge()
+    before = {t.id for t in c.live()}
+    await c.update(spec(env="v2", update=cfg))
+    serving = await roll(c, fail={2})
+    svc = c.service()
+    assert svc.update_status is not None and svc.update_status.state == "rollback_completed"
+    assert {t.id for t in c.tasks() if t.status.state == "running"} == before
+    assert min(serving) == 3
+
+
 async def test_max_failure_ratio_and_continue_tolerate_failures(tmp_path: Path) -> None:
     c = Cluster(tmp_path)
     cfg = UpdateConfig(parallelism=1, failure_action="pause", max_failure_ratio=0.5)
@@ -142,8 +160,10 @@ async def test_a_failing_rollback_pauses_as_rollback_paused(tmp_path: Path) -> N
     back = UpdateConfig(parallelism=1, failure_action="pause")
     c = Cluster(tmp_path)
     await c.start(spec(update=cfg, rollback=back))
+    await c.converge()
     await c.update(spec(env="v2", update=cfg, rollback=back))
-    await roll(c, fail={2, 3})  # the new version fails, and so does the rolled-back one
+    # the new version fails, and so do the rolled-back version's replacement tasks
+    await roll(c, fail={1, 2})
     status = c.service().update_status
     assert status is not None and status.state == "rollback_paused"
     assert status.message.startswith("rollback paused due to failure or early termination of task ")
