@@ -11,6 +11,7 @@ Images:
     bulky     busybox + 4 MB of incompressible filler: a ~5 MB pull (bench/image_pull.py)
     whoami    busybox + a CGI: `GET /` answers "Hostname: <container hostname>" and the
               request line; Cmd httpd -f -p 80, ExposedPorts 80/tcp, StopSignal SIGTERM
+    whoami-v2 whoami with one more label: the same server under another digest (rollouts)
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ import os
 import shutil
 import subprocess
 import tempfile
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 __all__ = ["BUILD_DIR", "IMAGES", "TestImage", "build", "export", "push"]
@@ -34,8 +35,7 @@ _PASSWD = (
 )
 _GROUP = "root:x:0:\napp:x:1000:\nnogroup:x:65534:\n"
 _WHOAMI_CGI = """#!/bin/sh
-echo "Content-Type: text/plain"
-echo
+printf 'Content-Type: text/plain\\r\\n\\r\\n'
 echo "Hostname: $(hostname)"
 echo "IP: $(ip -4 -o addr show 2>/dev/null | awk '$2 != "lo" {print $4}' | tr '\\n' ' ')"
 echo "RemoteAddr: $REMOTE_ADDR"
@@ -77,6 +77,11 @@ IMAGES = {
         files={"www/cgi-bin/index.cgi": (_WHOAMI_CGI, 0o755)},
     ),
 }
+
+# the same server as another image (its own digest): a second version to roll out to
+IMAGES["whoami-v2"] = replace(
+    IMAGES["whoami"], labels=(*IMAGES["whoami"].labels, ("org.opencontainers.image.version", "2"))
+)
 
 
 def _run(*argv: str) -> None:

@@ -23,6 +23,8 @@ import asyncio
 from collections import Counter
 from dataclasses import dataclass, field
 
+from shoal.lab.httpread import read_body
+
 __all__ = ["KeepAliveStats", "keepalive_worker"]
 
 MAX_FAILURES_KEPT = 200
@@ -77,9 +79,7 @@ async def _exchange(
     for line in lines[1:]:
         name, _, value = line.partition(":")
         headers[name.strip().lower()] = value.strip().lower()
-    length = headers.get("content-length", "0")
-    size = min(int(length), 1 << 20) if length.isdigit() else 0
-    body = (await reader.readexactly(size)).decode(errors="replace")
+    body = (await read_body(reader, head)).decode(errors="replace")
     hostname = next((ln.split(":", 1)[1].strip() for ln in body.splitlines()
                      if ln.lower().startswith("hostname:")), None)
     status = lines[0].split(" ", 2)

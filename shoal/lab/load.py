@@ -33,6 +33,7 @@ import sys
 from collections import Counter
 from dataclasses import dataclass, field
 
+from shoal.lab.httpread import read_body
 from shoal.lab.keepalive import KeepAliveStats, keepalive_worker
 
 __all__ = ["LoadStats", "main"]
@@ -105,8 +106,7 @@ async def http_once(target: str, timeout: float) -> tuple[str | None, str | None
             reader, writer = await asyncio.open_connection(sock=sock)
             writer.write(f"GET / HTTP/1.1\r\nHost: {host}\r\n\r\n".encode())
             head = (await reader.readuntil(b"\r\n\r\n")).decode(errors="replace")
-            length = _content_length(head)
-            body = (await reader.readexactly(length)).decode(errors="replace")
+            body = (await read_body(reader, head)).decode(errors="replace")
     except TimeoutError:
         return None, f"timeout (source port {_port_of(sock)})"
     except (OSError, asyncio.IncompleteReadError, asyncio.LimitOverrunError) as exc:
@@ -129,14 +129,6 @@ def _port_of(sock: socket.socket) -> int:
         return int(sock.getsockname()[1])
     except OSError:
         return 0
-
-
-def _content_length(head: str) -> int:
-    for line in head.split("\r\n"):
-        name, _, value = line.partition(":")
-        if name.strip().lower() == "content-length" and value.strip().isdigit():
-            return min(int(value), 1 << 20)
-    return 0
 
 
 class _Udp(asyncio.DatagramProtocol):

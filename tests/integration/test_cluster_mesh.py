@@ -17,13 +17,14 @@ from typing import Any
 
 import pytest
 
-from shoal.lab import Lab
+from shoal.lab import Lab, images
 from shoal.lab.ask import probe
 from tests.integration.labtools import EXEC, Load, host_of, running, shoal, until
 
 pytestmark = pytest.mark.lab
 
 HOSTS = ["h1", "h2", "h3", "h4", "h5"]
+REGISTRY = "198.18.0.3:5000"
 
 
 def _targets(lab: Lab, port: int, hosts: list[str] = HOSTS) -> list[str]:
@@ -251,6 +252,37 @@ def test_local_policy_update_under_load_fail_nothing(lab5: Lab) -> None:
         shoal(lab5, "service", "rm", "near", check=False)
     _assert_nothing_lost(summary, "local policy global: start-first all-at-once env update, "
                          "start-first x1 --force")
+
+
+def test_image_updates_and_rollback_of_containers_under_load_fail_nothing(lab5: Lab) -> None:
+    """Issue 14 with real containers: a service of an image from the lab registry updated to
+    another image (stop-first x1, the default), back start-first all at once, then rolled
+    back, under both loads on every node."""
+    client = lab5.layout.netns("client")
+    images.push("whoami", f"{REGISTRY}/whoami:1", netns=client)
+    images.push("whoami-v2", f"{REGISTRY}/whoami:2", netns=client)
+    shoal(lab5, "service", "create", "--name", "img", "--replicas", "3", "--publish",
+          "published=8082,target=80", "--update-monitor", "1s", "--rollback-monitor", "1s",
+          f"{REGISTRY}/whoami:1")
+    until(lambda: len(running(lab5, "img")) == 3, timeout=90, what="3 running img tasks")
+    load = _both_loads(lab5, 8082)
+    try:
+        time.sleep(1)
+        shoal(lab5, "service", "update", "--image", f"{REGISTRY}/whoami:2", "img")
+        shoal(lab5, "service", "update", "--update-order", "start-first",
+              "--update-parallelism", "3", "--image", f"{REGISTRY}/whoami:1", "img")
+        shoal(lab5, "service", "rollback", "img")
+        time.sleep(1)
+    finally:
+        summary = load.stop()
+    try:
+        _assert_nothing_lost(summary, "image update stop-first x1, image update start-first "
+                             "x3, rollback (containers)")
+        images_run = {t["Spec"]["ContainerSpec"]["Image"].split("@")[0]
+                      for t in running(lab5, "img")}
+        assert images_run == {f"{REGISTRY}/whoami:2"}, images_run
+    finally:
+        shoal(lab5, "service", "rm", "img", check=False)
 
 
 def test_a_stopped_node_fails_over_in_seconds(lab5: Lab) -> None:
