@@ -17,7 +17,9 @@ from shoal.httpapi.app import make_app
 from shoal.httpapi.taskcontainers import CONTAINERS_KEY
 from shoal.node.daemon import Daemon
 
-__all__ = ["serve_api"]
+__all__ = ["SHUTDOWN_GRACE", "serve_api"]
+
+SHUTDOWN_GRACE = 3.0  # seconds
 
 
 @asynccontextmanager
@@ -25,7 +27,10 @@ async def serve_api(daemon: Daemon, hosts: list[str]) -> AsyncIterator[None]:
     app = make_app(daemon)
     if isinstance(daemon.runtime, OciRuntime):
         app[CONTAINERS_KEY] = RuntimeContainers(daemon.runtime)
-    runner = web.AppRunner(app, access_log=None, handle_signals=False)
+    # a stop waits this long for requests in flight; streams (`docker events`, `logs -f`)
+    # never end on their own, so they are cut then (aiohttp's default waits 60 s)
+    runner = web.AppRunner(app, access_log=None, handle_signals=False,
+                           shutdown_timeout=SHUTDOWN_GRACE)
     await runner.setup()
     try:
         for host in hosts:
