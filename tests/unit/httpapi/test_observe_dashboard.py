@@ -43,7 +43,8 @@ async def start_chromium(tmp_path: Path, url: str, *args: str,
     timing = (f"--timeout={budget_ms}" if any(a.startswith("--screenshot") for a in args)
               else f"--virtual-time-budget={budget_ms}")
     return await asyncio.create_subprocess_exec(
-        "chromium", *FLAGS, f"--user-data-dir={profile}", timing, *args, url, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
+        "chromium", *FLAGS, f"--user-data-dir={profile}", timing, *args, url,
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
 
 
 async def chromium(tmp_path: Path, url: str, *args: str) -> tuple[str, str]:
