@@ -56,13 +56,20 @@ def _tasks(tasks: list[Any], names: dict[str, str]) -> list[dict[str, Any]]:
 
 def _published(node: Any) -> dict[tuple[str, int], tuple[str, int]]:
     """(protocol, published) -> (service_id, target) of every ingress port: from the store
-    on a manager, from the gossiped entries' ports on a worker."""
+    on a manager; on a worker from what its mesh last applied (the ports the managers sent
+    it), else from the gossiped entries' ports."""
     out: dict[tuple[str, int], tuple[str, int]] = {}
     if node.store is not None:
         for svc in node.store.view().list("service"):
             for p in _ports(svc):
                 if p["mode"] in ("", "ingress"):
                     out[(p["protocol"] or "tcp", p["published"])] = (svc.id, p["target"])
+        return out
+    applied = getattr(getattr(getattr(node, "network", None), "mesh", None), "applied", None)
+    if applied is not None:
+        for port in applied.ports:
+            if port.mode == "ingress":
+                out[(port.protocol, port.published)] = (port.service_id, port.target)
         return out
     for e in node.endpoints.entries():
         for pp in e.ports:
