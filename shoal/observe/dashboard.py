@@ -14,13 +14,20 @@ __all__ = ["dashboard_state", "mesh"]
 _LIVE = ("new", "pending", "assigned", "accepted", "preparing", "ready", "starting", "running")
 
 
-def _nodes(view: Any) -> list[dict[str, Any]]:
-    return [{
-        "id": n.id, "hostname": n.description.hostname, "role": n.spec.role,
-        "leader": bool(n.manager_status and n.manager_status.leader),
-        "reachability": n.manager_status.reachability if n.manager_status else "",
-        "state": n.status.state, "availability": n.spec.availability, "addr": n.status.addr,
-    } for n in sorted(view.list("node"), key=lambda n: n.description.hostname)]
+def _nodes(view: Any, raft: Any) -> list[dict[str, Any]]:
+    """The nodes; Leader and Reachability as Raft sees them from here (as `node ls`)."""
+    status_of = getattr(raft, "manager_status", None)
+    out = []
+    for n in sorted(view.list("node"), key=lambda n: n.description.hostname):
+        status = status_of(n) if status_of is not None else n.manager_status
+        out.append({
+            "id": n.id, "hostname": n.description.hostname, "role": n.spec.role,
+            "leader": bool(status and status.leader),
+            "reachability": status.reachability if status else "",
+            "state": n.status.state, "availability": n.spec.availability,
+            "addr": n.status.addr,
+        })
+    return out
 
 
 def _ports(svc: Any) -> list[dict[str, Any]]:
@@ -104,6 +111,6 @@ def dashboard_state(node: Any) -> dict[str, Any]:
         view = node.store.view()
         tasks = view.list("task")
         names = {s.id: s.spec.name for s in view.list("service")}
-        state.update(nodes=_nodes(view), services=_services(view, tasks),
-                     tasks=_tasks(tasks, names))
+        state.update(nodes=_nodes(view, getattr(node, "raft", None)),
+                     services=_services(view, tasks), tasks=_tasks(tasks, names))
     return state

@@ -184,6 +184,8 @@ def test_the_dashboard_shows_the_five_nodes(lab5: Lab, tmp_path: Any) -> None:
     assert errors == []
     for host in HOSTS:
         assert f"shoal-{host}" in proc.stdout, host
+    # Leader / Reachable as Raft sees them (`node ls`), not the store's stale copy
+    assert proc.stdout.count(">Leader<") == 1 and proc.stdout.count(">Reachable<") == 2
     assert "4/4" in proc.stdout and "every node :8080/tcp" in proc.stdout
     shot = tmp_path / "dashboard.png"
     proc = chromium(lab5, str(tmp_path / "p2"), "--timeout=3000", f"--screenshot={shot}",
