@@ -203,8 +203,7 @@ def _observe(lab: Lab) -> None:
     _say("  dashboard: http://127.0.0.1:9323/ on any host, e.g. h1's (the JSON it polls):")
     _cmd("shoal lab exec h1 -- curl -s 127.0.0.1:9323/dashboard.json")
     _cmd("shoal lab exec h1 -- curl -s 127.0.0.1:9323/metrics")
-    _step("shoal doctor on h1: every cluster port to every node (the powered-off host shows "
-          "as down)")
+    _step("shoal doctor on h1: every cluster port to every node")
     _cmd("shoal lab exec h1 -- shoal doctor")
     proc = lab.exec("h1", ["shoal", "doctor", "--timeout", "1"], capture=True, timeout=60)
     for line in (proc.stdout or proc.stderr).splitlines():
