@@ -25,6 +25,7 @@ from collections.abc import AsyncIterator, Callable
 
 from shoal.agent.resources import host_resources
 from shoal.agent.secrets import AssignedSecrets
+from shoal.api.latency import LatencyRecord
 from shoal.api.netview import NetPeer, NetView
 from shoal.api.session import LEADER_AT, StatusUpdate
 from shoal.api.types import Task
@@ -82,6 +83,7 @@ class RemoteSession:
         self.period = 5.0
         self.connected_to = ""
         self.secrets = AssignedSecrets()  # this node's secrets/configs, in memory only
+        self.heartbeat_latency = LatencyRecord()  # answered heartbeats' round trips (metrics)
 
     # -- the AgentSession contract -----------------------------------------------------
     async def assignments(self) -> AsyncIterator[list[Task]]:
@@ -193,6 +195,7 @@ class RemoteSession:
     async def _heartbeats(self, client: ClusterClient) -> None:
         while True:
             await asyncio.sleep(self.period)
+            start = asyncio.get_running_loop().time()
             try:
                 response = await client.call(
                     "Dispatcher/Heartbeat", Empty(), HeartbeatResponse, timeout=self.period
@@ -202,6 +205,7 @@ class RemoteSession:
             except Unavailable as exc:
                 # the stream may hang on a dead manager: end the session, try the next one
                 raise Unavailable(f"heartbeat unanswered: {exc.message}") from None
+            self.heartbeat_latency.observe(asyncio.get_running_loop().time() - start)
             self.period = response.period
 
     async def _flush(self) -> None:

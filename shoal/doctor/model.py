@@ -3,6 +3,11 @@
 A probe ends `ok` (answered within the slow threshold), `slow` (answered, late), `blocked`
 (no answer within its deadline) or `n/a` (nothing to probe: 2377 on a worker, the overlay
 before the node has one). Only `blocked` makes the doctor fail.
+
+A peer the managers have marked down (`PeerReport.down`, known on a manager only) whose
+every probe went unanswered is most likely off, not firewalled: its row gets one sentence
+saying so instead of four security-group rules (it still fails the doctor). A down node
+that answers some ports gets the per-port advice: blocked ports can be why it is down.
 """
 
 from __future__ import annotations
@@ -11,6 +16,7 @@ import msgspec
 
 __all__ = [
     "ADVICE",
+    "DOWN_ADVICE",
     "PORTS",
     "DoctorReport",
     "PeerReport",
@@ -53,6 +59,18 @@ class PeerReport(msgspec.Struct, frozen=True):
     hostname: str
     addr: str
     results: list[ProbeResult]
+    down: bool = False  # the managers marked it down (missed heartbeats)
+
+    @property
+    def unreachable(self) -> bool:
+        """Down, and nothing that was probed answered: the host itself, not a port."""
+        probed = [r for r in self.results if r.state != "n/a"]
+        return self.down and bool(probed) and all(r.state == "blocked" for r in probed)
+
+
+DOWN_ADVICE = ("is down (the managers missed its heartbeats) and answers on no cluster "
+               "port: the host or its daemon is not running. Start it, or remove it from "
+               "the swarm (`docker node rm`), then run the doctor again.")
 
 
 class DoctorReport(msgspec.Struct, frozen=True):
@@ -86,7 +104,7 @@ def render_table(report: DoctorReport) -> str:
     for peer in report.peers:
         by_port = {r.port: r for r in peer.results}
         rows.append([
-            peer.hostname or peer.node_id[:12],
+            (peer.hostname or peer.node_id[:12]) + (" (down)" if peer.down else ""),
             peer.addr,
             *(_cell(by_port[p]) if p in by_port else "n/a" for p in PORTS),
         ])
@@ -96,6 +114,9 @@ def render_table(report: DoctorReport) -> str:
     if not report.peers:
         lines.append("(no other node to probe)")
     for peer in report.peers:
+        if peer.unreachable:
+            lines.append(f"{peer.hostname or peer.node_id[:12]} {DOWN_ADVICE}")
+            continue
         for r in peer.results:
             if r.state not in ("blocked", "slow"):
                 continue

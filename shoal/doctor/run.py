@@ -36,6 +36,7 @@ class DoctorPeer:
     gossip: str = ""  # "ip:port" of its gossip listener
     cluster: str = ""  # "ip:port" of its 2377 listener when it is a manager
     is_self: bool = False
+    down: bool = False  # the managers marked it down (known on a manager only)
 
 
 @dataclass(frozen=True)
@@ -128,7 +129,7 @@ async def _peer_row(inputs: DoctorInputs, peer: DoctorPeer, timeout: float) -> P
         results = [ProbeResult("mtu", "n/a", None, "overlay blocked") if r.port == "mtu" else r
                    for r in results]
     name = f"{peer.hostname} (this node)" if peer.is_self else peer.hostname
-    return PeerReport(peer.node_id, name, peer.addr, results)
+    return PeerReport(peer.node_id, name, peer.addr, results, down=peer.down)
 
 
 async def run_doctor(inputs: DoctorInputs, timeout: float = 2.0) -> DoctorReport:

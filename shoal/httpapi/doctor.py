@@ -17,14 +17,16 @@ from shoal.httpapi.node_api import LocalNode
 __all__ = ["add_routes", "doctor_inputs"]
 
 
-def _from_store(daemon: LocalNode) -> tuple[dict[str, str], dict[str, str]]:
-    """Hostnames by node ID and 2377 addresses by underlay address (managers only)."""
+def _from_store(daemon: LocalNode) -> tuple[dict[str, str], dict[str, str], set[str]]:
+    """Hostnames by node ID, 2377 addresses by underlay address and the IDs of the nodes
+    marked down (managers only)."""
     if daemon.store is None:
-        return {}, {}
+        return {}, {}, set()
     nodes = daemon.store.view().nodes.list()
     managers = {n.status.addr: n.manager_status.addr for n in nodes
                 if n.manager_status is not None and n.manager_status.addr}
-    return {n.id: n.description.hostname for n in nodes}, managers
+    down = {n.id for n in nodes if n.status.state == "down"}
+    return {n.id: n.description.hostname for n in nodes}, managers, down
 
 
 def doctor_inputs(daemon: LocalNode) -> DoctorInputs:
@@ -32,7 +34,7 @@ def doctor_inputs(daemon: LocalNode) -> DoctorInputs:
     swarm, network = daemon.swarm, daemon.network
     if swarm is None or network is None:
         raise Unavailable("This node is not part of a swarm: nothing to probe")
-    names, managers = _from_store(daemon)
+    names, managers, down = _from_store(daemon)
     names.setdefault(swarm.node_id, daemon.hostname)
     managers.update({m.rpartition(":")[0]: m for m in swarm.managers})
     if daemon.cluster is not None:  # its own listener: where it listens, if not everywhere
@@ -42,7 +44,7 @@ def doctor_inputs(daemon: LocalNode) -> DoctorInputs:
     view = network.net_view()
     peers = [
         DoctorPeer(p.node_id, names.get(p.node_id, p.node_id[:12]), p.addr, p.subnet,
-                   p.gossip, managers.get(p.addr, ""))
+                   p.gossip, managers.get(p.addr, ""), down=p.node_id in down)
         for p in (view.peers if view is not None else ()) if p.node_id != swarm.node_id
     ]
     me = DoctorPeer(swarm.node_id, names[swarm.node_id], swarm.addr, swarm.subnet,

@@ -196,6 +196,20 @@ def _stop_one(lab: Lab, api: Client) -> None:
     _where(lab, api, off=victim)
 
 
+def _observe(lab: Lab) -> None:
+    """Where to watch the swarm, and the doctor's table of the cluster ports from h1."""
+    _step("Watching the swarm: every host serves a dashboard and Prometheus metrics on "
+          "127.0.0.1:9323 in its own namespace")
+    _say("  dashboard: http://127.0.0.1:9323/ on any host, e.g. h1's (the JSON it polls):")
+    _cmd("shoal lab exec h1 -- curl -s 127.0.0.1:9323/dashboard.json")
+    _cmd("shoal lab exec h1 -- curl -s 127.0.0.1:9323/metrics")
+    _step("shoal doctor on h1: every cluster port to every node")
+    _cmd("shoal lab exec h1 -- shoal doctor")
+    proc = lab.exec("h1", ["shoal", "doctor", "--timeout", "1"], capture=True, timeout=60)
+    for line in (proc.stdout or proc.stderr).splitlines():
+        _say("  " + line)
+
+
 def run_demo(lab: Lab, nodes: int = 5, keep: bool = False, managers: int | None = None) -> None:
     """Tell the story on `lab`; it is brought down at the end unless `keep`."""
     managers = min(3, nodes) if managers is None else managers
@@ -215,6 +229,7 @@ def run_demo(lab: Lab, nodes: int = 5, keep: bool = False, managers: int | None 
             _step("Requests from the client to port 9090 of every host")
             _requests(lab, 9090)
             _stop_one(lab, api)
+            _observe(lab)
     except ShoalError as exc:
         _say(f"demo failed: {exc}", fg="red", err=True)
         raise

@@ -20,6 +20,7 @@ from shoal.mesh import plan as planner
 from shoal.mesh.errors import MeshError
 from shoal.mesh.model import MeshState
 from shoal.mesh.plan_cache import PlanCache
+from shoal.mesh.traffic import PortTraffic, parse_counters
 
 __all__ = ["KernelDataPlane", "in_root_netns"]
 
@@ -87,6 +88,23 @@ class KernelDataPlane:
             self._guard()
             await self._run_nft(planner.transaction(None, None, self._table, prev_known=False))
             self._known, self._applied, self._ports = True, None, ()
+
+    async def traffic(self) -> dict[tuple[str, int], PortTraffic]:
+        """Connections and bytes per (protocol, published port) since it opened here: the
+        counters of the table's counting sets (`traffic.py`), read with one `nft -j list`."""
+        if self._applied is None or not self._known:
+            return {}
+        try:
+            proc = await asyncio.create_subprocess_exec(
+                self._nft, "-j", "list", "table", "inet", self._table,
+                stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+            )
+        except OSError as exc:
+            raise MeshError(f"mesh: cannot run {self._nft}: {exc}") from exc
+        out, err = await proc.communicate()
+        if proc.returncode != 0:
+            raise MeshError(f"nft: {err.decode(errors='replace').strip()}")
+        return parse_counters(out.decode(errors="replace"))
 
     def _guard(self) -> None:
         if os.environ.get("SHOAL_ALLOW_ROOT_NETNS") == "1":

@@ -13,8 +13,11 @@ Layout of `table inet <table>` (one per node; see docs/design/mesh.md):
     chain nat-output           (hook) the same for the node's own clients (incl. 127.0.0.1)
     chain nat-postrouting      (hook) marked flows: masquerade (port-preserving) unless
                                the client is external and the backend is on this node
-    chain filter-input         (hook) new flows to @refused -> refuse
+    chain filter-input         (hook) new flows to @refused -> refuse; counters (replies)
+    chain filter-forward       (hook) counters of the flows the mesh DNAT'd (traffic.py)
+    chain filter-output        (hook) counters of this node's own clients' flows
     chain mangle-forward       (hook) forwarded SYNs: TCP MSS clamped to the route MTU
+    set traffic-*, flows-*     { port } with a counter each: bytes and connections per port
 
 Invariants of the transactions built here: a chain exists before a map element or rule
 refers to it; map elements go before the chains they pointed at are deleted; a node with no
@@ -31,6 +34,7 @@ from typing import TYPE_CHECKING, Literal
 
 from shoal.mesh.errors import MeshError
 from shoal.mesh.model import Endpoint, MeshState, PortSpec
+from shoal.mesh.traffic import COUNTER_SPEC, counter_elements, counter_sets, counting_rules
 
 if TYPE_CHECKING:
     from shoal.mesh.plan_cache import PlanCache
@@ -64,6 +68,8 @@ _HOOKS: dict[str, str] = {
     "nat-output": "type nat hook output priority -100; policy accept;",
     "nat-postrouting": "type nat hook postrouting priority 100; policy accept;",
     "filter-input": "type filter hook input priority 0; policy accept;",
+    "filter-forward": "type filter hook forward priority 0; policy accept;",
+    "filter-output": "type filter hook output priority 0; policy accept;",
     "mangle-forward": "type filter hook forward priority -150; policy accept;",
 }
 _SPECS: dict[str, tuple[Literal["map", "set"], str]] = {
@@ -278,8 +284,11 @@ def _hook_chains(subnet: str) -> list[Chain]:
             (
                 "meta nfproto ipv4 ct state new fib daddr type local"
                 f" meta l4proto . th dport @{REFUSED_SET} goto {REFUSE_CHAIN}",
+                *counting_rules("input"),
             ),
         ),
+        Chain("filter-forward", _HOOKS["filter-forward"], counting_rules("forward")),
+        Chain("filter-output", _HOOKS["filter-output"], counting_rules("output")),
         # a client's SYN to a task on another node crosses the overlay (MTU 1450): clamp the
         # MSS to the route's MTU, so it never depends on ICMP "fragmentation needed" coming
         # back through firewalls (tasks and clients are 1500-byte hosts)
@@ -310,7 +319,9 @@ def _ruleset(
     refused = tuple((p.element, "") for p in ports if not p.backends)
     kind_map, spec_map = _SPECS[PORTS_MAP]
     kind_set, spec_set = _SPECS[REFUSED_SET]
+    planned = [p.key for p in ports]
     sets = (
+        *(Elements(n, "set", COUNTER_SPEC, counter_elements(n, planned)) for n in counter_sets()),
         Elements(PORTS_MAP, kind_map, spec_map, tuple(sorted(open_ports))),
         Elements(REFUSED_SET, kind_set, spec_set, tuple(sorted(refused))),
     )

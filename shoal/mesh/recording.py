@@ -4,18 +4,26 @@ from __future__ import annotations
 
 from shoal.mesh.errors import MeshError
 from shoal.mesh.model import MeshState
+from shoal.mesh.traffic import PortTraffic
 
 __all__ = ["RecordingDataPlane"]
 
 
 class RecordingDataPlane:
     """Records every applied state. `fail_next(msg)` makes the next `apply` raise `MeshError`
-    without recording, the way a failed nft transaction leaves the old rules in place."""
+    without recording, the way a failed nft transaction leaves the old rules in place.
+    `counters` is what `traffic()` answers (set by the test); `traffic_reads` counts calls."""
 
     def __init__(self) -> None:
         self.states: list[MeshState] = []
         self.closed = False
         self._fail: str | None = None
+        self.counters: dict[tuple[str, int], PortTraffic] = {}
+        self.traffic_reads = 0
+
+    async def traffic(self) -> dict[tuple[str, int], PortTraffic]:
+        self.traffic_reads += 1
+        return dict(self.counters)
 
     def fail_next(self, message: str = "nft: simulated failure") -> None:
         self._fail = message

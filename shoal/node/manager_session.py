@@ -15,6 +15,7 @@ import logging
 from collections.abc import AsyncIterator
 
 from shoal.agent.secrets import AssignedSecrets
+from shoal.api.latency import LatencyRecord
 from shoal.api.session import StatusUpdate
 from shoal.api.types import Task
 from shoal.cluster.wire import Empty, HeartbeatResponse, StatusRequest
@@ -38,6 +39,7 @@ class ManagerSession:
         self._pending: dict[str, StatusUpdate] = {}
         self._flush_lock = asyncio.Lock()
         self._closed = asyncio.Event()
+        self.heartbeat_latency = LatencyRecord()  # heartbeats to a remote leader (metrics)
 
     def close(self) -> None:
         """Swarm leave: assign nothing from now on (the agent stops what it runs)."""
@@ -104,8 +106,10 @@ class ManagerSession:
         while True:
             beat = self._raft.is_leader
             if not beat and self._raft.node.leader_id:
+                start = asyncio.get_running_loop().time()
                 try:
                     await self._raft.call_leader("Dispatcher/Heartbeat", Empty(), HeartbeatResponse)
+                    self.heartbeat_latency.observe(asyncio.get_running_loop().time() - start)
                     beat = True
                 except Unavailable as exc:
                     log.info("manager session: heartbeat to the leader failed: %s", exc.message)

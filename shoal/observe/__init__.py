@@ -5,6 +5,8 @@ metrics    a dedicated prometheus-client CollectorRegistry per daemon, read at s
 dashboard  the read-only page and the aggregate JSON it polls (`/`, `/dashboard.json`)
 server     the `--metrics-addr` HTTP listener serving all three
 
-Invariants: nothing here writes to the store; reading is done from `Store.view()`,
-`Store.recent` (the bounded ring of past events) and `Store.watch()` queues only.
+Invariants: nothing here writes to the store or changes the node; reading is done from
+`Store.view()`, `Store.recent` (the bounded ring of past events) and `Store.watch()` queues,
+the components' own counters and latency records, and the data plane's `traffic()` (at most
+once a second, awaited by the scrape handler).
 """

@@ -14,13 +14,20 @@ __all__ = ["dashboard_state", "mesh"]
 _LIVE = ("new", "pending", "assigned", "accepted", "preparing", "ready", "starting", "running")
 
 
-def _nodes(view: Any) -> list[dict[str, Any]]:
-    return [{
-        "id": n.id, "hostname": n.description.hostname, "role": n.spec.role,
-        "leader": bool(n.manager_status and n.manager_status.leader),
-        "reachability": n.manager_status.reachability if n.manager_status else "",
-        "state": n.status.state, "availability": n.spec.availability, "addr": n.status.addr,
-    } for n in sorted(view.list("node"), key=lambda n: n.description.hostname)]
+def _nodes(view: Any, raft: Any) -> list[dict[str, Any]]:
+    """The nodes; Leader and Reachability as Raft sees them from here (as `node ls`)."""
+    status_of = getattr(raft, "manager_status", None)
+    out = []
+    for n in sorted(view.list("node"), key=lambda n: n.description.hostname):
+        status = status_of(n) if status_of is not None else n.manager_status
+        out.append({
+            "id": n.id, "hostname": n.description.hostname, "role": n.spec.role,
+            "leader": bool(status and status.leader),
+            "reachability": status.reachability if status else "",
+            "state": n.status.state, "availability": n.spec.availability,
+            "addr": n.status.addr,
+        })
+    return out
 
 
 def _ports(svc: Any) -> list[dict[str, Any]]:
@@ -56,13 +63,20 @@ def _tasks(tasks: list[Any], names: dict[str, str]) -> list[dict[str, Any]]:
 
 def _published(node: Any) -> dict[tuple[str, int], tuple[str, int]]:
     """(protocol, published) -> (service_id, target) of every ingress port: from the store
-    on a manager, from the gossiped entries' ports on a worker."""
+    on a manager; on a worker from what its mesh last applied (the ports the managers sent
+    it), else from the gossiped entries' ports."""
     out: dict[tuple[str, int], tuple[str, int]] = {}
     if node.store is not None:
         for svc in node.store.view().list("service"):
             for p in _ports(svc):
                 if p["mode"] in ("", "ingress"):
                     out[(p["protocol"] or "tcp", p["published"])] = (svc.id, p["target"])
+        return out
+    applied = getattr(getattr(getattr(node, "network", None), "mesh", None), "applied", None)
+    if applied is not None:
+        for port in applied.ports:
+            if port.mode == "ingress":
+                out[(port.protocol, port.published)] = (port.service_id, port.target)
         return out
     for e in node.endpoints.entries():
         for pp in e.ports:
@@ -97,6 +111,6 @@ def dashboard_state(node: Any) -> dict[str, Any]:
         view = node.store.view()
         tasks = view.list("task")
         names = {s.id: s.spec.name for s in view.list("service")}
-        state.update(nodes=_nodes(view), services=_services(view, tasks),
-                     tasks=_tasks(tasks, names))
+        state.update(nodes=_nodes(view, getattr(node, "raft", None)),
+                     services=_services(view, tasks), tasks=_tasks(tasks, names))
     return state

@@ -79,6 +79,7 @@ def make_observe_app(node: Any) -> web.Application:
     page = _page()
 
     async def scrape(_: web.Request) -> web.Response:
+        await metrics.refresh()
         return web.Response(body=metrics.exposition(),
                             headers={"Content-Type": CONTENT_TYPE_LATEST})
 

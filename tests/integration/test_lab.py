@@ -311,6 +311,9 @@ def test_demo_tells_the_story_and_a_power_cycle_brings_the_service_back(
             answers = [line for line in out.splitlines() if f"198.18.0.11:{port} -> task" in line]
             assert len(answers) == 9 and all("on shoal-h1" in line for line in answers)
         assert out.count("9 answers from 3 task(s): web.1 x3, web.2 x3, web.3 x3") == 2
+        # it ends with where to watch the swarm and the doctor's table (h1 alone: its own row)
+        assert "http://127.0.0.1:9323/" in out and "shoal doctor on h1" in out
+        assert "shoal-h1 (this node)" in out and "2377/TCP" in out
 
         tasks_before = set(_answering_tasks(lab))
         lab.stop("h1")

@@ -23,6 +23,7 @@ from typing import Any
 import pytest
 
 from shoal.mesh.model import Endpoint, MeshState, PortSpec
+from shoal.mesh.traffic import PortTraffic, parse_counters
 
 pytestmark = pytest.mark.lab
 
@@ -218,6 +219,9 @@ class Lab:
     def nft(self, *args: str) -> str:
         return run("ip", "netns", "exec", HOST, "nft", *args, check=False).stdout
 
+    def traffic(self) -> dict[tuple[str, int], PortTraffic]:
+        return parse_counters(self.nft("-j", "list", "table", "inet", "shoal"))
+
 
 def ep(task: str, ready: bool = True, node: str = "n1", address: str | None = None) -> Endpoint:
     return Endpoint("web", f"id-{task}", node, address or TASKS[task][1], ready)
@@ -330,8 +334,28 @@ def test_hairpin_from_a_task(lab: Lab) -> None:
     assert one["client"].startswith("198.19.1.1:")
 
 
+def test_traffic_counters_count_each_kind_of_client(lab: Lab) -> None:
+    """Connections and bytes per published port, as `KernelDataPlane.traffic()` reads them:
+    an external client (forward hook), the node itself (output + input), a task hairpinning
+    (forward); UDP flows too. Another port's counters do not move."""
+    lab.apply(state([WEB, WEB_UDP, WEB_EXTRA], ALL))
+    t1 = TASKS["web.1"][0]
+    for ns, addr in ((CLIENT, NODE_ADDR), (HOST, "127.0.0.1"), (t1, "198.19.1.1")):
+        before = lab.traffic()
+        assert sum(lab.tasks_hit(ns, "tcp", addr, 8080, n=6).values()) == 6
+        assert sum(lab.tasks_hit(ns, "udp", addr, 5353, n=4).values()) == 4
+        after = lab.traffic()
+        tcp, udp = ("tcp", 8080), ("udp", 5353)
+        assert after[tcp].connections - before[tcp].connections == 6, ns
+        assert after[udp].connections - before[udp].connections == 4, ns
+        # each HTTP exchange: a request and an answer of well over 100 bytes, plus TCP's own
+        assert after[tcp].bytes - before[tcp].bytes > 6 * 300, ns
+        assert after[udp].bytes - before[udp].bytes > 4 * (28 + 4 + 20), ns
+        assert after[("tcp", 9090)] == before[("tcp", 9090)] == PortTraffic(), ns
+
+
 def normalized_table(lab: Lab) -> list[str]:
-    """`nft -j list table`, without handles and with element lists sorted."""
+    """`nft -j list table`, without handles and counters, with element lists sorted."""
     items = json.loads(lab.nft("-j", "list", "table", "inet", "shoal"))["nftables"]
     out = []
     for item in items:
@@ -339,6 +363,9 @@ def normalized_table(lab: Lab) -> list[str]:
             if isinstance(obj, dict):
                 obj.pop("handle", None)
                 if isinstance(obj.get("elem"), list):
+                    for elem in obj["elem"]:
+                        if isinstance(elem, dict) and isinstance(elem.get("elem"), dict):
+                            elem["elem"].pop("counter", None)  # traffic so far: not state
                     obj["elem"] = sorted(obj["elem"], key=json.dumps)
         out.append(json.dumps(item, sort_keys=True))
     return sorted(out)

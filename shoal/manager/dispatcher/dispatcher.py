@@ -73,6 +73,7 @@ class Dispatcher:
         self._clock = clock
         self.liveness = Liveness(self._period())
         self._wake = asyncio.Event()
+        self.open_sessions = 0  # session streams being served now (read by observe.metrics)
 
     def register(self, server: ClusterServer) -> None:
         server.add_stream("Dispatcher/Session", SessionRequest, MEMBERS, self.session)
@@ -98,6 +99,7 @@ class Dispatcher:
         log.info("dispatcher: session opened by node %s (%s)", node_id, caller.peer)
         await self._alive(node_id, req.addr, req.gossip_addr, req.resources)
         queue = self._store.watch()
+        self.open_sessions += 1
         try:
             last = b""
             while True:
@@ -110,6 +112,7 @@ class Dispatcher:
                     pass
                 self._member(caller)
         finally:
+            self.open_sessions -= 1
             self._store.unwatch(queue)
             log.info("dispatcher: session of node %s closed", node_id)
 

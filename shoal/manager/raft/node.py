@@ -28,6 +28,7 @@ import random
 from collections import deque
 from collections.abc import Callable
 
+from shoal.api.latency import LatencyRecord
 from shoal.errors import InvalidArgument, Unavailable
 from shoal.manager.raft.config import RaftNodeConfig, StateMachine
 from shoal.manager.raft.errors import NotLeader
@@ -103,6 +104,7 @@ class RaftNode(ReadyRounds, Requests, Membership):
         self._changed = asyncio.Event()
         self._proposals = Proposals()
         self._reads = Reads()
+        self.proposal_latency = LatencyRecord()  # read by shoal.observe.metrics
         self._read_seq = 0
         self._outbox = Outbox(node_id, transport, self.config.max_outbound, self.report_unreachable)
         self._lead_seen = 0

@@ -12,6 +12,7 @@ import asyncio
 import functools
 from collections.abc import Callable
 
+from shoal.api.latency import LatencyRecord
 from shoal.errors import Unavailable
 from shoal.manager.raft.config import RaftNodeConfig
 from shoal.manager.raft.errors import NotLeader
@@ -33,6 +34,7 @@ class Requests:
     _reads: Reads
     _read_seq: int
     _requests: set[asyncio.Future[int]]
+    proposal_latency: LatencyRecord  # propose -> applied here, successful proposals only
 
     @property
     def is_leader(self) -> bool:
@@ -50,9 +52,12 @@ class Requests:
         may not be committed)."""
         if not self.is_leader:
             raise NotLeader(f"raft {self.id:x}: not the leader", self._raw.lead)
+        start = asyncio.get_running_loop().time()
         fut = self._new_request()
         self._submit(functools.partial(self._do_propose, data, EntryType.NORMAL, fut))
-        return await fut
+        index = await fut
+        self.proposal_latency.observe(asyncio.get_running_loop().time() - start)
+        return index
 
     async def read_index(self, timeout: float | None = None) -> int:
         """A linearizable read point: returns once this node applied an index at least as

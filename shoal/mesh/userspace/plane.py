@@ -28,6 +28,7 @@ import os
 from shoal.mesh.errors import MeshError
 from shoal.mesh.kernel import in_root_netns
 from shoal.mesh.model import MeshState
+from shoal.mesh.traffic import PortTraffic
 from shoal.mesh.userspace.config import ListenerSpec, listener_specs
 from shoal.mesh.userspace.tcp import TcpListener
 from shoal.mesh.userspace.udp import UdpListener
@@ -74,6 +75,11 @@ class UserspaceDataPlane:
     @property
     def ports(self) -> list[tuple[str, int]]:
         return sorted(self._listeners)
+
+    async def traffic(self) -> dict[tuple[str, int], PortTraffic]:
+        """Connections and bytes per (protocol, published port): the listeners' own counters."""
+        return {key: PortTraffic(listener.connections, listener.bytes)
+                for key, listener in self._listeners.items()}
 
     async def apply(self, state: MeshState) -> None:
         async with self._lock:

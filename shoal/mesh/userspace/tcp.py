@@ -65,6 +65,7 @@ class _Half(asyncio.Protocol):
             self.relay.accepted()
 
     def data_received(self, data: bytes) -> None:
+        self.relay.listener.bytes += len(data)
         peer = self.peer
         if peer is None:
             self.early += data
@@ -159,6 +160,7 @@ class _Relay:
             backend.transport.abort()
             return
         self.backend, client.peer, backend.peer = backend, backend, client
+        self.listener.connections += 1
         if self.listener.proxy_protocol:
             peer = client.transport.get_extra_info("peername")
             local = client.transport.get_extra_info("sockname")
@@ -205,6 +207,8 @@ class TcpListener:
         self.server: asyncio.Server | None = None
         self._backlog = backlog
         self._failing: set[Backend] = set()
+        self.connections = 0  # connections relayed to a backend, since the port opened
+        self.bytes = 0  # payload relayed, both directions
 
     async def open(self, host: str) -> None:
         loop = asyncio.get_running_loop()

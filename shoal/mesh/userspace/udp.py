@@ -69,6 +69,7 @@ class _Flow:
         listener.loop.add_reader(sock.fileno(), self._readable)
 
     def send(self, data: bytes) -> None:
+        self.listener.bytes += len(data)
         try:
             self.sock.send(self.header + data if self.header else data)
         except (BlockingIOError, InterruptedError):
@@ -87,6 +88,7 @@ class _Flow:
                 listener.drop(self)  # the backend's port is closed: rebalance the next one
                 return
             self.last = listener.loop.time()
+            listener.bytes += len(data)
             listener.reply(data, self.client, self.local)
 
     def close(self) -> None:
@@ -112,6 +114,8 @@ class UdpListener:
         self._host = ""
         self._timer: asyncio.TimerHandle | None = None
         self._full_logged = False
+        self.connections = 0  # flows opened to a backend, since the port opened
+        self.bytes = 0  # payload relayed, both directions
 
     async def open(self, host: str) -> None:
         sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
@@ -200,6 +204,7 @@ class UdpListener:
                         self.published, backend[0], backend[1], exc)
             return None
         self.flows[key] = flow
+        self.connections += 1
         if self._timer is None:
             self._arm()
         return flow

@@ -15,6 +15,7 @@ from pathlib import Path
 import pytest
 
 from shoal.gossip.table import EndpointEntry
+from shoal.observe.dashboard import mesh
 from tests.polling import eventually
 from tests.unit.cluster.nodes import TestNode, web_spec
 
@@ -60,6 +61,10 @@ async def test_every_node_routes_to_every_ready_task(cluster: list[TestNode]) ->
     for node in cluster:  # each node's mesh holds all three tasks, two learnt by gossip
         await eventually(lambda node=node: _endpoints(node) == everywhere)
         assert node.plane.published() == {("tcp", 8080, 80)}
+        # what the dashboard and the metrics show of it, on the manager and on the workers
+        [shown] = mesh(node.daemon)
+        assert (shown["protocol"], shown["published"], shown["service"]) == ("tcp", 8080, sid)
+        assert sum(b["ready"] for b in shown["backends"]) == 3
 
     # the keyring is the managers' (one key) on every node; the API never shows it
     swarm = await manager.call("GET", "/swarm")

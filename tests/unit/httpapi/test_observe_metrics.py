@@ -1,6 +1,6 @@
 """/metrics of an in-process manager, parsed with prometheus-client's text parser: values
-that move (tasks running after a scale, Raft leadership, API latency counts), and the
-dashboard JSON following a scale."""
+that move (tasks running after a scale, Raft leadership and proposal latency, API latency
+counts, the data plane's traffic counters), and the dashboard JSON following a scale."""
 
 from __future__ import annotations
 
@@ -10,8 +10,15 @@ from typing import Any
 
 import aiohttp
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+from prometheus_client import CollectorRegistry, Histogram
 from prometheus_client.parser import text_string_to_metric_families
 
+from shoal.api.latency import LatencyRecord
+from shoal.mesh.recording import RecordingDataPlane
+from shoal.mesh.traffic import PortTraffic
+from shoal.observe.metrics import TRAFFIC_TTL, NodeMetrics
 from shoal.observe.server import serve_observe
 from tests.polling import eventually
 from tests.unit.httpapi.conftest import Api
@@ -28,12 +35,18 @@ async def observe(api: Api) -> AsyncIterator[str]:
         yield f"http://127.0.0.1:{port}"
 
 
-async def scrape(base: str) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
-    async with aiohttp.ClientSession() as http, http.get(base + "/metrics") as resp:
-        assert resp.status == 200 and resp.headers["Content-Type"].startswith("text/plain")
-        text = await resp.text()
+Samples = dict[tuple[str, tuple[tuple[str, str], ...]], float]
+
+
+def parse(text: str) -> Samples:
     return {(s.name, tuple(sorted(s.labels.items()))): s.value
             for family in text_string_to_metric_families(text) for s in family.samples}
+
+
+async def scrape(base: str) -> Samples:
+    async with aiohttp.ClientSession() as http, http.get(base + "/metrics") as resp:
+        assert resp.status == 200 and resp.headers["Content-Type"].startswith("text/plain")
+        return parse(await resp.text())
 
 
 async def scale(api: Api, service_id: str, replicas: int) -> None:
@@ -61,6 +74,10 @@ async def test_metrics_move_with_the_cluster(api: Api, observe: str) -> None:
     assert after[("shoal_service_desired_replicas", (("service", "web"),))] == 3
     assert after[("shoal_service_running_replicas", (("service", "web"),))] == 3
     assert after[("shoal_raft_commit_index", ())] > before[("shoal_raft_commit_index", ())]
+    proposals = "shoal_raft_proposal_duration_seconds_count", ()
+    assert after[proposals] > before[proposals] >= 1  # swarm init and create went through Raft
+    assert after[("shoal_raft_proposal_duration_seconds_sum", ())] > 0
+    assert after[("shoal_dispatcher_sessions", ())] == 0  # its own agent needs no stream
     assert after[("shoal_nodes", ())] == 1
     route = (("method", "POST"), ("route", r"/v{api_version}/services/create"))
     assert after[("shoal_api_request_duration_seconds_count", route)] == 1
@@ -92,3 +109,45 @@ async def test_dashboard_json_follows_a_scale(api: Api, observe: str) -> None:
     assert sorted(t["slot"] for t in two["tasks"] if t["desired"] == "running") == [1, 2]
     async with aiohttp.ClientSession() as http, http.get(observe + "/") as resp:
         assert resp.status == 200 and "<svg" in await resp.text()
+
+
+PORT = (("protocol", "tcp"), ("published_port", "8080"))
+
+
+async def test_mesh_traffic_is_read_from_the_data_plane_at_most_once_a_second(api: Api) -> None:
+    assert api.daemon.network is not None
+    plane = api.daemon.network.plane
+    assert isinstance(plane, RecordingDataPlane)
+    now = [100.0]
+    metrics = NodeMetrics(api.daemon, clock=lambda: now[0])
+    plane.counters = {("tcp", 8080): PortTraffic(connections=3, bytes=1200)}
+    await metrics.refresh()
+    first = parse(metrics.exposition().decode())
+    assert first[("shoal_mesh_connections_total", PORT)] == 3
+    assert first[("shoal_mesh_bytes_total", PORT)] == 1200
+    plane.counters = {("tcp", 8080): PortTraffic(connections=5, bytes=4000)}
+    now[0] += TRAFFIC_TTL / 2
+    await metrics.refresh()  # within the TTL: the last reading serves
+    assert plane.traffic_reads == 1
+    assert parse(metrics.exposition().decode())[("shoal_mesh_bytes_total", PORT)] == 1200
+    now[0] += TRAFFIC_TTL
+    await metrics.refresh()
+    later = parse(metrics.exposition().decode())
+    assert plane.traffic_reads == 2
+    assert later[("shoal_mesh_connections_total", PORT)] == 5
+    assert later[("shoal_mesh_bytes_total", PORT)] == 4000
+
+
+@given(st.lists(st.floats(min_value=0, max_value=20, allow_nan=False), max_size=40))
+def test_a_latency_record_exports_what_prometheus_histogram_would(values: list[float]) -> None:
+    record = LatencyRecord()
+    registry = CollectorRegistry()
+    reference = Histogram("ref_seconds", "reference", registry=registry)
+    for value in values:
+        record.observe(value)
+        reference.observe(value)
+    want = {s.labels["le"]: s.value for s in next(iter(registry.collect())).samples
+            if s.name == "ref_seconds_bucket"}
+    assert dict(record.cumulative()) == want
+    assert record.count == len(values)
+    assert record.sum == pytest.approx(sum(values))

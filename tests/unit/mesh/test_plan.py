@@ -87,9 +87,9 @@ def test_ingress_port_without_ready_endpoint_is_refused() -> None:
     assert elements(rs, "refused") == {"tcp . 9090": ""}
     assert "tcp . 9090" not in elements(rs, "ports")
     assert "svc-tcp-9090" not in rs.chain_map()  # type: ignore[union-attr]
-    assert rules(rs, "filter-input") == (
+    assert rules(rs, "filter-input")[0] == (
         "meta nfproto ipv4 ct state new fib daddr type local"
-        " meta l4proto . th dport @refused goto refuse",
+        " meta l4proto . th dport @refused goto refuse"
     )
     assert rules(rs, "refuse") == ("meta l4proto tcp reject with tcp reset", "reject")
 
@@ -174,6 +174,8 @@ def test_publish_rm_deletes_the_element_before_the_chain() -> None:
     after = render(state([DNS, EMPTY, HOST], list(SAMPLE.endpoints)))
     lines = transaction(before, after).splitlines()
     assert lines == [
+        "delete element inet shoal flows-tcp { 8080 }",  # the port's counters go with it
+        "delete element inet shoal traffic-tcp { 8080 }",
         "delete element inet shoal ports { tcp . 8080 }",
         "flush chain inet shoal svc-tcp-8080",
         "delete chain inet shoal svc-tcp-8080",
@@ -277,7 +279,7 @@ FORBIDDEN = {"asyncio", "socket", "time", "random", "os", "subprocess", "threadi
 
 
 @pytest.mark.parametrize(
-    "module", ["plan.py", "plan_cache.py", "model.py", "errors.py", "policy.py"]
+    "module", ["plan.py", "plan_cache.py", "model.py", "errors.py", "policy.py", "traffic.py"]
 )
 def test_pure_modules_import_no_io(module: str) -> None:
     path = Path(planner.__file__).parent / module

@@ -67,6 +67,11 @@ async def test_round_robin_over_three_backends(plane, web) -> None:
     assert [a["task"] for a in answers[:3]] == ["web.1", "web.2", "web.3"]
     # without PROXY protocol the task sees the proxy, from the node (here: loopback)
     assert all(a["client"].startswith("127.0.0.") and "proxy" not in a for a in answers)
+    # the listener's own counters: every connection relayed, both directions' bytes
+    [(key, traffic)] = (await plane.traffic()).items()
+    request = len(b"GET / HTTP/1.1\r\nConnection: close\r\n\r\n")
+    assert key == ("tcp", published) and traffic.connections == 30
+    assert traffic.bytes > 30 * (request + len("HTTP/1.1 200 OK\r\n"))
 
 
 async def test_no_ready_endpoint_refuses_at_once(plane, web) -> None:

@@ -61,6 +61,9 @@ async def test_flows_are_balanced_in_turn_and_stick(plane, web, clients) -> None
         again = [(await client.ask(published))[0]["task"] for _ in range(3)]
         assert again == [first["task"]] * 3  # a flow stays on its task
     assert len(udp_listener(plane, published).flows) == 9
+    traffic = (await plane.traffic())[("udp", published)]
+    assert traffic.connections == 9  # flows, not datagrams
+    assert traffic.bytes > 9 * 4 * 2  # 4 questions and 4 answers per flow
 
 
 async def test_a_connected_client_socket_gets_its_answers(plane, web) -> None:
