@@ -16,6 +16,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any, Protocol, TypeVar
 
+from shoal.agent.dns.attachments import network_addresses
 from shoal.agent.exec.runtime import ExecRuntime, ExitStatus, TaskConfig, TaskStartError
 from shoal.agent.health import HealthMonitor, health_spec
 from shoal.agent.ipam import SubnetAllocator
@@ -227,7 +228,9 @@ class TaskController:
         self._in_mesh = self._in_mesh or ready
         self.ctx.endpoints.set(
             EndpointEntry(
-                self.task.service_id, self.task_id, self.ctx.node_id, self._address, ready
+                self.task.service_id, self.task_id, self.ctx.node_id, self._address, ready,
+                service_name=self.task.service_name,
+                networks=network_addresses(self.task),
             )
         )
 

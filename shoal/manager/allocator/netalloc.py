@@ -10,7 +10,8 @@ Shapes, as swarm writes them:
   network in `vip` endpoint mode, none in `dnsrr` mode; kept across updates while the
   service stays attached to the network.
 - `Task.NetworksAttachments`: `[{"Network": {"ID", "Spec": {"Name", ...}}, "Addresses":
-  ["198.18.1.3/24"], "Aliases": [...]}]`, one per attached network.
+  ["198.18.1.3/24"], "Aliases": [...], "ServiceVIP": "198.18.1.2/24"}]`, one per attached
+  network (`ServiceVIP` is shoal's: the service's VIP, for the nodes' DNS and VIP rules).
 """
 
 from __future__ import annotations
@@ -134,8 +135,13 @@ def service_vips(tx: Tx, service: Service, spec: ServiceSpec) -> list[dict[str, 
 
 
 def task_attachments(tx: Tx, service: Service) -> list[dict[str, Any]] | None:
-    """A new task's attachments: an address on each of the service's networks."""
+    """A new task's attachments: an address on each of the service's networks, and (shoal's
+    `ServiceVIP`) the service's VIP there, which the node's DNS and VIP rules need."""
     out: list[dict[str, Any]] = []
+    vips = {
+        str(v.get("NetworkID")): str(v.get("Addr"))
+        for v in service.endpoint.virtual_ips or [] if isinstance(v, dict)
+    }
     for network_id, aliases in service_attachments(service.spec):
         network = tx.networks.get(network_id)
         if network is None:
@@ -146,6 +152,8 @@ def task_attachments(tx: Tx, service: Service) -> list[dict[str, Any]] | None:
         }
         if aliases:
             attachment["Aliases"] = aliases
+        if network_id in vips:
+            attachment["ServiceVIP"] = vips[network_id]
         out.append(attachment)
     return out or None
 
