@@ -50,6 +50,8 @@ class NetworkAddress:
     address: str
     vip: str = ""
     aliases: tuple[str, ...] = ()
+    prefix: int = 0  # the network's prefix length and gateway (0 / "": unknown)
+    gateway: str = ""
 
 
 @dataclass(frozen=True)
@@ -256,7 +258,10 @@ def _record(owner: str, key: str, slot: _Slot) -> Record:
     if e is None:
         return Record(owner, key, slot.version, None)
     ports = tuple(PortBody(p.protocol, p.published, p.target, p.mode) for p in e.ports)
-    nets = tuple(NetBody(n.network_id, n.address, n.vip, n.aliases) for n in e.networks)
+    nets = tuple(
+        NetBody(n.network_id, n.address, n.vip, n.aliases, n.prefix, n.gateway)
+        for n in e.networks
+    )
     body = EntryBody(e.service_id, e.address, e.ready, ports, e.service_name, nets)
     return Record(owner, key, slot.version, body)
 
@@ -266,7 +271,9 @@ def _entry(record: Record) -> EndpointEntry | None:
     if b is None:
         return None
     ports = tuple(PublishedPort(p.protocol, p.published, p.target, p.mode) for p in b.ports)
-    nets = tuple(NetworkAddress(n.network, n.address, n.vip, n.aliases) for n in b.networks)
+    nets = tuple(NetworkAddress(
+            n.network, n.address, n.vip, n.aliases, n.prefix, n.gateway
+        ) for n in b.networks)
     return EndpointEntry(
         b.service_id, record.key, record.owner, b.address, b.ready, ports, b.service_name, nets
     )

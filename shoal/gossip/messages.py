@@ -104,6 +104,8 @@ class NetBody(msgspec.Struct, array_like=True, frozen=True):
     address: Annotated[str, msgspec.Meta(max_length=64)]
     vip: Annotated[str, msgspec.Meta(max_length=64)] = ""
     aliases: Annotated[tuple[Name, ...], msgspec.Meta(max_length=16)] = ()
+    prefix: Annotated[int, msgspec.Meta(ge=0, le=32)] = 0  # the network's prefix length
+    gateway: Annotated[str, msgspec.Meta(max_length=64)] = ""  # the network's gateway
 
 
 class EntryBody(msgspec.Struct, array_like=True, frozen=True):

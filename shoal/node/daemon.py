@@ -31,6 +31,7 @@ from pathlib import Path
 from shoal import __version__
 from shoal.agent.agent import Agent, gateway_of
 from shoal.agent.controller import NodeContext, wait_listening
+from shoal.agent.dns.server import node_dns
 from shoal.agent.exec.runtime import ExecRuntime
 from shoal.agent.health import netns_checker
 from shoal.agent.ipam import SubnetAllocator
@@ -245,6 +246,7 @@ class Daemon(RoleSwitch):
             overlay_factory=self._overlay_factory,
             reconcile_every=self.opts.reconcile_every,
         )
+        network.dns = node_dns(self.swarm.node_id, self.endpoints, self.runtime)  # net: DNS hook
         await network.bind()
         self.network = network
         return network

@@ -33,6 +33,7 @@ import secrets
 from collections.abc import Callable, Coroutine, Sequence
 from typing import Any, Protocol
 
+from shoal.agent.dns.server import NodeDns
 from shoal.api.netview import NetView, network_view
 from shoal.errors import ShoalError
 from shoal.gossip.crypto import Keyring
@@ -147,6 +148,7 @@ class NodeNetwork:
         self._ports = ports
         self._endpoints = endpoints
         self.mesh: MeshSync | None = None
+        self.dns: NodeDns | None = None  # the embedded DNS, set before start() (daemon)
         self.gossip = GossipNode(gossip, Keyring(secrets.token_bytes(32)), endpoints)
         self._net = net
         self._overlay_factory = overlay_factory
@@ -188,6 +190,8 @@ class NodeNetwork:
         )
         self._spawn(self.mesh.run(), "mesh")
         self._spawn(self._follow(), "network")
+        if self.dns is not None:
+            self._spawn(self.dns.run(), "dns")
 
     def _spawn(self, coro: Coroutine[Any, Any, None], name: str) -> None:
         task = asyncio.ensure_future(coro)

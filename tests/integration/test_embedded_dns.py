@@ -81,7 +81,7 @@ async def test_a_task_resolves_services_on_its_networks_only(netns: str) -> None
                     aliases=()))
     dns_server = NodeDns("n1", table, lambda t: Path("/run/netns", netns if t == "me" else
                                                       "absent-" + t), None)
-    dns_server.start()
+    runner = asyncio.ensure_future(dns_server.run())
     try:
         await eventually(lambda: "me" in dns_server.tasks, what="sockets in the task netns")
         assert await ask(netns, "back") == {"rcode": "NOERROR", "addrs": ["198.18.1.2"]}
@@ -98,4 +98,6 @@ async def test_a_task_resolves_services_on_its_networks_only(netns: str) -> None
         table.remove("me")
         await eventually(lambda: "me" not in dns_server.tasks, what="sockets closed")
     finally:
-        await dns_server.stop()
+        runner.cancel()
+        await asyncio.gather(runner, return_exceptions=True)
+    assert dns_server.tasks == {}

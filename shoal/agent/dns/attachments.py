@@ -19,6 +19,21 @@ def _host(value: Any) -> str:
         return ""
 
 
+def _prefix(value: Any) -> int:
+    try:
+        return ipaddress.IPv4Interface(str(value)).network.prefixlen
+    except ValueError:
+        return 0
+
+
+def _gateway(network: Any) -> str:
+    try:
+        configs = network["Spec"]["IPAM"]["Config"]
+        return str(ipaddress.IPv4Address(str(configs[0]["Gateway"])))
+    except (KeyError, IndexError, TypeError, ValueError):
+        return ""
+
+
 def network_addresses(task: Task) -> tuple[NetworkAddress, ...]:
     """(network, address, VIP, aliases) of each overlay network the task is on."""
     out = []
@@ -32,7 +47,10 @@ def network_addresses(task: Task) -> tuple[NetworkAddress, ...]:
         if not network_id or not address:
             continue
         aliases = tuple(str(a) for a in item.get("Aliases") or [] if a)[:16]
-        out.append(NetworkAddress(network_id, address, _host(item.get("ServiceVIP")), aliases))
+        out.append(NetworkAddress(
+            network_id, address, _host(item.get("ServiceVIP")), aliases,
+            _prefix(addresses[0]), _gateway(network),
+        ))
     return tuple(out[:16])
 
 

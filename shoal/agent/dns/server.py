@@ -33,7 +33,7 @@ from shoal.agent.dns.netns import DNS_ADDRESS, sockets_in_netns
 from shoal.agent.dns.wire import Forwarder, answer
 from shoal.gossip.table import EndpointTable
 
-__all__ = ["NodeDns", "TaskDns", "forwarders_from_env", "make_forwarder"]
+__all__ = ["NodeDns", "TaskDns", "forwarders_from_env", "make_forwarder", "node_dns"]
 
 log = logging.getLogger(__name__)
 FORWARD_TIMEOUT = 2.0
@@ -166,7 +166,6 @@ class NodeDns:
         self.tasks: dict[str, TaskDns] = {}
         self._table = NameTable([])
         self._table_version = -1
-        self._runner: asyncio.Task[None] | None = None
 
     def table(self) -> NameTable:
         if self._table_version != self.endpoints.version:
@@ -174,14 +173,15 @@ class NodeDns:
             self._table = NameTable(table_attachments(self.endpoints.entries()))
         return self._table
 
-    def start(self) -> None:
-        self._runner = asyncio.ensure_future(self._run())
-
-    async def _run(self) -> None:
-        while True:
-            seen = self.endpoints.version
-            await self.sync()
-            await self.endpoints.wait_change(seen)
+    async def run(self) -> None:
+        """Follow the endpoint table until cancelled; every socket is closed on the way out."""
+        try:
+            while True:
+                seen = self.endpoints.version
+                await self.sync()
+                await self.endpoints.wait_change(seen)
+        finally:
+            await self.close()
 
     async def sync(self) -> None:
         wanted = {
@@ -201,11 +201,21 @@ class NodeDns:
                 continue
             self.tasks[task_id] = served
 
-    async def stop(self) -> None:
-        if self._runner is not None:
-            self._runner.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._runner
-        for served in self.tasks.values():
-            await served.close()
-        self.tasks.clear()
+    async def close(self) -> None:
+        served, self.tasks = list(self.tasks.values()), {}
+        for one in served:
+            await one.close()
+
+
+def node_dns(node_id: str, endpoints: EndpointTable, runtime: object) -> NodeDns | None:
+    """The node's DNS with the forwarders of its environment (see module doc), for a
+    runtime that puts tasks in named network namespaces (None for other runtimes)."""
+    netns_dir = getattr(runtime, "netns_dir", None)
+    netns_name = getattr(runtime, "netns_name", None)
+    if not isinstance(netns_dir, Path) or not callable(netns_name):
+        return None
+
+    def netns_path(task_id: str) -> Path:
+        return netns_dir / str(netns_name(task_id))
+
+    return NodeDns(node_id, endpoints, netns_path, make_forwarder(forwarders_from_env()))
