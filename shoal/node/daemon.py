@@ -31,7 +31,6 @@ from pathlib import Path
 from shoal import __version__
 from shoal.agent.agent import Agent, gateway_of
 from shoal.agent.controller import NodeContext, wait_listening
-from shoal.agent.dns.server import node_dns
 from shoal.agent.exec.runtime import ExecRuntime
 from shoal.agent.health import netns_checker
 from shoal.agent.ipam import SubnetAllocator
@@ -73,6 +72,7 @@ from shoal.node.raft_open import force_new_cluster
 from shoal.node.raft_role import RaftRole, tick_interval
 from shoal.node.raft_wiring import leave_refusal
 from shoal.node.role_switch import RoleSwitch
+from shoal.node.service_networks import attach as attach_service_networks
 
 __all__ = ["Daemon", "DaemonOptions"]
 
@@ -246,7 +246,7 @@ class Daemon(RoleSwitch):
             overlay_factory=self._overlay_factory,
             reconcile_every=self.opts.reconcile_every,
         )
-        network.dns = node_dns(self.swarm.node_id, self.endpoints, self.runtime)  # net: DNS hook
+        attach_service_networks(network, self.runtime)  # net: DNS + service networks hook
         await network.bind()
         self.network = network
         return network
