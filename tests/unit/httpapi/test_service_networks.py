@@ -103,5 +103,10 @@ async def test_each_task_gets_an_address_on_each_network(api: Api) -> None:
     hosts = {ipaddress.IPv4Interface(x) for x in addresses}
     assert len(hosts) == 3 and vip not in hosts
     assert all(h.network == ipaddress.IPv4Network("198.18.1.0/24") for h in hosts)
+    verbose = await api.get("/networks/a", verbose="true")
+    web = verbose["Services"]["web"]
+    assert web["VIP"] == str(vip.ip)
+    assert sorted(t["EndpointIP"] for t in web["Tasks"]) == sorted(str(h.ip) for h in hosts)
+    assert all(t["Name"].startswith("web.") for t in web["Tasks"])
     err = await api.call("DELETE", "/networks/a", expect=400)
     assert "is in use by service" in err["message"]

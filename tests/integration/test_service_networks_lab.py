@@ -1,0 +1,94 @@
+"""Services find each other, as a user does it (issue 12): two nodes, overlay networks,
+busybox containers; from the client container (`docker exec`) the back service's name
+resolves to its VIP through 127.0.0.11 and an HTTP request through it answers from the
+other node; `tasks.back` lists the task; a container on another network reaches nothing.
+
+All traffic stays in the lab's namespaces (networks inside 198.18.0.0/15); the lab's DNS
+has no forwarder (SHOAL_DNS_FORWARDERS=none), so foreign names are refused locally.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+from shoal.lab import Lab
+from shoal.lab import images as test_images
+from tests.integration.labtools import host_of, running, shoal, until
+
+pytestmark = pytest.mark.lab
+
+HTTPD = "mkdir -p /www && hostname > /www/index.html && exec httpd -f -p 80 -h /www"
+
+
+@pytest.fixture(scope="module")
+def lab2(lab_tag: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Lab]:
+    lab = Lab(lab_tag + "s")
+    lab.down()
+    try:
+        lab.up(nodes=2)
+        archive = test_images.export(
+            "busybox", tmp_path_factory.mktemp("img") / "bb.tar", "docker-archive", "bb:net"
+        )
+        for host in ("h1", "h2"):
+            proc = lab.exec(host, ["docker", "image", "load", "-i", str(archive)], capture=True)
+            assert "Loaded image: bb:net" in proc.stdout, proc.stderr
+        yield lab
+    finally:
+        lab.down()
+
+
+def _docker(lab: Lab, *args: str, host: str = "h1", check: bool = True) -> str:
+    proc = lab.exec(host, ["docker", *args], capture=True, timeout=60)
+    if check:
+        assert proc.returncode == 0, f"docker {' '.join(args)}: {proc.stderr}"
+    return str(proc.stdout) + ("" if check else str(proc.stderr))
+
+
+def _task(lab: Lab, service: str) -> dict[str, Any]:
+    tasks = until(lambda: running(lab, service), 90, f"{service} running")
+    return tasks[0]
+
+
+def _in(lab: Lab, task: dict[str, Any], *argv: str) -> str:
+    host = host_of(lab, task["NodeID"])
+    proc = lab.exec(host, ["docker", "exec", task["ID"][:12], *argv], capture=True, timeout=30)
+    return str(proc.stdout) + str(proc.stderr)
+
+
+def test_web_reaches_back_by_name_across_nodes_and_other_networks_cannot(lab2: Lab) -> None:
+    _docker(lab2, "network", "create", "-d", "overlay", "appnet")
+    _docker(lab2, "network", "create", "-d", "overlay", "--subnet", "198.18.77.0/24", "othernet")
+    shoal(lab2, "service", "create", "-d", "--name", "back", "--network", "appnet",
+          "--constraint", "node.hostname==shoal-h2", "bb:net", "sh", "-c", HTTPD)
+    shoal(lab2, "service", "create", "-d", "--name", "front", "--network", "appnet",
+          "--constraint", "node.hostname==shoal-h1", "bb:net", "sleep", "3600")
+    shoal(lab2, "service", "create", "-d", "--name", "other", "--network", "othernet",
+          "--constraint", "node.hostname==shoal-h1", "bb:net", "sleep", "3600")
+    back, front, other = _task(lab2, "back"), _task(lab2, "front"), _task(lab2, "other")
+    assert host_of(lab2, back["NodeID"]) == "h2" and host_of(lab2, front["NodeID"]) == "h1"
+    service = lab2.client("h1").get("/services/back")
+    [vip] = [v["Addr"].split("/")[0] for v in service["Endpoint"]["VirtualIPs"]]
+    [back_addr] = [a.split("/")[0] for a in back["NetworksAttachments"][0]["Addresses"]]
+    assert vip.startswith("198.18.1.") and back_addr.startswith("198.18.1.")
+    assert "nameserver 127.0.0.11" in _in(lab2, front, "cat", "/etc/resolv.conf")
+    # the name resolves to the VIP; a request through it answers from h2's task
+    until(lambda: vip in _in(lab2, front, "nslookup", "back"), 30, "back -> VIP")
+    assert back_addr in _in(lab2, front, "nslookup", "tasks.back")
+    hostname = _in(lab2, back, "hostname").strip()
+    answer = until(lambda: hostname in (out := _in(lab2, front, "wget", "-qO-", "-T", "3",
+                                                   "http://back/")) and out,
+                   30, "http through the VIP")
+    assert answer.strip() == hostname
+    # another network: the name is not answered, the VIP and the address are unreachable
+    assert vip not in _in(lab2, other, "nslookup", "back")
+    for target in (vip, back_addr):
+        out = _in(lab2, other, "wget", "-qO-", "-T", "3", f"http://{target}/")
+        assert hostname not in out, target
+    # in use: refused; once the services are gone, removed
+    assert "in use" in _docker(lab2, "network", "rm", "appnet", check=False)
+    for name in ("back", "front", "other"):
+        shoal(lab2, "service", "rm", name)
+    _docker(lab2, "network", "rm", "appnet", "othernet")
