@@ -21,6 +21,12 @@ from tests.integration.labtools import host_of, running, shoal, until
 pytestmark = pytest.mark.lab
 
 HTTPD = "mkdir -p /www && hostname > /www/index.html && exec httpd -f -p 80 -h /www"
+# an HTTP GET with busybox nc (the busybox-static image's wget crashes in its resolver code)
+GET = 'printf "GET / HTTP/1.0\\r\\n\\r\\n" | nc -w 3 "$0" 80'
+
+
+def _get(lab: Lab, task: dict[str, Any], target: str) -> str:
+    return _in(lab, task, "sh", "-c", GET, target)
 
 
 @pytest.fixture(scope="module")
@@ -78,15 +84,14 @@ def test_web_reaches_back_by_name_across_nodes_and_other_networks_cannot(lab2: L
     until(lambda: vip in _in(lab2, front, "nslookup", "back"), 30, "back -> VIP")
     assert back_addr in _in(lab2, front, "nslookup", "tasks.back")
     hostname = _in(lab2, back, "hostname").strip()
-    answer = until(lambda: hostname in (out := _in(lab2, front, "wget", "-qO-", "-T", "3",
-                                                   "http://back/")) and out,
+    answer = until(lambda: hostname in (out := _get(lab2, front, "back")) and out,
                    30, "http through the VIP")
-    assert answer.strip() == hostname
+    assert answer.startswith("HTTP/1.1 200 OK") and answer.strip().endswith(hostname)
     # another network: the name is not answered, the VIP and the address are unreachable
     assert vip not in _in(lab2, other, "nslookup", "back")
     for target in (vip, back_addr):
-        out = _in(lab2, other, "wget", "-qO-", "-T", "3", f"http://{target}/")
-        assert hostname not in out, target
+        out = _get(lab2, other, target)
+        assert hostname not in out and "200 OK" not in out, (target, out)
     # in use: refused; once the services are gone, removed
     assert "in use" in _docker(lab2, "network", "rm", "appnet", check=False)
     for name in ("back", "front", "other"):
