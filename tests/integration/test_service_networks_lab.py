@@ -92,8 +92,24 @@ def test_web_reaches_back_by_name_across_nodes_and_other_networks_cannot(lab2: L
     for target in (vip, back_addr):
         out = _get(lab2, other, target)
         assert hostname not in out and "200 OK" not in out, (target, out)
+    [other_addr] = other["NetworksAttachments"][0]["Addresses"]
+    assert other_addr.startswith("198.18.77.")  # --subnet honoured
+    # dnsrr: the name is the tasks' addresses
+    shoal(lab2, "service", "create", "-d", "--name", "rr", "--network", "appnet",
+          "--endpoint-mode", "dnsrr", "bb:net", "sleep", "3600")
+    [rr_addr] = [a.split("/")[0] for a in _task(lab2, "rr")["NetworksAttachments"][0]["Addresses"]]
+    until(lambda: rr_addr in _in(lab2, front, "nslookup", "rr"), 30, "rr -> its task")
+    # an update replaces the task: the VIP stays and follows the new task
+    shoal(lab2, "service", "update", "--env-add", "X=1", "back")
+    assert lab2.client("h1").get("/services/back")["Endpoint"]["VirtualIPs"][0]["Addr"] == (
+        service["Endpoint"]["VirtualIPs"][0]["Addr"]
+    )
+    new_back = until(lambda: [t for t in running(lab2, "back") if t["ID"] != back["ID"]], 90,
+                     "the updated back task")[0]
+    new_host = _in(lab2, new_back, "hostname").strip()
+    until(lambda: new_host in _get(lab2, front, "back"), 30, "the VIP reaches the new task")
     # in use: refused; once the services are gone, removed
     assert "in use" in _docker(lab2, "network", "rm", "appnet", check=False)
-    for name in ("back", "front", "other"):
+    for name in ("back", "front", "other", "rr"):
         shoal(lab2, "service", "rm", name)
     _docker(lab2, "network", "rm", "appnet", "othernet")
