@@ -230,6 +230,8 @@ class NodeNetwork:
 
     async def close(self) -> None:
         """Remove this node's mesh rules and overlay device (`swarm leave`)."""
+        if self.svcnet is not None:
+            await self.svcnet.close()
         await self.plane.close()
         await self.health.close()
         if self.overlay is not None:

@@ -116,18 +116,17 @@ class ServiceNetworks:
         self._nft_text = ""
 
     async def run(self, every: float = 1.0) -> None:
-        """Apply on every table change (and every `every` s for new peers/namespaces)."""
-        try:
-            while True:
-                seen = self.endpoints.version
-                try:
-                    await self.apply()
-                except Exception:
-                    log.exception("service networks: apply failed")
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self.endpoints.wait_change(seen), every)
-        finally:
-            await self.close()
+        """Apply on every table change (and every `every` s for new peers/namespaces).
+        Cancelling leaves the kernel state for the next start (tasks outlive a daemon
+        restart); `close()` removes it."""
+        while True:
+            seen = self.endpoints.version
+            try:
+                await self.apply()
+            except Exception:
+                log.exception("service networks: apply failed")
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self.endpoints.wait_change(seen), every)
 
     async def apply(self) -> None:
         wanted = plan(self.node_id, self.endpoints.entries(), self.slices())
@@ -163,6 +162,9 @@ class ServiceNetworks:
             path = self.netns_path(link.task_id)
             if not path.exists():
                 continue  # not started yet, or gone: the next pass sees it
+            if await _exists(link.host_name):  # made by this daemon's previous life
+                self._links.add(link)
+                continue
             try:
                 await _add_link(link, str(path))
             except (OSError, NetlinkError) as exc:
@@ -211,6 +213,11 @@ class ServiceNetworks:
                 await self._run_nft(f"table ip {TABLE}\ndelete table ip {TABLE}\n")
         self._nft_text = ""
         self.applied = NetPlan()
+
+
+async def _exists(name: str) -> bool:
+    async with AsyncIPRoute() as ipr:
+        return await _index(ipr, name) is not None
 
 
 async def _our_routes(ipr: AsyncIPRoute) -> dict[ipaddress.IPv4Address, str]:
