@@ -17,6 +17,7 @@ Shapes, as swarm writes them:
 from __future__ import annotations
 
 import ipaddress
+import re
 from typing import Any
 
 import msgspec
@@ -35,6 +36,7 @@ from shoal.manager.state.store import ReadView, Tx
 
 __all__ = [
     "allocate_ipam",
+    "check_aliases",
     "network_config",
     "service_attachments",
     "service_vips",
@@ -113,6 +115,36 @@ def service_attachments(spec: ServiceSpec) -> list[tuple[str, list[str]]]:
     """(network ID, aliases) of every network the service is attached to."""
     items = [*(spec.task_template.networks or []), *(spec.networks or [])]
     return [(item.target, list(item.aliases or [])) for item in items]
+
+
+_LABEL = re.compile(r"^[A-Za-z0-9]([A-Za-z0-9_-]{0,61}[A-Za-z0-9])?$")
+
+
+def check_aliases(tx: Tx, service_id: str, spec: ServiceSpec) -> None:
+    """Aliases are DNS names; on one network an alias may not be another service's name,
+    nor the service's name another's alias (services may share an alias, as stacks sharing
+    a network do: the name then answers every VIP)."""
+    names: dict[tuple[str, str], str] = {}
+    aliases: dict[tuple[str, str], str] = {}
+    for other in tx.services.list():
+        if other.id == service_id:
+            continue
+        for network_id, other_aliases in service_attachments(other.spec):
+            names[(network_id, other.spec.name.lower())] = other.spec.name
+            for alias in other_aliases:
+                aliases[(network_id, alias.lower())] = other.spec.name
+    for network_id, mine in service_attachments(spec):
+        for alias in mine:
+            if len(alias) > 253 or not all(_LABEL.match(p) for p in alias.split(".")):
+                raise InvalidArgument(f"invalid network alias {alias!r}: not a DNS name")
+        clashes = [names.get((network_id, a.lower())) for a in mine]
+        clashes.append(aliases.get((network_id, spec.name.lower())))
+        holder = next((c for c in clashes if c), None)
+        if holder is not None:
+            raise InvalidArgument(
+                "rpc error: code = InvalidArgument desc = a name of this service is already "
+                f"used by service '{holder}' on network {network_id}"
+            )
 
 
 def service_vips(tx: Tx, service: Service, spec: ServiceSpec) -> list[dict[str, str]] | None:

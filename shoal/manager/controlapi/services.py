@@ -11,7 +11,7 @@ import msgspec
 from shoal.api.timefmt import now_rfc3339
 from shoal.api.types import Endpoint, Service, ServiceSpec, UpdateStatus
 from shoal.errors import Conflict, InvalidArgument, OutOfSequence
-from shoal.manager.allocator.netalloc import service_vips
+from shoal.manager.allocator.netalloc import check_aliases, service_vips
 from shoal.manager.allocator.ports import allocate_ports
 from shoal.manager.controlapi.configs import CONFIGS
 from shoal.manager.controlapi.networks import resolve_attachments
@@ -45,6 +45,7 @@ def _prepare(tx: Tx, current: Service, spec: ServiceSpec) -> tuple[ServiceSpec, 
     others = tx.services.list()
     ports = allocate_ports(service_id, endpoint_spec.ports or [], others)
     check_mesh_ports(service_id, spec, ports, others)
+    check_aliases(tx, service_id, spec)
     vips = service_vips(tx, current, spec)
     return spec, Endpoint(spec=endpoint_spec, ports=ports or None, virtual_ips=vips)
 

@@ -110,3 +110,27 @@ async def test_each_task_gets_an_address_on_each_network(api: Api) -> None:
     assert all(t["Name"].startswith("web.") for t in web["Tasks"])
     err = await api.call("DELETE", "/networks/a", expect=400)
     assert "is in use by service" in err["message"]
+
+
+async def test_aliases_must_be_dns_names_and_not_clash_on_a_network(api: Api) -> None:
+    await create_network(api, "a")
+    await create_network(api, "b")
+    await api.call("POST", "/services/create", service("web", [{"Target": "a", "Aliases": ["w"]}]),
+                   expect=201)
+    for name, attachment in (
+        ("x", {"Target": "a", "Aliases": ["web"]}),  # another service's name
+        ("x", {"Target": "a", "Aliases": ["WEB"]}),  # case-insensitively
+        ("w", {"Target": "a"}),  # a service named like another's alias
+        ("x", {"Target": "a", "Aliases": ["bad name!"]}),
+    ):
+        err = await api.call("POST", "/services/create", service(name, [attachment]),
+                             expect=400)
+        assert "already used by service 'web'" in err["message"] or "not a DNS name" in (
+            err["message"]
+        ), attachment
+    # on another network the same names are fine; services may share an alias
+    await api.call("POST", "/services/create", service("x", [{"Target": "b", "Aliases": ["web"]}]),
+                   expect=201)
+    await api.call("POST", "/services/create", service("y", [{"Target": "a", "Aliases": ["w"]}]),
+                   expect=201)
+    assert sorted(s["Spec"]["Name"] for s in await api.get("/services")) == ["web", "x", "y"]
