@@ -64,6 +64,9 @@ class EndpointEntry:
     ports: tuple[PublishedPort, ...] = ()
     service_name: str = ""
     networks: tuple[NetworkAddress, ...] = ()
+    # not ready *yet*: published so the node's service networks (interfaces, DNS) serve
+    # the task while it boots; never a mesh backend, not even a draining one
+    starting: bool = False
 
 
 @dataclass
@@ -262,7 +265,7 @@ def _record(owner: str, key: str, slot: _Slot) -> Record:
         NetBody(n.network_id, n.address, n.vip, n.aliases, n.prefix, n.gateway)
         for n in e.networks
     )
-    body = EntryBody(e.service_id, e.address, e.ready, ports, e.service_name, nets)
+    body = EntryBody(e.service_id, e.address, e.ready, ports, e.service_name, nets, e.starting)
     return Record(owner, key, slot.version, body)
 
 
@@ -275,5 +278,6 @@ def _entry(record: Record) -> EndpointEntry | None:
             n.network, n.address, n.vip, n.aliases, n.prefix, n.gateway
         ) for n in b.networks)
     return EndpointEntry(
-        b.service_id, record.key, record.owner, b.address, b.ready, ports, b.service_name, nets
+        b.service_id, record.key, record.owner, b.address, b.ready, ports, b.service_name, nets,
+        b.starting,
     )

@@ -115,6 +115,7 @@ class EntryBody(msgspec.Struct, array_like=True, frozen=True):
     ports: tuple[PortBody, ...] = ()
     service_name: Name = ""
     networks: Annotated[tuple[NetBody, ...], msgspec.Meta(max_length=16)] = ()
+    starting: bool = False  # not ready *yet* (not draining): never a mesh backend
 
 
 class Record(msgspec.Struct, tag="rec", array_like=True, frozen=True):

@@ -34,3 +34,23 @@ def test_oversized_attachment_lists_are_refused_by_the_decoder() -> None:
     [record] = mine.take_changes()
     with pytest.raises(MalformedPacket, match="length <= 16"):
         decode_packet(encode_packet(Packet("node-a", "198.18.0.11:7946", [record])))
+
+
+def test_starting_tasks_are_never_mesh_backends() -> None:
+    from shoal.gossip.table import EndpointTable
+    from shoal.mesh.recording import RecordingDataPlane
+    from shoal.node.mesh_sync import MeshSync, PortFeed
+
+    table = EndpointTable()
+    table.set(EndpointEntry("s", "boot", "n1", "198.19.1.5", False, starting=True))
+    table.set(EndpointEntry("s", "drain", "n1", "198.19.1.6", False))
+    sync = MeshSync(PortFeed(), table, RecordingDataPlane(), "n1", "198.19.1.0/24")
+    assert [e.task_id for e in sync.desired().endpoints] == ["drain"]
+    # the flag travels with the record
+    mine = EndpointState()
+    mine.set_local(EndpointEntry("s", "boot", "n1", "198.19.1.5", False, starting=True))
+    [record] = mine.take_changes()
+    [decoded] = decode_packet(encode_packet(Packet("n1", "198.18.0.11:7946", [record]))).messages
+    other = EndpointState()
+    other.merge(decoded)  # type: ignore[arg-type]
+    assert other.entries()[0].starting
