@@ -53,6 +53,12 @@ def _docker(lab: Lab, *args: str, host: str = "h1", check: bool = True) -> str:
     return str(proc.stdout) + ("" if check else str(proc.stderr))
 
 
+def _addresses(nslookup: str) -> list[str]:
+    """The answer's addresses from busybox nslookup output (after the server's lines)."""
+    answer = nslookup.split("Name:", 1)[-1] if "Name:" in nslookup else ""
+    return sorted(w for w in answer.split() if w.count(".") == 3 and w[0].isdigit())
+
+
 def _task(lab: Lab, service: str) -> dict[str, Any]:
     tasks = until(lambda: running(lab, service), 90, f"{service} running")
     return tasks[0]
@@ -108,6 +114,21 @@ def test_web_reaches_back_by_name_across_nodes_and_other_networks_cannot(lab2: L
                      "the updated back task")[0]
     new_host = _in(lab2, new_back, "hostname").strip()
     until(lambda: new_host in _get(lab2, front, "back"), 30, "the VIP reaches the new task")
+    # scaled: tasks.back lists exactly the running tasks, the VIP spreads over them
+    for replicas in (3, 1):
+        shoal(lab2, "service", "scale", f"back={replicas}")
+        want = until(lambda n=replicas: len(r := running(lab2, "back")) == n and r, 90,
+                     f"{replicas} back tasks")
+        addrs = sorted(t["NetworksAttachments"][0]["Addresses"][0].split("/")[0] for t in want)
+        until(lambda a=addrs: _addresses(_in(lab2, front, "nslookup", "tasks.back")) == a,
+              30, f"tasks.back = {addrs}")
+        if replicas == 3:
+            names = {_in(lab2, t, "hostname").strip() for t in want}
+            seen = until(lambda names=names: (got := {
+                _get(lab2, front, "back").strip().split("\n")[-1] for _ in range(12)
+            }) >= names and got,
+                         60, "every back task answers through the VIP")
+            assert seen == names
     # in use: refused; once the services are gone, removed
     assert "in use" in _docker(lab2, "network", "rm", "appnet", check=False)
     for name in ("back", "front", "other", "rr"):
