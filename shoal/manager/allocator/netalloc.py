@@ -159,8 +159,8 @@ def service_vips(tx: Tx, service: Service, spec: ServiceSpec) -> list[dict[str, 
     out = []
     for network_id, _aliases in service_attachments(spec):
         network = tx.networks.get(network_id)
-        if network is None:
-            continue
+        if network is None or network_config(network) is None:
+            continue  # gone, or made before networks had subnets: no address to give
         addr = current.get(network_id) or _allocate(tx, network)
         out.append({"NetworkID": network_id, "Addr": addr})
     return out or None
@@ -176,7 +176,7 @@ def task_attachments(tx: Tx, service: Service) -> list[dict[str, Any]] | None:
     }
     for network_id, aliases in service_attachments(service.spec):
         network = tx.networks.get(network_id)
-        if network is None:
+        if network is None or network_config(network) is None:
             continue
         attachment: dict[str, Any] = {
             "Network": {"ID": network.id, "Spec": msgspec.to_builtins(network.spec)},
