@@ -2,8 +2,9 @@
 
 Only swarm-scoped overlay networks exist in shoal: the node-local drivers (bridge, host,
 macvlan, ...) belong to a container engine, which shoal is not. Networks are objects of the
-replicated store; tasks do not get per-network interfaces yet (every task sits on its
-node's bridge), so a network is what services name, resolve and are refused removal by.
+replicated store; each gets its subnet at create (`allocator/netalloc.py`), services a VIP
+and tasks an address on it; the nodes give tasks an interface and DNS on it (see
+docs/design/service-networks.md).
 
 `ingress` is not stored: it is derived from the cluster object (ID included), so every
 manager answers the same network without a write at `swarm init`. It stands for the
