@@ -16,6 +16,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any, Protocol, TypeVar
 
+from shoal.agent.dns.attachments import network_addresses
 from shoal.agent.exec.runtime import ExecRuntime, ExitStatus, TaskConfig, TaskStartError
 from shoal.agent.health import HealthMonitor, health_spec
 from shoal.agent.ipam import SubnetAllocator
@@ -165,6 +166,10 @@ class TaskController:
     async def _serve(self, pid: int, waiter: asyncio.Future[ExitStatus]) -> bool:
         """Until the task exits or must stop: ready -> in the mesh. True if it went unhealthy."""
         health = health_spec(self._health_config())
+        if self.task.networks_attachments and not self._in_mesh:
+            # on the node's service networks (interfaces, DNS) from the start, in no
+            # balancer until ready: an application resolves and connects while it boots
+            self._join_mesh(ready=False, starting=True)
         stopper = asyncio.ensure_future(self._stop.wait())
         try:
             if health is None:
@@ -223,11 +228,14 @@ class TaskController:
         """An adopted task that was serving: in the endpoint table at once."""
         self._join_mesh()
 
-    def _join_mesh(self, ready: bool = True) -> None:
+    def _join_mesh(self, ready: bool = True, starting: bool = False) -> None:
         self._in_mesh = self._in_mesh or ready
         self.ctx.endpoints.set(
             EndpointEntry(
-                self.task.service_id, self.task_id, self.ctx.node_id, self._address, ready
+                self.task.service_id, self.task_id, self.ctx.node_id, self._address, ready,
+                service_name=self.task.service_name,
+                networks=network_addresses(self.task),
+                starting=starting,
             )
         )
 

@@ -26,9 +26,9 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field, replace
 from typing import Literal
 
-from shoal.gossip.messages import EntryBody, PortBody, Record
+from shoal.gossip.messages import EntryBody, NetBody, PortBody, Record
 
-__all__ = ["EndpointEntry", "EndpointState", "PublishedPort"]
+__all__ = ["EndpointEntry", "EndpointState", "NetworkAddress", "PublishedPort"]
 
 
 @dataclass(frozen=True)
@@ -42,6 +42,19 @@ class PublishedPort:
 
 
 @dataclass(frozen=True)
+class NetworkAddress:
+    """The task on an overlay network: address and service VIP without prefix ("" VIP in
+    dnsrr mode), and the service's aliases there."""
+
+    network_id: str
+    address: str
+    vip: str = ""
+    aliases: tuple[str, ...] = ()
+    prefix: int = 0  # the network's prefix length and gateway (0 / "": unknown)
+    gateway: str = ""
+
+
+@dataclass(frozen=True)
 class EndpointEntry:
     service_id: str
     task_id: str
@@ -49,6 +62,11 @@ class EndpointEntry:
     address: str
     ready: bool
     ports: tuple[PublishedPort, ...] = ()
+    service_name: str = ""
+    networks: tuple[NetworkAddress, ...] = ()
+    # not ready *yet*: published so the node's service networks (interfaces, DNS) serve
+    # the task while it boots; never a mesh backend, not even a draining one
+    starting: bool = False
 
 
 @dataclass
@@ -243,7 +261,12 @@ def _record(owner: str, key: str, slot: _Slot) -> Record:
     if e is None:
         return Record(owner, key, slot.version, None)
     ports = tuple(PortBody(p.protocol, p.published, p.target, p.mode) for p in e.ports)
-    return Record(owner, key, slot.version, EntryBody(e.service_id, e.address, e.ready, ports))
+    nets = tuple(
+        NetBody(n.network_id, n.address, n.vip, n.aliases, n.prefix, n.gateway)
+        for n in e.networks
+    )
+    body = EntryBody(e.service_id, e.address, e.ready, ports, e.service_name, nets, e.starting)
+    return Record(owner, key, slot.version, body)
 
 
 def _entry(record: Record) -> EndpointEntry | None:
@@ -251,4 +274,10 @@ def _entry(record: Record) -> EndpointEntry | None:
     if b is None:
         return None
     ports = tuple(PublishedPort(p.protocol, p.published, p.target, p.mode) for p in b.ports)
-    return EndpointEntry(b.service_id, record.key, record.owner, b.address, b.ready, ports)
+    nets = tuple(NetworkAddress(
+            n.network, n.address, n.vip, n.aliases, n.prefix, n.gateway
+        ) for n in b.networks)
+    return EndpointEntry(
+        b.service_id, record.key, record.owner, b.address, b.ready, ports, b.service_name, nets,
+        b.starting,
+    )

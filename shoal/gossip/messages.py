@@ -21,6 +21,7 @@ __all__ = [
     "MemberState",
     "Message",
     "Nack",
+    "NetBody",
     "Packet",
     "Ping",
     "PingReq",
@@ -92,11 +93,29 @@ class PortBody(msgspec.Struct, array_like=True, frozen=True):
     mode: Literal["ingress", "host"]
 
 
+Name = Annotated[str, msgspec.Meta(max_length=255)]  # a DNS name or alias
+
+
+class NetBody(msgspec.Struct, array_like=True, frozen=True):
+    """The task on one overlay network: its address there, its service's VIP there ("" in
+    dnsrr mode) and the service's aliases on it (what the embedded DNS answers)."""
+
+    network: Key
+    address: Annotated[str, msgspec.Meta(max_length=64)]
+    vip: Annotated[str, msgspec.Meta(max_length=64)] = ""
+    aliases: Annotated[tuple[Name, ...], msgspec.Meta(max_length=16)] = ()
+    prefix: Annotated[int, msgspec.Meta(ge=0, le=32)] = 0  # the network's prefix length
+    gateway: Annotated[str, msgspec.Meta(max_length=64)] = ""  # the network's gateway
+
+
 class EntryBody(msgspec.Struct, array_like=True, frozen=True):
     service_id: Key
     address: Annotated[str, msgspec.Meta(max_length=64)]
     ready: bool
     ports: tuple[PortBody, ...] = ()
+    service_name: Name = ""
+    networks: Annotated[tuple[NetBody, ...], msgspec.Meta(max_length=16)] = ()
+    starting: bool = False  # not ready *yet* (not draining): never a mesh backend
 
 
 class Record(msgspec.Struct, tag="rec", array_like=True, frozen=True):

@@ -27,6 +27,7 @@ from shoal.httpapi.common import (
     query_bool,
     route,
 )
+from shoal.httpapi.network_services import network_services
 from shoal.httpapi.network_verbose import snapshot, verbose_fields
 from shoal.httpapi.node_api import LocalNode
 from shoal.manager.controlapi.networks import (
@@ -145,8 +146,10 @@ async def inspect(request: web.Request) -> web.StreamResponse:
     if verbose:
         if network.spec.ingress:
             body.update(verbose_fields(snapshot(daemon)))
-        else:  # tasks have no per-network interfaces yet: nothing is attached to it
-            body.update({"Services": {}, "Peers": verbose_fields(snapshot(daemon))["Peers"]})
+        else:
+            services = network_services(store.view(), network) if store is not None else {}
+            body.update({"Services": services,
+                         "Peers": verbose_fields(snapshot(daemon))["Peers"]})
     return json_response(body)
 
 

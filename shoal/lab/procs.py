@@ -86,6 +86,7 @@ def launch_daemon(layout: LabLayout, host: str, daemon_argv: DaemonArgv) -> subp
     layout.data_root(host).mkdir(parents=True, exist_ok=True)
     env = host_env(layout, host)
     env["PYTHONUNBUFFERED"] = "1"
+    env["SHOAL_DNS_FORWARDERS"] = "none"  # the embedded DNS never asks outside the lab
     argv = host_argv(layout, host, daemon_argv(layout, host))
     with open(layout.daemon_log(host), "ab") as log:
         log.write(f"--- lab: starting {' '.join(argv[4:])}\n".encode())

@@ -72,6 +72,7 @@ from shoal.node.raft_open import force_new_cluster
 from shoal.node.raft_role import RaftRole, tick_interval
 from shoal.node.raft_wiring import leave_refusal
 from shoal.node.role_switch import RoleSwitch
+from shoal.node.service_networks import attach as attach_service_networks
 
 __all__ = ["Daemon", "DaemonOptions"]
 
@@ -245,6 +246,7 @@ class Daemon(RoleSwitch):
             overlay_factory=self._overlay_factory,
             reconcile_every=self.opts.reconcile_every,
         )
+        attach_service_networks(network, self.runtime)  # net: DNS + service networks hook
         await network.bind()
         self.network = network
         return network

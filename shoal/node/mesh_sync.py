@@ -123,6 +123,7 @@ class MeshSync:
         endpoints = [
             Endpoint(e.service_id, e.task_id, e.node_id, e.address, e.ready)
             for e in self._table.entries()
+            if not e.starting
         ]
         return MeshState(
             node_id=self._node_id,

@@ -33,6 +33,8 @@ import secrets
 from collections.abc import Callable, Coroutine, Sequence
 from typing import Any, Protocol
 
+from shoal.agent.dns.server import NodeDns
+from shoal.agent.svcnet.apply import ServiceNetworks
 from shoal.api.netview import NetView, network_view
 from shoal.errors import ShoalError
 from shoal.gossip.crypto import Keyring
@@ -147,6 +149,9 @@ class NodeNetwork:
         self._ports = ports
         self._endpoints = endpoints
         self.mesh: MeshSync | None = None
+        # the embedded DNS and the service networks, set before start() (service_networks)
+        self.dns: NodeDns | None = None
+        self.svcnet: ServiceNetworks | None = None
         self.gossip = GossipNode(gossip, Keyring(secrets.token_bytes(32)), endpoints)
         self._net = net
         self._overlay_factory = overlay_factory
@@ -161,6 +166,10 @@ class NodeNetwork:
         self._skipped: tuple[str, ...] = ()
         self._join_now = False
         self._joining: asyncio.Task[None] | None = None
+
+    @property
+    def endpoints(self) -> EndpointTable:
+        return self._endpoints
 
     @property
     def gossip_addr(self) -> str:
@@ -188,6 +197,10 @@ class NodeNetwork:
         )
         self._spawn(self.mesh.run(), "mesh")
         self._spawn(self._follow(), "network")
+        if self.dns is not None:
+            self._spawn(self.dns.run(), "dns")
+        if self.svcnet is not None:
+            self._spawn(self.svcnet.run(), "svcnet")
 
     def _spawn(self, coro: Coroutine[Any, Any, None], name: str) -> None:
         task = asyncio.ensure_future(coro)
@@ -217,6 +230,8 @@ class NodeNetwork:
 
     async def close(self) -> None:
         """Remove this node's mesh rules and overlay device (`swarm leave`)."""
+        if self.svcnet is not None:
+            await self.svcnet.close()
         await self.plane.close()
         await self.health.close()
         if self.overlay is not None:

@@ -27,6 +27,7 @@ from shoal.agent.exec.runtime import ExecRuntime, TaskConfig
 from shoal.agent.exec.taskdir import ProcRef, TaskFiles, rfc3339_nano
 from shoal.agent.oci.bundle import RUNC, Bundle, hosts_file, runc
 from shoal.agent.oci.mounts import oci_mounts
+from shoal.agent.oci.netfiles import hosts_address, resolv_conf
 from shoal.agent.oci.prepare import spec_input
 from shoal.agent.oci.secretfiles import SecretSource, write_secret_files
 from shoal.agent.oci.spec import build_config, stop_signal
@@ -88,9 +89,9 @@ class OciRuntime(ExecRuntime):
         spec = task.spec.container_spec
         assert spec is not None
         etc = {
-            "hosts": hosts_file(str(cfg.address.ip), cfg.hostname, spec.hosts),
+            "hosts": hosts_file(hosts_address(task, str(cfg.address.ip)), cfg.hostname, spec.hosts),
             "hostname": cfg.hostname + "\n",
-            "resolv.conf": _resolv_conf(),
+            "resolv.conf": resolv_conf(task, _resolv_conf()),
         }
         created = rfc3339_nano(time.time_ns())
         mounts, mount_views = oci_mounts(spec.mounts, VolumeStore(self.volumes_dir), created)

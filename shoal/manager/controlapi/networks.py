@@ -2,8 +2,9 @@
 
 Only swarm-scoped overlay networks exist in shoal: the node-local drivers (bridge, host,
 macvlan, ...) belong to a container engine, which shoal is not. Networks are objects of the
-replicated store; tasks do not get per-network interfaces yet (every task sits on its
-node's bridge), so a network is what services name, resolve and are refused removal by.
+replicated store; each gets its subnet at create (`allocator/netalloc.py`), services a VIP
+and tasks an address on it; the nodes give tasks an interface and DNS on it (see
+docs/design/service-networks.md).
 
 `ingress` is not stored: it is derived from the cluster object (ID included), so every
 manager answers the same network without a write at `swarm init`. It stands for the
@@ -32,6 +33,7 @@ from shoal.api.types import (
     Swarm,
 )
 from shoal.errors import Ambiguous, Conflict, InvalidArgument, NotFound
+from shoal.manager.allocator.netalloc import allocate_ipam, tasks_on_network
 from shoal.manager.state.store import ReadView, Store, Tx, new_id
 
 __all__ = [
@@ -152,6 +154,11 @@ def validate_network_spec(spec: NetworkSpec) -> NetworkSpec:
             f"label {INTERNAL_LABEL} is for predefined internal networks and cannot be "
             "applied by users"
         )
+    if "encrypted" in (spec.options or {}):
+        raise InvalidArgument(
+            "shoal cannot encrypt overlay traffic (--opt encrypted): this kernel has neither "
+            "a wireguard device type nor ESP AEAD algorithms (see docs/design/service-networks.md)"
+        )
     ipam = _validate_ipam(spec.ipam)
     return msgspec.structs.replace(
         spec, driver="overlay", scope="swarm", check_duplicate=None, config_from=None, ipam=ipam
@@ -199,7 +206,7 @@ async def create_network(store: Store, spec: NetworkSpec) -> Network:
                 "rpc error: code = AlreadyExists desc = network with name "
                 f"{full.name} already exists"
             )
-        network = Network(id=new_id(), spec=full)
+        network = Network(id=new_id(), spec=allocate_ipam(tx, full))
         tx.networks.create(network)
         return network
 
@@ -226,6 +233,12 @@ async def remove_network(store: Store, ref: str) -> Network:
             raise InvalidArgument(
                 "rpc error: code = FailedPrecondition desc = network "
                 f"{network.id} is in use by service {users[0]}"
+            )
+        tasks = tasks_on_network(tx, network.id)
+        if tasks:
+            raise InvalidArgument(
+                "rpc error: code = FailedPrecondition desc = network "
+                f"{network.id} is in use by task {tasks[0].id}"
             )
         tx.networks.delete(network.id)
         return network

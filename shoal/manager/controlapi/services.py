@@ -11,6 +11,7 @@ import msgspec
 from shoal.api.timefmt import now_rfc3339
 from shoal.api.types import Endpoint, Service, ServiceSpec, UpdateStatus
 from shoal.errors import Conflict, InvalidArgument, OutOfSequence
+from shoal.manager.allocator.netalloc import check_aliases, service_vips
 from shoal.manager.allocator.ports import allocate_ports
 from shoal.manager.controlapi.configs import CONFIGS
 from shoal.manager.controlapi.networks import resolve_attachments
@@ -26,7 +27,9 @@ from shoal.manager.state.store import Store, Tx, new_id
 __all__ = ["check_registry_auth", "create_service", "remove_service", "update_service"]
 
 
-def _prepare(tx: Tx, service_id: str, spec: ServiceSpec) -> tuple[ServiceSpec, Endpoint]:
+def _prepare(tx: Tx, current: Service, spec: ServiceSpec) -> tuple[ServiceSpec, Endpoint]:
+    """`current` is the stored service (a blank one with the new ID on create)."""
+    service_id = current.id
     validate_service_spec(spec)
     spec = with_defaults(resolve_attachments(tx, spec))
     check_references(tx, SECRETS, spec)
@@ -42,7 +45,9 @@ def _prepare(tx: Tx, service_id: str, spec: ServiceSpec) -> tuple[ServiceSpec, E
     others = tx.services.list()
     ports = allocate_ports(service_id, endpoint_spec.ports or [], others)
     check_mesh_ports(service_id, spec, ports, others)
-    return spec, Endpoint(spec=endpoint_spec, ports=ports or None)
+    check_aliases(tx, service_id, spec)
+    vips = service_vips(tx, current, spec)
+    return spec, Endpoint(spec=endpoint_spec, ports=ports or None, virtual_ips=vips)
 
 
 def check_registry_auth(encoded: str) -> str:
@@ -64,7 +69,7 @@ async def create_service(store: Store, spec: ServiceSpec, registry_auth: str = "
 
     def fn(tx: Tx) -> Service:
         service_id = new_id()
-        full, endpoint = _prepare(tx, service_id, spec)
+        full, endpoint = _prepare(tx, Service(id=service_id), spec)
         service = Service(
             id=service_id, spec=full, endpoint=endpoint, spec_version=1, registry_auth=auth
         )
@@ -108,7 +113,7 @@ async def update_service(
             raise InvalidArgument(
                 "rpc error: code = Unimplemented desc = renaming services is not supported"
             )
-        full, endpoint = _prepare(tx, service.id, new_spec)
+        full, endpoint = _prepare(tx, service, new_spec)
         template = service.spec_version
         if rollback and service.previous_spec_version:
             template = service.previous_spec_version

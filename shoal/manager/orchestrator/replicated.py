@@ -17,6 +17,7 @@ from shoal.api.states import TaskState, is_terminal, rank
 from shoal.api.timefmt import now_rfc3339
 from shoal.api.types import Endpoint, EndpointSpec, Node, Service, Task, UpdateStatus
 from shoal.errors import InvalidArgument
+from shoal.manager.allocator.netalloc import task_attachments
 from shoal.manager.allocator.ports import allocate_ports
 from shoal.manager.orchestrator.restart import restart_at
 from shoal.manager.orchestrator.tasks import is_current, is_dead, new_task
@@ -195,6 +196,9 @@ class Orchestrator(Reconciler):
     @staticmethod
     def _create(tx: Tx, tasks: list[Task], task: Task) -> None:
         # later steps of the same pass (update batches, status) must see the new task
+        service = tx.get("service", task.service_id)
+        if service is not None:
+            task.networks_attachments = task_attachments(tx, service)
         tx.create("task", task)
         tasks.append(task)
 

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from tests.unit.httpapi.conftest import Api, filters
+from tests.polling import eventually
+from tests.unit.httpapi.conftest import Api, V, filters
 
 OVERLAY = {
     "Name": "front",
@@ -121,7 +122,13 @@ async def test_services_name_networks_and_store_ids(api: Api) -> None:
     await api.call("POST", f"/services/{sid}/update", spec, version=str(stored["Version"]["Index"]))
     now = await api.get(f"/services/{sid}")
     assert now["Spec"]["TaskTemplate"]["Networks"] == [{"Target": back}]
-    await api.call("DELETE", "/networks/front", expect=204)
+    # the old task holds its address on front until the update shuts it down
+
+    async def removed() -> bool:
+        resp = await api.client.delete(V + "/networks/front")
+        return resp.status == 204
+
+    await eventually(removed, what="front removed once its last task is shut down")
     # unknown, ingress and duplicate attachments are refused
     err = await api.call(
         "POST", "/services/create", service("a", [{"Target": "nosuch"}]), expect=404

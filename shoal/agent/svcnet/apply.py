@@ -1,0 +1,229 @@
+"""Make the node's kernel match a `NetPlan` (pyroute2 for links/routes, `nft -f -`).
+
+Runs in the daemon's network namespace (a lab host's in tests). Task-side interfaces are
+configured through a netlink socket opened inside the task's namespace by a short-lived
+thread (see `shoal.agent.exec.netsetup`). Routes are tagged with protocol `RT_PROTO` so a
+restarted daemon finds and replaces its own; `close()` removes every route, link, bridge
+and the nftables table this module made.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import ipaddress
+import logging
+import os
+import socket
+import threading
+from collections.abc import Callable, Mapping
+from pathlib import Path
+
+from pyroute2 import AsyncIPRoute
+from pyroute2.netlink.exceptions import NetlinkError
+
+from shoal.agent.exec import nsutil
+from shoal.agent.exec.netsetup import delete_link, ensure_bridge, set_sysctl
+from shoal.agent.svcnet.plan import TABLE, NetPlan, TaskLink, nft_script, plan
+from shoal.gossip.table import EndpointTable
+
+__all__ = ["RT_PROTO", "ServiceNetworks"]
+
+log = logging.getLogger(__name__)
+RT_PROTO = 0x53  # "shoal service networks" in the routes' protocol field
+OVERLAY_DEVICE = "shoal.4096"
+
+
+def _netlink_in(netns_path: str) -> int:
+    fd = os.open(netns_path, os.O_RDONLY | os.O_CLOEXEC)
+    out: dict[str, object] = {}
+
+    def work() -> None:
+        try:
+            nsutil.setns(fd, nsutil.CLONE_NEWNET)
+            out["fd"] = socket.socket(socket.AF_NETLINK, socket.SOCK_DGRAM, 0).detach()
+        except BaseException as exc:
+            out["error"] = exc
+
+    try:
+        thread = threading.Thread(target=work, name="svcnet-netns", daemon=True)
+        thread.start()
+        thread.join()
+    finally:
+        os.close(fd)
+    if isinstance(out.get("error"), BaseException):
+        raise out["error"]  # type: ignore[misc]
+    result = out["fd"]
+    assert isinstance(result, int)
+    return result
+
+
+async def _index(ipr: AsyncIPRoute, name: str) -> int | None:
+    found = await ipr.link_lookup(ifname=name)
+    return int(found[0]) if found else None
+
+
+async def _add_link(link: TaskLink, netns_path: str) -> None:
+    """veth `host_name` on the network's bridge, its peer `name` in the task namespace with
+    the task's address as a /32 and the subnet routed via the gateway."""
+    ns_fd = os.open(netns_path, os.O_RDONLY | os.O_CLOEXEC)
+    try:
+        async with AsyncIPRoute() as ipr:
+            bridge = await _index(ipr, link.bridge)
+            if bridge is None:
+                raise NetlinkError(19, f"bridge {link.bridge} missing")
+            await ipr.link("add", ifname=link.host_name, kind="veth",
+                           peer={"ifname": link.name, "net_ns_fd": ns_fd})
+            idx = await _index(ipr, link.host_name)
+            assert idx is not None
+            await ipr.link("set", index=idx, master=bridge, state="up")
+    finally:
+        os.close(ns_fd)
+    fd = _netlink_in(netns_path)
+    try:
+        inner = AsyncIPRoute(fileno=fd)
+    except BaseException:
+        os.close(fd)
+        raise
+    async with inner:
+        idx = await _index(inner, link.name)
+        if idx is None:
+            raise NetlinkError(19, f"{link.name} missing in the task namespace")
+        await inner.addr("add", index=idx, address=str(link.address), prefixlen=32)
+        await inner.link("set", index=idx, state="up")
+        await inner.route("add", dst=str(link.subnet), gateway=str(link.gateway), oif=idx,
+                          flags=4)  # RTNH_F_ONLINK: the gateway is not in a /32's subnet
+
+
+class ServiceNetworks:
+    """Follows the endpoint table and the peers' slices; applies each new plan."""
+
+    def __init__(
+        self,
+        node_id: str,
+        endpoints: EndpointTable,
+        slices: Callable[[], Mapping[str, str]],
+        netns_path: Callable[[str], Path],
+        nft: str = "nft",
+    ) -> None:
+        self.node_id = node_id
+        self.endpoints = endpoints
+        self.slices = slices
+        self.netns_path = netns_path
+        self.nft = nft
+        self.applied = NetPlan()
+        self._links: set[TaskLink] = set()
+        self._nft_text = ""
+
+    async def run(self, every: float = 1.0) -> None:
+        """Apply on every table change (and every `every` s for new peers/namespaces).
+        Cancelling leaves the kernel state for the next start (tasks outlive a daemon
+        restart); `close()` removes it."""
+        while True:
+            seen = self.endpoints.version
+            try:
+                await self.apply()
+            except Exception:
+                log.exception("service networks: apply failed")
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self.endpoints.wait_change(seen), every)
+
+    async def apply(self) -> None:
+        wanted = plan(self.node_id, self.endpoints.entries(), self.slices())
+        await self._bridges(wanted)
+        await self._task_links(wanted)
+        await self._routes(wanted)
+        await self._drop_bridges(wanted)
+        text = nft_script(wanted)
+        if text != self._nft_text:
+            await self._run_nft(text)
+            self._nft_text = text
+        self.applied = wanted
+
+    async def _bridges(self, wanted: NetPlan) -> None:
+        old = {b.name for b in self.applied.bridges}
+        for bridge in wanted.bridges:
+            if bridge.name not in old:
+                await ensure_bridge(bridge.name, bridge.gateway)
+                set_sysctl(f"net.ipv4.conf.{bridge.name}.send_redirects", "0")
+
+    async def _drop_bridges(self, wanted: NetPlan) -> None:
+        keep = {b.name for b in wanted.bridges}
+        for bridge in self.applied.bridges:
+            if bridge.name not in keep:
+                await delete_link(bridge.name)
+
+    async def _task_links(self, wanted: NetPlan) -> None:
+        want = set(wanted.links)
+        for link in sorted(self._links - want):
+            await delete_link(link.host_name)
+            self._links.discard(link)
+        for link in sorted(want - self._links):
+            path = self.netns_path(link.task_id)
+            if not path.exists():
+                continue  # not started yet, or gone: the next pass sees it
+            if await _exists(link.host_name):  # made by this daemon's previous life
+                self._links.add(link)
+                continue
+            try:
+                await _add_link(link, str(path))
+            except (OSError, NetlinkError) as exc:
+                log.warning("service networks: task %s on %s: %s", link.task_id,
+                            link.network_id, exc)
+                await delete_link(link.host_name)
+                continue
+            self._links.add(link)
+
+    async def _routes(self, wanted: NetPlan) -> None:
+        want = dict(wanted.routes)
+        async with AsyncIPRoute() as ipr:
+            device = await _index(ipr, OVERLAY_DEVICE)
+            held = await _our_routes(ipr)
+            for dst in held.keys() - want.keys():
+                with contextlib.suppress(NetlinkError):
+                    await ipr.route("del", dst=f"{dst}/32", proto=RT_PROTO)
+            if device is None:
+                return
+            for dst, via in want.items():
+                if held.get(dst) != str(via):
+                    await ipr.route("replace", dst=f"{dst}/32", gateway=str(via), oif=device,
+                                    flags=4, proto=RT_PROTO)
+
+    async def _run_nft(self, script: str) -> None:
+        proc = await asyncio.create_subprocess_exec(
+            self.nft, "-f", "-", stdin=asyncio.subprocess.PIPE,
+            stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+        )
+        _, err = await proc.communicate(script.encode())
+        if proc.returncode != 0:
+            raise OSError(f"nft failed: {err.decode().strip()}")
+
+    async def close(self) -> None:
+        for link in sorted(self._links):
+            with contextlib.suppress(Exception):
+                await delete_link(link.host_name)
+        self._links.clear()
+        with contextlib.suppress(Exception):
+            await self._routes(NetPlan())
+        for bridge in self.applied.bridges:
+            with contextlib.suppress(Exception):
+                await delete_link(bridge.name)
+        if self._nft_text:
+            with contextlib.suppress(Exception):
+                await self._run_nft(f"table ip {TABLE}\ndelete table ip {TABLE}\n")
+        self._nft_text = ""
+        self.applied = NetPlan()
+
+
+async def _exists(name: str) -> bool:
+    async with AsyncIPRoute() as ipr:
+        return await _index(ipr, name) is not None
+
+
+async def _our_routes(ipr: AsyncIPRoute) -> dict[ipaddress.IPv4Address, str]:
+    """dst -> gateway of the /32 routes tagged RT_PROTO."""
+    held: dict[ipaddress.IPv4Address, str] = {}
+    async for m in await ipr.route("dump", family=socket.AF_INET):
+        if m["proto"] == RT_PROTO and m["dst_len"] == 32 and m.get("RTA_DST"):
+            held[ipaddress.IPv4Address(m.get("RTA_DST"))] = str(m.get("RTA_GATEWAY"))
+    return held

@@ -1,0 +1,69 @@
+"""The service networks' kernel plan (pure): bridges, task links, /32 routes, VIPs, isolation."""
+
+from __future__ import annotations
+
+import ipaddress
+
+from shoal.agent.svcnet.plan import nft_script, plan
+from shoal.gossip.endpoints import EndpointEntry, NetworkAddress
+
+A = ipaddress.IPv4Address
+
+
+def entry(task: str, node: str, net: str, addr: str, vip: str = "", ready: bool = True,
+          gateway: str = "") -> EndpointEntry:
+    gw = gateway or addr.rsplit(".", 1)[0] + ".1"
+    return EndpointEntry("s-" + net + vip, task, node, "198.19.1.9", ready,
+                         networks=(NetworkAddress(net, addr, vip, (), 24, gw),))
+
+
+ENTRIES = [
+    entry("client1", "n1", "netA", "198.18.1.5", "198.18.1.4"),
+    entry("back1", "n1", "netA", "198.18.1.3", "198.18.1.2"),
+    entry("back2", "n2", "netA", "198.18.1.6", "198.18.1.2"),
+    entry("back3", "n2", "netA", "198.18.1.7", "198.18.1.2", ready=False),
+    entry("other1", "n2", "netB", "198.18.2.3", "198.18.2.2"),
+    entry("lonely", "n1", "netC", "198.18.3.3", "198.18.3.2", ready=False),
+]
+SLICES = {"n2": "198.19.2.0/24", "n3": "198.19.3.0/24"}
+
+
+def test_local_tasks_get_a_bridge_per_network_and_an_interface_each() -> None:
+    p = plan("n1", ENTRIES, SLICES)
+    assert [(b.name, str(b.gateway)) for b in p.bridges] == [
+        ("sn-netA", "198.18.1.1/24"), ("sn-netC", "198.18.3.1/24")
+    ]
+    assert [(x.task_id, x.name, str(x.address), str(x.gateway), x.bridge) for x in p.links] == [
+        ("back1", "eth1", "198.18.1.3", "198.18.1.1", "sn-netA"),
+        ("client1", "eth1", "198.18.1.5", "198.18.1.1", "sn-netA"),
+        ("lonely", "eth1", "198.18.3.3", "198.18.3.1", "sn-netC"),
+    ]
+    assert len({x.host_name for x in p.links}) == 3
+
+
+def test_remote_tasks_of_local_networks_are_routed_via_their_nodes_slice() -> None:
+    p = plan("n1", ENTRIES, SLICES)
+    # netB has no task on n1: no route to other1
+    assert p.routes == (
+        (A("198.18.1.6"), A("198.19.2.0")), (A("198.18.1.7"), A("198.19.2.0"))
+    )
+
+
+def test_vips_balance_over_ready_tasks_only_and_other_networks_are_dropped() -> None:
+    p = plan("n1", ENTRIES, SLICES)
+    assert dict(p.vips)[A("198.18.1.2")] == (A("198.18.1.3"), A("198.18.1.6"))
+    script = nft_script(p)
+    assert (
+        "ip daddr 198.18.1.2 dnat to numgen random mod 2 map "
+        "{ 0 : 198.18.1.3, 1 : 198.18.1.6 }"
+    ) in script
+    assert "198.18.1.7" not in script  # not ready
+    assert "ip daddr 198.18.3.2 ct status != dnat reject" in script  # no ready task
+    assert "ip daddr 198.18.1.0/24 ip saddr != 198.18.1.0/24 drop" in script
+    assert "198.18.2." not in script  # netB is not on this node
+    assert script.startswith("table ip shoal-svcnet\ndelete table ip shoal-svcnet\n")
+
+
+def test_a_node_without_attached_tasks_holds_nothing() -> None:
+    p = plan("n3", ENTRIES, SLICES)
+    assert p.bridges == p.links == p.routes == p.vips == ()
