@@ -117,9 +117,10 @@ async def _found(
 
 async def _force_new_cluster(node: Node, swarm: Membership) -> str:
     """`swarm init --force-new-cluster`: this manager alone, every committed write kept."""
-    await node._stop_role()
+    old = await node._stop_role()
     force_new_cluster(node.root / "swarm", swarm.node_id)
-    role = ManagerRole(node.root, swarm.node_id, root_ca=load_root_ca(node._certs))
+    ca = old.root_ca if isinstance(old, ManagerRole) else load_root_ca(node._certs)
+    role = ManagerRole(node.root, swarm.node_id, root_ca=ca)
     await node._start_manager(role)
     return swarm.node_id
 
