@@ -37,6 +37,7 @@ __all__ = ["RoleWatch", "renewed_certificate"]
 log = logging.getLogger(__name__)
 
 MANAGER_POLL = 0.5  # a manager reads its own store: cheap
+WORKER_POLL = 2.0  # a worker asks a manager (`CA/Role`)
 
 
 class WatchedRole(Protocol):
@@ -51,7 +52,7 @@ class RoleWatch:
     def __init__(self, role: WatchedRole, change: Callable[[str], None]) -> None:
         self.role = role
         self.change = change
-        self.poll = MANAGER_POLL if role.kind == "manager" else 2.0
+        self.poll = MANAGER_POLL if role.kind == "manager" else WORKER_POLL
 
     async def run(self) -> None:
         while True:

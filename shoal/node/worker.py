@@ -41,7 +41,6 @@ async def call_manager(tls: NodeTLS, addr: str, name: str, req: object, kind: ty
 
 class WorkerRole:
     kind = "worker"
-    poll_interval = 2.0  # seconds between looks at the wanted role
 
     def __init__(
         self,
