@@ -1,4 +1,4 @@
-"""Entry point of `shoal daemon`: builds the node (shoal.node.daemon) and serves its API.
+"""Entry point of `shoal daemon`: builds the node (shoal.node.node) and serves its API.
 
 The top of the import graph: it is the one module that wires the local API (shoal.httpapi)
 to the node, so the node never imports the API.
@@ -11,16 +11,17 @@ import logging
 import signal
 
 from shoal.httpapi.server import serve_api
-from shoal.node.daemon import Daemon, DaemonOptions
+from shoal.node.node import Node
+from shoal.node.options import DaemonOptions
 from shoal.observe.server import serve_observe
 
-__all__ = ["Daemon", "DaemonOptions", "run_daemon"]
+__all__ = ["DaemonOptions", "run_daemon"]
 
-log = logging.getLogger("shoal.node.daemon")
+log = logging.getLogger("shoal.daemon")
 
 
 async def _serve(opts: DaemonOptions) -> None:
-    daemon = Daemon(opts)
+    daemon = Node(opts)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):

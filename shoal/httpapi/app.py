@@ -28,7 +28,7 @@ from shoal.httpapi import (
 )
 from shoal.httpapi.common import API_VERSION, DAEMON_KEY, MIN_API_VERSION, json_response
 from shoal.httpapi.forwarding import consistent_reads, forward_middleware, replay_on
-from shoal.node.daemon import Daemon
+from shoal.node.node import Node
 from shoal.observe.server import api_latency_middleware
 
 __all__ = ["ROUTE_MODULES", "add_all_routes", "make_app"]
@@ -103,7 +103,7 @@ def add_all_routes(router: web.UrlDispatcher) -> None:
         module.add_routes(router)
 
 
-def _build_app(daemon: Daemon) -> web.Application:
+def _build_app(daemon: Node) -> web.Application:
     app = web.Application(
         middlewares=[api_latency_middleware(daemon), _errors, _versions, forward_middleware,
                      consistent_reads],
@@ -115,7 +115,7 @@ def _build_app(daemon: Daemon) -> web.Application:
     return app
 
 
-def make_app(daemon: Daemon) -> web.Application:
+def make_app(daemon: Node) -> web.Application:
     """The API app; while it runs, requests forwarded to this node replay on its twin."""
     app = _build_app(daemon)
 

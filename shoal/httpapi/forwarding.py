@@ -35,7 +35,7 @@ from shoal.cluster.forward import (
 from shoal.errors import Unavailable
 from shoal.httpapi.common import daemon_of, json_response
 from shoal.manager.raft.errors import NotLeader
-from shoal.node.raft_role import NO_LEADER, ElectedHere
+from shoal.manager.raft_role import NO_LEADER, ElectedHere
 
 __all__ = ["ForwardReplayer", "consistent_reads", "forward_middleware", "replay_on"]
 

@@ -1,6 +1,6 @@
 """What the local API needs of the node it serves: `LocalNode`.
 
-The route modules are typed against this Protocol, not against `shoal.node.daemon.Daemon`;
+The route modules are typed against this Protocol, not against `shoal.node.node.Node`;
 the daemon satisfies it structurally (mypy checks that where the app is built, since
 `DAEMON_KEY` holds a `LocalNode`). Handlers read the members below and call their methods;
 they never reach further into the daemon (no `daemon.raft.node...`), and every write to the
@@ -27,17 +27,17 @@ from shoal.ca.files import NodeTLS
 from shoal.ca.root import RootCA
 from shoal.cluster.forward import Forwarder, ForwardRequest, ForwardResponse
 from shoal.images import ImageStore
+from shoal.manager.cluster_services import ClusterServices
 from shoal.manager.state.store import Store
-from shoal.node.cluster_services import ClusterServices
-from shoal.node.daemon import DaemonOptions
 from shoal.node.membership import Membership
 from shoal.node.network import NodeNetwork
+from shoal.node.options import DaemonOptions
 
 __all__ = ["LeaderRaft", "LocalNode"]
 
 
 class LeaderRaft(Protocol):
-    """This manager's Raft as the API sees it (`shoal.node.raft_role.RaftRole`)."""
+    """This manager's Raft as the API sees it (`shoal.manager.raft_role.RaftRole`)."""
 
     @property
     def is_leader(self) -> bool: ...
@@ -55,7 +55,7 @@ class LeaderRaft(Protocol):
 
 
 class LocalNode(Protocol):
-    """The node behind the local API (`shoal.node.daemon.Daemon` satisfies it)."""
+    """The node behind the local API (`shoal.node.node.Node` satisfies it)."""
 
     api_executor: Forwarder | None
 

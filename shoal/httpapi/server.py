@@ -15,7 +15,7 @@ from shoal.agent.oci.views import RuntimeContainers
 from shoal.errors import InvalidArgument
 from shoal.httpapi.app import make_app
 from shoal.httpapi.taskcontainers import CONTAINERS_KEY
-from shoal.node.daemon import Daemon
+from shoal.node.node import Node
 
 __all__ = ["SHUTDOWN_GRACE", "serve_api"]
 
@@ -23,7 +23,7 @@ SHUTDOWN_GRACE = 3.0  # seconds
 
 
 @asynccontextmanager
-async def serve_api(daemon: Daemon, hosts: list[str]) -> AsyncIterator[None]:
+async def serve_api(daemon: Node, hosts: list[str]) -> AsyncIterator[None]:
     app = make_app(daemon)
     if isinstance(daemon.runtime, OciRuntime):
         app[CONTAINERS_KEY] = RuntimeContainers(daemon.runtime)

@@ -22,8 +22,8 @@ from shoal.cluster.wire import Empty, HeartbeatResponse, StatusRequest
 from shoal.errors import Unavailable
 from shoal.manager.controlapi.swarm import heartbeat_period
 from shoal.manager.dispatcher.session import LocalSession
+from shoal.manager.raft_role import RaftRole
 from shoal.manager.state.store import Store
-from shoal.node.raft_role import RaftRole
 
 __all__ = ["ManagerSession"]
 

@@ -12,6 +12,7 @@ removed in the fixture's finalizer, by name and by verified pid, also when a tes
 from __future__ import annotations
 
 import asyncio
+import functools
 import ipaddress
 import json
 import os
@@ -20,12 +21,13 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from tests.integration.labtools import NetnsLab, run
 from tests.polling import eventually as _until
 
 REPO = Path(__file__).resolve().parents[2]
@@ -238,58 +240,60 @@ def _driver_main(raw: str) -> None:
 # --------------------------------------------------------------------------------------
 # pytest side: runs in the root namespaces, owns and cleans everything
 # --------------------------------------------------------------------------------------
-class Lab:
-    def __init__(self, host: str, state_dir: Path) -> None:
-        self.host = host
-        self.state_dir = state_dir
+def drive_in(host: str, state_dir: Path, scenario: str, **args: Any) -> dict[str, Any]:
+    """Run `scenario` of this file's driver inside the host netns; what it observed."""
+    payload = json.dumps({"scenario": scenario, "state_dir": str(state_dir), **args})
+    proc = subprocess.run(
+        ["ip", "netns", "exec", host, sys.executable, __file__, payload],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={"PATH": os.environ.get("PATH", ""), "PYTHONPATH": str(REPO)},
+    )
+    assert proc.returncode == 0, f"driver {scenario} failed:\n{proc.stderr}"
+    result: dict[str, Any] = json.loads(proc.stdout.strip().splitlines()[-1])
+    return result
 
-    def drive(self, scenario: str, **args: Any) -> dict[str, Any]:
-        payload = json.dumps({"scenario": scenario, "state_dir": str(self.state_dir), **args})
-        proc = subprocess.run(
-            ["ip", "netns", "exec", self.host, sys.executable, __file__, payload],
-            capture_output=True,
-            text=True,
-            timeout=120,
-            env={"PATH": os.environ.get("PATH", ""), "PYTHONPATH": str(REPO)},
-        )
-        assert proc.returncode == 0, f"driver {scenario} failed:\n{proc.stderr}"
-        result: dict[str, Any] = json.loads(proc.stdout.strip().splitlines()[-1])
-        return result
 
-    def run_in_host(self, *argv: str) -> subprocess.CompletedProcess[str]:
-        return subprocess.run(
-            ["ip", "netns", "exec", self.host, *argv], capture_output=True, text=True, timeout=30
-        )
+def kill_tasks(state_dir: Path) -> None:
+    """The runtime's programs and shims (by verified pid) and task namespaces, gone."""
+    from shoal.agent.exec.taskdir import ProcRef
 
-    def cleanup(self) -> None:
-        from shoal.agent.exec.taskdir import ProcRef
+    dirs = list(state_dir.iterdir()) if state_dir.is_dir() else []
+    for task_dir in dirs:  # the program's group first, then its shim
+        program = ProcRef.load(task_dir / "pid")
+        if program is not None and program.alive():
+            os.killpg(program.pid, signal.SIGKILL)
+        shim = ProcRef.load(task_dir / "shim.json")
+        if shim is not None and shim.alive():
+            os.kill(shim.pid, signal.SIGKILL)
+    for task_dir in dirs:
+        name = NETNS_PREFIX + task_dir.name[:12]
+        if Path("/run/netns", name).exists():
+            subprocess.run(["ip", "netns", "delete", name], check=False)
 
-        dirs = list(self.state_dir.iterdir()) if self.state_dir.is_dir() else []
-        for task_dir in dirs:  # the program's group first, then its shim
-            program = ProcRef.load(task_dir / "pid")
-            if program is not None and program.alive():
-                os.killpg(program.pid, signal.SIGKILL)
-            shim = ProcRef.load(task_dir / "shim.json")
-            if shim is not None and shim.alive():
-                os.kill(shim.pid, signal.SIGKILL)
-        for task_dir in dirs:
-            name = NETNS_PREFIX + task_dir.name[:12]
-            if Path("/run/netns", name).exists():
-                subprocess.run(["ip", "netns", "delete", name], check=False)
-        subprocess.run(["ip", "netns", "delete", self.host], check=False)
+
+HostDriver = Callable[..., dict[str, Any]]
 
 
 @pytest.fixture
-def lab(tmp_path: Path) -> Iterator[Lab]:
+def lab(tmp_path: Path) -> Iterator[NetnsLab]:
+    """The host netns the runtime runs in, first of the lab's namespaces."""
     if os.geteuid() != 0:
         pytest.skip("needs root for network namespaces")
-    host = f"shoal-ct-host{secrets.token_hex(3)}"
-    subprocess.run(["ip", "netns", "add", host], check=True)
-    lab = Lab(host, tmp_path / "tasks")
+    lab = NetnsLab()
+    lab.on_cleanup.append(lambda: kill_tasks(tmp_path / "tasks"))
     try:
+        lab.netns(f"shoal-ct-host{secrets.token_hex(3)}", lo=False)
         yield lab
     finally:
         lab.cleanup()
+
+
+@pytest.fixture
+def drive(lab: NetnsLab, tmp_path: Path) -> HostDriver:
+    """`drive(scenario, **args)`: a scenario run in the lab's host, on its state dir."""
+    return functools.partial(drive_in, lab.namespaces[0], tmp_path / "tasks")
 
 
 def _netns_list() -> set[str]:
@@ -298,7 +302,9 @@ def _netns_list() -> set[str]:
 
 
 @pytest.mark.lab
-def test_replicas_share_a_port_and_survive_a_daemon_restart(lab: Lab, tmp_path: Path) -> None:
+def test_replicas_share_a_port_and_survive_a_daemon_restart(
+    lab: NetnsLab, drive: HostDriver, tmp_path: Path
+) -> None:
     ids = [_new_id(), _new_id()]
     www = []
     for n, _ in enumerate(ids):
@@ -306,14 +312,15 @@ def test_replicas_share_a_port_and_survive_a_daemon_restart(lab: Lab, tmp_path: 
         site.mkdir()
         (site / "index.html").write_text(f"hello from task {n}\n")
         www.append(str(site))
-    started = lab.drive("serve", ids=ids, www=www)
+    started = drive("serve", ids=ids, www=www)
     print("start latency (ms):", [round(t["ms"], 1) for t in started["tasks"]])
     assert "de:ad:be:ef" not in started["neigh"]  # the stale entry went with the new task
 
     # the driver ("daemon") is gone; both tasks serve port 80 on their own address
     for n, host in enumerate((5, 6)):
-        got = lab.run_in_host(
-            "curl", "-sS", "--noproxy", "*", "-m", "5", f"http://198.19.1.{host}:80/"
+        got = run(
+            "curl", "-sS", "--noproxy", "*", "-m", "5", f"http://198.19.1.{host}:80/",
+            check=False, ns=lab.namespaces[0],
         )
         assert got.stdout == f"hello from task {n}\n", got.stderr
     # task netns made inside the host's mount namespace are visible from the root one
@@ -325,7 +332,7 @@ def test_replicas_share_a_port_and_survive_a_daemon_restart(lab: Lab, tmp_path: 
     )
     assert uts.stdout.strip() == ids[0][:12], uts.stderr
 
-    result = lab.drive("adopt", ids=ids)
+    result = drive("adopt", ids=ids)
     assert result["records"] == {ids[0]: ["198.19.1.5/24", True], ids[1]: ["198.19.1.6/24", True]}
     assert result["adopted"] == {ids[0]: True, ids[1]: True}
     assert result["killed"] == [137, "task killed by signal 9"]
@@ -338,9 +345,9 @@ def test_replicas_share_a_port_and_survive_a_daemon_restart(lab: Lab, tmp_path: 
 
 
 @pytest.mark.lab
-def test_hostname_env_stderr_exit_code_and_follow(lab: Lab) -> None:
+def test_hostname_env_stderr_exit_code_and_follow(drive: HostDriver) -> None:
     ids = [_new_id(), _new_id()]
-    result = lab.drive("logs", ids=ids)
+    result = drive("logs", ids=ids)
     assert result["status"] == [3, "task exited with code 3"]
     assert sorted(result["lines"]) == sorted(
         [
@@ -357,8 +364,8 @@ def test_hostname_env_stderr_exit_code_and_follow(lab: Lab) -> None:
 
 
 @pytest.mark.lab
-def test_stop_grace_then_sigkill_and_kill_9(lab: Lab) -> None:
-    result = lab.drive("stop", ids=[_new_id(), _new_id(), _new_id()])
+def test_stop_grace_then_sigkill_and_kill_9(drive: HostDriver) -> None:
+    result = drive("stop", ids=[_new_id(), _new_id(), _new_id()])
     polite_took, stubborn_took = result["took"]
     assert result["codes"] == [0, 137]
     assert polite_took < result["grace"]
@@ -371,9 +378,9 @@ def test_stop_grace_then_sigkill_and_kill_9(lab: Lab) -> None:
 
 
 @pytest.mark.lab
-def test_failed_starts_leave_nothing_behind(lab: Lab) -> None:
+def test_failed_starts_leave_nothing_behind(drive: HostDriver) -> None:
     ids = [_new_id(), _new_id()]
-    result = lab.drive("failures", ids=ids)
+    result = drive("failures", ids=ids)
     missing, plumbing = result["errors"]
     assert missing == (
         'starting container failed: exec: "nosuchcmd-shoal-ct": executable file not found in $PATH'

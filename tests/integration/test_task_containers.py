@@ -32,7 +32,8 @@ from aiohttp import web
 from shoal.api.timefmt import from_epoch
 from shoal.httpapi.app import make_app
 from shoal.httpapi.taskcontainers import CONTAINERS_KEY
-from shoal.node.daemon import Daemon, DaemonOptions
+from shoal.node.node import Node as ShoalNode
+from shoal.node.options import DaemonOptions
 from tests.integration.conftest import session_lab_tag
 from tests.integration.containers_fixture import (
     MEMORY_LIMIT,
@@ -58,7 +59,7 @@ class Node:
         self.loop = asyncio.new_event_loop()
         self.thread = threading.Thread(target=self.loop.run_forever, daemon=True)
         self.thread.start()
-        self.daemon = Daemon(DaemonOptions(data_root=root / "state", hostname="h1"))
+        self.daemon = ShoalNode(DaemonOptions(data_root=root / "state", hostname="h1"))
         self.app = make_app(self.daemon)
         self.app[CONTAINERS_KEY] = containers
         self.runner = web.AppRunner(self.app, access_log=None, handle_signals=False)

@@ -1,4 +1,4 @@
-"""The one builder of an in-process daemon for unit tests: real `Daemon`, fake edges.
+"""The one builder of an in-process daemon for unit tests: real `Node`, fake edges.
 
 Tasks run in a `FakeRuntime`, the mesh is a `RecordingDataPlane`, overlays are recorded,
 ports are "listening" at once (no packet leaves) and health checks answer from `health`
@@ -14,7 +14,8 @@ from pathlib import Path
 from typing import Any
 
 from shoal.mesh.recording import RecordingDataPlane
-from shoal.node.daemon import Daemon, DaemonOptions
+from shoal.node.node import Node
+from shoal.node.options import DaemonOptions
 from tests.unit.fakes import FakeRuntime, RecordingOverlay
 
 __all__ = ["FakeNodeParts", "build_daemon"]
@@ -22,7 +23,7 @@ __all__ = ["FakeNodeParts", "build_daemon"]
 
 @dataclass
 class FakeNodeParts:
-    daemon: Daemon
+    daemon: Node
     runtime: FakeRuntime
     plane: RecordingDataPlane
     overlays: list[RecordingOverlay] = field(default_factory=list)
@@ -52,7 +53,7 @@ def build_daemon(root: Path, hostname: str = "h1", **options: Any) -> FakeNodePa
         data_root=root, hostname=hostname, drain_delay=0,
         cluster_listen="127.0.0.1:0", gossip_listen="127.0.0.1:0", **options,
     )
-    daemon = Daemon(
+    daemon = Node(
         opts,
         runtime=runtime,  # type: ignore[arg-type]
         plane_factory=lambda: plane,  # type: ignore[arg-type,return-value]

@@ -11,6 +11,8 @@ import pytest
 
 from shoal.manager.issuer import manager_addrs
 from shoal.manager.raft.ids import raft_id
+from shoal.manager.role import ManagerRole
+from shoal.node.worker import WorkerRole
 from tests.polling import eventually
 from tests.unit.cluster.nodes import TestNode, web_spec
 
@@ -255,22 +257,33 @@ async def test_promote_a_worker_and_demote_a_manager(
         await worker.join(m1)
         view = await m2.nodes()
         w1 = view["w1"]
+        assert isinstance(worker.daemon.role, WorkerRole)
+        worker_tasks = worker.daemon.role.background_tasks()
         await m2.call("POST", f"/nodes/{w1['ID']}/update", {**w1["Spec"], "Role": "manager"},
                       version=str(w1["Version"]["Index"]))
         # the worker notices, becomes a manager and a Raft voter
         await eventually(lambda: worker.daemon.raft is not None, timeout=15)
         await eventually(lambda: _voters(m1) == 4, timeout=15)
+        # one role object at a time: the worker role stopped whole, a manager role runs
+        assert isinstance(worker.daemon.role, ManagerRole)
+        assert worker_tasks and all(t.done() for t in worker_tasks)
+        assert not any(t.done() for t in worker.daemon.background_tasks())
         assert worker.daemon.tls is not None and worker.daemon.tls.identity.role == "manager"
         assert worker.daemon.root_ca is not None
         # demote m3: its Raft member goes, and it carries on as a worker
         view = await worker.nodes()  # the new manager answers node reads too
         node = view["m3"]
+        demoted = m3.daemon.manager
+        assert demoted is not None
         await worker.call("POST", f"/nodes/{node['ID']}/update",
                           {**node["Spec"], "Role": "worker"},
                           version=str(node["Version"]["Index"]))
         await eventually(lambda: m3.daemon.raft is None and m3.daemon.session is not None,
                          timeout=15)
         assert m3.daemon.swarm is not None and m3.daemon.swarm.role == "worker"
+        assert isinstance(m3.daemon.role, WorkerRole) and m3.daemon.store is None
+        assert demoted.cluster is None and not demoted.duties.leading
+        assert not demoted.duties.reconcilers.running and demoted.background_tasks() == []
         assert m3.daemon.tls is not None and m3.daemon.tls.identity.role == "worker"
         await eventually(lambda: m3.daemon.session.connected.is_set(),  # type: ignore[union-attr]
                          timeout=15)

@@ -15,7 +15,7 @@ import pytest
 from aiohttp.test_utils import TestClient, TestServer
 
 from shoal.httpapi.app import make_app
-from shoal.node.daemon import Daemon
+from shoal.node.node import Node
 from tests.unit.fakes import FakeRuntime
 from tests.unit.inprocess import build_daemon
 
@@ -23,7 +23,7 @@ V = "/v1.47"
 
 
 class Api:
-    def __init__(self, daemon: Daemon, client: TestClient, runtime: FakeRuntime) -> None:
+    def __init__(self, daemon: Node, client: TestClient, runtime: FakeRuntime) -> None:
         self.daemon, self.client, self.runtime = daemon, client, runtime
 
     async def call(
@@ -48,7 +48,7 @@ def filters(**kv: str) -> str:
     return json.dumps({k.replace("_", "-"): {v: True} for k, v in kv.items()})
 
 
-def make_daemon(root: Path) -> tuple[Daemon, FakeRuntime]:
+def make_daemon(root: Path) -> tuple[Node, FakeRuntime]:
     parts = build_daemon(root)
     return parts.daemon, parts.runtime
 

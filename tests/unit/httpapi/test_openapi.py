@@ -28,7 +28,7 @@ from hypothesis import HealthCheck, settings
 
 from shoal.httpapi.app import add_all_routes, make_app
 from shoal.httpapi.openapi import document
-from shoal.node.daemon import Daemon
+from shoal.node.node import Node
 from tests.unit.httpapi.conftest import INIT, Api, make_daemon
 
 DOC: dict[str, Any] = json.loads(document())
@@ -120,7 +120,7 @@ class ThreadedNode:
         self.root = root
         self.loop = asyncio.new_event_loop()
         self.thread = threading.Thread(target=self.loop.run_forever, daemon=True)
-        self.daemon: Daemon | None = None
+        self.daemon: Node | None = None
         self.runner: web.AppRunner | None = None
         self.url = ""
 
@@ -182,7 +182,7 @@ def node(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ThreadedNode]:
         info = requests.get(f"{n.url}/v1.47/info", timeout=5).json()
         assert info["Swarm"]["LocalNodeState"] == "active"
         assert n.daemon is not None
-        assert all(not t.done() for t in n.daemon._tasks), n.daemon._tasks
+        assert all(not t.done() for t in n.daemon.background_tasks()), n.daemon.background_tasks()
         assert not errors.records, [r.getMessage() for r in errors.records]
     finally:
         n.stop()

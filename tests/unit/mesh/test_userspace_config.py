@@ -111,8 +111,10 @@ def test_config_is_pure() -> None:
 
 def test_daemon_makes_the_userspace_plane(tmp_path: Path) -> None:
     from shoal.mesh.userspace import UserspaceDataPlane
-    from shoal.node.daemon import Daemon, DaemonOptions
+    from shoal.node.host import make_plane
+    from shoal.node.node import Node
+    from shoal.node.options import DaemonOptions
 
-    daemon = Daemon(DaemonOptions(data_root=tmp_path, hostname="h1", mesh="userspace"))
-    plane = daemon._make_plane()
+    daemon = Node(DaemonOptions(data_root=tmp_path, hostname="h1", mesh="userspace"))
+    plane = make_plane(daemon.opts.mesh)
     assert isinstance(plane, UserspaceDataPlane) and plane.host == "0.0.0.0"

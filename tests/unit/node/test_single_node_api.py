@@ -15,7 +15,7 @@ from aiohttp.test_utils import TestClient, TestServer
 from shoal.api.timefmt import to_epoch
 from shoal.httpapi.app import make_app
 from shoal.mesh.recording import RecordingDataPlane as RecordingPlane
-from shoal.node.daemon import Daemon
+from shoal.node.node import Node as ShoalNode
 from tests.polling import eventually
 from tests.unit.fakes import FakeRuntime
 from tests.unit.inprocess import build_daemon
@@ -25,7 +25,7 @@ V = "/v1.47"
 
 class Node:
     def __init__(
-        self, daemon: Daemon, client: TestClient, runtime: FakeRuntime, plane: RecordingPlane
+        self, daemon: ShoalNode, client: TestClient, runtime: FakeRuntime, plane: RecordingPlane
     ) -> None:
         self.daemon, self.client, self.runtime, self.plane = daemon, client, runtime, plane
 

@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 
 from shoal.manager.controlapi.services import create_service
+from shoal.manager.leader import Reconcilers
 from shoal.manager.raft import (
     InMemoryNetwork,
     NotLeader,
@@ -21,7 +22,6 @@ from shoal.manager.raft import (
     StoreStateMachine,
 )
 from shoal.manager.state.store import Store
-from shoal.node.manager import Manager
 from shoal.raft import Entry, Message, MessageType, encode_message
 from tests.unit.manager.raft.cluster import FAST, Cluster, services, spec
 
@@ -76,23 +76,23 @@ async def test_leadership_callbacks_start_and_stop_the_managers_reconcilers(
     tmp_path: Path,
 ) -> None:
     c = Cluster(tmp_path, 3, seed=7)
-    managers: dict[int, Manager] = {}
+    managers: dict[int, Reconcilers] = {}
 
     def wire(i: int) -> None:
         m = c.start(i)
-        mgr = managers[i] = Manager(m.store)
+        mgr = managers[i] = Reconcilers(m.store)
         m.node.on_leadership(lambda lead: mgr.become_leader() if lead else mgr.become_follower())
 
     for i in c.managers:
         wire(i)
     try:
         leader = await c.wait_leader()
-        await c.until(lambda: bool(managers[leader.id]._tasks), 5, "reconcilers on the leader")
-        assert all(not managers[i]._tasks for i in c.managers if i != leader.id)
+        await c.until(lambda: managers[leader.id].running, 5, "reconcilers on the leader")
+        assert all(not managers[i].running for i in c.managers if i != leader.id)
         await c.stop(leader.id)
-        assert not managers[leader.id]._tasks
+        assert not managers[leader.id].running
         new = await c.wait_leader()
-        await c.until(lambda: bool(managers[new.id]._tasks), 5, "reconcilers on the new leader")
+        await c.until(lambda: managers[new.id].running, 5, "reconcilers on the new leader")
     finally:
         for mgr in managers.values():
             await mgr.become_follower()

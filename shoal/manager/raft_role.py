@@ -1,7 +1,7 @@
 """This manager's Raft member: storage, driver, 2377 transport, joins, forwarding.
 
 Wiring (see docs/design/raft-driver.md): the store's `Log` is a `RaftLog` over
-`swarm/raft.db` (opened by shoal.node.raft_open); messages travel by `Raft/Send`
+`swarm/raft.db` (opened by shoal.manager.raft_open); messages travel by `Raft/Send`
 (shoal.manager.raft.grpc_transport); a manager that joins or restarts says hello with
 `Raft/Join` to the leader, which records its 2377 address in the node's ManagerStatus and
 adds it as a learner (the leader's `RaftMembers` reconciler promotes it once caught up).
@@ -30,9 +30,9 @@ from shoal.errors import InvalidArgument, NotFound, ShoalError, Unavailable
 from shoal.manager.raft import NotLeader, RaftLog, RaftNodeConfig
 from shoal.manager.raft.grpc_transport import RECONNECT_OPTIONS, RaftReceiver, RaftTransport
 from shoal.manager.raft.ids import raft_id
+from shoal.manager.raft_open import config_for, open_storage, replay
+from shoal.manager.raft_timing import follow_raft_spec
 from shoal.manager.state.store import Store, Tx
-from shoal.node.raft_open import config_for, open_storage, replay
-from shoal.node.raft_timing import follow_raft_spec
 
 __all__ = ["NO_LEADER", "ElectedHere", "RaftRole", "tick_interval"]
 

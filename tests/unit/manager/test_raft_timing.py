@@ -7,9 +7,9 @@ from dataclasses import replace
 
 from shoal.api.types import RaftConfig, Swarm, SwarmSpec
 from shoal.manager.raft import RaftNodeConfig
+from shoal.manager.raft_open import config_for
+from shoal.manager.raft_timing import wanted_config
 from shoal.manager.state.store import Store
-from shoal.node.raft_open import config_for
-from shoal.node.raft_timing import wanted_config
 
 MS = 1_000_000
 

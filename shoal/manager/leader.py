@@ -1,4 +1,11 @@
-"""Leader-only: Raft membership follows the store's managers; leadership starts the duties.
+"""Leader-only work, started and stopped in one place: `LeaderDuties`.
+
+`LeaderDuties` is the Raft driver's leadership callback (swarmkit's `becomeLeader` /
+`becomeFollower` in manager/manager.go): on `True` it records this manager as the leader,
+starts the reconcilers (`Reconcilers`: orchestrator, scheduler, task reaper, key manager),
+Raft membership (`RaftMembers`) and the dispatcher's liveness tracking (`_Leads`, the
+2377 services once they listen); on `False` it stops all of them. Nothing else in the
+manager starts or stops leader-only work.
 
 `RaftMembers` (swarmkit's role manager, for Raft): a manager node whose Raft member is a
 learner is promoted to voter once caught up; a Raft member whose node is no longer a
@@ -6,9 +13,6 @@ manager in the store (demoted, removed, left) is removed from Raft. When that me
 this leader, the driver first hands leadership to the most up-to-date voter, and the new
 leader finishes the removal. Level-triggered (a pass every `interval`), so a change that
 a crash interrupted is completed by whichever manager leads next.
-
-`LeaderDuties` is the one place where leader-only work starts and stops: the manager's
-reconcilers, the dispatcher's liveness tracking, and `RaftMembers`.
 """
 
 from __future__ import annotations
@@ -18,14 +22,49 @@ import logging
 from typing import Protocol
 
 from shoal.errors import ShoalError
+from shoal.manager.netview.keys import KeyManager
+from shoal.manager.orchestrator.reaper import TaskReaper
+from shoal.manager.orchestrator.replicated import Orchestrator
 from shoal.manager.raft.ids import raft_id
-from shoal.manager.state.store import Tx
-from shoal.node.manager import Manager
-from shoal.node.raft_role import RaftRole
+from shoal.manager.raft_role import RaftRole
+from shoal.manager.reconciler import Reconciler
+from shoal.manager.scheduler.scheduler import Scheduler
+from shoal.manager.state.store import Store, Tx
 
-__all__ = ["LeaderDuties", "RaftMembers"]
+__all__ = ["LeaderDuties", "RaftMembers", "Reconcilers"]
 
 log = logging.getLogger(__name__)
+
+
+class Reconcilers:
+    """The leader's reconcilers, each a task of its own while this manager leads."""
+
+    def __init__(self, store: Store) -> None:
+        self.store = store
+        self._tasks: list[asyncio.Task[None]] = []
+        self.reconcilers: list[Reconciler] = []
+
+    @property
+    def running(self) -> bool:
+        return bool(self._tasks)
+
+    def become_leader(self) -> None:
+        if self._tasks:
+            return
+        log.info("manager: became leader, starting orchestrator, scheduler, reaper, keymanager")
+        self.reconcilers = [
+            Orchestrator(self.store),
+            Scheduler(self.store),
+            TaskReaper(self.store),
+            KeyManager(self.store),
+        ]
+        self._tasks = [asyncio.create_task(r.run(), name=r.name) for r in self.reconcilers]
+
+    async def become_follower(self) -> None:
+        tasks, self._tasks = self._tasks, []
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
 
 
 class _Leads(Protocol):
@@ -78,8 +117,8 @@ class RaftMembers:
 class LeaderDuties:
     """The leadership callback: `True` starts leader-only work, `False` stops it."""
 
-    def __init__(self, manager: Manager, members: RaftMembers) -> None:
-        self.manager = manager
+    def __init__(self, reconcilers: Reconcilers, members: RaftMembers) -> None:
+        self.reconcilers = reconcilers
         self.members = members
         self.leading = False
         self._cluster: _Leads | None = None
@@ -94,13 +133,13 @@ class LeaderDuties:
         if leading:
             log.info("raft: this manager leads: starting leader-only work")
             await self._record_leader()
-            self.manager.become_leader()
+            self.reconcilers.become_leader()
             if self._task is None:
                 self._task = asyncio.create_task(self.members.run(), name="raft-members")
         else:
             log.info("raft: this manager no longer leads: stopping leader-only work")
             await self._stop_members()
-            await self.manager.become_follower()
+            await self.reconcilers.become_follower()
         if self._cluster is not None:
             self._cluster.lead(leading)
 
@@ -132,4 +171,4 @@ class LeaderDuties:
     async def close(self) -> None:
         self.leading = False
         await self._stop_members()
-        await self.manager.become_follower()
+        await self.reconcilers.become_follower()

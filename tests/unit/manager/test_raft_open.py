@@ -8,10 +8,10 @@ from shoal.api.types import Secret, SecretSpec
 from shoal.manager.raft.ids import raft_id
 from shoal.manager.raft.snapshot import encode_store
 from shoal.manager.raft.storage import SQLiteStorage
+from shoal.manager.raft_open import force_new_cluster, open_storage, replay
 from shoal.manager.state.changes import Batch, Change, encode_batch
 from shoal.manager.state.locallog import LocalLog
 from shoal.manager.state.store import Store, Tx
-from shoal.node.raft_open import force_new_cluster, open_storage, replay
 from shoal.raft import ConfState, Entry, HardState
 
 
@@ -93,7 +93,7 @@ def _encode(obj: object) -> bytes:
 
 async def test_the_swarm_spec_raft_settings_drive_the_driver(tmp_path: Path) -> None:
     from shoal.api.types import RaftConfig, Swarm, SwarmSpec
-    from shoal.node.raft_open import config_for
+    from shoal.manager.raft_open import config_for
 
     store = Store()
     assert config_for(store, 0.05).tick_interval == 0.05  # no cluster yet: defaults

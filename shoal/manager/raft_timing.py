@@ -16,8 +16,8 @@ import logging
 
 from shoal.errors import InvalidArgument
 from shoal.manager.raft import LIVE_FIELDS, RaftNode, RaftNodeConfig
+from shoal.manager.raft_open import config_for
 from shoal.manager.state.store import Commit, Store
-from shoal.node.raft_open import config_for
 
 __all__ = ["follow_raft_spec", "wanted_config"]
 
