@@ -51,7 +51,12 @@ async def chromium(tmp_path: Path, url: str, *args: str) -> tuple[str, str]:
 
 
 async def finish(proc: asyncio.subprocess.Process) -> tuple[str, str]:
-    out, err = await asyncio.wait_for(proc.communicate(), 90)
+    try:
+        out, err = await asyncio.wait_for(proc.communicate(), 90)
+    finally:
+        if proc.returncode is None:  # timed out: no browser outlives the test
+            proc.kill()
+            await proc.wait()
     assert proc.returncode == 0, err.decode()[-2000:]
     return out.decode(), err.decode()
 
