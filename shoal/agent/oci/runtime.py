@@ -23,7 +23,7 @@ from pathlib import Path
 import msgspec
 
 from shoal.agent.exec.program import DEFAULT_PATH
-from shoal.agent.exec.runtime import ExecRuntime, TaskConfig
+from shoal.agent.exec.runtime import ExecRuntime, TaskConfig, TaskStartError
 from shoal.agent.exec.taskdir import ProcRef, TaskFiles, rfc3339_nano
 from shoal.agent.oci.bundle import RUNC, Bundle, hosts_file, runc
 from shoal.agent.oci.mounts import oci_mounts
@@ -44,6 +44,20 @@ def _resolv_conf() -> str:
         return Path("/etc/resolv.conf").read_text()
     except OSError:
         return ""
+
+
+INIT_BINARY = Path("/usr/bin/tini-static")  # Debian's tini-static (scripts/setup.sh)
+
+
+def _init_binary(wanted: bool | None) -> str:
+    """The host's init for `--init` (TaskStartError in dockerd's words when it is missing)."""
+    if not wanted:
+        return ""
+    if not INIT_BINARY.is_file():
+        raise TaskStartError(
+            'starting container failed: exec: "docker-init": executable file not found in $PATH'
+        )
+    return str(INIT_BINARY)
 
 
 def decode_auth_json(raw: bytes | None) -> RegistryAuth | None:
@@ -111,6 +125,7 @@ class OciRuntime(ExecRuntime):
             self.cgroups_path(cfg.task_id),
             mounts,
             {f"/etc/{name}": str(bundle.etc_file(name)) for name in etc},
+            _init_binary(spec.init),
         )
         inp = dataclasses.replace(inp, hostname=cfg.hostname)
         config = build_config(inp)

@@ -7,12 +7,15 @@ exec runtime's task files on every call: nothing is cached, so a view never lags
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 from collections.abc import Sequence
 
 from shoal.agent.exec.taskdir import ProcRef, TaskFiles, read_json
 from shoal.agent.exec.watch import read_exit
 from shoal.agent.oci.bundle import RUNC, Bundle, runc
+from shoal.agent.oci.prepare import read_etc
 from shoal.agent.oci.runtime import OciRuntime
+from shoal.agent.oci.users import numeric_user
 from shoal.api.taskcontainers import (
     ContainerView,
     ExecOptions,
@@ -83,7 +86,13 @@ class RuntimeContainers:
             raise NoSuchContainer(container_id)
 
     def exec_argv(self, container_id: str, opts: ExecOptions) -> list[str]:
+        """runc wants numeric ids: a `-u NAME[:GROUP]` is resolved in the container's own
+        /etc/passwd and /etc/group (UnknownUser in Docker's words)."""
         self._known(container_id)
+        if opts.user:
+            rootfs = self.runtime.bundle(container_id).rootfs
+            uid_gid = numeric_user(opts.user, read_etc(rootfs, "passwd"), read_etc(rootfs, "group"))
+            opts = dataclasses.replace(opts, user=uid_gid)
         return runc_exec_argv(self.runtime.runc_root, container_id, opts, runc=RUNC)
 
     async def signal(self, container_id: str, signum: int) -> None:
