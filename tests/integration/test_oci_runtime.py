@@ -86,7 +86,12 @@ def test_busybox_container_runs_isolated_and_leaves_nothing(lab1: Lab, tmp_path:
     state = json.loads((root / "oci" / "runc" / task_id / "state.json").read_text())
     os.kill(int(state["init_process_pid"]), signal.SIGKILL)
     until(lambda: [t for t in running(lab1, "c") if t["ID"] != task_id], 60, "replacement")
-    until(lambda: not bundle.exists(), 30, "old bundle removed")
+    # the dead task's container is gone but for its record: `docker ps -a` shows it exited
+    until(lambda: not (bundle / "rootfs").exists(), 30, "old container removed")
+    assert [p.name for p in bundle.iterdir()] == ["oci.json"]
+    exited = lab1.exec("h1", ["docker", "ps", "-aq", "--no-trunc", "--filter", "status=exited"],
+                       capture=True).stdout.split()  # fmt: skip
+    assert task_id in exited
 
     shoal(lab1, "service", "rm", "c")
     until(lambda: not (root / "oci" / "bundles").exists()
@@ -145,10 +150,14 @@ def _init_pid(lab: Lab, task_id: str) -> int:
     return int(json.loads(runc_state.read_text())["init_process_pid"])
 
 
-def _leftovers(lab: Lab, task_id: str) -> list[str]:
+def _leftovers(lab: Lab, task_id: str, record: bool = False) -> list[str]:
+    """What is left of a task's container (its exited record too unless `record`)."""
     root = lab.layout.data_root("h1")
-    found = [str(p) for p in (root / "oci" / "bundles" / task_id, root / "oci" / "runc" / task_id)
+    bundle = root / "oci" / "bundles" / task_id
+    found = [str(p) for p in (bundle / "rootfs", bundle / "upper", root / "oci" / "runc" / task_id)
              if p.exists()]  # fmt: skip
+    if not record and bundle.exists():
+        found.append(str(bundle))
     found += [str(c) for c in Path("/sys/fs/cgroup").glob(f"*/shoal/{task_id}")]
     found += [n for n in list_netns() if n.endswith(task_id[:12])]
     found += [line for line in _daemon_mounts(lab).splitlines() if task_id in line]
@@ -187,7 +196,9 @@ def test_registry_image_init_hostname_config_exec_user_restart_and_kill(lab1: La
     started = json.loads(_docker(lab1, "inspect", task_id).stdout)[0]["State"]["StartedAt"]
     lab1.kill_daemon("h1", signal.SIGTERM)
     lab1.start("h1")
-    until(lambda: [t["ID"] for t in running(lab1, "w")] == [task_id], 60, "w adopted")
+    adopted = f"task {task_id}: adopted running process"
+    until(lambda: adopted in lab1.layout.daemon_log("h1").read_text(), 60, "w adopted")
+    assert [t["ID"] for t in running(lab1, "w")] == [task_id]
     assert _init_pid(lab1, task_id) == pid and os.path.exists(f"/proc/{pid}")
     again = json.loads(_docker(lab1, "inspect", task_id).stdout)[0]["State"]
     assert again["StartedAt"] == started and again["Pid"] == pid
@@ -199,8 +210,30 @@ def test_registry_image_init_hostname_config_exec_user_restart_and_kill(lab1: La
     dead = _docker(lab1, "exec", task_id[:12], "true")
     assert dead.returncode != 0 and "Traceback" not in dead.stderr
     assert f"No such container: {task_id[:12]}" in dead.stderr or "is not running" in dead.stderr
-    until(lambda: not _leftovers(lab1, task_id), 30, "the killed task's container gone")
+    until(lambda: not _leftovers(lab1, task_id, record=True), 30, "the killed container gone")
     new_id = running(lab1, "w")[0]["ID"]
     shoal(lab1, "service", "rm", "w")
-    until(lambda: not _leftovers(lab1, new_id), 30, "nothing of w left")
+    until(lambda: not _leftovers(lab1, new_id) and not _leftovers(lab1, task_id), 30,
+          "nothing of w left")  # fmt: skip
     assert not list((lab1.layout.data_root("h1") / "oci" / "bundles").iterdir())
+
+
+def test_a_task_killed_for_memory_shows_it(lab1: Lab, tmp_path: Path) -> None:
+    archive = test_images.export("busybox", tmp_path / "bb.tar", "docker-archive", "bb:oom")
+    lab1.exec("h1", ["docker", "image", "load", "-i", str(archive)], capture=True)
+    shoal(lab1, "service", "create", "-d", "--name", "hog", "--limit-memory", "8M",
+          "--restart-condition", "none", "bb:oom",
+          "sh", "-c", "x=0123456789; while :; do x=$x$x; done")  # fmt: skip
+
+    def failed() -> list[dict[str, object]]:
+        tasks = lab1.client("h1").get("/tasks", params={"filters": {"service": {"hog": True}}})
+        return [t for t in tasks if t["Status"]["State"] == "failed"]
+
+    task = until(failed, 60, "the hog killed")[0]
+    assert task["Status"]["Err"] == "task: non-zero exit (137)"  # swarm's words
+    assert task["Status"]["ContainerStatus"]["ExitCode"] == 137
+    state = until(lambda: (out := _docker(lab1, "inspect", str(task["ID"]))).returncode == 0
+                  and json.loads(out.stdout)[0]["State"], 30, "the exited container")  # fmt: skip
+    assert state["OOMKilled"] is True and state["ExitCode"] == 137 and state["Status"] == "exited"
+    shoal(lab1, "service", "rm", "hog")
+    until(lambda: not _leftovers(lab1, str(task["ID"])), 30, "nothing of hog left")

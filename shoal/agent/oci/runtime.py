@@ -34,7 +34,7 @@ from shoal.agent.volumes import VolumeStore
 from shoal.api.types import Task
 from shoal.images import LocalImage, RegistryAuth
 
-__all__ = ["OciRuntime", "decode_auth_json"]
+__all__ = ["OciRuntime", "decode_auth_json", "oom_killed"]
 
 log = logging.getLogger(__name__)
 
@@ -160,8 +160,10 @@ class OciRuntime(ExecRuntime):
         try:
             await asyncio.to_thread(bundle.create, image.rootfs, meta)
             bundle.write_files(config, etc)
-            argv = [RUNC, "--root", str(self.runc_root), "run", "--bundle", str(bundle.root),
-                    cfg.task_id]  # fmt: skip
+            # --keep: the stopped container (and its cgroup, with its OOM count) stays
+            # until `remove`, which reads it first
+            argv = [RUNC, "--root", str(self.runc_root), "run", "--keep", "--bundle",
+                    str(bundle.root), cfg.task_id]  # fmt: skip
             pid = await self.start(
                 dataclasses.replace(cfg, argv=argv, env={"PATH": DEFAULT_PATH}, workdir=None)
             )
@@ -201,10 +203,26 @@ class OciRuntime(ExecRuntime):
         return True
 
     async def remove(self, task_id: str) -> None:
+        """Everything of the container goes but its record (oci.json): `docker ps -a` shows
+        it exited, OOM-killed or not, until `purge`."""
         await super().remove(task_id)
         bundle = self.bundle(task_id)
-        await asyncio.to_thread(bundle.remove, self.runc_root, task_id)
+        if bundle.meta.exists() and oom_killed(self.cgroups_path(task_id)):
+            bundle.record(oom_killed=True)
+        await asyncio.to_thread(bundle.remove, self.runc_root, task_id, True)
         await asyncio.to_thread(_remove_cgroup, self.cgroups_path(task_id))
+
+    async def purge(self, task_id: str) -> None:
+        await super().purge(task_id)
+        await asyncio.to_thread(self.bundle(task_id).remove, self.runc_root, task_id)
+
+    def leftovers(self) -> list[str]:
+        """Task ids with files but nothing running (for the agent's purge after a restart)."""
+        bundles = self.oci_dir / "bundles"
+        found = set(super().leftovers())
+        if bundles.is_dir():
+            found.update(e.name for e in bundles.iterdir() if not (e / "config.json").exists())
+        return sorted(found)
 
     def image_user(self, image_id: str) -> str | None:
         """A task (container) that uses `image_id`, for `image rm`'s refusal."""
@@ -229,6 +247,22 @@ class OciRuntime(ExecRuntime):
         if workdir:
             out += ["--cwd", workdir]
         return [*out, task_id, *argv]
+
+
+def oom_killed(path: str, base: Path = Path("/sys/fs/cgroup")) -> bool:
+    """Whether the kernel's OOM killer killed in the task's memory cgroup (v1's
+    memory.oom_control or v2's memory.events `oom_kill` count)."""
+    rel = path.lstrip("/")
+    for stats in (base / "memory" / rel / "memory.oom_control", base / rel / "memory.events"):
+        try:
+            text = stats.read_text()
+        except OSError:
+            continue
+        for line in text.splitlines():
+            key, _, value = line.partition(" ")
+            if key == "oom_kill" and value.strip().isdigit() and int(value) > 0:
+                return True
+    return False
 
 
 def _remove_cgroup(path: str, base: Path = Path("/sys/fs/cgroup")) -> None:

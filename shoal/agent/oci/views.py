@@ -55,6 +55,7 @@ class RuntimeContainers:
             status=state,
             pid=(self.runtime.container_pid(task_id) or 0) if alive else 0,
             exit_code=status.code if status is not None and not alive else 0,
+            oom_killed=bool(meta.get("oom_killed", False)),
             started_at=str(meta.get("created", _ZERO)),
             finished_at=str(finished) if finished and not alive else _ZERO,
             entrypoint=tuple(meta.get("argv", [])[:1]),
