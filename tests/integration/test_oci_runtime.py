@@ -235,5 +235,10 @@ def test_a_task_killed_for_memory_shows_it(lab1: Lab, tmp_path: Path) -> None:
     state = until(lambda: (out := _docker(lab1, "inspect", str(task["ID"]))).returncode == 0
                   and json.loads(out.stdout)[0]["State"], 30, "the exited container")  # fmt: skip
     assert state["OOMKilled"] is True and state["ExitCode"] == 137 and state["Status"] == "exited"
+    # `docker rm` of the exited container: nothing of it is left, its record included
+    assert _docker(lab1, "rm", str(task["ID"])).returncode == 0
+    gone = _docker(lab1, "inspect", "--type", "container", str(task["ID"]))
+    assert "No such container" in gone.stderr, gone
+    assert not _leftovers(lab1, str(task["ID"]))
     shoal(lab1, "service", "rm", "hog")
     until(lambda: not _leftovers(lab1, str(task["ID"])), 30, "nothing of hog left")

@@ -103,5 +103,6 @@ class RuntimeContainers:
         )
 
     async def remove(self, container_id: str) -> None:
+        """`docker rm`: the container, its record and its logs (dockerd keeps nothing)."""
         self._known(container_id)
-        await self.runtime.remove(container_id)
+        await self.runtime.purge(container_id)
