@@ -10,6 +10,8 @@ for bin in nft:nftables ip:iproute2 curl:curl conntrack:conntrack runc:runc skop
 done
 # images for tests are built from the static busybox (it runs in any root filesystem)
 dpkg -s busybox-static >/dev/null 2>&1 || need_apt+=(busybox-static)
+# `--init`: the static tini is bind-mounted into containers as /sbin/docker-init
+dpkg -s tini >/dev/null 2>&1 || need_apt+=(tini)
 # headless Chromium for the dashboard test (tests/unit/httpapi/test_observe_dashboard.py);
 # large (~250 MB installed) but one apt package, installed once per machine
 command -v chromium >/dev/null 2>&1 || need_apt+=(chromium)

@@ -30,6 +30,7 @@ class Agent:
         self._heartbeat = heartbeat
         self._controllers: dict[str, TaskController] = {}
         self._finished: set[str] = set()
+        self._assigned: set[str] = set()  # the task ids of the last assignment set
         self._leaving = False  # swarm leave: stop everything, start nothing new
         self._updates: asyncio.Queue[StatusUpdate] = asyncio.Queue()
         self._tg: asyncio.TaskGroup | None = None
@@ -62,6 +63,7 @@ class Agent:
     def _reconcile(self, tasks: list[Task]) -> None:
         assert self._tg is not None
         assigned = {t.id: t for t in tasks}
+        self._assigned = set(assigned)
         for task_id, ctl in list(self._controllers.items()):
             task = assigned.get(task_id)
             if task is None or TaskController.wants_stop(task):
@@ -84,11 +86,19 @@ class Agent:
             if TaskController.wants_stop(task):
                 ctl.request_stop()
             self._controllers[task.id] = ctl
-            self._tg.create_task(ctl.run())
+            self._tg.create_task(self._run_controller(ctl))
         for task_id in list(self._finished):
             if task_id not in assigned:
                 self._finished.discard(task_id)
                 self._tg.create_task(self._purge(task_id))
+
+    async def _run_controller(self, ctl: TaskController) -> None:
+        """Run a task; one whose task the managers dropped meanwhile is purged at its end
+        (no later assignment set may come to tell)."""
+        await ctl.run()
+        if ctl.task_id not in self._assigned and self._controllers.get(ctl.task_id) is ctl:
+            del self._controllers[ctl.task_id]
+            await self._purge(ctl.task_id)
 
     async def _purge(self, task_id: str) -> None:
         try:
@@ -96,24 +106,23 @@ class Agent:
         except Exception:
             log.exception("task %s: purge failed", task_id)
 
-    def _lost(self, task: Task) -> None:
-        log.info("task %s: process lost while the daemon was down", task.id)
+    def _lost(
+        self,
+        task: Task,
+        state: str = "failed",
+        err: str = "task process lost while the daemon was down",
+    ) -> None:
+        """Report a task an earlier daemon started and this one does not run: `state`."""
+        log.info("task %s: not running after a restart: %s", task.id, state)
         self._finished.add(task.id)
-        self._updates.put_nowait(
-            StatusUpdate(
-                task.id,
-                TaskStatusInfo(
-                    timestamp=now_rfc3339(),
-                    state="failed",
-                    message="started",
-                    err="task process lost while the daemon was down",
-                ),
-            )
-        )
+        message = "started" if state == "failed" else "shutdown"
+        status = TaskStatusInfo(timestamp=now_rfc3339(), state=state, message=message, err=err)
+        self._updates.put_nowait(StatusUpdate(task.id, status))
 
     async def _recover(self, tasks: list[Task]) -> None:
         assert self._tg is not None
         assigned = {t.id: t for t in tasks}
+        self._assigned = set(assigned)
         for record in self.ctx.runtime.existing():
             task = assigned.get(record.task_id)
             keep = (
@@ -130,7 +139,7 @@ class Agent:
                     # first apply (which waits for `recovered`), so its port never refuses
                     ctl.rejoin_mesh()
                 self._controllers[task.id] = ctl
-                self._tg.create_task(ctl.run())
+                self._tg.create_task(self._run_controller(ctl))
                 continue
             log.info("task %s: cleaning up what a previous daemon left", record.task_id)
             try:
@@ -141,6 +150,22 @@ class Agent:
                 log.exception("task %s: cleanup failed", record.task_id)
             if task is None:
                 await self._purge(record.task_id)
+            elif is_terminal(task.status.state):
+                self._finished.add(task.id)  # purged once the managers drop it
+            elif TaskController.wants_stop(task):
+                self._lost(task, "shutdown", "")  # it was stopping when the daemon went
+            else:
+                self._lost(task)  # died before it could be adopted: the managers replace it
+        # what an earlier life removed but did not purge (logs, exited containers' records):
+        # purged now if its task is gone, else once the managers forget the task
+        live = {r.task_id for r in self.ctx.runtime.existing()}
+        for task_id in self.ctx.runtime.leftovers():
+            if task_id in live or task_id in self._controllers:
+                continue
+            if task_id in assigned:
+                self._finished.add(task_id)
+            else:
+                await self._purge(task_id)
 
     # -- status up, heartbeats ----------------------------------------------------------
     async def _reporter(self) -> None:

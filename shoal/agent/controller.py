@@ -22,9 +22,10 @@ from shoal.agent.health import HealthMonitor, health_spec
 from shoal.agent.ipam import SubnetAllocator
 from shoal.agent.oci.prepare import is_exec_task
 from shoal.agent.oci.runtime import OciRuntime
-from shoal.agent.taskenv import task_argv, task_env
+from shoal.agent.taskenv import task_argv, task_env, task_name
 from shoal.api.session import StatusUpdate
 from shoal.api.states import TaskState, rank
+from shoal.api.templates import TaskIdentity, TemplateError, expand
 from shoal.api.timefmt import now_rfc3339
 from shoal.api.types import ContainerStatus, HealthConfig, Task, TaskStatusInfo
 from shoal.errors import ShoalError
@@ -254,7 +255,7 @@ class TaskController:
         env = task_env(self.task, self.ctx.hostname)
         cfg = TaskConfig(
             task_id=self.task_id,
-            hostname=(spec.hostname if spec and spec.hostname else "") or self.task_id[:12],
+            hostname=self._hostname(),
             argv=task_argv(self.task) if not container else [],
             env=env,
             address=address,
@@ -273,6 +274,27 @@ class TaskController:
             self._report("rejected", "starting container failed", err=exc.message)
             await self._cleanup()
             return None
+
+    def _hostname(self) -> str:
+        """The service's `--hostname` with its templates expanded, else the task id[:12]."""
+        spec = self.task.spec.container_spec
+        if spec is None or not spec.hostname:
+            return self.task_id[:12]
+        task = self.task
+        ident = TaskIdentity(
+            task_id=task.id,
+            task_name=f"{task_name(task)}.{task.id}",
+            slot=task.slot,
+            service_id=task.service_id,
+            service_name=task.service_name,
+            node_id=task.node_id,
+            node_hostname=self.ctx.hostname,
+        )
+        try:
+            return expand(spec.hostname, ident)
+        except TemplateError:  # the manager checked it; an older manager may not have
+            log.warning("task %s: bad hostname template %r", task.id, spec.hostname)
+            return self.task_id[:12]
 
     def _runs_container(self) -> bool:
         """oci unless labelled exec; a node without an oci runtime (test fakes) runs exec."""

@@ -25,6 +25,7 @@ from aiohttp import web
 from shoal.errors import Conflict, InvalidArgument, NotFound
 from shoal.httpapi.common import json_response, query_int, route
 from shoal.httpapi.exechijack import bridge_pipes, bridge_pty, set_window
+from shoal.httpapi.logs import frame
 from shoal.httpapi.taskcontainers import ExecOptions, containers_of, resolve
 
 __all__ = ["EXECS_KEY", "ExecInstance", "add_routes", "prepare_app"]
@@ -129,13 +130,20 @@ async def start_exec(request: web.Request) -> web.StreamResponse:
     view = next((v for v in views if v.id == instance.container_id), None)
     if view is None or not view.running:
         raise Conflict(f"container {instance.container_id} is not running")
-    argv = containers_of(request).exec_argv(view.id, instance.opts)
+    failure = ""
+    try:
+        argv = containers_of(request).exec_argv(view.id, instance.opts)
+    except InvalidArgument as exc:  # an unknown `-u` user: dockerd says it on the stream, 126
+        argv, failure = [], exc.message
     instance.started = instance.running = True
     upgrade = request.headers.get("Upgrade", "").lower() == "tcp"
+    if failure and (body.get("Detach") or not upgrade):
+        instance.exit_code, instance.running = 126, False
+        return web.Response(status=200)
     if body.get("Detach") or not upgrade:
         asyncio.get_running_loop().create_task(_run_detached(instance, argv))
         return web.Response(status=200)
-    return await _hijack(request, instance, argv)
+    return await _hijack(request, instance, argv, failure)
 
 
 async def _run_detached(instance: ExecInstance, argv: list[str]) -> None:
@@ -162,7 +170,7 @@ def _upgraded_head(raw_tty: bool) -> bytes:
 
 
 async def _hijack(
-    request: web.Request, instance: ExecInstance, argv: list[str]
+    request: web.Request, instance: ExecInstance, argv: list[str], failure: str = ""
 ) -> web.StreamResponse:
     transport = request.transport
     sock = transport.get_extra_info("socket") if transport is not None else None
@@ -174,7 +182,12 @@ async def _hijack(
     try:
         writer.write(_upgraded_head(instance.opts.tty))
         await writer.drain()
-        if instance.opts.tty:
+        if failure:
+            line = (failure + "\n").encode()
+            writer.write(line if instance.opts.tty else frame(2, line))
+            await writer.drain()
+            instance.exit_code = 126
+        elif instance.opts.tty:
             instance.exit_code = await bridge_pty(instance, argv, reader, writer)
         else:
             instance.exit_code = await bridge_pipes(instance, argv, reader, writer)

@@ -1,8 +1,10 @@
 """`shoal lab demo`: the README's story of the routing mesh, told on a lab.
 
-lab up (5 hosts by default) -> a `web` service of 3 `shoal whoami` replicas published on
-8080 -> requests from the client to every host, also those without a task, each line saying
-which task answered -> `service update --publish-add published=9090,target=80 web` ->
+lab up (5 hosts by default) -> the offline `whoami` image pushed to the lab registry
+(198.18.0.3:5000) -> a `web` service of 3 replicas of that image (runc containers) published
+on 8080 -> requests from the client to every host, also those without a task, each line
+saying which task answered (the container's hostname is its task id, as in swarm) ->
+`service update --publish-add published=9090,target=80 web` ->
 requests on 9090 -> one host that runs a task stopped: traffic goes on through the others,
 and the swarm replaces the task -> lab down (unless --keep). Everything waits on conditions
 with deadlines; every request has a timeout.
@@ -19,25 +21,37 @@ import click
 
 from shoal.client import Client
 from shoal.errors import ShoalError, Unavailable
+from shoal.lab import images
 from shoal.lab.ask import probe
 from shoal.lab.lab import Lab, status_table
+from shoal.lab.layout import CLIENT
+from shoal.lab.procs import LAB_REGISTRY
 
-__all__ = ["REPLICAS", "run_demo", "wait_for", "web_spec"]
+__all__ = ["IMAGE", "REPLICAS", "push_image", "run_demo", "wait_for", "web_spec"]
 
 REPLICAS = 3
 REQUESTS = 9
+IMAGE = f"{LAB_REGISTRY}/whoami"  # 198.18.0.3:5000/whoami, pushed by the demo
 T = TypeVar("T")
 
 
 def web_spec() -> dict[str, Any]:
     return {
         "Name": "web",
-        "TaskTemplate": {"ContainerSpec": {
-            "Image": "shoal", "Labels": {"shoal.runtime": "exec"},  # a host program
-            "Args": ["whoami", "--port", "80"]}},
+        "TaskTemplate": {"ContainerSpec": {"Image": IMAGE}},
         "Mode": {"Replicated": {"Replicas": REPLICAS}},
         "EndpointSpec": {"Ports": [_port(8080)]},
     }
+
+
+def push_image(lab: Lab) -> None:
+    """Build the offline whoami image (busybox-static + umoci) and push it to the lab's
+    registry from the client namespace, as a user's `docker push` would."""
+    _step(f"The whoami image (busybox httpd + a CGI, built offline) pushed to {LAB_REGISTRY}")
+    _cmd(f"skopeo copy oci:/var/tmp/shoal-images/whoami-...:latest docker://{IMAGE}:latest"
+         "    # from `client`, = docker push")
+    images.push("whoami", f"{IMAGE}:latest", netns=lab.layout.netns(CLIENT))
+    _say(f"  {IMAGE}:latest pushed")
 
 
 def _port(published: int) -> dict[str, Any]:
@@ -89,7 +103,17 @@ def _host_of(lab: Lab, address: str) -> str:
     return next((h for h in lab.hosts() if lab.address(h) == address), address)
 
 
-def _requests(lab: Lab, port: int, hosts: list[str] | None = None) -> None:
+def _task_names(api: Client) -> dict[str, tuple[str, str]]:
+    """Container hostname (task id[:12]) -> (task name `web.N.<id>`, node hostname)."""
+    nodes = {n["ID"]: n["Description"]["Hostname"] for n in api.get("/nodes")}
+    tasks = api.get("/tasks", {"filters": {"service": ["web"]}})
+    return {
+        t["ID"][:12]: (f"web.{t.get('Slot')}.{t['ID'][:12]}", nodes.get(t.get("NodeID"), "?"))
+        for t in tasks
+    }
+
+
+def _requests(lab: Lab, api: Client, port: int, hosts: list[str] | None = None) -> None:
     targets = [f"{lab.address(h)}:{port}" for h in hosts or lab.hosts()]
     wait_for(
         f"the mesh to answer on port {port}",
@@ -98,28 +122,28 @@ def _requests(lab: Lab, port: int, hosts: list[str] | None = None) -> None:
     )
     _cmd(f"for i in $(seq {REQUESTS}); do curl -s HOST:{port}; done    # from `client`")
     answered: Counter[str] = Counter()
+    names = _task_names(api)
     for result in probe(lab, "http", targets, REQUESTS):
         address = result["target"].rsplit(":", 1)[0]
         prefix = f"  {_host_of(lab, address)} {result['target']} -> "
         if not result["ok"]:
             _say(prefix + f"FAILED: {result.get('error') or result.get('status')}", fg="red")
             continue
-        info = _fields(result["body"])
-        task = info.get("task", "?")
-        answered[task] += 1
-        _say(prefix + f"task {task}.{info.get('task_id', '')[:12]} on {info.get('node', '?')}")
+        hostname = _fields(result["body"]).get("Hostname", "?")
+        task, node = names.get(hostname, (f"? (hostname {hostname})", "?"))
+        answered[task.rpartition(".")[0] or task] += 1
+        _say(prefix + f"task {task} on {node}")
     summary = ", ".join(f"{task} x{n}" for task, n in sorted(answered.items()))
     _say(f"  {sum(answered.values())} answers from {len(answered)} task(s): {summary}", fg="green")
 
 
 def _create(api: Client) -> str:
     _step(f"A service of {REPLICAS} whoami replicas, published on port 8080 of every node")
-    _cmd("shoal service create --name web --replicas 3 --publish published=8080,target=80 \\")
-    _say("      shoal whoami --port 80", fg="cyan")
+    _cmd(f"shoal service create --name web --replicas 3 --publish published=8080,target=80 {IMAGE}")
     created = api.post("/services/create", web_spec())
     service_id = str(created["ID"])
     _say(f"  service web: {service_id}")
-    tasks = wait_for("3 running tasks", lambda: _running_tasks(api, "web"), timeout=60)
+    tasks = wait_for("3 running tasks", lambda: _running_tasks(api, "web"), timeout=120)
     nodes = {n["ID"]: n["Description"]["Hostname"] for n in api.get("/nodes")}
     for task in sorted(tasks, key=lambda t: t.get("Slot", 0)):
         where = nodes.get(task.get("NodeID"), task.get("NodeID"))
@@ -182,7 +206,7 @@ def _stop_one(lab: Lab, api: Client) -> None:
     )
     _say(f"  all {len(others)} other hosts answer every request again after "
          f"{time.monotonic() - began:.1f}s")
-    _requests(lab, 8080, others)
+    _requests(lab, api, 8080, others)
     _say(f"  meanwhile the managers miss {victim}'s heartbeats, mark it down and replace "
          "its task elsewhere...")
 
@@ -191,7 +215,7 @@ def _stop_one(lab: Lab, api: Client) -> None:
         moved = victim not in tasks and sum(len(t) for t in tasks.values()) >= REPLICAS
         return True if moved else None
 
-    wait_for(f"{REPLICAS} running tasks away from {victim}", replaced, timeout=90)
+    wait_for(f"{REPLICAS} running tasks away from {victim}", replaced, timeout=120)
     _say(f"  the swarm replaced the task ({time.monotonic() - began:.1f}s after the stop):")
     _where(lab, api, off=victim)
 
@@ -220,14 +244,15 @@ def run_demo(lab: Lab, nodes: int = 5, keep: bool = False, managers: int | None 
     for line in status_table(lab.status()).splitlines():
         _say("  " + line)
     try:
+        push_image(lab)
         with lab.client("h1") as api:
             service_id = _create(api)
             _where(lab, api)
             _step("Requests from the client to port 8080 of every host, with a task or not")
-            _requests(lab, 8080)
+            _requests(lab, api, 8080)
             _publish_9090(api, service_id)
             _step("Requests from the client to port 9090 of every host")
-            _requests(lab, 9090)
+            _requests(lab, api, 9090)
             _stop_one(lab, api)
             _observe(lab)
     except ShoalError as exc:

@@ -341,5 +341,5 @@ def _answering_tasks(lab: Lab) -> list[str]:
     ids = []
     for result in results:
         fields = dict(line.split(": ", 1) for line in result["body"].splitlines() if ": " in line)
-        ids.append(fields["task_id"])
+        ids.append(fields["Hostname"])  # the container hostname: its task id[:12]
     return ids

@@ -6,6 +6,8 @@ from __future__ import annotations
 import json
 import os
 import signal
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -84,7 +86,12 @@ def test_busybox_container_runs_isolated_and_leaves_nothing(lab1: Lab, tmp_path:
     state = json.loads((root / "oci" / "runc" / task_id / "state.json").read_text())
     os.kill(int(state["init_process_pid"]), signal.SIGKILL)
     until(lambda: [t for t in running(lab1, "c") if t["ID"] != task_id], 60, "replacement")
-    until(lambda: not bundle.exists(), 30, "old bundle removed")
+    # the dead task's container is gone but for its record: `docker ps -a` shows it exited
+    until(lambda: not (bundle / "rootfs").exists(), 30, "old container removed")
+    assert [p.name for p in bundle.iterdir()] == ["oci.json"]
+    exited = lab1.exec("h1", ["docker", "ps", "-aq", "--no-trunc", "--filter", "status=exited"],
+                       capture=True).stdout.split()  # fmt: skip
+    assert task_id in exited
 
     shoal(lab1, "service", "rm", "c")
     until(lambda: not (root / "oci" / "bundles").exists()
@@ -124,3 +131,114 @@ def test_mounts_volume_tmpfs_and_a_missing_bind_source(lab1: Lab, tmp_path: Path
     assert errs[0] == ('invalid mount config for type "bind": bind source path does not exist: '
                        "/nonexistent-x")  # fmt: skip
     shoal(lab1, "service", "rm", "m", "b")
+
+
+REGISTRY = "198.18.0.3:5000"
+INSIDE = (
+    "tr '\\0' ' ' < /proc/1/cmdline; echo; pwd; id -u; hostname; cat /etc/site.conf; echo; "
+    "echo FROM=$FROM_SERVICE; cat /sys/fs/cgroup/memory/memory.limit_in_bytes; "
+    "test -e {venv} && echo HOST-VENV || echo NO-HOST-VENV"
+)
+
+
+def _docker(lab: Lab, *args: str) -> subprocess.CompletedProcess[str]:
+    return lab.exec("h1", ["docker", *args], capture=True, timeout=60)
+
+
+def _init_pid(lab: Lab, task_id: str) -> int:
+    runc_state = lab.layout.data_root("h1") / "oci" / "runc" / task_id / "state.json"
+    return int(json.loads(runc_state.read_text())["init_process_pid"])
+
+
+def _leftovers(lab: Lab, task_id: str, record: bool = False) -> list[str]:
+    """What is left of a task's container (its exited record too unless `record`)."""
+    root = lab.layout.data_root("h1")
+    bundle = root / "oci" / "bundles" / task_id
+    found = [str(p) for p in (bundle / "rootfs", bundle / "upper", root / "oci" / "runc" / task_id)
+             if p.exists()]  # fmt: skip
+    if not record and bundle.exists():
+        found.append(str(bundle))
+    found += [str(c) for c in Path("/sys/fs/cgroup").glob(f"*/shoal/{task_id}")]
+    found += [n for n in list_netns() if n.endswith(task_id[:12])]
+    found += [line for line in _daemon_mounts(lab).splitlines() if task_id in line]
+    return found
+
+
+def test_registry_image_init_hostname_config_exec_user_restart_and_kill(lab1: Lab) -> None:
+    """The acceptance story of one container task of an image pulled from the lab registry."""
+    test_images.push("whoami", f"{REGISTRY}/whoami:acc", netns=lab1.layout.netns("client"))
+    made = lab1.exec("h1", ["docker", "config", "create", "site", "-"], capture=True,
+                     input="site-config")  # fmt: skip
+    assert made.returncode == 0, made.stderr
+    bad = shoal(lab1, "service", "create", "-d", "--name", "bad", "--hostname", "{{.Task.Nope}}",
+                f"{REGISTRY}/whoami:acc", check=False)  # fmt: skip
+    assert bad.returncode != 0 and "can't evaluate field Nope" in bad.stderr, bad.stderr
+    assert "bad" not in shoal(lab1, "service", "ls", "-q", "--format", "{{.Name}}").stdout
+    shoal(lab1, "service", "create", "-d", "--name", "w", "--limit-memory", "32M", "--init",
+          "--hostname", "{{.Service.Name}}-{{.Task.Slot}}", "--env", "FROM_SERVICE=yes",
+          "--config", "source=site,target=/etc/site.conf", f"{REGISTRY}/whoami:acc")  # fmt: skip
+    task_id = until(lambda: running(lab1, "w"), 60, "w running")[0]["ID"]
+    inside = _docker(lab1, "exec", task_id[:12], "sh", "-c", INSIDE.format(venv=sys.prefix))
+    assert inside.returncode == 0, inside.stderr
+    lines = inside.stdout.splitlines()
+    assert lines[0].startswith("/sbin/docker-init -- httpd -f -p 80"), lines  # --init, image Cmd
+    assert lines[1:] == ["/www", "0", "w-1", "site-config", "FROM=yes", "33554432",
+                         "NO-HOST-VENV"], lines  # fmt: skip
+    cgroup = Path("/sys/fs/cgroup/memory/shoal") / task_id / "memory.limit_in_bytes"
+    assert cgroup.read_text().strip() == "33554432"
+    assert _docker(lab1, "exec", "-u", "app", task_id[:12], "id", "-u").stdout.strip() == "1000"
+    nobody = _docker(lab1, "exec", "-u", "bob", task_id[:12], "id")
+    assert nobody.returncode == 126, nobody
+    assert "unable to find user bob: no matching entries in passwd file" in nobody.stderr
+
+    # a daemon restart adopts the running container: same process, same StartedAt
+    pid = _init_pid(lab1, task_id)
+    started = json.loads(_docker(lab1, "inspect", task_id).stdout)[0]["State"]["StartedAt"]
+    lab1.kill_daemon("h1", signal.SIGTERM)
+    lab1.start("h1")
+    adopted = f"task {task_id}: adopted running process"
+    until(lambda: adopted in lab1.layout.daemon_log("h1").read_text(), 60, "w adopted")
+    assert [t["ID"] for t in running(lab1, "w")] == [task_id]
+    assert _init_pid(lab1, task_id) == pid and os.path.exists(f"/proc/{pid}")
+    again = json.loads(_docker(lab1, "inspect", task_id).stdout)[0]["State"]
+    assert again["StartedAt"] == started and again["Pid"] == pid
+    assert _docker(lab1, "exec", task_id[:12], "hostname").stdout.strip() == "w-1"
+
+    # kill -9 of the container's process: replaced; exec into the dead task fails cleanly
+    os.kill(pid, signal.SIGKILL)
+    until(lambda: [t for t in running(lab1, "w") if t["ID"] != task_id], 60, "replacement")
+    dead = _docker(lab1, "exec", task_id[:12], "true")
+    assert dead.returncode != 0 and "Traceback" not in dead.stderr
+    assert f"No such container: {task_id[:12]}" in dead.stderr or "is not running" in dead.stderr
+    until(lambda: not _leftovers(lab1, task_id, record=True), 30, "the killed container gone")
+    new_id = running(lab1, "w")[0]["ID"]
+    shoal(lab1, "service", "rm", "w")
+    until(lambda: not _leftovers(lab1, new_id) and not _leftovers(lab1, task_id), 30,
+          "nothing of w left")  # fmt: skip
+    assert not list((lab1.layout.data_root("h1") / "oci" / "bundles").iterdir())
+
+
+def test_a_task_killed_for_memory_shows_it(lab1: Lab, tmp_path: Path) -> None:
+    archive = test_images.export("busybox", tmp_path / "bb.tar", "docker-archive", "bb:oom")
+    lab1.exec("h1", ["docker", "image", "load", "-i", str(archive)], capture=True)
+    shoal(lab1, "service", "create", "-d", "--name", "hog", "--limit-memory", "8M",
+          "--restart-condition", "none", "bb:oom",
+          "sh", "-c", "x=0123456789; while :; do x=$x$x; done")  # fmt: skip
+
+    def failed() -> list[dict[str, object]]:
+        tasks = lab1.client("h1").get("/tasks", params={"filters": {"service": {"hog": True}}})
+        return [t for t in tasks if t["Status"]["State"] == "failed"]
+
+    task = until(failed, 60, "the hog killed")[0]
+    assert task["Status"]["Err"] == "task: non-zero exit (137)"  # swarm's words
+    assert task["Status"]["ContainerStatus"]["ExitCode"] == 137
+    state = until(lambda: (out := _docker(lab1, "inspect", str(task["ID"]))).returncode == 0
+                  and json.loads(out.stdout)[0]["State"], 30, "the exited container")  # fmt: skip
+    assert state["OOMKilled"] is True and state["ExitCode"] == 137 and state["Status"] == "exited"
+    # `docker rm` of the exited container: nothing of it is left, its record included
+    assert _docker(lab1, "rm", str(task["ID"])).returncode == 0
+    gone = _docker(lab1, "inspect", "--type", "container", str(task["ID"]))
+    assert "No such container" in gone.stderr, gone
+    assert not _leftovers(lab1, str(task["ID"]))
+    shoal(lab1, "service", "rm", "hog")
+    until(lambda: not _leftovers(lab1, str(task["ID"])), 30, "nothing of hog left")

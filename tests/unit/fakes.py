@@ -65,6 +65,9 @@ class FakeRuntime:
     def existing(self) -> list[TaskRecord]:
         return []
 
+    def leftovers(self) -> list[str]:
+        return []
+
     async def adopt(self, task_id: str) -> bool:
         return False
 

@@ -401,6 +401,18 @@ class ExecRuntime:
         for path in files.runtime_files():
             path.unlink(missing_ok=True)
 
+    def leftovers(self) -> list[str]:
+        """Ids of removed tasks whose log and exit status are still on disk (to purge)."""
+        if not self.state_dir.is_dir():
+            return []
+        return sorted(
+            entry.name
+            for entry in self.state_dir.iterdir()
+            if not entry.name.startswith(".")
+            and not TaskFiles(entry).meta.exists()
+            and (TaskFiles(entry).exit.exists() or TaskFiles(entry).log.exists())
+        )
+
     async def purge(self, task_id: str) -> None:
         await self.remove(task_id)
         shutil.rmtree(self._files(task_id).root, ignore_errors=True)

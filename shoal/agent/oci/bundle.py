@@ -5,8 +5,10 @@
     upper/ work/           the container's writable layer
     hosts hostname resolv.conf   bind-mounted over the container's /etc files
     oci.json               what the runtime needs later: image id, stop signal, cgroups path
+                           (and, once exited, whether the kernel's OOM killer ended it)
 
-`remove` undoes it all (runc delete, unmount, rm) and is safe to repeat.
+`remove` undoes it all (runc delete, unmount, rm) and is safe to repeat; with `keep_record`
+only oci.json stays, the exited container `docker ps -a` shows until the task is purged.
 """
 
 from __future__ import annotations
@@ -112,8 +114,18 @@ class Bundle:
     def mounted(self) -> bool:
         return _is_mount(self.rootfs, self.root)
 
-    def remove(self, runc_root: Path, container_id: str) -> None:
-        """runc delete (its cgroup goes with it), unmount, delete every file."""
+    def record(self, **fields: Any) -> None:
+        """Add `fields` to oci.json (what an exited container still shows)."""
+        meta = self.read_meta()
+        if meta:
+            meta.update(fields)
+            tmp = self.root / "oci.json.tmp"
+            tmp.write_text(json.dumps(meta))
+            os.replace(tmp, self.meta)
+
+    def remove(self, runc_root: Path, container_id: str, keep_record: bool = False) -> None:
+        """runc delete (its cgroup goes with it), unmount, delete every file; with
+        `keep_record`, oci.json stays: the exited container of a task until it is purged."""
         if self.root.exists() or (runc_root / container_id).exists():
             runc(runc_root, "delete", "--force", container_id, check=False)
         for mount in (self.rootfs, self.root / "files"):
@@ -121,5 +133,14 @@ class Bundle:
                 done = subprocess.run(["umount", str(mount)], capture_output=True, text=True)
                 if done.returncode != 0:
                     subprocess.run(["umount", "-l", str(mount)], capture_output=True)
+        if keep_record and self.meta.exists():
+            for entry in self.root.iterdir():
+                if entry == self.meta:
+                    continue
+                if entry.is_dir() and not entry.is_symlink():
+                    shutil.rmtree(entry, ignore_errors=True)
+                else:
+                    entry.unlink(missing_ok=True)
+            return
         with contextlib.suppress(FileNotFoundError):
             shutil.rmtree(self.root)

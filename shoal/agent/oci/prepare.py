@@ -5,13 +5,14 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from shoal.agent.exec.program import TaskStartError
 from shoal.agent.oci.spec import SpecInput, merge_env, process_args
-from shoal.agent.oci.users import resolve_user
+from shoal.agent.oci.users import UnknownUser, resolve_user
 from shoal.api.container import ResourceRequirements, Ulimit, as_typed
 from shoal.api.types import ContainerSpec, Task
 from shoal.images import LocalImage
 
-__all__ = ["EXEC_LABEL", "is_exec_task", "spec_input"]
+__all__ = ["EXEC_LABEL", "is_exec_task", "read_etc", "spec_input"]
 
 EXEC_LABEL = "shoal.runtime"
 
@@ -21,7 +22,7 @@ def is_exec_task(spec: ContainerSpec | None) -> bool:
     return spec is not None and (spec.labels or {}).get(EXEC_LABEL) == "exec"
 
 
-def _read_etc(rootfs: Path, name: str) -> str:
+def read_etc(rootfs: Path, name: str) -> str:
     path = rootfs / "etc" / name
     try:
         if path.is_symlink():  # never follow an image's link out of its rootfs
@@ -39,16 +40,20 @@ def spec_input(
     cgroups_path: str,
     mounts: list[dict[str, Any]],
     etc_files: dict[str, str],
+    init_binary: str = "",
 ) -> SpecInput:
     spec = task.spec.container_spec
     assert spec is not None
     cfg = image.config
-    user = resolve_user(
-        spec.user or cfg.user,
-        _read_etc(image.rootfs, "passwd"),
-        _read_etc(image.rootfs, "group"),
-        spec.groups,
-    )
+    try:
+        user = resolve_user(
+            spec.user or cfg.user,
+            read_etc(image.rootfs, "passwd"),
+            read_etc(image.rootfs, "group"),
+            spec.groups,
+        )
+    except UnknownUser as exc:
+        raise TaskStartError(f"starting container failed: {exc.message}") from None
     resources = as_typed(task.spec.resources, ResourceRequirements) if task.spec.resources else None
     return SpecInput(
         task_id=task.id,
@@ -68,4 +73,5 @@ def spec_input(
         limits=resources.limits if resources else None,
         mounts=mounts,
         etc_files=etc_files,
+        init_binary=init_binary if spec.init else "",
     )

@@ -23,7 +23,7 @@ from pathlib import Path
 import msgspec
 
 from shoal.agent.exec.program import DEFAULT_PATH
-from shoal.agent.exec.runtime import ExecRuntime, TaskConfig
+from shoal.agent.exec.runtime import ExecRuntime, TaskConfig, TaskStartError
 from shoal.agent.exec.taskdir import ProcRef, TaskFiles, rfc3339_nano
 from shoal.agent.oci.bundle import RUNC, Bundle, hosts_file, runc
 from shoal.agent.oci.mounts import oci_mounts
@@ -35,7 +35,7 @@ from shoal.agent.volumes import VolumeStore
 from shoal.api.types import Task
 from shoal.images import LocalImage, RegistryAuth
 
-__all__ = ["OciRuntime", "decode_auth_json"]
+__all__ = ["OciRuntime", "decode_auth_json", "oom_killed"]
 
 log = logging.getLogger(__name__)
 
@@ -45,6 +45,20 @@ def _resolv_conf() -> str:
         return Path("/etc/resolv.conf").read_text()
     except OSError:
         return ""
+
+
+INIT_BINARY = Path("/usr/bin/tini-static")  # Debian's tini-static (scripts/setup.sh)
+
+
+def _init_binary(wanted: bool | None) -> str:
+    """The host's init for `--init` (TaskStartError in dockerd's words when it is missing)."""
+    if not wanted:
+        return ""
+    if not INIT_BINARY.is_file():
+        raise TaskStartError(
+            'starting container failed: exec: "docker-init": executable file not found in $PATH'
+        )
+    return str(INIT_BINARY)
 
 
 def decode_auth_json(raw: bytes | None) -> RegistryAuth | None:
@@ -112,6 +126,7 @@ class OciRuntime(ExecRuntime):
             self.cgroups_path(cfg.task_id),
             mounts,
             {f"/etc/{name}": str(bundle.etc_file(name)) for name in etc},
+            _init_binary(spec.init),
         )
         inp = dataclasses.replace(inp, hostname=cfg.hostname)
         config = build_config(inp)
@@ -146,8 +161,10 @@ class OciRuntime(ExecRuntime):
         try:
             await asyncio.to_thread(bundle.create, image.rootfs, meta)
             bundle.write_files(config, etc)
-            argv = [RUNC, "--root", str(self.runc_root), "run", "--bundle", str(bundle.root),
-                    cfg.task_id]  # fmt: skip
+            # --keep: the stopped container (and its cgroup, with its OOM count) stays
+            # until `remove`, which reads it first
+            argv = [RUNC, "--root", str(self.runc_root), "run", "--keep", "--bundle",
+                    str(bundle.root), cfg.task_id]  # fmt: skip
             pid = await self.start(
                 dataclasses.replace(cfg, argv=argv, env={"PATH": DEFAULT_PATH}, workdir=None)
             )
@@ -187,10 +204,26 @@ class OciRuntime(ExecRuntime):
         return True
 
     async def remove(self, task_id: str) -> None:
+        """Everything of the container goes but its record (oci.json): `docker ps -a` shows
+        it exited, OOM-killed or not, until `purge`."""
         await super().remove(task_id)
         bundle = self.bundle(task_id)
-        await asyncio.to_thread(bundle.remove, self.runc_root, task_id)
+        if bundle.meta.exists() and oom_killed(self.cgroups_path(task_id)):
+            bundle.record(oom_killed=True)
+        await asyncio.to_thread(bundle.remove, self.runc_root, task_id, True)
         await asyncio.to_thread(_remove_cgroup, self.cgroups_path(task_id))
+
+    async def purge(self, task_id: str) -> None:
+        await super().purge(task_id)
+        await asyncio.to_thread(self.bundle(task_id).remove, self.runc_root, task_id)
+
+    def leftovers(self) -> list[str]:
+        """Task ids with files but nothing running (for the agent's purge after a restart)."""
+        bundles = self.oci_dir / "bundles"
+        found = set(super().leftovers())
+        if bundles.is_dir():
+            found.update(e.name for e in bundles.iterdir() if not (e / "config.json").exists())
+        return sorted(found)
 
     def image_user(self, image_id: str) -> str | None:
         """A task (container) that uses `image_id`, for `image rm`'s refusal."""
@@ -215,6 +248,22 @@ class OciRuntime(ExecRuntime):
         if workdir:
             out += ["--cwd", workdir]
         return [*out, task_id, *argv]
+
+
+def oom_killed(path: str, base: Path = Path("/sys/fs/cgroup")) -> bool:
+    """Whether the kernel's OOM killer killed in the task's memory cgroup (v1's
+    memory.oom_control or v2's memory.events `oom_kill` count)."""
+    rel = path.lstrip("/")
+    for stats in (base / "memory" / rel / "memory.oom_control", base / rel / "memory.events"):
+        try:
+            text = stats.read_text()
+        except OSError:
+            continue
+        for line in text.splitlines():
+            key, _, value = line.partition(" ")
+            if key == "oom_kill" and value.strip().isdigit() and int(value) > 0:
+                return True
+    return False
 
 
 def _remove_cgroup(path: str, base: Path = Path("/sys/fs/cgroup")) -> None:

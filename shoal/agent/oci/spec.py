@@ -5,6 +5,8 @@ replaces Cmd; the environment is `PATH` (Docker's default unless the image sets 
 the image's, then the service's (later wins by key); Docker's default capabilities with
 `CapabilityAdd`/`CapabilityDrop` (`ALL` and names with or without `CAP_`), its masked and
 read-only /proc and /sys paths and its /dev, /dev/shm, /dev/mqueue, /dev/pts mounts.
+`Init`: the node's init binary (tini) bind-mounted read-only at /sbin/docker-init and put
+in front of the args with `--`, as dockerd does.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ from shoal.api.container import Resources, Ulimit
 
 __all__ = [
     "DEFAULT_CAPABILITIES",
+    "INIT_PATH",
     "SpecInput",
     "build_config",
     "capabilities",
@@ -46,6 +49,7 @@ MASKED_PATHS = (
     "/sys/firmware", "/sys/devices/virtual/powercap",
 )  # fmt: skip
 READONLY_PATHS = ("/proc/bus", "/proc/fs", "/proc/irq", "/proc/sys", "/proc/sysrq-trigger")
+INIT_PATH = "/sbin/docker-init"  # where dockerd mounts its init in a container
 CPU_PERIOD = 100_000  # microseconds, Docker's default
 SIGTERM = 15
 # Linux signal numbers (x86/arm), as runc and Docker's `--stop-signal` know them
@@ -81,6 +85,7 @@ class SpecInput:
     limits: Resources | None = None
     mounts: list[dict[str, Any]] = field(default_factory=list)  # OCI mounts, after defaults
     etc_files: dict[str, str] = field(default_factory=dict)  # /etc/hosts -> bundle path
+    init_binary: str = ""  # the host's init (tini) to run as pid 1 (`--init`), or none
 
 
 def process_args(
@@ -211,8 +216,13 @@ def build_config(inp: SpecInput) -> dict[str, Any]:
         options = ["rbind", "rprivate"] + (["ro"] if inp.read_only else [])
         mounts.append({"destination": dest, "type": "bind", "source": source, "options": options})
     mounts += inp.mounts
+    argv = inp.argv
+    if inp.init_binary:
+        mounts.append({"destination": INIT_PATH, "type": "bind", "source": inp.init_binary,
+                       "options": ["rbind", "ro"]})  # fmt: skip
+        argv = [INIT_PATH, "--", *argv]
     env = [f"HOSTNAME={inp.hostname}", *(e for e in inp.env if not e.startswith("HOSTNAME="))]
-    process = _process(SpecInput(**{**inp.__dict__, "env": env}))
+    process = _process(SpecInput(**{**inp.__dict__, "env": env, "argv": argv}))
     return {
         "ociVersion": "1.0.2",
         "process": process,

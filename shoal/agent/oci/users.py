@@ -4,9 +4,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from shoal.agent.exec.program import TaskStartError
+from shoal.errors import InvalidArgument
 
-__all__ = ["ProcessUser", "resolve_user"]
+__all__ = ["ProcessUser", "UnknownUser", "numeric_user", "resolve_user"]
+
+
+class UnknownUser(InvalidArgument):
+    """A user or group name the image's /etc/passwd or /etc/group does not have."""
 
 
 @dataclass(frozen=True)
@@ -25,8 +29,8 @@ def _find(entries: list[list[str]], name: str, what: str) -> list[str]:
     for fields in entries:
         if len(fields) >= 3 and (fields[0] == name or (name.isdigit() and fields[2] == name)):
             return fields
-    raise TaskStartError(
-        f"starting container failed: unable to find {what} {name}: no matching entries in "
+    raise UnknownUser(
+        f"unable to find {what} {name}: no matching entries in "
         f"{'passwd' if what == 'user' else 'group'} file"
     )
 
@@ -60,3 +64,11 @@ def resolve_user(
             if len(fields) >= 4 and name in fields[3].split(",") and int(fields[2]) not in extra:
                 extra.append(int(fields[2]))
     return ProcessUser(uid, gid, tuple(extra), home)
+
+
+def numeric_user(spec: str, passwd: str, group: str) -> str:
+    """`uid:gid` for runc (`docker exec -u NAME[:GROUP]`); numeric specs pass unchanged."""
+    if all(part.isdigit() for part in spec.split(":")):
+        return spec
+    user = resolve_user(spec, passwd, group)
+    return f"{user.uid}:{user.gid}"

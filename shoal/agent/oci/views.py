@@ -7,12 +7,15 @@ exec runtime's task files on every call: nothing is cached, so a view never lags
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 from collections.abc import Sequence
 
 from shoal.agent.exec.taskdir import ProcRef, TaskFiles, read_json
 from shoal.agent.exec.watch import read_exit
 from shoal.agent.oci.bundle import RUNC, Bundle, runc
+from shoal.agent.oci.prepare import read_etc
 from shoal.agent.oci.runtime import OciRuntime
+from shoal.agent.oci.users import numeric_user
 from shoal.api.taskcontainers import (
     ContainerView,
     ExecOptions,
@@ -52,6 +55,7 @@ class RuntimeContainers:
             status=state,
             pid=(self.runtime.container_pid(task_id) or 0) if alive else 0,
             exit_code=status.code if status is not None and not alive else 0,
+            oom_killed=bool(meta.get("oom_killed", False)),
             started_at=str(meta.get("created", _ZERO)),
             finished_at=str(finished) if finished and not alive else _ZERO,
             entrypoint=tuple(meta.get("argv", [])[:1]),
@@ -83,7 +87,13 @@ class RuntimeContainers:
             raise NoSuchContainer(container_id)
 
     def exec_argv(self, container_id: str, opts: ExecOptions) -> list[str]:
+        """runc wants numeric ids: a `-u NAME[:GROUP]` is resolved in the container's own
+        /etc/passwd and /etc/group (UnknownUser in Docker's words)."""
         self._known(container_id)
+        if opts.user:
+            rootfs = self.runtime.bundle(container_id).rootfs
+            uid_gid = numeric_user(opts.user, read_etc(rootfs, "passwd"), read_etc(rootfs, "group"))
+            opts = dataclasses.replace(opts, user=uid_gid)
         return runc_exec_argv(self.runtime.runc_root, container_id, opts, runc=RUNC)
 
     async def signal(self, container_id: str, signum: int) -> None:
@@ -93,5 +103,6 @@ class RuntimeContainers:
         )
 
     async def remove(self, container_id: str) -> None:
+        """`docker rm`: the container, its record and its logs (dockerd keeps nothing)."""
         self._known(container_id)
-        await self.runtime.remove(container_id)
+        await self.runtime.purge(container_id)

@@ -12,6 +12,7 @@ from __future__ import annotations
 import re
 
 from shoal.api.container import Mount, ResourceRequirements, Resources, Ulimit
+from shoal.api.templates import TemplateError, check_template
 from shoal.api.types import ContainerSpec
 from shoal.errors import InvalidArgument
 
@@ -198,6 +199,10 @@ def _check_caps(caps: list[str] | None) -> None:
 
 
 def check_container(container: ContainerSpec) -> None:
+    try:  # swarmkit expands the templates with placeholder values
+        check_template(container.hostname)
+    except TemplateError as exc:
+        raise _bad(str(exc)) from None
     check_mounts(container.mounts or [])
     _check_ulimits(container.ulimits or [])
     for key in container.sysctls or {}:

@@ -17,7 +17,7 @@ from shoal.agent.oci.spec import (
     process_args,
     stop_signal,
 )
-from shoal.agent.oci.users import ProcessUser, resolve_user
+from shoal.agent.oci.users import ProcessUser, UnknownUser, numeric_user, resolve_user
 from shoal.api.container import Resources, Ulimit
 from shoal.api.types import ContainerSpec
 
@@ -63,8 +63,16 @@ def test_user_names_ids_and_groups() -> None:
     assert resolve_user("1000:50", PASSWD, GROUP).gid == 50
     assert resolve_user("4242", PASSWD, GROUP) == ProcessUser(4242, 0, (), "/")
     assert resolve_user("app:staff", PASSWD, GROUP).gid == 50
-    with pytest.raises(TaskStartError, match="unable to find user nobody: no matching entries"):
+    with pytest.raises(UnknownUser, match=r"^unable to find user nobody: no matching entries"):
         resolve_user("nobody", PASSWD, GROUP)
+
+
+def test_exec_user_names_become_numeric_ids_for_runc() -> None:
+    assert numeric_user("app", PASSWD, GROUP) == "1000:1000"
+    assert numeric_user("app:staff", PASSWD, GROUP) == "1000:50"
+    assert numeric_user("4242:7", PASSWD, GROUP) == "4242:7"
+    with pytest.raises(UnknownUser, match=r"^unable to find user bob: no matching entries"):
+        numeric_user("bob", PASSWD, GROUP)
 
 
 def test_capabilities_add_drop_all() -> None:
@@ -118,6 +126,16 @@ def test_config_namespaces_process_and_mounts() -> None:
     assert hosts["source"] == "/b/hosts" and "ro" in hosts["options"]
     assert "/proc/kcore" in cfg["linux"]["maskedPaths"]
     assert "/proc/sys" in cfg["linux"]["readonlyPaths"]
+
+
+def test_init_is_mounted_read_only_and_runs_the_args_as_dockerd_does() -> None:
+    cfg = build_config(_input(argv=["httpd", "-f"], init_binary="/usr/bin/tini-static"))
+    assert cfg["process"]["args"] == ["/sbin/docker-init", "--", "httpd", "-f"]
+    init = next(m for m in cfg["mounts"] if m["destination"] == "/sbin/docker-init")
+    assert init["source"] == "/usr/bin/tini-static" and "ro" in init["options"]
+    plain = build_config(_input(argv=["httpd"]))
+    assert plain["process"]["args"] == ["httpd"]
+    assert all(m["destination"] != "/sbin/docker-init" for m in plain["mounts"])
 
 
 def test_config_resources_and_limits() -> None:

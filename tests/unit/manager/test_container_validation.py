@@ -83,3 +83,9 @@ def test_good_container_parts_pass() -> None:
         {"Limits": {"NanoCPUs": 10**9, "MemoryBytes": 32 * MB, "Pids": 10},
          "Reservations": {"NanoCPUs": 10**8, "MemoryBytes": 16 * MB}},
     ))  # fmt: skip
+
+
+def test_hostname_template_is_checked_at_create() -> None:
+    validate_service_spec(spec({"Hostname": "{{.Service.Name}}-{{.Task.Slot}}"}))
+    with pytest.raises(InvalidArgument, match="can't evaluate field Slo in type"):
+        validate_service_spec(spec({"Hostname": "{{.Task.Slo}}"}))
