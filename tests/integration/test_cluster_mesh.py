@@ -263,7 +263,7 @@ def test_image_updates_and_rollback_of_containers_under_load_fail_nothing(lab5: 
     images.push("whoami-v2", f"{REGISTRY}/whoami:2", netns=client)
     shoal(lab5, "service", "create", "--name", "img", "--replicas", "3", "--publish",
           "published=8082,target=80", "--update-monitor", "1s", "--rollback-monitor", "1s",
-          f"{REGISTRY}/whoami:1")
+          "--init", f"{REGISTRY}/whoami:1")  # httpd as pid 1 would ignore SIGTERM
     until(lambda: len(running(lab5, "img")) == 3, timeout=90, what="3 running img tasks")
     load = _both_loads(lab5, 8082)
     try:
