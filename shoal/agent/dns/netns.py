@@ -1,19 +1,16 @@
 """Sockets bound to 127.0.0.11:53 inside a task's network namespace.
 
-Made by a short-lived thread that setns()es (netns membership is per thread, and a socket
-stays in the namespace it was created in), so no other code runs in the task's namespace;
-the daemon's event loop then serves them. lo is brought up first (a fresh netns has it down).
+Made by a short-lived thread in the task's namespace (`exec.netns_call`); the daemon's
+event loop then serves them. lo is brought up first (a fresh netns has it down).
 """
 
 from __future__ import annotations
 
 import fcntl
-import os
 import socket
 import struct
-import threading
 
-from shoal.agent.exec import nsutil
+from shoal.agent.exec.netns_call import in_netns_at
 
 __all__ = ["DNS_ADDRESS", "DNS_PORT", "sockets_in_netns"]
 
@@ -31,8 +28,7 @@ def _lo_up(sock: socket.socket) -> None:
         fcntl.ioctl(sock.fileno(), _SIOCSIFFLAGS, struct.pack("16sH14x", b"lo", flags | _IFF_UP))
 
 
-def _make(fd: int) -> tuple[socket.socket, socket.socket]:
-    nsutil.setns(fd, nsutil.CLONE_NEWNET)
+def _make() -> tuple[socket.socket, socket.socket]:
     udp = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
     tcp = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     try:
@@ -52,24 +48,4 @@ def _make(fd: int) -> tuple[socket.socket, socket.socket]:
 
 def sockets_in_netns(netns_path: str) -> tuple[socket.socket, socket.socket]:
     """(udp, tcp) sockets listening on 127.0.0.11:53 in the namespace at `netns_path`."""
-    fd = os.open(netns_path, os.O_RDONLY | os.O_CLOEXEC)
-    result: dict[str, object] = {}
-
-    def work() -> None:
-        try:
-            result["socks"] = _make(fd)
-        except BaseException as exc:
-            result["error"] = exc
-
-    try:
-        thread = threading.Thread(target=work, name="dns-netns-socket", daemon=True)
-        thread.start()
-        thread.join()  # the thread dies in the task namespace; nothing else ran there
-    finally:
-        os.close(fd)
-    error = result.get("error")
-    if isinstance(error, BaseException):
-        raise error
-    socks = result["socks"]
-    assert isinstance(socks, tuple)
-    return socks[0], socks[1]
+    return in_netns_at(netns_path, _make, "dns-netns-socket")

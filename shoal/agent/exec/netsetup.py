@@ -16,13 +16,13 @@ import os
 import socket
 import subprocess
 import sys
-import threading
 from pathlib import Path
 
 from pyroute2 import AsyncIPRoute
 from pyroute2.netlink.exceptions import NetlinkError
 
 from shoal.agent.exec import nsutil
+from shoal.agent.exec.netns_call import in_netns
 from shoal.errors import ShoalError
 
 __all__ = [
@@ -108,25 +108,11 @@ async def create_veth(bridge: str, host_name: str, netns_fd: int) -> None:
 
 def _netlink_socket_in(netns_fd: int) -> int:
     """A NETLINK_ROUTE socket fd living in the namespace `netns_fd` (see module doc)."""
-    result: dict[str, int | BaseException] = {}
+    return in_netns(netns_fd, _netlink_socket, "netns-socket")
 
-    def work() -> None:
-        try:
-            nsutil.setns(netns_fd, nsutil.CLONE_NEWNET)
-            sock = socket.socket(socket.AF_NETLINK, socket.SOCK_DGRAM, _NETLINK_ROUTE)
-            result["fd"] = sock.detach()
-        except BaseException as exc:
-            result["error"] = exc
 
-    thread = threading.Thread(target=work, name="netns-socket", daemon=True)
-    thread.start()
-    thread.join()  # a few hundred microseconds; the thread dies with its namespace
-    error = result.get("error")
-    if isinstance(error, BaseException):
-        raise error
-    fd = result["fd"]
-    assert isinstance(fd, int)
-    return fd
+def _netlink_socket() -> int:
+    return socket.socket(socket.AF_NETLINK, socket.SOCK_DGRAM, _NETLINK_ROUTE).detach()
 
 
 async def configure_task_side(

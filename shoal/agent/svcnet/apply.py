@@ -15,14 +15,13 @@ import ipaddress
 import logging
 import os
 import socket
-import threading
 from collections.abc import Callable, Mapping
 from pathlib import Path
 
 from pyroute2 import AsyncIPRoute
 from pyroute2.netlink.exceptions import NetlinkError
 
-from shoal.agent.exec import nsutil
+from shoal.agent.exec.netns_call import in_netns_at
 from shoal.agent.exec.netsetup import delete_link, ensure_bridge, set_sysctl
 from shoal.agent.svcnet.plan import TABLE, NetPlan, TaskLink, nft_script, plan
 from shoal.gossip.table import EndpointTable
@@ -35,27 +34,12 @@ OVERLAY_DEVICE = "shoal.4096"
 
 
 def _netlink_in(netns_path: str) -> int:
-    fd = os.open(netns_path, os.O_RDONLY | os.O_CLOEXEC)
-    out: dict[str, object] = {}
+    """A NETLINK_ROUTE socket fd living in the namespace pinned at `netns_path`."""
+    return in_netns_at(netns_path, _netlink_socket, "svcnet-netns")
 
-    def work() -> None:
-        try:
-            nsutil.setns(fd, nsutil.CLONE_NEWNET)
-            out["fd"] = socket.socket(socket.AF_NETLINK, socket.SOCK_DGRAM, 0).detach()
-        except BaseException as exc:
-            out["error"] = exc
 
-    try:
-        thread = threading.Thread(target=work, name="svcnet-netns", daemon=True)
-        thread.start()
-        thread.join()
-    finally:
-        os.close(fd)
-    if isinstance(out.get("error"), BaseException):
-        raise out["error"]  # type: ignore[misc]
-    result = out["fd"]
-    assert isinstance(result, int)
-    return result
+def _netlink_socket() -> int:
+    return socket.socket(socket.AF_NETLINK, socket.SOCK_DGRAM, 0).detach()
 
 
 async def _index(ipr: AsyncIPRoute, name: str) -> int | None:
