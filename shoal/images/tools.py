@@ -39,7 +39,13 @@ class ToolError(Exception):
         """The tool's own message, without logrus' `time=... level=fatal msg=` framing."""
         found = _MSG.findall(self.stderr)
         text = found[-1].encode().decode("unicode_escape") if found else self.stderr
-        return text.strip().splitlines()[-1] if text.strip() else f"exit status {self.code}"
+        lines = text.strip().splitlines()
+        if not lines:
+            return f"exit status {self.code}"
+        if len(lines) > 1 and lines[0].endswith("errors:"):
+            # a registry's error list (e.g. denied + unauthorized): dockerd reports the first
+            return f"{lines[0]} {lines[1]}"
+        return lines[-1]
 
 
 async def run_tool(argv: list[str], timeout: float = 600.0) -> bytes:

@@ -1,8 +1,9 @@
 """Debian's `docker-registry` (distribution) as the lab's registry, and for tests on loopback.
 
 `write_config()` makes its config (filesystem storage under the given dir, optional
-htpasswd basic auth), `start()` runs it (inside a network namespace when asked) and waits
-until `/v2/` answers; the caller stops it by PID (`stop()`)."""
+htpasswd basic auth or Docker token auth: `TokenAuth`, whose realm shoal.lab.tokenauth
+serves), `start()` runs it (inside a network namespace when asked) and waits until `/v2/`
+answers; the caller stops it by PID (`stop()`)."""
 
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ import time
 import urllib.error
 import urllib.request
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
 from shoal.lab.layout import REGISTRY, LabLayout
@@ -21,6 +23,7 @@ from shoal.lab.procs import LAB_REGISTRY, host_argv
 __all__ = [
     "LAB_REGISTRY",
     "REGISTRY_BINARY",
+    "TokenAuth",
     "start",
     "start_lab_registry",
     "stop",
@@ -42,8 +45,31 @@ def write_htpasswd(path: Path, users: dict[str, str]) -> Path:
     return path
 
 
-def write_config(directory: Path, addr: str, htpasswd: Path | None = None) -> Path:
-    """`<directory>/config.yml`: listen on `addr`, blobs under `<directory>/data`."""
+@dataclass(frozen=True)
+class TokenAuth:
+    """distribution's `auth: token:` section: clients get a JWT from `realm` for `service`;
+    the registry trusts tokens from `issuer` signed by a certificate in `rootcertbundle`."""
+
+    realm: str
+    service: str
+    issuer: str
+    rootcertbundle: Path
+
+    def yaml(self) -> str:
+        return (
+            "auth:\n  token:\n"
+            f"    realm: {self.realm}\n    service: {self.service}\n"
+            f"    issuer: {self.issuer}\n    rootcertbundle: {self.rootcertbundle}\n"
+        )
+
+
+def write_config(
+    directory: Path, addr: str, htpasswd: Path | None = None, token: TokenAuth | None = None
+) -> Path:
+    """`<directory>/config.yml`: listen on `addr`, blobs under `<directory>/data`, with
+    htpasswd basic auth or token auth (not both: distribution takes one access controller)."""
+    if htpasswd is not None and token is not None:
+        raise ValueError("a registry takes one auth method: htpasswd or token")
     directory.mkdir(parents=True, exist_ok=True)
     text = (
         "version: 0.1\n"
@@ -54,6 +80,8 @@ def write_config(directory: Path, addr: str, htpasswd: Path | None = None) -> Pa
     )
     if htpasswd is not None:
         text += f"auth:\n  htpasswd:\n    realm: shoal-registry\n    path: {htpasswd}\n"
+    if token is not None:
+        text += token.yaml()
     config = directory / "config.yml"
     config.write_text(text)
     return config
