@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 import signal
 import subprocess
+import sys
 import time
 import urllib.error
 import urllib.request
@@ -18,14 +19,17 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from shoal.lab.layout import REGISTRY, LabLayout
-from shoal.lab.procs import LAB_REGISTRY, host_argv
+from shoal.lab.procs import LAB_REGISTRY, LAB_TOKEN_REALM, LAB_TOKEN_REGISTRY, host_argv
 
 __all__ = [
     "LAB_REGISTRY",
+    "LAB_TOKEN_REGISTRY",
     "REGISTRY_BINARY",
     "TokenAuth",
+    "lab_token_dir",
     "start",
     "start_lab_registry",
+    "start_lab_token_registry",
     "stop",
     "write_config",
     "write_htpasswd",
@@ -156,6 +160,50 @@ def start_lab_registry(layout: LabLayout) -> int:
         netns=layout.netns(REGISTRY),
         wrap=lambda argv: host_argv(layout, REGISTRY, argv),
     )
+
+
+def lab_token_dir(layout: LabLayout) -> Path:
+    """Config, storage and logs (`tokenauth.log`: a line per token issued) of the token-auth
+    registry."""
+    return layout.data_dir / REGISTRY / "token"
+
+
+def start_lab_token_registry(
+    layout: LabLayout, users: dict[str, str], service: str = "shoal-lab-registry"
+) -> list[int]:
+    """A token-auth registry on the registry host at 198.18.0.3:5001, its token server (the
+    realm, shoal.lab.tokenauth) at :5002 knowing `users`; the PIDs to `stop()`, realm first."""
+    directory = lab_token_dir(layout)
+    directory.mkdir(parents=True, exist_ok=True)
+    bundle = directory / "token-root.pem"
+    bundle.unlink(missing_ok=True)
+    issuer = "shoal-lab-token-issuer"
+    argv = [sys.executable, "-m", "shoal.lab.tokenauth", "--listen", LAB_TOKEN_REALM,
+            "--issuer", issuer, "--bundle", str(bundle),
+            *(f"--user={u}:{p}" for u, p in users.items())]  # fmt: skip
+    log = directory / "tokenauth.log"
+    with log.open("ab") as out:
+        realm = subprocess.Popen(
+            host_argv(layout, REGISTRY, argv), stdout=out, stderr=out,
+            stdin=subprocess.DEVNULL, start_new_session=True,
+        )  # fmt: skip
+    deadline = time.monotonic() + 10
+    while not bundle.exists():
+        if realm.poll() is not None or time.monotonic() > deadline:
+            stop(realm.pid)
+            raise RuntimeError(f"the token server did not start: {log.read_text()[-500:]}")
+        time.sleep(0.05)
+    token = TokenAuth(f"http://{LAB_TOKEN_REALM}/token", service, issuer, bundle)
+    try:
+        pid = start(
+            write_config(directory, LAB_TOKEN_REGISTRY, token=token), LAB_TOKEN_REGISTRY,
+            directory / "registry.log", netns=layout.netns(REGISTRY),
+            wrap=lambda argv: host_argv(layout, REGISTRY, argv),
+        )  # fmt: skip
+    except BaseException:
+        stop(realm.pid)
+        raise
+    return [realm.pid, pid]
 
 
 def stop(pid: int) -> None:

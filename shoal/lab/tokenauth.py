@@ -8,16 +8,19 @@ distribution's token verifier reads: iss, sub, aud (= service), exp, nbf, iat, j
 
 Policy (the spec leaves it to the server): a known user with the right password gets the
 pull/push it asked for on every repository; an anonymous request gets a token granting
-nothing (the registry then refuses it); wrong credentials get 401. It listens on loopback
-only, or wherever `python -m shoal.lab.tokenauth` is run (a lab namespace)."""
+nothing (the registry then refuses it); wrong credentials get 401. Tests run it on a
+thread on loopback (`TokenServer`); the lab runs `python -m shoal.lab.tokenauth` inside its
+registry namespace (`main`), which writes the bundle once it listens."""
 
 from __future__ import annotations
 
+import argparse
 import base64
 import datetime
 import hmac
 import json
 import secrets
+import signal
 import threading
 import time
 from dataclasses import dataclass, field
@@ -137,6 +140,8 @@ class _Handler(BaseHTTPRequestHandler):
         access = grant(query.get("scope", []), bool(user))
         token = self.server.signer.sign(user, service, access, now)
         self.server.issued.append((user, access))
+        if self.server.echo:
+            print(f"issued {user or '(anonymous)'} {json.dumps(access)}", flush=True)
         issued_at = datetime.datetime.fromtimestamp(now, datetime.UTC).isoformat()
         self._reply(
             200,
@@ -182,6 +187,7 @@ class _Server(ThreadingHTTPServer):
         self.users = users
         self.issued: list[tuple[str, list[dict[str, Any]]]] = []
         self.refused = 0
+        self.echo = False  # print a line per token (the lab's process, into its log)
 
 
 class TokenServer:
@@ -215,3 +221,28 @@ class TokenServer:
         self._server.shutdown()
         self._server.server_close()
         self._thread.join(timeout=5)
+
+
+def main(argv: list[str] | None = None) -> None:
+    """`--listen HOST:PORT --issuer I --bundle PEM --user NAME:PASSWORD...`: serve until
+    SIGTERM; the bundle appears once the socket listens (what a starter waits for)."""
+    parser = argparse.ArgumentParser(prog="python -m shoal.lab.tokenauth")
+    parser.add_argument("--listen", required=True)
+    parser.add_argument("--issuer", required=True)
+    parser.add_argument("--bundle", required=True, type=Path)
+    parser.add_argument("--user", action="append", default=[])
+    args = parser.parse_args(argv)
+    host, _, port = args.listen.rpartition(":")
+    users = dict(u.split(":", 1) for u in args.user)
+    signer = TokenSigner(args.issuer)
+    server = _Server((host, int(port)), signer, users)
+    server.echo = True
+    partial = args.bundle.with_suffix(".tmp")
+    signer.write_bundle(partial).rename(args.bundle)
+    signal.signal(signal.SIGTERM, lambda *_: threading.Thread(target=server.shutdown).start())
+    server.serve_forever()
+    server.server_close()
+
+
+if __name__ == "__main__":
+    main()

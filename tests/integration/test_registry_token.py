@@ -1,6 +1,8 @@
 """Registry token auth for real (issue 11): distribution's `docker-registry` with `auth: token`
 on loopback, a token server (shoal.lab.tokenauth) as its realm, skopeo pushing with
-credentials and an ImageStore pulling through the Bearer challenge -> token -> retry flow."""
+credentials and an ImageStore pulling through the Bearer challenge -> token -> retry flow;
+then the same in a lab: the real docker CLI on h1 pulling from a token-auth registry on the
+registry host, and a service created `--with-registry-auth` whose node pulls with it."""
 
 from __future__ import annotations
 
@@ -14,13 +16,17 @@ import urllib.request
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from shoal.images import ImagePullError, ImageStore, RegistryAuth
+from shoal.lab import Lab, registry
 from shoal.lab import images as test_images
-from shoal.lab import registry
+from shoal.lab.layout import CLIENT
 from shoal.lab.tokenauth import TokenServer, TokenSigner
+from tests.integration.labtools import running
+from tests.polling import until
 
 pytestmark = pytest.mark.lab
 
@@ -152,3 +158,56 @@ def test_registry_verifies_token_signature_issuer_audience(
     assert token_registry.manifest_status("private/whoami", wrong_audience) == 401
     expired = token_registry.signer.sign("alice", SERVICE, access, now - 3600)
     assert token_registry.manifest_status("private/whoami", expired) == 401
+
+
+def _on_h1(lab: Lab, *argv: str, ok: bool = True) -> subprocess.CompletedProcess[str]:
+    proc = lab.exec("h1", list(argv), capture=True, timeout=120)
+    assert (proc.returncode == 0) == ok, f"{argv}: {proc.returncode}\n{proc.stdout}\n{proc.stderr}"
+    return proc
+
+
+def _tasks(lab: Lab, service: str) -> list[dict[str, Any]]:
+    return list(lab.client("h1").get("/tasks", params={"filters": {"service": {service: True}}}))
+
+
+def test_lab_docker_pull_and_service_with_registry_auth(lab1: Lab, tmp_path: Path) -> None:
+    pids = registry.start_lab_token_registry(lab1.layout, USERS)
+    try:
+        ref = f"{registry.LAB_TOKEN_REGISTRY}/private/whoami:1"
+        test_images.push("whoami", ref, netns=lab1.layout.netns(CLIENT), creds="alice:s3cret")
+        denied = _on_h1(lab1, "docker", "pull", ref, ok=False).stderr
+        assert (
+            f"pull access denied for {registry.LAB_TOKEN_REGISTRY}/private/whoami, repository does "
+            "not exist or may require 'docker login': denied: requested access to the resource "
+            "is denied"
+        ) in denied
+        # what `docker login` leaves behind: the CLI turns it into X-Registry-Auth
+        config = tmp_path / "docker"
+        config.mkdir()
+        creds = base64.b64encode(b"alice:s3cret").decode()
+        (config / "config.json").write_text(
+            json.dumps({"auths": {registry.LAB_TOKEN_REGISTRY: {"auth": creds}}})
+        )
+        login = ("env", f"DOCKER_CONFIG={config}")
+        pulled = _on_h1(lab1, *login, "docker", "pull", ref).stdout
+        assert f"Status: Downloaded newer image for {ref}" in pulled
+        _on_h1(lab1, "docker", "image", "rm", ref)
+
+        # without --with-registry-auth the node has nothing to pull with
+        _on_h1(lab1, *login, "docker", "service", "create", "--detach", "--name", "noauth",
+               "--restart-condition", "none", ref)  # fmt: skip
+        until(lambda: any(t["Status"]["State"] == "rejected" for t in _tasks(lab1, "noauth")),
+              timeout=60, what="the task without registry auth rejected")  # fmt: skip
+        ps = _on_h1(lab1, "docker", "service", "ps", "--no-trunc", "noauth").stdout
+        assert "pull access denied" in ps
+        realm_log = registry.lab_token_dir(lab1.layout) / "tokenauth.log"
+        before = len(realm_log.read_text())
+        _on_h1(lab1, *login, "docker", "service", "create", "--detach", "--init",
+               "--with-registry-auth", "--name", "withauth", ref)  # fmt: skip
+        until(lambda: running(lab1, "withauth"), timeout=60, what="withauth task running")
+        grant = [{"type": "repository", "name": "private/whoami", "actions": ["pull"]}]
+        # the node's pull asked the realm as alice
+        assert f"issued alice {json.dumps(grant)}" in realm_log.read_text()[before:]
+    finally:
+        for pid in reversed(pids):
+            registry.stop(pid)
