@@ -23,7 +23,7 @@ import secrets
 import signal
 import threading
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
@@ -35,7 +35,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.asymmetric.utils import decode_dss_signature
 from cryptography.x509.oid import NameOID
 
-__all__ = ["GRANTABLE", "TokenServer", "TokenSigner", "parse_scope"]
+__all__ = ["GRANTABLE", "TokenServer", "TokenSigner", "grant", "main", "parse_scope"]
 
 TOKEN_TTL = 300
 GRANTABLE = ("pull", "push")
@@ -56,41 +56,40 @@ def parse_scope(scope: str) -> tuple[str, str, list[str]] | None:
     return kind, name, [a for a in actions.split(",") if a]
 
 
-@dataclass
+@dataclass(frozen=True)
 class TokenSigner:
-    """Signs registry tokens with a fresh self-signed P-256 certificate."""
+    """Signs registry tokens for `issuer` with `key`, whose certificate is `cert`."""
 
     issuer: str
-    key: ec.EllipticCurvePrivateKey = field(
-        default_factory=lambda: ec.generate_private_key(ec.SECP256R1())
-    )
-    cert: x509.Certificate | None = None
+    key: ec.EllipticCurvePrivateKey
+    cert: x509.Certificate
 
-    def __post_init__(self) -> None:
-        if self.cert is None:
-            name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, self.issuer)])
-            now = datetime.datetime.now(datetime.UTC)
-            self.cert = (
-                x509.CertificateBuilder()
-                .subject_name(name)
-                .issuer_name(name)
-                .public_key(self.key.public_key())
-                .serial_number(x509.random_serial_number())
-                .not_valid_before(now - datetime.timedelta(minutes=5))
-                .not_valid_after(now + datetime.timedelta(days=1))
-                .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
-                .sign(self.key, hashes.SHA256())
-            )
+    @classmethod
+    def generate(cls, issuer: str) -> TokenSigner:
+        """A fresh P-256 key and a self-signed CA certificate for it, valid for a day."""
+        key = ec.generate_private_key(ec.SECP256R1())
+        name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, issuer)])
+        now = datetime.datetime.now(datetime.UTC)
+        cert = (
+            x509.CertificateBuilder()
+            .subject_name(name)
+            .issuer_name(name)
+            .public_key(key.public_key())
+            .serial_number(x509.random_serial_number())
+            .not_valid_before(now - datetime.timedelta(minutes=5))
+            .not_valid_after(now + datetime.timedelta(days=1))
+            .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+            .sign(key, hashes.SHA256())
+        )
+        return cls(issuer, key, cert)
 
     def write_bundle(self, path: Path) -> Path:
         """The registry's `rootcertbundle`: the signing certificate, PEM."""
-        assert self.cert is not None
         path.write_bytes(self.cert.public_bytes(serialization.Encoding.PEM))
         return path
 
     def sign(self, subject: str, service: str, access: list[dict[str, Any]], now: int) -> str:
         """A compact JWS (ES256: the raw r||s signature, not DER) over the claims."""
-        assert self.cert is not None
         der = self.cert.public_bytes(serialization.Encoding.DER)
         header = {"typ": "JWT", "alg": "ES256", "x5c": [base64.b64encode(der).decode()]}
         claims = {
@@ -233,8 +232,10 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--user", action="append", default=[])
     args = parser.parse_args(argv)
     host, _, port = args.listen.rpartition(":")
+    if not port.isdigit() or any(":" not in u for u in args.user):
+        parser.error("expected --listen HOST:PORT and --user NAME:PASSWORD")
     users = dict(u.split(":", 1) for u in args.user)
-    signer = TokenSigner(args.issuer)
+    signer = TokenSigner.generate(args.issuer)
     server = _Server((host, int(port)), signer, users)
     server.echo = True
     partial = args.bundle.with_suffix(".tmp")

@@ -75,7 +75,7 @@ def _free_port() -> int:
 @pytest.fixture
 def token_registry(tmp_path: Path) -> Iterator[TokenRegistry]:
     addr = f"127.0.0.1:{_free_port()}"
-    signer = TokenSigner(ISSUER)
+    signer = TokenSigner.generate(ISSUER)
     with TokenServer(signer, USERS) as tokens:
         auth = registry.TokenAuth(
             tokens.realm, SERVICE, ISSUER, signer.write_bundle(tmp_path / "token-root.pem")
@@ -148,10 +148,12 @@ def test_registry_verifies_token_signature_issuer_audience(
     now = int(time.time())
     good = token_registry.token("repository:private/whoami:pull")
     assert token_registry.manifest_status("private/whoami", good) == 200
-    forged = TokenSigner(ISSUER).sign("alice", SERVICE, access, now)  # self-signed, untrusted
+    stranger = TokenSigner.generate(ISSUER)  # same issuer name, a certificate nobody trusts
+    forged = stranger.sign("alice", SERVICE, access, now)
     assert token_registry.manifest_status("private/whoami", forged) == 401
-    other_issuer = TokenSigner("someone-else", key=token_registry.signer.key,
-                               cert=token_registry.signer.cert)  # fmt: skip
+    other_issuer = TokenSigner(
+        "someone-else", token_registry.signer.key, token_registry.signer.cert
+    )
     untrusted_issuer = other_issuer.sign("alice", SERVICE, access, now)
     assert token_registry.manifest_status("private/whoami", untrusted_issuer) == 401
     wrong_audience = token_registry.signer.sign("alice", "another-registry", access, now)
