@@ -48,17 +48,19 @@ class ToolError(Exception):
         return lines[-1]
 
 
-async def run_tool(argv: list[str], timeout: float = 600.0) -> bytes:
-    """Run a tool, return its stdout bytes; `ToolError` on failure (killed after `timeout`)."""
+async def run_tool(argv: list[str], timeout: float = 600.0, stdin: bytes | None = None) -> bytes:
+    """Run a tool, return its stdout bytes; `ToolError` on failure (killed after `timeout`).
+
+    `stdin` is written to its standard input (a password: never on a command line)."""
     proc = await asyncio.create_subprocess_exec(
         *argv,
-        stdin=asyncio.subprocess.DEVNULL,
+        stdin=asyncio.subprocess.DEVNULL if stdin is None else asyncio.subprocess.PIPE,
         stdout=asyncio.subprocess.PIPE,
         stderr=asyncio.subprocess.PIPE,
         env={**os.environ, "LC_ALL": "C"},
     )
     try:
-        out, err = await asyncio.wait_for(proc.communicate(), timeout)
+        out, err = await asyncio.wait_for(proc.communicate(stdin), timeout)
     except (TimeoutError, asyncio.CancelledError):
         proc.kill()
         await proc.wait()

@@ -21,6 +21,7 @@ from typing import Any
 import pytest
 
 from shoal.images import ImagePullError, ImageStore, RegistryAuth
+from shoal.images.login import RegistryLoginError, login
 from shoal.lab import Lab, registry
 from shoal.lab import images as test_images
 from shoal.lab.layout import CLIENT
@@ -121,6 +122,16 @@ async def test_registry_token_auth(token_registry: TokenRegistry, tmp_path: Path
     assert ("alice", [pull_grant]) in token_registry.tokens.issued
     assert list((tmp_path / "images" / "tmp").iterdir()) == []  # the authfile is gone too
 
+    # `docker login` (POST /auth): the same check, nothing kept on the daemon's side
+    assert await login(store, RegistryAuth(username="alice", password="s3cret",
+                                           serveraddress=addr)) == addr  # fmt: skip
+    with pytest.raises(RegistryLoginError) as refused_login:
+        await login(store, RegistryAuth(username="alice", password="nope", serveraddress=addr))
+    assert refused_login.value.message == (
+        f"login attempt to http://{addr}/v2/ failed with status: 401 Unauthorized"
+    )
+    assert list((tmp_path / "images" / "tmp").iterdir()) == []
+
 
 async def test_registry_token_as_registrytoken(
     token_registry: TokenRegistry, tmp_path: Path
@@ -183,14 +194,21 @@ def test_lab_docker_pull_and_service_with_registry_auth(lab1: Lab, tmp_path: Pat
             "not exist or may require 'docker login': denied: requested access to the resource "
             "is denied"
         ) in denied
-        # what `docker login` leaves behind: the CLI turns it into X-Registry-Auth
+        # `docker login`: the daemon checks (POST /auth), the CLI keeps them in config.json
         config = tmp_path / "docker"
-        config.mkdir()
-        creds = base64.b64encode(b"alice:s3cret").decode()
-        (config / "config.json").write_text(
-            json.dumps({"auths": {registry.LAB_TOKEN_REGISTRY: {"auth": creds}}})
-        )
         login = ("env", f"DOCKER_CONFIG={config}")
+        cmd = (*login, "docker", "login", "-u", "alice", "--password-stdin",
+               registry.LAB_TOKEN_REGISTRY)  # fmt: skip
+        bad = lab1.exec("h1", list(cmd), capture=True, timeout=60, input="wrong\n")
+        assert bad.returncode != 0
+        assert (
+            f"login attempt to http://{registry.LAB_TOKEN_REGISTRY}/v2/ failed with status: "
+            "401 Unauthorized"
+        ) in bad.stderr
+        good = lab1.exec("h1", list(cmd), capture=True, timeout=60, input="s3cret\n")
+        assert good.returncode == 0 and "Login Succeeded" in good.stdout, good.stderr
+        stored = json.loads((config / "config.json").read_text())["auths"]
+        assert base64.b64decode(stored[registry.LAB_TOKEN_REGISTRY]["auth"]) == b"alice:s3cret"
         pulled = _on_h1(lab1, *login, "docker", "pull", ref).stdout
         assert f"Status: Downloaded newer image for {ref}" in pulled
         _on_h1(lab1, "docker", "image", "rm", ref)
