@@ -7,6 +7,7 @@ answers; the caller stops it by PID (`stop()`)."""
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -178,9 +179,12 @@ def start_lab_token_registry(
     bundle = directory / "token-root.pem"
     bundle.unlink(missing_ok=True)
     issuer = "shoal-lab-token-issuer"
+    users_file = directory / "users.json"  # passwords in a 0600 file, not on a command line
+    users_file.unlink(missing_ok=True)
+    with os.fdopen(os.open(users_file, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600), "w") as f:
+        json.dump(users, f)
     argv = [sys.executable, "-m", "shoal.lab.tokenauth", "--listen", LAB_TOKEN_REALM,
-            "--issuer", issuer, "--bundle", str(bundle),
-            *(f"--user={u}:{p}" for u, p in users.items())]  # fmt: skip
+            "--issuer", issuer, "--bundle", str(bundle), "--users", str(users_file)]  # fmt: skip
     log = directory / "tokenauth.log"
     with log.open("ab") as out:
         realm = subprocess.Popen(

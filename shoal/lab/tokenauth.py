@@ -223,20 +223,23 @@ class TokenServer:
 
 
 def main(argv: list[str] | None = None) -> None:
-    """`--listen HOST:PORT --issuer I --bundle PEM --user NAME:PASSWORD...`: serve until
-    SIGTERM; the bundle appears once the socket listens (what a starter waits for)."""
+    """`--listen HOST:PORT --issuer I --bundle PEM --users JSON` (a `{name: password}` file):
+    serve until SIGTERM; the bundle appears once the socket listens (what a starter waits for)."""
     parser = argparse.ArgumentParser(prog="python -m shoal.lab.tokenauth")
     parser.add_argument("--listen", required=True)
     parser.add_argument("--issuer", required=True)
     parser.add_argument("--bundle", required=True, type=Path)
-    parser.add_argument("--user", action="append", default=[])
+    parser.add_argument("--users", required=True, type=Path)
     args = parser.parse_args(argv)
     host, _, port = args.listen.rpartition(":")
-    if not port.isdigit() or any(":" not in u for u in args.user):
-        parser.error("expected --listen HOST:PORT and --user NAME:PASSWORD")
-    users = dict(u.split(":", 1) for u in args.user)
+    try:
+        users = json.loads(args.users.read_text())
+    except (OSError, ValueError) as exc:
+        parser.error(f"--users: {exc}")
+    if not port.isdigit() or not isinstance(users, dict):
+        parser.error("expected --listen HOST:PORT and --users holding {name: password}")
     signer = TokenSigner.generate(args.issuer)
-    server = _Server((host, int(port)), signer, users)
+    server = _Server((host, int(port)), signer, {str(k): str(v) for k, v in users.items()})
     server.echo = True
     partial = args.bundle.with_suffix(".tmp")
     signer.write_bundle(partial).rename(args.bundle)
