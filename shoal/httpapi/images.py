@@ -13,6 +13,7 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
+import msgspec
 from aiohttp import web
 
 from shoal.errors import InvalidArgument, NotFound, NotSupported
@@ -29,10 +30,12 @@ from shoal.images import (
     ImagePullError,
     ImageRecord,
     ImageStore,
+    RegistryAuth,
     decode_registry_auth,
     distribution,
     parse_reference,
 )
+from shoal.images.login import login
 
 __all__ = ["add_routes", "image_inspect", "image_summary"]
 
@@ -204,7 +207,18 @@ async def distribution_inspect(request: web.Request) -> web.Response:
     )
 
 
+async def auth(request: web.Request) -> web.Response:
+    """POST /auth (`docker login`): the credentials checked against the registry."""
+    try:
+        body = msgspec.json.decode(await request.read(), type=RegistryAuth)
+    except msgspec.DecodeError as exc:
+        raise InvalidArgument(f"invalid auth configuration: {exc}") from None
+    await login(_store(request), body)
+    return json_response({"Status": "Login Succeeded", "IdentityToken": ""})
+
+
 def add_routes(router: web.UrlDispatcher) -> None:
+    route(router, "POST", "/auth", auth)  # Docker files it under System; it is the registry's
     route(router, "POST", "/images/create", create)
     route(router, "POST", "/images/load", load)
     route(router, "GET", "/images/json", list_images)

@@ -39,20 +39,28 @@ class ToolError(Exception):
         """The tool's own message, without logrus' `time=... level=fatal msg=` framing."""
         found = _MSG.findall(self.stderr)
         text = found[-1].encode().decode("unicode_escape") if found else self.stderr
-        return text.strip().splitlines()[-1] if text.strip() else f"exit status {self.code}"
+        lines = text.strip().splitlines()
+        if not lines:
+            return f"exit status {self.code}"
+        if len(lines) > 1 and lines[0].endswith("errors:"):
+            # a registry's error list (e.g. denied + unauthorized): dockerd reports the first
+            return f"{lines[0]} {lines[1]}"
+        return lines[-1]
 
 
-async def run_tool(argv: list[str], timeout: float = 600.0) -> bytes:
-    """Run a tool, return its stdout bytes; `ToolError` on failure (killed after `timeout`)."""
+async def run_tool(argv: list[str], timeout: float = 600.0, stdin: bytes | None = None) -> bytes:
+    """Run a tool, return its stdout bytes; `ToolError` on failure (killed after `timeout`).
+
+    `stdin` is written to its standard input (a password: never on a command line)."""
     proc = await asyncio.create_subprocess_exec(
         *argv,
-        stdin=asyncio.subprocess.DEVNULL,
+        stdin=asyncio.subprocess.DEVNULL if stdin is None else asyncio.subprocess.PIPE,
         stdout=asyncio.subprocess.PIPE,
         stderr=asyncio.subprocess.PIPE,
         env={**os.environ, "LC_ALL": "C"},
     )
     try:
-        out, err = await asyncio.wait_for(proc.communicate(), timeout)
+        out, err = await asyncio.wait_for(proc.communicate(stdin), timeout)
     except (TimeoutError, asyncio.CancelledError):
         proc.kill()
         await proc.wait()

@@ -30,8 +30,13 @@ from shoal.lab.iproute import NETNS_DIR
 from shoal.lab.layout import REGISTRY_ADDRESS, LabLayout
 
 LAB_REGISTRY = f"{REGISTRY_ADDRESS}:5000"
+# a second registry on the registry host, with token auth, started by the tests that want it
+LAB_TOKEN_REGISTRY = f"{REGISTRY_ADDRESS}:5001"
+LAB_TOKEN_REALM = f"{REGISTRY_ADDRESS}:5002"
 
 __all__ = [
+    "LAB_TOKEN_REALM",
+    "LAB_TOKEN_REGISTRY",
     "DaemonArgv",
     "daemon_alive",
     "host_argv",
@@ -60,6 +65,8 @@ def shoal_daemon_argv(layout: LabLayout, host: str) -> list[str]:
         f"shoal-{host}",
         "--insecure-registry",
         LAB_REGISTRY,  # the lab's docker-registry speaks plain HTTP
+        "--insecure-registry",
+        LAB_TOKEN_REGISTRY,  # and so does its token-auth twin
         "--metrics-addr",
         "127.0.0.1:9323",  # metrics and dashboard, on the host namespace's own loopback
     ]

@@ -107,9 +107,10 @@ SCHEMA = (
     # leaving the swarm would turn every later answer into a 503; init and join answer
     # Docker's 503 "already part of a swarm" by design
     .exclude(path_regex=r"^/swarm/(init|join|leave)$")
-    # a fuzzed image name must never make this root-namespace node contact a registry;
-    # /images/load takes a tar body the fuzzer cannot make (tests/unit/images cover both)
-    .exclude(path_regex=r"^/(images/create|images/load|distribution/.*)$")
+    # a fuzzed image name or login address must never make this root-namespace node contact
+    # a registry; /images/load takes a tar body the fuzzer cannot make (tests/unit/images and
+    # the registry integration tests cover them)
+    .exclude(path_regex=r"^/(auth|images/create|images/load|distribution/.*)$")
 )
 
 
