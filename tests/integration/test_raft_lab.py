@@ -159,8 +159,10 @@ def test_acknowledged_writes_survive_leader_kills(managers_lab: tuple[Lab, int])
     thread.start()
     kills = 0
     try:
-        deadline = time.monotonic() + (40 if count == 3 else 30)
-        while time.monotonic() < deadline:
+        # 4 kills, each once the cluster has recovered from the last: on a loaded machine a
+        # round (new leader, restart) takes longer, so the count is fixed, not the time
+        deadline = time.monotonic() + 120
+        while kills < 4 and time.monotonic() < deadline:
             time.sleep(3)
             leader = until(lambda: leader_host(lab, alive()), timeout=15, what="a leader")
             with lock:
@@ -180,7 +182,7 @@ def test_acknowledged_writes_survive_leader_kills(managers_lab: tuple[Lab, int])
         thread.join(30)
     print(f"{count} managers: {kills} leader kills, {len(writer.acked)} services acknowledged,"
           f" {writer.failures} writes failed")
-    assert kills >= 4 and len(writer.acked) >= 20, (kills, len(writer.acked))
+    assert kills == 4 and len(writer.acked) >= 20, (kills, len(writer.acked))
     # every acknowledged write is on every manager (a write that failed may have landed:
     # a later attempted value is accepted, an older one is not)
     for host in managers:
