@@ -73,7 +73,7 @@ def parse_drain_delay(value: str) -> float:
 )
 @click.option(
     "--drain-delay",
-    default="2s",
+    default="3s",
     show_default=True,
     metavar="DURATION",
     help="How long a task being stopped stays out of the mesh before it is killed "

@@ -35,7 +35,7 @@ class DaemonOptions:
     hostname: str | None = None
     mesh: str = "kernel"
     debug: bool = False
-    drain_delay: float = 2.0
+    drain_delay: float = 3.0  # see docs/design/rollouts.md: gossip lag on a busy node
     # where a manager listens for 2377 whatever `swarm init` asks (unit tests: loopback,
     # any port); "" follows the request's ListenAddr
     cluster_listen: str = field(

@@ -22,10 +22,10 @@ def run(*args: str) -> tuple[int, str, list[Any]]:
     return result.exit_code, result.output, started
 
 
-def test_drain_delay_defaults_to_two_seconds(tmp_path: Path) -> None:
+def test_drain_delay_defaults_to_three_seconds(tmp_path: Path) -> None:
     code, _, started = run("--data-root", str(tmp_path))
     assert code == 0
-    assert started[0].drain_delay == 2.0 and started[0].data_root == tmp_path
+    assert started[0].drain_delay == 3.0 and started[0].data_root == tmp_path
 
 
 @pytest.mark.parametrize(
