@@ -17,7 +17,9 @@ from dataclasses import dataclass
 
 from shoal.api.types import HealthConfig, Task
 
-__all__ = ["HealthMonitor", "HealthSpec", "health_spec", "netns_checker", "run_in_netns"]
+__all__ = [
+    "HealthMonitor", "HealthSpec", "health_spec", "netns_checker", "run_check", "run_in_netns",
+]
 
 SECOND = 1_000_000_000
 
@@ -99,13 +101,18 @@ async def run_in_netns(
     netns_path: str, env: dict[str, str], argv: list[str], timeout: float
 ) -> bool:
     """Run a check in the task's network namespace; passes on exit status 0 within timeout."""
+    return await run_check(
+        ["nsenter", f"--net={netns_path}", "--", *argv], timeout, {**os.environ, **env}
+    )
+
+
+async def run_check(argv: list[str], timeout: float, env: dict[str, str] | None = None) -> bool:
+    """Run a health check process: passes on exit status 0 within `timeout`; killed (and
+    failed) past it. `runc exec` forwards the kill to the process in the container."""
     try:
         proc = await asyncio.create_subprocess_exec(
-            "nsenter",
-            f"--net={netns_path}",
-            "--",
             *argv,
-            env={**os.environ, **env},
+            env=env,
             stdin=asyncio.subprocess.DEVNULL,
             stdout=asyncio.subprocess.DEVNULL,
             stderr=asyncio.subprocess.DEVNULL,

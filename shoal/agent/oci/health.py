@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Awaitable, Callable
 
 from shoal.agent.exec.runtime import ExecRuntime
+from shoal.agent.health import run_check
 from shoal.agent.oci.runtime import OciRuntime
 from shoal.api.types import Task
 
@@ -18,22 +18,7 @@ async def run_in_container(
     runtime: OciRuntime, task_id: str, argv: list[str], timeout: float
 ) -> bool:
     """Passes on exit status 0 within `timeout`; the exec'd process is killed on timeout."""
-    try:
-        proc = await asyncio.create_subprocess_exec(
-            *runtime.exec_argv(task_id, argv),
-            stdin=asyncio.subprocess.DEVNULL,
-            stdout=asyncio.subprocess.DEVNULL,
-            stderr=asyncio.subprocess.DEVNULL,
-            start_new_session=True,
-        )
-    except OSError:
-        return False
-    try:
-        return await asyncio.wait_for(proc.wait(), timeout) == 0
-    except TimeoutError:
-        proc.kill()  # runc exec forwards the kill to the process in the container
-        await proc.wait()
-        return False
+    return await run_check(runtime.exec_argv(task_id, argv), timeout)
 
 
 def container_checker(runtime: ExecRuntime, host_checker: Checker) -> Checker:
