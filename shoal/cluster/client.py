@@ -26,7 +26,7 @@ from shoal.cluster.server import grpc_options
 from shoal.cluster.wire import decoder, encoder
 from shoal.errors import InvalidArgument, NotFound, ShoalError, Unavailable
 
-__all__ = ["ClusterClient", "fetch_root_ca", "rpc_error"]
+__all__ = ["ClusterClient", "OutStream", "fetch_root_ca", "rpc_error"]
 
 T = TypeVar("T")
 
@@ -147,5 +147,39 @@ class ClusterClient:
         finally:
             call.cancel()
 
+    def client_stream(self, name: str, response: type[T]) -> OutStream:
+        """Open a long-lived call that this side streams requests into (no deadline: it
+        lives until `cancel()` or until the connection breaks)."""
+        method = self._channel.stream_unary(
+            f"/shoal.{name}",
+            request_serializer=self._encode,
+            response_deserializer=decoder(response),  # type: ignore[type-var]
+        )
+        return OutStream(method(), self.addr)
+
     async def close(self) -> None:
         await self._channel.close()
+
+
+class OutStream:
+    """The writing end of a client-streaming call. `write` returns once gRPC took the
+    request (flow control permitting), not when the peer handled it: writes pipeline."""
+
+    def __init__(self, call: Any, addr: str) -> None:
+        self._call = call
+        self.addr = addr
+
+    @property
+    def ended(self) -> bool:
+        return bool(self._call.done())
+
+    async def write(self, request: Any) -> None:
+        try:
+            await self._call.write(request)
+        except grpc.aio.AioRpcError as exc:
+            raise rpc_error(exc, self.addr) from None
+        except asyncio.InvalidStateError:
+            raise Unavailable(f"manager {self.addr}: stream ended") from None
+
+    def cancel(self) -> None:
+        self._call.cancel()

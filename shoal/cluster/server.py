@@ -56,6 +56,7 @@ class Caller:
 
 Unary = Callable[[Any, Caller], Awaitable[Any]]
 Stream = Callable[[Any, Caller], AsyncIterator[Any]]
+ClientStream = Callable[[AsyncIterator[Any], Caller], Awaitable[Any]]
 
 _STATUS: list[tuple[type[ShoalError], grpc.StatusCode]] = [
     (InvalidArgument, grpc.StatusCode.INVALID_ARGUMENT),
@@ -107,6 +108,29 @@ class ClusterServer:
                 await context.abort(_status_of(exc), exc.message)
 
         self._add(name, grpc.unary_unary_rpc_method_handler(
+            behaviour, request_deserializer=decoder(request), response_serializer=encoder()
+        ))
+
+    def add_client_stream(
+        self,
+        name: str,
+        request: type[Any],
+        roles: Collection[str],
+        handler: ClientStream,
+        *,
+        removed_ok: bool = False,
+    ) -> None:
+        """A method whose caller streams requests (one answer at the end): `handler` gets
+        them as an async iterator, each decoded strictly like a unary request."""
+
+        async def behaviour(requests: AsyncIterator[Any], context: grpc.aio.ServicerContext) -> Any:
+            caller = await self._authorize(name, roles, context, removed_ok)
+            try:
+                return await handler(requests, caller)
+            except ShoalError as exc:
+                await context.abort(_status_of(exc), exc.message)
+
+        self._add(name, grpc.stream_unary_rpc_method_handler(
             behaviour, request_deserializer=decoder(request), response_serializer=encoder()
         ))
 

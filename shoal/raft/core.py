@@ -196,6 +196,21 @@ class Raft:
         self.heartbeat_timeout = heartbeat_tick
         self.randomized_election_timeout = election_tick + self.rng.randrange(election_tick)
 
+    def forget_leader(self, lead: int) -> None:
+        """A follower whose transport saw `lead`'s connection end stops trusting its lease
+        (etcd's ForgetLeader): it no longer knows a leader, grants votes at once (check
+        quorum's lease no longer holds), and campaigns after a short random part of an
+        election timeout instead of a whole one. A live leader's next heartbeat restores
+        it, and pre-vote keeps a false alarm from disturbing the others: liveness only,
+        safety never depends on it. Ignored unless we follow `lead`."""
+        if self.state is not StateRole.FOLLOWER or lead == NONE or self.lead != lead:
+            return
+        self.lead = NONE
+        remaining = 1 + self.rng.randrange(max(1, self.election_timeout // 2))
+        self.election_elapsed = max(
+            self.election_elapsed, self.randomized_election_timeout - remaining
+        )
+
     def tick_election(self) -> None:
         self.election_elapsed += 1
         if self.promotable() and self.election_elapsed >= self.randomized_election_timeout:

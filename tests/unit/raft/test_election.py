@@ -190,3 +190,48 @@ def test_single_node_elects_itself_and_commits_alone() -> None:
     net.propose(1, b"x")
     assert net.data_applied(1) == [b"x"]
     assert net.trace == []  # nobody to talk to
+
+
+def test_forget_leader_elects_a_successor_within_a_fraction_of_an_election_timeout() -> None:
+    """Both followers saw the leader's stream end (it was killed): each forgets it, grants
+    votes at once (no lease) and campaigns after 1..election_tick//2 ticks, not 10..19.
+    In this lock-step harness both often campaign in the same tick and split the vote
+    (then a whole timeout passes); real tickers are out of phase, which this overstates."""
+    took = []
+    for seed in range(100):
+        net = Net(seed=seed)
+        net.elect(1)
+        net.isolate(1)  # dead
+        for f in (2, 3):
+            net.node(f).forget_leader(1)
+            assert net.node(f).lead == 0
+        ticks = 0
+        while not [n for n in net.leaders() if n != 1]:
+            net.tick(2)
+            net.tick(3)
+            net.stabilize()
+            ticks += 1
+            assert ticks <= 60, seed
+        assert net.node(2).lead == net.node(3).lead != 1
+        took.append(ticks)
+    assert sorted(took)[len(took) // 2] <= 3  # median; without forget_leader: >= 10
+    assert sum(1 for t in took if t <= 5) >= 70
+
+
+def test_forget_leader_is_a_false_alarm_when_the_leader_lives() -> None:
+    """One follower forgets a live leader (its stream was rebuilt): its pre-vote is refused
+    (the others are in lease), nobody's term moves, the next heartbeat restores it."""
+    net = Net()
+    net.elect(1)
+    net.node(2).forget_leader(1)
+    net.node(2).forget_leader(3)  # not its leader: ignored
+    net.node(1).forget_leader(1)  # a leader: ignored
+    assert net.node(2).lead == 0 and net.node(1).role is StateRole.LEADER
+    for _ in range(5):
+        net.tick(2)
+        net.stabilize()
+    net.tick(1)
+    net.stabilize()
+    assert net.leaders() == [1]
+    assert set(net.terms().values()) == {2}
+    assert net.node(2).lead == 1
