@@ -6,8 +6,8 @@ committed and applied. Only `apply` mutates the tables; it runs for every commit
 in commit order, on every replica, and publishes one event per change followed by a
 `Commit`.
 
-Writers are committed in groups (swarmkit's batching): transactions that arrive while a
-batch is being committed wait together; the next group runs them one after another against
+Writers are committed in groups (swarmkit's batching) by a committer task: transactions
+that arrive while a batch is being committed wait together; the next group runs them one after another against
 one `Tx` (each sees the writes of those before it, a failing one is rolled back alone) and
 proposes all their writes as ONE batch, one log entry. A transaction's version checks hold
 until it commits, since nothing else writes while its group is in flight; the order of the
@@ -171,7 +171,6 @@ class Store:
         self._lock = asyncio.Lock()
         self._queued: list[_Queued] = []
         self._committer: asyncio.Task[None] | None = None
-        self._committing = False
         self._watchers: list[asyncio.Queue[Event | Commit]] = []
         self.index = 0
         self.recent: deque[Event] = deque(maxlen=RECENT_EVENTS)  # a ring, oldest first
@@ -197,26 +196,30 @@ class Store:
     async def update(self, fn: Callable[[Tx], T]) -> T:
         """Run `fn` in a transaction and commit what it wrote; returns `fn`'s result."""
         assert self._log is not None, "store has no log attached"
+        gate = getattr(self._log, "check_writable", None)
+        if gate is not None:
+            gate()  # e.g. a Raft follower: refused before `fn` runs (it is forwarded anyway)
         done: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
         self._queued.append((fn, done))
-        if not self._committing:
-            await self._commit_groups()  # this caller drives the groups until none is left
+        if self._committer is None or self._committer.done():
+            self._committer = asyncio.create_task(self._commit_groups(), name="store-commit")
         result: T = await done
         return result
 
     async def _commit_groups(self) -> None:
-        """Commit queued transactions, a group at a time, until none is left."""
-        self._committing = True
+        """Commit queued transactions, a group at a time, until none is left. A task of its
+        own: no caller waits beyond its own group's commit for the groups after it."""
         try:
             while self._queued:
                 async with self._lock:
                     await asyncio.sleep(0)  # one turn: writers ready to run join this group
                     group, self._queued = self._queued, []
                     await self._commit_group(group)
-        finally:
-            self._committing = False
-            if self._queued:  # the driver was cancelled: hand what came meanwhile on
-                self._committer = asyncio.create_task(self._commit_groups())
+        except asyncio.CancelledError:  # the loop is going away: nobody waits forever
+            for _, done in self._queued:
+                done.cancel()
+            self._queued = []
+            raise
 
     async def _commit_group(self, group: builtins.list[_Queued]) -> None:
         assert self._log is not None
