@@ -12,6 +12,7 @@ from shoal.api.types import Service, ServiceSpec
 from shoal.errors import Conflict, NotFound, OutOfSequence, Unavailable
 from shoal.manager.state.locallog import LocalLog
 from shoal.manager.state.store import Commit, Event, Store, Tx
+from tests.polling import eventually
 
 
 def make_store(tmp_path: Path) -> tuple[Store, LocalLog]:
@@ -174,3 +175,54 @@ async def test_a_refused_proposal_fails_every_transaction_of_its_group() -> None
     )
     assert all(isinstance(o, Unavailable) for o in outcomes)
     assert store.view().list("service") == []
+
+
+class GatedLog:
+    """Each proposal waits for its own release: a Raft round that takes as long as the test
+    says. `check_writable` refuses while `writable` is False (a follower)."""
+
+    def __init__(self, store: Store) -> None:
+        self.store = store
+        self.rounds: list[asyncio.Event] = []
+        self.writable = True
+        self.proposed = 0
+
+    def check_writable(self) -> None:
+        if not self.writable:
+            raise Unavailable("not the leader")
+
+    async def propose(self, batch: bytes) -> None:
+        self.proposed += 1
+        gate = asyncio.Event()
+        self.rounds.append(gate)
+        await gate.wait()
+        self.store.apply(batch)
+
+
+async def test_a_writer_returns_once_its_group_commits_not_after_later_groups() -> None:
+    """The first writer used to drive every later group before returning; a committer task
+    drives them now, so its answer does not wait for writers that came after it."""
+    store = Store()
+    log = GatedLog(store)
+    store.attach(log)
+    first = asyncio.create_task(store.update(lambda tx: tx.create("service", Service(id="a"))))
+    await eventually(lambda: len(log.rounds) == 1)
+    later = asyncio.create_task(store.update(lambda tx: tx.create("service", Service(id="b"))))
+    log.rounds[0].set()  # the first group commits; "b" forms the next group, still in flight
+    await eventually(lambda: len(log.rounds) == 2)
+    await asyncio.wait_for(first, 5)
+    assert not later.done()
+    log.rounds[1].set()
+    await asyncio.wait_for(later, 5)
+    assert sorted(s.id for s in store.view().list("service")) == ["a", "b"]
+
+
+async def test_a_log_that_refuses_writes_refuses_before_the_transaction_runs() -> None:
+    store = Store()
+    log = GatedLog(store)
+    log.writable = False
+    store.attach(log)
+    ran = []
+    with pytest.raises(Unavailable, match="not the leader"):
+        await store.update(lambda tx: ran.append(1))
+    assert ran == [] and log.proposed == 0
