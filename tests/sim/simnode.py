@@ -7,6 +7,7 @@ import enum
 import random
 from typing import TYPE_CHECKING
 
+from shoal.manager.raft.rounds import EARLY_TYPES
 from shoal.raft import (
     ConfChange,
     Config,
@@ -22,7 +23,6 @@ from shoal.raft import (
     StateRole,
     decode,
 )
-from shoal.manager.raft.rounds import EARLY_TYPES
 from tests.sim.disk import Batch, SimDisk, apply_batch
 from tests.sim.history import PendingOp
 from tests.sim.invariants import LogHashes

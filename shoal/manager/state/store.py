@@ -7,11 +7,12 @@ in commit order, on every replica, and publishes one event per change followed b
 `Commit`.
 
 Writers are committed in groups (swarmkit's batching) by a committer task: transactions
-that arrive while a batch is being committed wait together; the next group runs them one after another against
-one `Tx` (each sees the writes of those before it, a failing one is rolled back alone) and
-proposes all their writes as ONE batch, one log entry. A transaction's version checks hold
-until it commits, since nothing else writes while its group is in flight; the order of the
-group is the order of commit (serialisable, as with one lock, but one fsync/round for all).
+that arrive while a batch is being committed wait together; the next group runs them one
+after another against one `Tx` (each sees the writes of those before it, a failing one is
+rolled back alone) and proposes all their writes as ONE batch, one log entry. A
+transaction's version checks hold until it commits, since nothing else writes while its
+group is in flight; the order of the group is the order of commit (serialisable, as with
+one lock, but one fsync/round for all).
 
 Objects handed out by `view()` are the stored ones and must be treated as read-only;
 `Tx.get`/`Tx.find` hand out copies that the caller may edit and pass back to `Tx.update`.
