@@ -74,11 +74,26 @@ class Log(Protocol):
     async def propose(self, batch: bytes) -> None: ...
 
 
+NAMED_KINDS = frozenset({"service", "network", "secret", "config"})  # objects with spec.name
+_Names = dict[str, dict[str, set[str]]]  # kind -> spec.name -> IDs (networks may share one)
+
+
+def _name_of(obj: Any) -> str:
+    return str(obj.spec.name)
+
+
 class ReadView(TypedTables):
     """Committed state; `view.services.get(id)` etc. are the typed reads (`tables.py`)."""
 
-    def __init__(self, tables: dict[str, dict[str, Any]]) -> None:
+    def __init__(self, tables: dict[str, dict[str, Any]], names: _Names | None = None) -> None:
         self._tables = tables
+        self._names = names
+
+    def named(self, kind: str, name: str) -> builtins.list[Any]:
+        if self._names is None or kind not in NAMED_KINDS:
+            return self.find(kind, lambda o: getattr(o.spec, "name", None) == name)
+        table = self._tables[kind]
+        return [table[i] for i in self._names[kind].get(name, ())]
 
     def get(self, kind: str, obj_id: str) -> Any | None:
         return self._tables[kind].get(obj_id)
@@ -96,8 +111,9 @@ class Tx(TypedTables):
     `tx.services.get(id)` / `tx.nodes.update(node)` etc. are the typed forms (`tables.py`).
     """
 
-    def __init__(self, tables: dict[str, dict[str, Any]]) -> None:
+    def __init__(self, tables: dict[str, dict[str, Any]], names: _Names | None = None) -> None:
         self._tables = tables
+        self._names = names
         self._writes: dict[tuple[str, str], tuple[Literal["create", "update", "delete"], Any]] = {}
 
     def _current(self, kind: str, obj_id: str) -> Any | None:
@@ -126,6 +142,19 @@ class Tx(TypedTables):
 
     def find(self, kind: str, pred: Callable[[Any], bool]) -> builtins.list[Any]:
         return [clone(o) for o in self._all(kind) if pred(o)]
+
+    def named(self, kind: str, name: str) -> builtins.list[Any]:
+        """Like `find(kind, spec.name == name)`: committed objects from the name index
+        (unless this transaction rewrote them), then this transaction's own writes."""
+        if self._names is None or kind not in NAMED_KINDS:
+            return self.find(kind, lambda o: getattr(o.spec, "name", None) == name)
+        table = self._tables[kind]
+        ids = self._names[kind].get(name, ())
+        found = [clone(table[i]) for i in ids if (kind, i) not in self._writes]
+        for (k, _), (action, obj) in self._writes.items():
+            if k == kind and action != "delete" and _name_of(obj) == name:
+                found.append(clone(obj))
+        return found
 
     def create(self, kind: str, obj: Any) -> None:
         if self._current(kind, obj.id) is not None:
@@ -168,6 +197,7 @@ _Queued = tuple[Callable[[Tx], Any], "asyncio.Future[Any]"]
 class Store:
     def __init__(self) -> None:
         self._tables: dict[str, dict[str, Any]] = {kind: {} for kind in KINDS}
+        self._names: _Names = {kind: {} for kind in NAMED_KINDS}
         self._log: Log | None = None
         self._lock = asyncio.Lock()
         self._queued: list[_Queued] = []
@@ -181,7 +211,7 @@ class Store:
 
     # -- reads --------------------------------------------------------------------------
     def view(self) -> ReadView:
-        return ReadView(self._tables)
+        return ReadView(self._tables, self._names)
 
     def watch(self) -> asyncio.Queue[Event | Commit]:
         """Subscribe to events. Take a `view()` in the same synchronous step to miss nothing."""
@@ -224,7 +254,7 @@ class Store:
 
     async def _commit_group(self, group: builtins.list[_Queued]) -> None:
         assert self._log is not None
-        tx = Tx(self._tables)
+        tx = Tx(self._tables, self._names)
         results: builtins.list[tuple[asyncio.Future[Any], Any]] = []
         for fn, done in group:
             before = dict(tx._writes)
@@ -260,6 +290,7 @@ class Store:
             if change.action == "delete":
                 if old is not None:
                     del table[change.id]
+                    self._unname(change.kind, old)
                     events.append(Event(change.kind, "delete", old, old, batch.timestamp))
                 continue
             obj = msgspec.msgpack.decode(change.data, type=KINDS[change.kind])
@@ -268,6 +299,9 @@ class Store:
             if old is None:
                 obj.created_at = obj.created_at or batch.timestamp
             table[change.id] = obj
+            if old is not None:
+                self._unname(change.kind, old)
+            self._name(change.kind, obj)
             action = "create" if old is None else "update"
             events.append(Event(change.kind, action, obj, old, batch.timestamp))
         self.recent.extend(events)
@@ -276,12 +310,26 @@ class Store:
                 queue.put_nowait(event)
             queue.put_nowait(Commit(self.index))
 
+    def _name(self, kind: str, obj: Any) -> None:
+        if kind in NAMED_KINDS:
+            self._names[kind].setdefault(_name_of(obj), set()).add(obj.id)
+
+    def _unname(self, kind: str, obj: Any) -> None:
+        if kind in NAMED_KINDS:
+            ids = self._names[kind].get(_name_of(obj))
+            if ids is not None:
+                ids.discard(obj.id)
+                if not ids:
+                    del self._names[kind][_name_of(obj)]
+
     def load(self, objects: dict[str, list[Any]], index: int) -> None:
         """Replace the whole state (restore from disk or a snapshot); no events."""
         self._tables = {kind: {} for kind in KINDS}
+        self._names = {kind: {} for kind in NAMED_KINDS}
         for kind, objs in objects.items():
             for obj in objs:
                 self._tables[kind][obj.id] = obj
+                self._name(kind, obj)
         self.index = index
 
     def publish_reload(self) -> None:

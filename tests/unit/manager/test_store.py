@@ -7,8 +7,10 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
-from shoal.api.types import Service, ServiceSpec
+from shoal.api.types import Secret, SecretSpec, Service, ServiceSpec
 from shoal.errors import Conflict, NotFound, OutOfSequence, Unavailable
 from shoal.manager.state.locallog import LocalLog
 from shoal.manager.state.store import Commit, Event, Store, Tx
@@ -226,3 +228,55 @@ async def test_a_log_that_refuses_writes_refuses_before_the_transaction_runs() -
     with pytest.raises(Unavailable, match="not the leader"):
         await store.update(lambda tx: ran.append(1))
     assert ran == [] and log.proposed == 0
+
+
+_NAMES = ("a", "b", "c")
+_op = st.tuples(
+    st.sampled_from(("create", "rename", "delete")), st.integers(0, 5), st.sampled_from(_NAMES)
+)
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.lists(st.lists(_op, max_size=4), max_size=8), st.booleans())
+def test_the_name_index_answers_as_a_scan_does(groups: list[list[tuple[str, int, str]]],
+                                                restore: bool) -> None:
+    """`named` (index, plus a transaction's own writes) equals `find(spec.name == name)`,
+    inside transactions and after commits, deletes, renames and a restore (`load`)."""
+
+    async def run() -> None:
+        store = Store()
+        store.attach(CountingLog(store))
+
+        def txn(ops: list[tuple[str, int, str]]) -> Callable[[Tx], None]:
+            def fn(tx: Tx) -> None:
+                for action, i, name in ops:
+                    cur = tx.get("secret", f"s{i}")
+                    if action == "create" and cur is None:
+                        tx.create("secret", Secret(id=f"s{i}", spec=SecretSpec(name=name)))
+                    elif action == "rename" and cur is not None:
+                        cur.spec.name = name
+                        tx.update("secret", cur)
+                    elif action == "delete" and cur is not None:
+                        tx.delete("secret", f"s{i}")
+                    for n in _NAMES:  # inside the transaction, with its writes pending
+                        pred = lambda o, n=n: o.spec.name == n  # noqa: E731
+                        want = sorted(o.id for o in tx.find("secret", pred))
+                        assert sorted(o.id for o in tx.secrets.named(n)) == want
+
+            return fn
+
+        for ops in groups:
+            await store.update(txn(ops))
+            view = store.view()
+            for n in _NAMES:
+                want = sorted(o.id for o in view.find("secret", lambda o, n=n: o.spec.name == n))
+                assert sorted(o.id for o in view.secrets.named(n)) == want
+        if restore:
+            again = Store()
+            again.load(store.snapshot(), store.index)
+            for n in _NAMES:
+                assert sorted(o.id for o in again.view().secrets.named(n)) == sorted(
+                    o.id for o in store.view().secrets.named(n)
+                )
+
+    asyncio.run(run())
