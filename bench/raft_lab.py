@@ -202,7 +202,10 @@ class Figures:
 
 def run_set(code: str, tag: str, args: argparse.Namespace) -> Figures:
     """Every figure with the daemons importing shoal from `code` (a checkout's root)."""
-    os.environ["PYTHONPATH"] = code  # the lab's daemons inherit the environment
+    # The lab's daemons inherit the environment and the working directory; `python -m
+    # shoal` imports from its working directory first, so both must name `code`.
+    os.environ["PYTHONPATH"] = code
+    os.chdir(code)
     print(f"## daemons run {code}  (load {os.getloadavg()[0]:.1f})")
     print("| managers, target | clients | writes/s | p50 ms | p99 ms | errors | load |")
     print("|---|---|---|---|---|---|---|")
