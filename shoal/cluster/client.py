@@ -13,7 +13,7 @@ import asyncio
 import contextlib
 import ssl
 from collections.abc import AsyncIterator
-from typing import Any, TypeVar
+from typing import Any, Generic, TypeVar
 
 import grpc
 import grpc.aio
@@ -26,7 +26,7 @@ from shoal.cluster.server import grpc_options
 from shoal.cluster.wire import decoder, encoder
 from shoal.errors import InvalidArgument, NotFound, ShoalError, Unavailable
 
-__all__ = ["ClusterClient", "fetch_root_ca", "rpc_error"]
+__all__ = ["ClusterClient", "DuplexStream", "OutStream", "fetch_root_ca", "rpc_error"]
 
 T = TypeVar("T")
 
@@ -147,5 +147,68 @@ class ClusterClient:
         finally:
             call.cancel()
 
+    def client_stream(self, name: str, response: type[T]) -> OutStream:
+        """Open a long-lived call that this side streams requests into (no deadline: it
+        lives until `cancel()` or until the connection breaks)."""
+        method = self._channel.stream_unary(
+            f"/shoal.{name}",
+            request_serializer=self._encode,
+            response_deserializer=decoder(response),  # type: ignore[type-var]
+        )
+        return OutStream(method(), self.addr)
+
+    def duplex(self, name: str, response: type[T]) -> DuplexStream[T]:
+        """Open a long-lived call streaming both ways (no deadline)."""
+        method = self._channel.stream_stream(
+            f"/shoal.{name}",
+            request_serializer=self._encode,
+            response_deserializer=decoder(response),  # type: ignore[type-var]
+        )
+        return DuplexStream(method(), self.addr)
+
     async def close(self) -> None:
         await self._channel.close()
+
+
+class OutStream:
+    """The writing end of a client-streaming call. `write` returns once gRPC took the
+    request (flow control permitting), not when the peer handled it: writes pipeline."""
+
+    def __init__(self, call: Any, addr: str) -> None:
+        self._call = call
+        self.addr = addr
+        self._writing = asyncio.Lock()  # gRPC allows one outstanding write per call
+
+
+    @property
+    def ended(self) -> bool:
+        return bool(self._call.done())
+
+    async def write(self, request: Any) -> None:
+        try:
+            async with self._writing:
+                await self._call.write(request)
+        except grpc.aio.AioRpcError as exc:
+            raise rpc_error(exc, self.addr) from None
+        except asyncio.InvalidStateError:
+            raise Unavailable(f"manager {self.addr}: stream ended") from None
+
+    def cancel(self) -> None:
+        self._call.cancel()
+
+
+class DuplexStream(OutStream, Generic[T]):
+    """Both ends of a call streaming both ways: `write` as `OutStream`, `read` for answers."""
+
+    async def read(self) -> T | None:
+        """The next answer; None once the call ended normally. Unavailable (etc.) when it
+        broke."""
+        try:
+            item = await self._call.read()
+        except grpc.aio.AioRpcError as exc:
+            raise rpc_error(exc, self.addr) from None
+        except asyncio.InvalidStateError:
+            raise Unavailable(f"manager {self.addr}: stream ended") from None
+        if item is grpc.aio.EOF:
+            return None
+        return item  # type: ignore[no-any-return]

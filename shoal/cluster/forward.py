@@ -6,22 +6,44 @@ to the leader, which runs it through its own API handler and sends the response 
 the client is answered as if the follower had done the work itself. Replaying the request
 (rather than shipping the follower's store batch) means every check runs against the
 leader's current state. Managers only.
+
+Requests travel over ONE long-lived duplex call per leader (`Control/ForwardStream`):
+the follower writes numbered requests, the leader runs them concurrently and writes the
+answers back with their numbers as they are ready; each side writes everything queued
+since its previous write as one message (`ForwardFrames` / `ForwardReplies`). A unary
+gRPC call costs ~0.6-0.85 ms of CPU on this machine's Python (both ends, through the TLS
+front), a streamed message ~0.14 ms, and gRPC takes one outstanding write per call, a few
+ms each under load: hence one write per batch, not per request. A broken stream fails the
+requests in flight with `Unavailable` (their outcome is unknown, as with a unary call
+whose connection broke) and the next request opens a new one.
+`Control/Forward` (one unary call per request) is still served.
 """
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
+import asyncio
+import itertools
+import logging
+import weakref
+from collections.abc import AsyncIterator, Awaitable, Callable
 
 import msgspec
 
-from shoal.cluster.client import ClusterClient
+from shoal.cluster.client import ClusterClient, DuplexStream
 from shoal.cluster.server import MANAGERS, Caller, ClusterServer
-from shoal.errors import Unavailable
+from shoal.errors import InvalidArgument, NotFound, ShoalError, Unavailable
+
+log = logging.getLogger(__name__)
 
 __all__ = [
     "FORWARDED_HEADER",
     "NOT_LEADER_HEADER",
+    "ForwardChannel",
     "ForwardEndpoint",
+    "ForwardFrame",
+    "ForwardFrames",
+    "ForwardReplies",
+    "ForwardReply",
     "ForwardRequest",
     "ForwardResponse",
     "Forwarder",
@@ -45,6 +67,29 @@ class ForwardResponse(msgspec.Struct):
     body: bytes
 
 
+class ForwardFrame(msgspec.Struct, array_like=True):
+    id: int  # chosen by the follower, unique within its stream
+    request: ForwardRequest
+
+
+class ForwardReply(msgspec.Struct, array_like=True):
+    id: int
+    response: ForwardResponse | None  # None: `error` says why the leader could not run it
+    error: str = ""
+
+
+class ForwardFrames(msgspec.Struct, array_like=True):
+    """One message of the stream: every request queued since the last write. gRPC allows
+    one outstanding write per call and each took milliseconds on the loaded machine, so
+    one write per request queued 64 clients behind each other (~250 ms measured)."""
+
+    frames: list[ForwardFrame]
+
+
+class ForwardReplies(msgspec.Struct, array_like=True):
+    replies: list[ForwardReply]
+
+
 Forwarder = Callable[[ForwardRequest], Awaitable[ForwardResponse]]
 
 
@@ -54,6 +99,7 @@ class ForwardEndpoint:
 
     def register(self, server: ClusterServer) -> None:
         server.add_unary("Control/Forward", ForwardRequest, MANAGERS, self._call)
+        server.add_duplex("Control/ForwardStream", ForwardFrames, MANAGERS, self._stream)
 
     async def _call(self, req: ForwardRequest, caller: Caller) -> ForwardResponse:
         executor = self._executor()
@@ -61,8 +107,146 @@ class ForwardEndpoint:
             raise Unavailable("this manager serves no API to forward to")
         return await executor(req)
 
+    async def _one(self, frame: ForwardFrame, replies: asyncio.Queue[ForwardReply | None]) -> None:
+        try:
+            response = await self._call(frame.request, _NO_CALLER)
+            reply = ForwardReply(frame.id, response)
+        except ShoalError as exc:
+            reply = ForwardReply(frame.id, None, exc.message)
+        except Exception as exc:  # an API twin fault must not end the other requests
+            log.warning("2377: forwarded %s failed: %r", frame.request.path, exc)
+            reply = ForwardReply(frame.id, None, f"forwarded request failed: {exc!r}")
+        replies.put_nowait(reply)
+
+    async def _stream(
+        self, batches: AsyncIterator[ForwardFrames], caller: Caller
+    ) -> AsyncIterator[ForwardReplies]:
+        replies: asyncio.Queue[ForwardReply | None] = asyncio.Queue()
+
+        async def read() -> None:
+            try:
+                async with asyncio.TaskGroup() as tg:
+                    async for batch in batches:
+                        for frame in batch.frames:
+                            tg.create_task(self._one(frame, replies))
+            finally:
+                replies.put_nowait(None)  # the caller stopped writing: answer, then end
+
+        reader = asyncio.create_task(read())
+        try:
+            ended = False
+            while not ended:
+                ready = [await replies.get()]
+                while not replies.empty():
+                    ready.append(replies.get_nowait())
+                ended = None in ready
+                out = [r for r in ready if r is not None]
+                if out:
+                    yield ForwardReplies(out)  # every answer ready by now, in one write
+        finally:  # the call is over (or broke): requests still running are cancelled
+            reader.cancel()
+            await asyncio.gather(reader, return_exceptions=True)
+
+
+_NO_CALLER = Caller(None, "")
+
+
+class ForwardChannel:
+    """The follower's end of `Control/ForwardStream` to one manager (see the module).
+    Each call (stream) has its own outbox: a request queued for a call that broke fails
+    with it, never goes out on the next one (its caller may have retried meanwhile)."""
+
+    def __init__(self, client: ClusterClient) -> None:
+        self._client = client
+        self._ids = itertools.count(1)
+        self._stream: DuplexStream[ForwardReplies] | None = None
+        self._outbox: asyncio.Queue[ForwardFrame | None] = asyncio.Queue()
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._pending: dict[int, tuple[object, asyncio.Future[ForwardResponse]]] = {}
+
+    def _open(self) -> tuple[DuplexStream[ForwardReplies], asyncio.Queue[ForwardFrame | None]]:
+        if self._stream is not None and not self._stream.ended:
+            return self._stream, self._outbox
+        stream = self._client.duplex("Control/ForwardStream", ForwardReplies)
+        outbox: asyncio.Queue[ForwardFrame | None] = asyncio.Queue()
+        self._stream, self._outbox = stream, outbox
+        for coro in (self._read(stream, outbox), self._write(stream, outbox)):
+            task = asyncio.create_task(coro, name="forward-stream")
+            self._tasks.add(task)
+            task.add_done_callback(self._tasks.discard)
+        return stream, outbox
+
+    async def _write(
+        self, stream: DuplexStream[ForwardReplies], outbox: asyncio.Queue[ForwardFrame | None]
+    ) -> None:
+        try:
+            while (first := await outbox.get()) is not None:
+                frames = [first]
+                while not outbox.empty():
+                    frame = outbox.get_nowait()
+                    if frame is None:
+                        return  # the call ended: the reader failed these requests
+                    frames.append(frame)
+                await stream.write(ForwardFrames(frames))  # all queued, one write
+        except ShoalError:
+            stream.cancel()  # the reader fails what is pending on it
+
+    async def _read(
+        self, stream: DuplexStream[ForwardReplies], outbox: asyncio.Queue[ForwardFrame | None]
+    ) -> None:
+        error: ShoalError = Unavailable(f"manager {self._client.addr}: forward stream ended")
+        try:
+            while (batch := await stream.read()) is not None:
+                for reply in batch.replies:
+                    got = self._pending.pop(reply.id, None)
+                    if got is None or got[1].done():
+                        continue  # its caller gave up
+                    if reply.response is None:
+                        got[1].set_exception(Unavailable(reply.error))
+                    else:
+                        got[1].set_result(reply.response)
+        except ShoalError as exc:  # broken (Unavailable) or refused (e.g. PermissionDenied)
+            error = exc
+        finally:
+            if self._stream is stream:
+                self._stream = None
+            stream.cancel()
+            outbox.put_nowait(None)  # the writer stops
+            for rid, (on, fut) in list(self._pending.items()):
+                if on is stream:
+                    del self._pending[rid]
+                    if not fut.done():
+                        fut.set_exception(_copy(error))
+
+    async def call(self, req: ForwardRequest, timeout: float) -> ForwardResponse:
+        stream, outbox = self._open()
+        rid = next(self._ids)
+        fut: asyncio.Future[ForwardResponse] = asyncio.get_running_loop().create_future()
+        self._pending[rid] = (stream, fut)
+        outbox.put_nowait(ForwardFrame(rid, req))
+        try:
+            return await asyncio.wait_for(fut, timeout)
+        except TimeoutError:
+            raise Unavailable(f"manager {self._client.addr}: forward timed out") from None
+        finally:
+            self._pending.pop(rid, None)
+
+
+def _copy(error: ShoalError) -> ShoalError:
+    kind = type(error) if type(error) in (InvalidArgument, NotFound, Unavailable) else Unavailable
+    return kind(error.message)
+
+
+_channels: weakref.WeakKeyDictionary[ClusterClient, ForwardChannel] = (
+    weakref.WeakKeyDictionary()
+)
+
 
 async def forward(
     client: ClusterClient, req: ForwardRequest, timeout: float = 120.0
 ) -> ForwardResponse:
-    return await client.call("Control/Forward", req, ForwardResponse, timeout)
+    """Replay `req` on the manager behind `client`, over its one forwarding stream."""
+    channel = _channels.get(client)
+    if channel is None:
+        channel = _channels[client] = ForwardChannel(client)
+    return await channel.call(req, timeout)

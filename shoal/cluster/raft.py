@@ -1,5 +1,10 @@
-"""The 2377 methods that carry Raft between managers: `Raft/Send` and `Raft/Join`.
+"""The 2377 methods that carry Raft between managers: `Raft/Stream`, `Raft/Send`, `Raft/Join`.
 
+* `Raft/Stream`: one long-lived call per (sender, receiver) pair into which the sender
+  writes envelopes (below) one after another, without waiting for an answer per batch:
+  messages pipeline and keep their order. When the call ends (the sender's process or host
+  is gone, or it rebuilt its channel) the receiver is told which node's stream ended, so
+  a follower notices its leader's death at once rather than after an election timeout.
 * `Raft/Send`: a batch of Raft messages (the core's msgpack frames) from one manager to
   another, wrapped in an envelope that also says where the sender's 2377 listens (so a
   new member can answer before its store knows any address). The handler gets the
@@ -14,11 +19,12 @@ Until the Raft driver registers its handlers, calls are answered UNAVAILABLE.
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
+import logging
+from collections.abc import AsyncIterator, Awaitable, Callable
 
 import msgspec
 
-from shoal.cluster.client import ClusterClient
+from shoal.cluster.client import ClusterClient, OutStream
 from shoal.cluster.server import MANAGERS, Caller, ClusterServer
 from shoal.cluster.wire import RaftRequest, RaftResponse
 from shoal.errors import InvalidArgument, Unavailable
@@ -30,9 +36,11 @@ __all__ = [
     "RaftJoinHandler",
     "RaftJoinRequest",
     "RaftJoinResponse",
+    "RaftLostHandler",
     "RaftMember",
     "encode_envelope",
     "join_raft",
+    "open_raft_stream",
     "send_raft",
 ]
 
@@ -60,6 +68,9 @@ class RaftJoinResponse(msgspec.Struct):
 # (envelope, sender node ID) -> None; (sender node ID, its 2377, its gossip) -> members
 RaftHandler = Callable[[RaftEnvelope, str], Awaitable[None]]
 RaftJoinHandler = Callable[[str, str, str], Awaitable[list[RaftMember]]]
+RaftLostHandler = Callable[[str], None]  # the sender node ID whose stream ended
+
+log = logging.getLogger(__name__)
 
 _encode = msgspec.msgpack.Encoder().encode
 _decode_envelope = msgspec.msgpack.Decoder(RaftEnvelope).decode
@@ -72,16 +83,23 @@ def encode_envelope(envelope: RaftEnvelope) -> bytes:
 class RaftEndpoint:
     def __init__(self) -> None:
         self._handler: RaftHandler | None = None
+        self._lost: RaftLostHandler | None = None
         self._join: RaftJoinHandler | None = None
 
-    def set_handler(self, handler: RaftHandler | None) -> None:
+    def set_handler(
+        self, handler: RaftHandler | None, lost: RaftLostHandler | None = None
+    ) -> None:
         self._handler = handler
+        self._lost = lost
 
     def set_join_handler(self, handler: RaftJoinHandler | None) -> None:
         self._join = handler
 
     def register(self, server: ClusterServer) -> None:
         server.add_unary("Raft/Send", RaftRequest, MANAGERS, self._send, removed_ok=True)
+        server.add_client_stream(
+            "Raft/Stream", RaftRequest, MANAGERS, self._stream, removed_ok=True
+        )
         server.add_unary("Raft/Join", RaftJoinRequest, MANAGERS, self._join_call)
 
     async def _send(self, req: RaftRequest, caller: Caller) -> RaftResponse:
@@ -93,6 +111,30 @@ class RaftEndpoint:
         except msgspec.DecodeError as exc:
             raise InvalidArgument(f"malformed raft envelope: {exc}") from None
         await self._handler(envelope, caller.identity.node_id)
+        return RaftResponse()
+
+    async def _stream(self, requests: AsyncIterator[RaftRequest], caller: Caller) -> RaftResponse:
+        assert caller.identity is not None
+        sender = caller.identity.node_id
+        try:
+            async for req in requests:
+                handler = self._handler
+                if handler is None:
+                    raise Unavailable("raft is not running on this manager")
+                try:
+                    envelope = _decode_envelope(req.messages)
+                except msgspec.DecodeError as exc:
+                    # one bad envelope ends the stream (the sender reopens it): no guessing
+                    # where the next good one starts is needed, and nothing was applied
+                    raise InvalidArgument(f"malformed raft envelope: {exc}") from None
+                await handler(envelope, sender)
+        finally:  # also when the connection broke (the call is cancelled)
+            lost = self._lost
+            if lost is not None:
+                try:
+                    lost(sender)
+                except Exception as exc:  # never mask the stream's own outcome
+                    log.warning("raft: stream-lost handler failed for %s: %r", sender, exc)
         return RaftResponse()
 
     async def _join_call(self, req: RaftJoinRequest, caller: Caller) -> RaftJoinResponse:
@@ -107,6 +149,11 @@ async def send_raft(client: ClusterClient, messages: bytes, timeout: float = 5.0
     """Deliver an encoded `RaftEnvelope` to the manager behind `client`."""
     response = await client.call("Raft/Send", RaftRequest(messages), RaftResponse, timeout)
     return response.messages
+
+
+def open_raft_stream(client: ClusterClient) -> OutStream:
+    """A `Raft/Stream` call to the manager behind `client`: write `RaftRequest`s into it."""
+    return client.client_stream("Raft/Stream", RaftResponse)
 
 
 async def join_raft(

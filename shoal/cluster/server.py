@@ -56,6 +56,8 @@ class Caller:
 
 Unary = Callable[[Any, Caller], Awaitable[Any]]
 Stream = Callable[[Any, Caller], AsyncIterator[Any]]
+ClientStream = Callable[[AsyncIterator[Any], Caller], Awaitable[Any]]
+Duplex = Callable[[AsyncIterator[Any], Caller], AsyncIterator[Any]]
 
 _STATUS: list[tuple[type[ShoalError], grpc.StatusCode]] = [
     (InvalidArgument, grpc.StatusCode.INVALID_ARGUMENT),
@@ -107,6 +109,49 @@ class ClusterServer:
                 await context.abort(_status_of(exc), exc.message)
 
         self._add(name, grpc.unary_unary_rpc_method_handler(
+            behaviour, request_deserializer=decoder(request), response_serializer=encoder()
+        ))
+
+    def add_client_stream(
+        self,
+        name: str,
+        request: type[Any],
+        roles: Collection[str],
+        handler: ClientStream,
+        *,
+        removed_ok: bool = False,
+    ) -> None:
+        """A method whose caller streams requests (one answer at the end): `handler` gets
+        them as an async iterator, each decoded strictly like a unary request."""
+
+        async def behaviour(requests: AsyncIterator[Any], context: grpc.aio.ServicerContext) -> Any:
+            caller = await self._authorize(name, roles, context, removed_ok)
+            try:
+                return await handler(requests, caller)
+            except ShoalError as exc:
+                await context.abort(_status_of(exc), exc.message)
+
+        self._add(name, grpc.stream_unary_rpc_method_handler(
+            behaviour, request_deserializer=decoder(request), response_serializer=encoder()
+        ))
+
+    def add_duplex(
+        self, name: str, request: type[Any], roles: Collection[str], handler: Duplex
+    ) -> None:
+        """A method streaming both ways: `handler` reads the caller's requests and yields
+        answers, in any order and at any time (pipelining over one long-lived call)."""
+
+        async def behaviour(
+            requests: AsyncIterator[Any], context: grpc.aio.ServicerContext
+        ) -> AsyncIterator[Any]:
+            caller = await self._authorize(name, roles, context)
+            try:
+                async for item in handler(requests, caller):
+                    yield item
+            except ShoalError as exc:
+                await context.abort(_status_of(exc), exc.message)
+
+        self._add(name, grpc.stream_stream_rpc_method_handler(
             behaviour, request_deserializer=decoder(request), response_serializer=encoder()
         ))
 

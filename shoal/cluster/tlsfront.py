@@ -121,7 +121,11 @@ class TLSFront:
         except (ConnectionError, ssl.SSLError, asyncio.IncompleteReadError, OSError) as exc:
             log.debug("2377: connection from %s ended: %s", writer.get_extra_info("peername"), exc)
         except asyncio.CancelledError:
-            pass  # stop(): this task is the connection's top; asyncio's callback must not see it
+            # stop(): this task is the connection's top; asyncio's callback must not see it.
+            # Drop the TCP connection at once: a TLS close waits up to 30 s for the peer's
+            # close_notify, and gRPC peers only noticed the end at their next keepalive
+            # ping (10 s), so their calls in flight hung that long.
+            writer.transport.abort()
         finally:
             self._conns.discard(task)
             writer.close()

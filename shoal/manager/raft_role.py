@@ -106,7 +106,13 @@ class RaftRole:
     ) -> None:
         """Take Raft messages on 2377 (`addr` is ours) and say hello to the leader."""
         self.addr, self.gossip_addr = addr, gossip_addr
-        endpoint.set_handler(RaftReceiver(self.node, self.transport, self.config.max_message_bytes))
+        receiver = RaftReceiver(
+            self.node,
+            self.transport,
+            self.config.max_message_bytes,
+            on_lost=self.node.report_stream_lost,
+        )
+        endpoint.set_handler(receiver, receiver.lost)
         endpoint.set_join_handler(self.admit)
         if self._hello is None:
             self._hello = asyncio.create_task(self.hello(managers), name="raft-hello")

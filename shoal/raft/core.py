@@ -196,6 +196,26 @@ class Raft:
         self.heartbeat_timeout = heartbeat_tick
         self.randomized_election_timeout = election_tick + self.rng.randrange(election_tick)
 
+    def forget_leader(self, lead: int) -> None:
+        """A follower whose transport saw `lead`'s connection end stops trusting its lease
+        (etcd's ForgetLeader): it no longer knows a leader, grants votes at once (check
+        quorum's lease no longer holds) and campaigns soon instead of after a whole
+        election timeout. The survivors take turns by ID (1 tick for the lowest, then
+        election_tick/2 more per rank) rather than drawing at random: both of two
+        survivors noticing the same kill at once split the vote one time in five when
+        they drew, and a split costs a whole timeout. A live leader's next heartbeat
+        restores it, and pre-vote keeps a false alarm from disturbing the others:
+        liveness only, safety never depends on it. Ignored unless we follow `lead`."""
+        if self.state is not StateRole.FOLLOWER or lead == NONE or self.lead != lead:
+            return
+        self.lead = NONE
+        others = sorted(v for v in self.trk.voters if v != lead)
+        rank = others.index(self.id) if self.id in others else len(others)
+        remaining = 1 + rank * max(1, self.election_timeout // 2)
+        self.election_elapsed = max(
+            self.election_elapsed, self.randomized_election_timeout - remaining
+        )
+
     def tick_election(self) -> None:
         self.election_elapsed += 1
         if self.promotable() and self.election_elapsed >= self.randomized_election_timeout:

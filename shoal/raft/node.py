@@ -131,6 +131,11 @@ class RawNode:
         """Start an election now (e.g. a freshly bootstrapped single node)."""
         self._raft.step(Message(MT.HUP, self.id, self.id))
 
+    def forget_leader(self, lead: int) -> None:
+        """The transport saw the connection of `lead` (our leader) end: stop trusting its
+        lease and campaign soon (see `Raft.forget_leader`). Liveness only."""
+        self._raft.forget_leader(lead)
+
     def step(self, m: Message) -> None:
         """Hand over a message received from a peer. A forwarded proposal, read or transfer
         that we cannot take is dropped silently (its proposer times out and retries) —

@@ -25,6 +25,7 @@ class _Image(msgspec.Struct, array_like=True):
 
 
 _put_decoder = msgspec.msgpack.Decoder(Put)
+_batch_decoder = msgspec.msgpack.Decoder(list[Put])  # several puts in ONE entry (group commit)
 _image_decoder = msgspec.msgpack.Decoder(_Image)
 
 
@@ -38,8 +39,16 @@ class KV:
         return msgspec.msgpack.encode(p)
 
     @staticmethod
-    def decode_put(b: bytes) -> Put:
-        return _put_decoder.decode(b)
+    def encode_batch(puts: list[Put]) -> bytes:
+        return msgspec.msgpack.encode(puts)
+
+    @staticmethod
+    def decode_puts(b: bytes) -> list[Put]:
+        """The puts of an entry, in order: one put, or a batch (an array of puts)."""
+        try:
+            return [_put_decoder.decode(b)]
+        except msgspec.ValidationError:
+            return _batch_decoder.decode(b)
 
     def apply(self, p: Put) -> bool:
         """Apply a put; False if this client's op was already applied (a duplicate)."""

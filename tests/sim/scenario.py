@@ -36,6 +36,9 @@ class Scenario:
     restart_after: tuple[int, int] = (2, 40)  # ticks a crashed node stays down
     send_before_persist: bool = False  # a broken driver, to prove the checks bite
     retime_rate: float = 0.0  # per tick: one node takes other election/heartbeat ticks live
+    batch_puts: bool = False  # a node's puts of one tick go in ONE entry (group commit)
+    leader_sends_early: bool = False  # leaders send appends before their own write (rounds.py)
+    forget_rate: float = 0.0  # per tick: a node forgets its leader (a stream ended)
 
     @classmethod
     def from_seed(cls, seed: int, chaos_ticks: int | None = None) -> Scenario:
@@ -69,7 +72,10 @@ class Scenario:
             max_inflight=1 if profile == "narrow" else r.choice((1, 4, 256)),
             max_size_per_msg=1 if profile == "narrow" else r.choice((1, 100, 1 << 20)),
             keys=r.choice((1, 2, 3)),
-            retime_rate=r.choice((0.0, 0.0, 0.03)),  # drawn last: earlier draws unchanged
+            retime_rate=r.choice((0.0, 0.0, 0.03)),  # drawn after the others: earlier
+            batch_puts=r.random() < 0.5,  # draws, hence older seeds' faults, unchanged
+            leader_sends_early=r.random() < 0.75,
+            forget_rate=r.choice((0.0, 0.02, 0.1)),
         )
         if chaos_ticks is not None:
             sc = replace(sc, chaos_ticks=chaos_ticks)
@@ -84,5 +90,6 @@ class Scenario:
             f"membership={self.membership} transfer={self.transfer_rate} "
             f"compact={self.compact_every}/{self.keep_tail} prevote={self.pre_vote} "
             f"checkquorum={self.check_quorum} inflight={self.max_inflight} "
-            f"msgsize={self.max_size_per_msg} retime={self.retime_rate}"
+            f"msgsize={self.max_size_per_msg} retime={self.retime_rate} "
+            f"batch={self.batch_puts} early={self.leader_sends_early} forget={self.forget_rate}"
         )

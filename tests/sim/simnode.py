@@ -7,12 +7,14 @@ import enum
 import random
 from typing import TYPE_CHECKING
 
+from shoal.manager.raft.rounds import EARLY_TYPES
 from shoal.raft import (
     ConfChange,
     Config,
     ConfState,
     EntryType,
     MemoryStorage,
+    Message,
     ProposalDropped,
     RawNode,
     Ready,
@@ -61,6 +63,7 @@ class SimNode:
         self.leader_term = 0
         self.crash_at: CrashPoint | None = None
         self.pending_puts: dict[tuple[int, int], PendingOp] = {}
+        self.unproposed: list[tuple[Put, PendingOp]] = []
         self.pending_reads: dict[bytes, PendingOp] = {}
         self.waiting_reads: list[tuple[int, PendingOp]] = []
 
@@ -118,6 +121,7 @@ class SimNode:
         self.disk.crash(self.sim.rng)
         self.crash_at = None
         self.pending_puts.clear()
+        self.unproposed.clear()
         self.pending_reads.clear()
         self.waiting_reads.clear()
 
@@ -125,6 +129,7 @@ class SimNode:
         """Shut down for good (a removed member)."""
         self.raw = None
         self.pending_puts.clear()
+        self.unproposed.clear()
         self.pending_reads.clear()
         self.waiting_reads.clear()
 
@@ -137,12 +142,30 @@ class SimNode:
     def client_put(self, op: PendingOp, seq: int) -> None:
         assert self.raw is not None and op.value is not None
         put = Put(op.client, seq, op.key, op.value)
+        if self.sim.sc.batch_puts:  # proposed with the others of this tick (flush_puts)
+            self.unproposed.append((put, op))
+            return
         try:
             self.raw.propose(KV.encode_put(put))
         except ProposalDropped:
             self.sim.history.fail(op)
             return
         self.pending_puts[(op.client, seq)] = op
+
+    def flush_puts(self) -> None:
+        """Propose the puts gathered since the last flush as ONE entry, like the store's
+        group commit (one Raft entry per group of transactions)."""
+        if not self.unproposed or self.raw is None:
+            return
+        batch, self.unproposed = self.unproposed, []
+        try:
+            self.raw.propose(KV.encode_batch([put for put, _ in batch]))
+        except ProposalDropped:
+            for _, op in batch:
+                self.sim.history.fail(op)
+            return
+        for put, op in batch:
+            self.pending_puts[(put.client, put.seq)] = op
 
     def client_get(self, op: PendingOp) -> None:
         assert self.raw is not None
@@ -159,11 +182,20 @@ class SimNode:
     def process(self) -> None:
         raw = self.raw
         assert raw is not None
+        self.flush_puts()
         while raw.has_ready():
             rd = raw.ready()
             if self.sim.sc.send_before_persist:  # a deliberately broken driver
                 self._send(rd)
                 self._persist(rd)
+            elif self.sim.sc.leader_sends_early and raw.role is StateRole.LEADER:
+                # the real driver (rounds.py): appends and heartbeats go out first, the
+                # rest once the leader's own write is durable; nothing is stepped between
+                early = [m for m in rd.messages if m.type in EARLY_TYPES]
+                self._send_all(early)
+                self._point(CrashPoint.BEFORE_PERSIST)
+                self._persist(rd)
+                self._send_all([m for m in rd.messages if m.type not in EARLY_TYPES])
             else:
                 self._point(CrashPoint.BEFORE_PERSIST)
                 self._persist(rd)
@@ -194,8 +226,11 @@ class SimNode:
         self._point(CrashPoint.AFTER_SYNC)
 
     def _send(self, rd: Ready) -> None:
+        self._send_all(rd.messages)
+
+    def _send_all(self, messages: tuple[Message, ...] | list[Message]) -> None:
         net, now = self.sim.net, self.sim.now
-        for i, m in enumerate(rd.messages):
+        for i, m in enumerate(messages):
             if i:
                 self._point(CrashPoint.MID_SEND)
             net.send(m, now)
@@ -216,11 +251,11 @@ class SimNode:
                 self.conf_state = self.raw.apply_conf_change(cc)
                 self.sim.on_conf_applied(self, cc)
             elif e.data:
-                put = KV.decode_put(e.data)
-                self.kv.apply(put)
-                op = self.pending_puts.pop((put.client, put.seq), None)
-                if op is not None:
-                    self.sim.history.complete(op)
+                for put in KV.decode_puts(e.data):
+                    self.kv.apply(put)
+                    op = self.pending_puts.pop((put.client, put.seq), None)
+                    if op is not None:
+                        self.sim.history.complete(op)
         for rs in rd.read_states:
             op = self.pending_reads.pop(rs.context, None)
             if op is not None:

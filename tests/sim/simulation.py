@@ -204,6 +204,14 @@ class Simulation:
                 else:
                     victim.crash_at = point
         self._retime()
+        up = self.up_nodes()
+        if sc.forget_rate and up and r.random() < sc.forget_rate:
+            # a transport saw a stream end: really dead leaders and false alarms alike
+            node = r.choice(up)
+            if node.raw is not None and node.raw.lead:
+                self.trace(f"n{node.id} forgets leader n{node.raw.lead}")
+                node.raw.forget_leader(node.raw.lead)
+                self.run_node(node)
         if sc.transfer_rate and r.random() < sc.transfer_rate:
             lead = self.leader()
             if lead is not None and lead.raw is not None:
@@ -329,6 +337,8 @@ class Simulation:
                 self.next_value += 1
                 c.op = self.history.invoke(c.id, "put", key, value, deadline)
                 node.client_put(c.op, c.seq)
+                if sc.batch_puts:
+                    continue  # proposed with the node's other puts of this tick
             else:
                 c.op = self.history.invoke(c.id, "get", key, None, deadline)
                 node.client_get(c.op)

@@ -1,10 +1,14 @@
-"""The Raft `Transport` over 2377: `Raft/Send` calls to each peer, mutual TLS.
+"""The Raft `Transport` over 2377: one long-lived `Raft/Stream` per peer, mutual TLS.
 
 Contract (shoal/manager/raft/transport.py): the driver makes one `send` call at a time
-per peer, so there is at most one call in flight per peer and a peer's messages keep
-their order; `send` never raises: a peer without a known address, or whose call fails,
-is reported unreachable (Raft retries by itself), and a SNAP message's outcome is
-reported with `report_snapshot`.
+per peer; each writes one envelope into the peer's stream and returns once gRPC took it,
+without waiting for the peer (pipelined, in order: no round trip per batch as with the
+former one `Raft/Send` call each). `send` never raises: a peer without a known address,
+or whose stream fails, is reported unreachable (Raft retries by itself) and the stream is
+opened again by the next send. A batch holding a SNAP goes by a unary `Raft/Send` with a
+long deadline instead, so its outcome (delivered to the peer's driver or not) is known
+and reported with `report_snapshot`; it may overtake appends still in the stream, which
+Raft tolerates (a follower rejects what does not fit, the leader probes).
 
 Addresses: a peer's 2377 address is the one it last put in an envelope it sent us (the
 freshest: a restarted manager may listen elsewhere), else the one the store has in its
@@ -15,6 +19,8 @@ gRPC's default two minutes.
 
 Receiving (`RaftReceiver`): the sender's node ID comes from its certificate; every
 message must claim that node's Raft ID as its sender, or it is dropped with a log line.
+When a sender's stream ends, `on_lost(raft ID)` is told (the driver forgets a leader
+whose stream broke, so a follower sees a killed leader at once, not after a timeout).
 """
 
 from __future__ import annotations
@@ -25,8 +31,9 @@ import logging
 from collections.abc import Callable
 
 from shoal.ca.files import NodeTLS
-from shoal.cluster.client import ClusterClient
-from shoal.cluster.raft import RaftEnvelope, encode_envelope, send_raft
+from shoal.cluster.client import ClusterClient, OutStream
+from shoal.cluster.raft import RaftEnvelope, encode_envelope, open_raft_stream, send_raft
+from shoal.cluster.wire import RaftRequest
 from shoal.errors import ShoalError
 from shoal.manager.raft.ids import raft_id
 from shoal.manager.raft.transport import MessageReceiver, PeerReporter
@@ -68,6 +75,7 @@ class RaftTransport:
         self._reporter: PeerReporter | None = None
         self._learned: dict[int, str] = {}
         self._clients: dict[int, tuple[str, bytes, ClusterClient]] = {}
+        self._streams: dict[int, tuple[ClusterClient, OutStream]] = {}
         self._closing: set[asyncio.Task[None]] = set()
 
     def bind(self, reporter: PeerReporter) -> None:
@@ -100,13 +108,38 @@ class RaftTransport:
             return False
         if client is None:
             return False
-        envelope = RaftEnvelope(self._own_addr(), [encode_message(m) for m in messages])
+        envelope = encode_envelope(
+            RaftEnvelope(self._own_addr(), [encode_message(m) for m in messages])
+        )
         try:
-            await send_raft(client, encode_envelope(envelope), timeout)
-        except ShoalError as exc:
+            if any(m.type is MessageType.SNAP for m in messages):
+                await send_raft(client, envelope, timeout)
+            else:
+                stream = self._stream(to, client)
+                try:
+                    await asyncio.wait_for(stream.write(RaftRequest(envelope)), timeout)
+                except BaseException:
+                    self._drop_stream(to)  # a write cut short leaves the call unusable
+                    raise
+        except (ShoalError, TimeoutError) as exc:
             log.debug("raft transport: %d message(s) to %x lost: %s", len(messages), to, exc)
             return False
         return True
+
+    def _stream(self, peer: int, client: ClusterClient) -> OutStream:
+        known = self._streams.get(peer)
+        if known is not None and known[0] is client and not known[1].ended:
+            return known[1]
+        if known is not None:
+            known[1].cancel()
+        stream = open_raft_stream(client)
+        self._streams[peer] = (client, stream)
+        return stream
+
+    def _drop_stream(self, peer: int) -> None:
+        known = self._streams.pop(peer, None)
+        if known is not None:
+            known[1].cancel()
 
     def _client(self, peer: int) -> ClusterClient | None:
         addr = self.address(peer)
@@ -117,6 +150,7 @@ class RaftTransport:
         if known is not None and known[0] == addr and known[1] == tls.cert_pem:
             return known[2]
         if known is not None:
+            self._drop_stream(peer)
             self._close_later(known[2])
         client = ClusterClient(addr, tls.ca_pem, tls, extra_options=list(RECONNECT_OPTIONS))
         self._clients[peer] = (addr, tls.cert_pem, client)
@@ -128,6 +162,8 @@ class RaftTransport:
         task.add_done_callback(self._closing.discard)
 
     async def close(self) -> None:
+        for peer in list(self._streams):
+            self._drop_stream(peer)
         clients, self._clients = self._clients, {}
         for _, _, client in clients.values():
             with contextlib.suppress(Exception):
@@ -137,17 +173,25 @@ class RaftTransport:
 
 
 class RaftReceiver:
-    """The `Raft/Send` handler: checks senders, decodes frames, feeds the driver."""
+    """The `Raft/Stream` and `Raft/Send` handler: checks senders, decodes frames, feeds
+    the driver; `lost` is the endpoint's stream-ended hook."""
 
     def __init__(
         self,
         node: MessageReceiver,
         transport: RaftTransport,
         max_bytes: int = DEFAULT_MAX_DECODE_BYTES,
+        *,
+        on_lost: Callable[[int], None] | None = None,
     ) -> None:
         self._node = node
         self._transport = transport
         self._max = max_bytes
+        self._on_lost = on_lost
+
+    def lost(self, sender: str) -> None:
+        if self._on_lost is not None:
+            self._on_lost(raft_id(sender))
 
     async def __call__(self, envelope: RaftEnvelope, sender: str) -> None:
         rid = raft_id(sender)

@@ -250,6 +250,18 @@ class RaftNode(ReadyRounds, Requests, Membership):
     def report_unreachable(self, peer: int) -> None:
         self._submit(functools.partial(self._raw.report_unreachable, peer))
 
+    def report_stream_lost(self, peer: int) -> None:
+        """The transport's stream from `peer` ended (its process or host went away, or it
+        rebuilt its channel). If `peer` is our leader we stop waiting for a whole election
+        timeout to notice (`RawNode.forget_leader`); pre-vote makes a false alarm cheap."""
+
+        def forget() -> None:
+            if self._raw.lead == peer and peer != self.id:
+                log.info("raft %x: stream from leader %x ended: forgetting it", self.id, peer)
+                self._raw.forget_leader(peer)
+
+        self._submit(forget)
+
     def report_snapshot(self, peer: int, ok: bool) -> None:
         self._submit(functools.partial(self._raw.report_snapshot, peer, ok=ok))
 

@@ -81,12 +81,18 @@ class RaftLog:
         sm = StoreStateMachine(store)
         return cls(RaftNode(node_id, storage, transport, sm, config, rng=rng))
 
-    async def propose(self, batch: bytes) -> None:
+    def check_writable(self) -> None:
+        """`NotLeader` unless this node is a ready leader: `Store.update` asks before it
+        runs a transaction, so a follower refuses (and its API forwards) at once instead
+        of building a batch that `propose` would refuse."""
         node = self.node
         if not node.leader_ready:
             leader = node.leader_id if node.leader_id != node.id else 0
             raise NotLeader(f"raft {node.id:x}: not the leader (leader {leader:x})", leader)
-        await node.propose(batch)
+
+    async def propose(self, batch: bytes) -> None:
+        self.check_writable()
+        await self.node.propose(batch)
 
     async def barrier(self, timeout: float | None = None) -> None:
         """Wait until the local store reflects every write acknowledged before the call."""

@@ -19,9 +19,25 @@ from shoal.manager.raft.leadership import LeadershipNotifier
 from shoal.manager.raft.outbox import Outbox
 from shoal.manager.raft.pending import Proposals, Reads
 from shoal.manager.raft.storage import SQLiteStorage
-from shoal.raft import ConfChange, EntryType, Message, RawNode, Ready, StateRole, decode
+from shoal.raft import (
+    ConfChange,
+    EntryType,
+    Message,
+    MessageType,
+    RawNode,
+    Ready,
+    StateRole,
+    decode,
+)
 
-__all__ = ["ReadyRounds"]
+__all__ = ["EARLY_TYPES", "ReadyRounds"]
+
+# What a leader may send before its own write of the same Ready is durable (Raft thesis
+# 10.2.1, etcd's "write to its disk in parallel with replicating"): appends and heartbeats
+# carry nothing the leader promised on disk. It is safe here because the driver steps no
+# message while it waits for the write, so no acknowledgement can commit an entry before
+# the leader holds it durably too. Votes and everything else wait for the write.
+EARLY_TYPES = frozenset({MessageType.APP, MessageType.HEARTBEAT, MessageType.SNAP})
 
 log = logging.getLogger("shoal.manager.raft.node")
 
@@ -52,6 +68,12 @@ class ReadyRounds:
 
     async def _handle_ready(self, rd: Ready) -> None:
         st = self._storage
+        messages = rd.messages
+        if messages and self._raw.role is StateRole.LEADER:
+            early = tuple(m for m in messages if m.type in EARLY_TYPES)
+            if early:
+                self._send(early)  # followers write while we write (see EARLY_TYPES)
+                messages = tuple(m for m in messages if m.type not in EARLY_TYPES)
         if rd.must_sync:
             await st.persist(
                 snapshot=rd.snapshot, entries=rd.entries, hard_state=rd.hard_state, sync=True
@@ -62,7 +84,7 @@ class ReadyRounds:
             st.save(hard_state=rd.hard_state, sync=False)
         if rd.entries and self._raw.role is StateRole.LEADER:
             self._note_term_start(rd)
-        self._send(rd.messages)
+        self._send(messages)
         self._apply(rd)
         self._raw.advance(rd)
 

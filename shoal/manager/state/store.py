@@ -6,12 +6,13 @@ committed and applied. Only `apply` mutates the tables; it runs for every commit
 in commit order, on every replica, and publishes one event per change followed by a
 `Commit`.
 
-Writers are committed in groups (swarmkit's batching): transactions that arrive while a
-batch is being committed wait together; the next group runs them one after another against
-one `Tx` (each sees the writes of those before it, a failing one is rolled back alone) and
-proposes all their writes as ONE batch, one log entry. A transaction's version checks hold
-until it commits, since nothing else writes while its group is in flight; the order of the
-group is the order of commit (serialisable, as with one lock, but one fsync/round for all).
+Writers are committed in groups (swarmkit's batching) by a committer task: transactions
+that arrive while a batch is being committed wait together; the next group runs them one
+after another against one `Tx` (each sees the writes of those before it, a failing one is
+rolled back alone) and proposes all their writes as ONE batch, one log entry. A
+transaction's version checks hold until it commits, since nothing else writes while its
+group is in flight; the order of the group is the order of commit (serialisable, as with
+one lock, but one fsync/round for all).
 
 Objects handed out by `view()` are the stored ones and must be treated as read-only;
 `Tx.get`/`Tx.find` hand out copies that the caller may edit and pass back to `Tx.update`.
@@ -73,11 +74,26 @@ class Log(Protocol):
     async def propose(self, batch: bytes) -> None: ...
 
 
+NAMED_KINDS = frozenset({"service", "network", "secret", "config"})  # objects with spec.name
+_Names = dict[str, dict[str, set[str]]]  # kind -> spec.name -> IDs (networks may share one)
+
+
+def _name_of(obj: Any) -> str:
+    return str(obj.spec.name)
+
+
 class ReadView(TypedTables):
     """Committed state; `view.services.get(id)` etc. are the typed reads (`tables.py`)."""
 
-    def __init__(self, tables: dict[str, dict[str, Any]]) -> None:
+    def __init__(self, tables: dict[str, dict[str, Any]], names: _Names | None = None) -> None:
         self._tables = tables
+        self._names = names
+
+    def named(self, kind: str, name: str) -> builtins.list[Any]:
+        if self._names is None or kind not in NAMED_KINDS:
+            return self.find(kind, lambda o: getattr(o.spec, "name", None) == name)
+        table = self._tables[kind]
+        return [table[i] for i in self._names[kind].get(name, ())]
 
     def get(self, kind: str, obj_id: str) -> Any | None:
         return self._tables[kind].get(obj_id)
@@ -95,8 +111,9 @@ class Tx(TypedTables):
     `tx.services.get(id)` / `tx.nodes.update(node)` etc. are the typed forms (`tables.py`).
     """
 
-    def __init__(self, tables: dict[str, dict[str, Any]]) -> None:
+    def __init__(self, tables: dict[str, dict[str, Any]], names: _Names | None = None) -> None:
         self._tables = tables
+        self._names = names
         self._writes: dict[tuple[str, str], tuple[Literal["create", "update", "delete"], Any]] = {}
 
     def _current(self, kind: str, obj_id: str) -> Any | None:
@@ -125,6 +142,19 @@ class Tx(TypedTables):
 
     def find(self, kind: str, pred: Callable[[Any], bool]) -> builtins.list[Any]:
         return [clone(o) for o in self._all(kind) if pred(o)]
+
+    def named(self, kind: str, name: str) -> builtins.list[Any]:
+        """Like `find(kind, spec.name == name)`: committed objects from the name index
+        (unless this transaction rewrote them), then this transaction's own writes."""
+        if self._names is None or kind not in NAMED_KINDS:
+            return self.find(kind, lambda o: getattr(o.spec, "name", None) == name)
+        table = self._tables[kind]
+        ids = self._names[kind].get(name, ())
+        found = [clone(table[i]) for i in ids if (kind, i) not in self._writes]
+        for (k, _), (action, obj) in self._writes.items():
+            if k == kind and action != "delete" and _name_of(obj) == name:
+                found.append(clone(obj))
+        return found
 
     def create(self, kind: str, obj: Any) -> None:
         if self._current(kind, obj.id) is not None:
@@ -167,11 +197,11 @@ _Queued = tuple[Callable[[Tx], Any], "asyncio.Future[Any]"]
 class Store:
     def __init__(self) -> None:
         self._tables: dict[str, dict[str, Any]] = {kind: {} for kind in KINDS}
+        self._names: _Names = {kind: {} for kind in NAMED_KINDS}
         self._log: Log | None = None
         self._lock = asyncio.Lock()
         self._queued: list[_Queued] = []
         self._committer: asyncio.Task[None] | None = None
-        self._committing = False
         self._watchers: list[asyncio.Queue[Event | Commit]] = []
         self.index = 0
         self.recent: deque[Event] = deque(maxlen=RECENT_EVENTS)  # a ring, oldest first
@@ -181,7 +211,7 @@ class Store:
 
     # -- reads --------------------------------------------------------------------------
     def view(self) -> ReadView:
-        return ReadView(self._tables)
+        return ReadView(self._tables, self._names)
 
     def watch(self) -> asyncio.Queue[Event | Commit]:
         """Subscribe to events. Take a `view()` in the same synchronous step to miss nothing."""
@@ -197,30 +227,34 @@ class Store:
     async def update(self, fn: Callable[[Tx], T]) -> T:
         """Run `fn` in a transaction and commit what it wrote; returns `fn`'s result."""
         assert self._log is not None, "store has no log attached"
+        gate = getattr(self._log, "check_writable", None)
+        if gate is not None:
+            gate()  # e.g. a Raft follower: refused before `fn` runs (it is forwarded anyway)
         done: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
         self._queued.append((fn, done))
-        if not self._committing:
-            await self._commit_groups()  # this caller drives the groups until none is left
+        if self._committer is None or self._committer.done():
+            self._committer = asyncio.create_task(self._commit_groups(), name="store-commit")
         result: T = await done
         return result
 
     async def _commit_groups(self) -> None:
-        """Commit queued transactions, a group at a time, until none is left."""
-        self._committing = True
+        """Commit queued transactions, a group at a time, until none is left. A task of its
+        own: no caller waits beyond its own group's commit for the groups after it."""
         try:
             while self._queued:
                 async with self._lock:
                     await asyncio.sleep(0)  # one turn: writers ready to run join this group
                     group, self._queued = self._queued, []
                     await self._commit_group(group)
-        finally:
-            self._committing = False
-            if self._queued:  # the driver was cancelled: hand what came meanwhile on
-                self._committer = asyncio.create_task(self._commit_groups())
+        except asyncio.CancelledError:  # the loop is going away: nobody waits forever
+            for _, done in self._queued:
+                done.cancel()
+            self._queued = []
+            raise
 
     async def _commit_group(self, group: builtins.list[_Queued]) -> None:
         assert self._log is not None
-        tx = Tx(self._tables)
+        tx = Tx(self._tables, self._names)
         results: builtins.list[tuple[asyncio.Future[Any], Any]] = []
         for fn, done in group:
             before = dict(tx._writes)
@@ -256,6 +290,7 @@ class Store:
             if change.action == "delete":
                 if old is not None:
                     del table[change.id]
+                    self._unname(change.kind, old)
                     events.append(Event(change.kind, "delete", old, old, batch.timestamp))
                 continue
             obj = msgspec.msgpack.decode(change.data, type=KINDS[change.kind])
@@ -264,6 +299,9 @@ class Store:
             if old is None:
                 obj.created_at = obj.created_at or batch.timestamp
             table[change.id] = obj
+            if old is not None:
+                self._unname(change.kind, old)
+            self._name(change.kind, obj)
             action = "create" if old is None else "update"
             events.append(Event(change.kind, action, obj, old, batch.timestamp))
         self.recent.extend(events)
@@ -272,12 +310,26 @@ class Store:
                 queue.put_nowait(event)
             queue.put_nowait(Commit(self.index))
 
+    def _name(self, kind: str, obj: Any) -> None:
+        if kind in NAMED_KINDS:
+            self._names[kind].setdefault(_name_of(obj), set()).add(obj.id)
+
+    def _unname(self, kind: str, obj: Any) -> None:
+        if kind in NAMED_KINDS:
+            ids = self._names[kind].get(_name_of(obj))
+            if ids is not None:
+                ids.discard(obj.id)
+                if not ids:
+                    del self._names[kind][_name_of(obj)]
+
     def load(self, objects: dict[str, list[Any]], index: int) -> None:
         """Replace the whole state (restore from disk or a snapshot); no events."""
         self._tables = {kind: {} for kind in KINDS}
+        self._names = {kind: {} for kind in NAMED_KINDS}
         for kind, objs in objects.items():
             for obj in objs:
                 self._tables[kind][obj.id] = obj
+                self._name(kind, obj)
         self.index = index
 
     def publish_reload(self) -> None:

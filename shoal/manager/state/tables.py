@@ -23,6 +23,7 @@ class _Reads(Protocol):
     def get(self, kind: str, obj_id: str) -> Any | None: ...
     def list(self, kind: str) -> builtins.list[Any]: ...
     def find(self, kind: str, pred: Callable[[Any], bool]) -> builtins.list[Any]: ...
+    def named(self, kind: str, name: str) -> builtins.list[Any]: ...
 
 
 @runtime_checkable
@@ -50,6 +51,12 @@ class Table(Generic[T]):
 
     def find(self, pred: Callable[[T], bool]) -> builtins.list[T]:
         objs: builtins.list[T] = self._source.find(self.kind, pred)
+        return objs
+
+    def named(self, name: str) -> builtins.list[T]:
+        """The objects whose `spec.name` is `name`, from the store's name index (kinds in
+        `NAMED_KINDS`; a scan for the others): not O(table) per lookup as `find` is."""
+        objs: builtins.list[T] = self._source.named(self.kind, name)
         return objs
 
 

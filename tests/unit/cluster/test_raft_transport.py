@@ -1,4 +1,5 @@
-"""The Raft transport over 2377: delivery in order, sender checks, reports, never raising."""
+"""The Raft transport over 2377: delivery in order, sender checks, reports, never raising,
+a stream per peer whose end the receiver hears of."""
 
 from __future__ import annotations
 
@@ -49,6 +50,13 @@ class Reports:
 
 @pytest.fixture
 async def pair() -> AsyncIterator[tuple[RootCA, ClusterServer, Inbox, RaftTransport, Reports]]:
+    async for value in _pair():
+        yield value
+
+
+async def _pair(
+    lost: list[int] | None = None,
+) -> AsyncIterator[tuple[RootCA, ClusterServer, Inbox, RaftTransport, Reports]]:
     ca = RootCA.generate("c1")
     server = ClusterServer(_tls(ca, "b"))
     endpoint = RaftEndpoint()
@@ -59,7 +67,8 @@ async def pair() -> AsyncIterator[tuple[RootCA, ClusterServer, Inbox, RaftTransp
     a_tls = _tls(ca, "a")
     sender = RaftTransport(lambda: "127.0.0.1:1", lambda: a_tls, addrs.get)
     b_side = RaftTransport(lambda: f"127.0.0.1:{port}", lambda: _tls(ca, "b"), lambda r: None)
-    endpoint.set_handler(RaftReceiver(inbox, b_side))
+    receiver = RaftReceiver(inbox, b_side, on_lost=None if lost is None else lost.append)
+    endpoint.set_handler(receiver, receiver.lost)
     reports = Reports()
     sender.bind(reports)
     try:
@@ -81,7 +90,8 @@ async def test_messages_arrive_in_order_and_snapshots_are_reported(pair) -> None
         await sender.send(b, [_msg(MessageType.APP, "a", "b", i)])
     snap = Message(type=MessageType.SNAP, from_=raft_id("a"), to=b, term=1,
                    snapshot=Snapshot(metadata=SnapshotMetadata(index=9, term=1)))
-    await sender.send(b, [snap])
+    await eventually(lambda: len(inbox.got) == 5)  # streamed: send does not wait for b
+    await sender.send(b, [snap])  # a unary call: returns once b's driver has it
     assert [m.index for m in inbox.got[:5]] == [0, 1, 2, 3, 4]
     assert inbox.got[5].type is MessageType.SNAP
     assert reports.snapshots == [(b, True)] and reports.unreachable == []
@@ -124,3 +134,55 @@ async def test_spoofed_senders_and_garbage_are_dropped_workers_refused(pair) -> 
             await send_raft(worker, encode_envelope(RaftEnvelope("", [])))
     finally:
         await worker.close()
+
+
+async def test_many_sends_share_one_stream_and_its_end_is_reported() -> None:
+    lost: list[int] = []
+    gen = _pair(lost)
+    _, server, inbox, sender, reports = await gen.__anext__()
+    try:
+        b = raft_id("b")
+        for i in range(200):
+            await sender.send(b, [_msg(MessageType.APP, "a", "b", i)])
+        await eventually(lambda: len(inbox.got) == 200)
+        assert [m.index for m in inbox.got] == list(range(200))
+        assert reports.unreachable == [] and lost == []
+        assert len(server.peers) == 1  # one connection carried them all
+        await sender.close()  # the sender goes away: b hears its stream end
+        await eventually(lambda: lost == [raft_id("a")])
+    finally:
+        await gen.aclose()
+
+
+async def test_a_stream_is_opened_again_after_the_peer_restarts() -> None:
+    lost: list[int] = []
+    gen = _pair(lost)
+    ca, server, inbox, sender, reports = await gen.__anext__()
+    try:
+        b = raft_id("b")
+        await sender.send(b, [_msg(MessageType.APP, "a", "b", 1)])
+        await eventually(lambda: len(inbox.got) == 1)
+        port = server.port
+        await server.stop()
+        await eventually(lambda: lost == [raft_id("a")])
+
+        async def noticed() -> bool:  # b is down: sends are lost, soon reported so
+            await sender.send(b, [_msg(MessageType.APP, "a", "b", 2)])
+            return bool(reports.unreachable) and reports.unreachable[-1] == b
+
+        await eventually(noticed)
+        again = ClusterServer(_tls(ca, "b"))
+        endpoint = RaftEndpoint()
+        endpoint.register(again)
+        endpoint.set_handler(RaftReceiver(inbox, sender))
+        await again.start("127.0.0.1", port)
+        try:
+            async def delivered() -> bool:
+                await sender.send(b, [_msg(MessageType.APP, "a", "b", 3)])
+                return any(m.index == 3 for m in inbox.got)
+
+            await eventually(delivered)
+        finally:
+            await again.stop()
+    finally:
+        await gen.aclose()

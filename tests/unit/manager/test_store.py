@@ -7,11 +7,14 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
-from shoal.api.types import Service, ServiceSpec
+from shoal.api.types import Secret, SecretSpec, Service, ServiceSpec
 from shoal.errors import Conflict, NotFound, OutOfSequence, Unavailable
 from shoal.manager.state.locallog import LocalLog
 from shoal.manager.state.store import Commit, Event, Store, Tx
+from tests.polling import eventually
 
 
 def make_store(tmp_path: Path) -> tuple[Store, LocalLog]:
@@ -174,3 +177,106 @@ async def test_a_refused_proposal_fails_every_transaction_of_its_group() -> None
     )
     assert all(isinstance(o, Unavailable) for o in outcomes)
     assert store.view().list("service") == []
+
+
+class GatedLog:
+    """Each proposal waits for its own release: a Raft round that takes as long as the test
+    says. `check_writable` refuses while `writable` is False (a follower)."""
+
+    def __init__(self, store: Store) -> None:
+        self.store = store
+        self.rounds: list[asyncio.Event] = []
+        self.writable = True
+        self.proposed = 0
+
+    def check_writable(self) -> None:
+        if not self.writable:
+            raise Unavailable("not the leader")
+
+    async def propose(self, batch: bytes) -> None:
+        self.proposed += 1
+        gate = asyncio.Event()
+        self.rounds.append(gate)
+        await gate.wait()
+        self.store.apply(batch)
+
+
+async def test_a_writer_returns_once_its_group_commits_not_after_later_groups() -> None:
+    """The first writer used to drive every later group before returning; a committer task
+    drives them now, so its answer does not wait for writers that came after it."""
+    store = Store()
+    log = GatedLog(store)
+    store.attach(log)
+    first = asyncio.create_task(store.update(lambda tx: tx.create("service", Service(id="a"))))
+    await eventually(lambda: len(log.rounds) == 1)
+    later = asyncio.create_task(store.update(lambda tx: tx.create("service", Service(id="b"))))
+    log.rounds[0].set()  # the first group commits; "b" forms the next group, still in flight
+    await eventually(lambda: len(log.rounds) == 2)
+    await asyncio.wait_for(first, 5)
+    assert not later.done()
+    log.rounds[1].set()
+    await asyncio.wait_for(later, 5)
+    assert sorted(s.id for s in store.view().list("service")) == ["a", "b"]
+
+
+async def test_a_log_that_refuses_writes_refuses_before_the_transaction_runs() -> None:
+    store = Store()
+    log = GatedLog(store)
+    log.writable = False
+    store.attach(log)
+    ran = []
+    with pytest.raises(Unavailable, match="not the leader"):
+        await store.update(lambda tx: ran.append(1))
+    assert ran == [] and log.proposed == 0
+
+
+_NAMES = ("a", "b", "c")
+_op = st.tuples(
+    st.sampled_from(("create", "rename", "delete")), st.integers(0, 5), st.sampled_from(_NAMES)
+)
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.lists(st.lists(_op, max_size=4), max_size=8), st.booleans())
+def test_the_name_index_answers_as_a_scan_does(groups: list[list[tuple[str, int, str]]],
+                                                restore: bool) -> None:
+    """`named` (index, plus a transaction's own writes) equals `find(spec.name == name)`,
+    inside transactions and after commits, deletes, renames and a restore (`load`)."""
+
+    async def run() -> None:
+        store = Store()
+        store.attach(CountingLog(store))
+
+        def txn(ops: list[tuple[str, int, str]]) -> Callable[[Tx], None]:
+            def fn(tx: Tx) -> None:
+                for action, i, name in ops:
+                    cur = tx.get("secret", f"s{i}")
+                    if action == "create" and cur is None:
+                        tx.create("secret", Secret(id=f"s{i}", spec=SecretSpec(name=name)))
+                    elif action == "rename" and cur is not None:
+                        cur.spec.name = name
+                        tx.update("secret", cur)
+                    elif action == "delete" and cur is not None:
+                        tx.delete("secret", f"s{i}")
+                    for n in _NAMES:  # inside the transaction, with its writes pending
+                        pred = lambda o, n=n: o.spec.name == n  # noqa: E731
+                        want = sorted(o.id for o in tx.find("secret", pred))
+                        assert sorted(o.id for o in tx.secrets.named(n)) == want
+
+            return fn
+
+        for ops in groups:
+            await store.update(txn(ops))
+            view = store.view()
+            for n in _NAMES:
+                want = sorted(o.id for o in view.find("secret", lambda o, n=n: o.spec.name == n))
+                assert sorted(o.id for o in view.secrets.named(n)) == want
+        if restore:
+            again = Store()
+            again.load(store.snapshot(), store.index)
+            for n in _NAMES:
+                assert sorted(o.id for o in again.view().secrets.named(n)) == sorted(
+                    o.id for o in store.view().secrets.named(n)
+                )
+
+    asyncio.run(run())

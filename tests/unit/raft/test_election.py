@@ -190,3 +190,64 @@ def test_single_node_elects_itself_and_commits_alone() -> None:
     net.propose(1, b"x")
     assert net.data_applied(1) == [b"x"]
     assert net.trace == []  # nobody to talk to
+
+
+def test_forget_leader_elects_a_successor_within_a_tick_or_two() -> None:
+    """Both followers saw the leader's stream end (it was killed): each forgets it, grants
+    votes at once (no lease), and the lower ID campaigns after 1 tick, the other only after
+    1 + election_tick/2 (not 10..19 ticks, and no split vote when both notice at once)."""
+    for seed in range(50):
+        net = Net(seed=seed)
+        net.elect(1)
+        net.isolate(1)  # dead
+        for f in (2, 3):
+            net.node(f).forget_leader(1)
+            assert net.node(f).lead == 0
+        ticks = 0
+        while not [n for n in net.leaders() if n != 1]:
+            net.tick(2)
+            net.tick(3)
+            net.stabilize()
+            ticks += 1
+            assert ticks <= 2, seed
+        assert net.leaders() == [1, 2] or net.leaders() == [2, 1]  # 1 is cut off, unaware
+        assert net.node(2).lead == net.node(3).lead == 2
+        assert net.node(2).term == 3  # one election, no split vote
+
+
+def test_forget_leader_lets_the_next_in_line_win_when_the_first_cannot() -> None:
+    """The lowest survivor is down too (5 voters, 1 and 2 gone): 3 campaigns after 1 +
+    5 ticks (its rank is 1), long before an election timeout."""
+    net = Net((1, 2, 3, 4, 5))
+    net.elect(1)
+    net.isolate(1)
+    net.isolate(2)
+    for f in (3, 4, 5):
+        net.node(f).forget_leader(1)
+    ticks = 0
+    while not [n for n in net.leaders() if n not in (1,)]:
+        for f in (3, 4, 5):
+            net.tick(f)
+        net.stabilize()
+        ticks += 1
+        assert ticks <= 6
+    assert net.node(4).lead == net.node(5).lead == 3
+
+
+def test_forget_leader_is_a_false_alarm_when_the_leader_lives() -> None:
+    """One follower forgets a live leader (its stream was rebuilt): its pre-vote is refused
+    (the others are in lease), nobody's term moves, the next heartbeat restores it."""
+    net = Net()
+    net.elect(1)
+    net.node(2).forget_leader(1)
+    net.node(2).forget_leader(3)  # not its leader: ignored
+    net.node(1).forget_leader(1)  # a leader: ignored
+    assert net.node(2).lead == 0 and net.node(1).role is StateRole.LEADER
+    for _ in range(5):
+        net.tick(2)
+        net.stabilize()
+    net.tick(1)
+    net.stabilize()
+    assert net.leaders() == [1]
+    assert set(net.terms().values()) == {2}
+    assert net.node(2).lead == 1
