@@ -79,7 +79,7 @@ class Cluster:
                             return str(node["Description"]["Hostname"]).removeprefix("shoal-")
             except Exception:
                 continue
-        raise SystemExit("no leader")
+        raise RuntimeError("no manager names a leader")
 
     def poller(self, avoid: str = "") -> str:
         leader = avoid or self.leader()
@@ -258,7 +258,11 @@ def run_code(code: str, tag: str, args: argparse.Namespace, nodes: int, replicas
         for kill in (False, True):
             if ("kill" if kill else "burst") not in parts:
                 continue
-            r = burst(c, replicas, kill)
+            try:
+                r = burst(c, replicas, kill)
+            except Exception as exc:  # a phase that could not run is a figure too
+                print(f"  {'kill' if kill else 'burst'} phase failed: {exc}", flush=True)
+                r = {"all_running_s": float("nan"), "down": [], "limbo": -1, "bad_slots": -1}
             figures["kill" if kill else "burst"] = r
             print(f"  {replicas} replicas{' (leader killed)' if kill else ''}: all running after "
                   f"{r['all_running_s']:.1f}s, down {r['down']}, limbo {r['limbo']}, "
