@@ -229,8 +229,9 @@ class RemoteSession:
             return
         batch = list(self._pending.values())
         try:
-            await client.call("Dispatcher/UpdateTaskStatus", StatusRequest(batch), Empty)
-        except Unavailable:
+            await _status_call(client, StatusRequest(batch))
+        except Unavailable as exc:
+            log.info("session: %d status report(s) kept: %s", len(batch), exc.message)
             self._kept.set()  # kept: retried on this session, else sent after the reconnect
             return
         except ShoalError:
@@ -253,7 +254,7 @@ class RemoteSession:
             if client is None:
                 return
             try:
-                await client.call("Dispatcher/UpdateTaskStatus", StatusRequest([update]), Empty)
+                await _status_call(client, StatusRequest([update]))
             except Unavailable:
                 self._kept.set()
                 return
@@ -267,6 +268,21 @@ class RemoteSession:
         for update in batch:
             if self._pending.get(update.task_id) is update:
                 del self._pending[update.task_id]
+
+
+async def _status_call(client: ClusterClient, request: StatusRequest) -> None:
+    """UpdateTaskStatus; a call cancelled under us (grpc.aio raises CancelledError when the
+    session's channel is closed mid-call) is Unavailable: the reports stay kept. Before, the
+    CancelledError ended the agent's reporter task, and the node never reported again."""
+    try:
+        await client.call("Dispatcher/UpdateTaskStatus", request, Empty)
+    except asyncio.CancelledError:
+        task = asyncio.current_task()
+        if task is not None and task.cancelling():
+            raise  # this task itself is being cancelled
+        raise Unavailable(
+            f"status report to {client.addr} cancelled: the session closed"
+        ) from None
 
 
 def network_of(message: SessionMessage) -> NetView:

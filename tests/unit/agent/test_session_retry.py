@@ -60,3 +60,33 @@ async def test_a_kept_report_is_retried_without_a_new_report_or_session(tmp_path
     assert not run.done()  # the same session
     run.cancel()
     await asyncio.gather(run, return_exceptions=True)
+
+
+class ClosedUnderTheCall(InProcessClient):
+    """The first status call is cancelled under the caller, as grpc.aio does when the
+    session's channel is closed while the call is in flight."""
+
+    def __init__(self, dispatcher: Dispatcher) -> None:
+        super().__init__(dispatcher)
+        self.cancelled = False
+
+    async def call(self, method: str, req: Any, kind: type, timeout: float = 0) -> Any:
+        if method == "Dispatcher/UpdateTaskStatus" and not self.cancelled:
+            self.cancelled = True
+            raise asyncio.CancelledError
+        return await super().call(method, req, kind, timeout)
+
+
+async def test_a_call_cancelled_by_a_closing_channel_keeps_the_reports(tmp_path: Path) -> None:
+    store = make_store(tmp_path)
+    ids = await seed(store, 3)
+    dispatcher = Dispatcher(store, "m1")
+    dispatcher.leading = True
+    session = remote_session()
+    run = asyncio.create_task(session._session(ClosedUnderTheCall(dispatcher)))  # type: ignore[arg-type]
+    await session.connected.wait()
+    # the agent's reporter awaits this: it must not end with CancelledError
+    await session.report([StatusUpdate(t, status("running")) for t in ids])
+    await until(lambda: all(store.view().get("task", t).status.state == "running" for t in ids))
+    run.cancel()
+    await asyncio.gather(run, return_exceptions=True)
