@@ -8,7 +8,9 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import signal
+import sys
 
 from shoal.httpapi.server import serve_api
 from shoal.node.node import Node
@@ -20,10 +22,30 @@ __all__ = ["DaemonOptions", "run_daemon"]
 log = logging.getLogger("shoal.daemon")
 
 
+def _pidfd_child_watcher(loop: asyncio.AbstractEventLoop) -> None:
+    """Child processes (task shims, runc, nft, conntrack) watched by a pidfd in the loop
+    instead of asyncio's default of one thread per child, whose start the loop waits for
+    (~10 % of a node's loop in a 60-task burst under load). Python 3.11's asyncio only;
+    uvloop and 3.12+ watch children without threads already."""
+    watcher_cls = getattr(asyncio, "PidfdChildWatcher", None)
+    if watcher_cls is None or not hasattr(os, "pidfd_open") or sys.version_info >= (3, 12):
+        return
+    if type(loop).__module__.startswith("uvloop"):
+        return
+    try:
+        os.close(os.pidfd_open(os.getpid()))  # the kernel has pidfds (Linux >= 5.3)
+    except OSError:
+        return
+    watcher = watcher_cls()
+    watcher.attach_loop(loop)
+    asyncio.get_event_loop_policy().set_child_watcher(watcher)
+
+
 async def _serve(opts: DaemonOptions) -> None:
+    loop = asyncio.get_running_loop()
+    _pidfd_child_watcher(loop)
     daemon = Node(opts)
     stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
     async with (serve_api(daemon, opts.hosts or ["unix:///run/shoal/shoal.sock"]),

@@ -162,10 +162,17 @@ class Agent:
         for task_id in self.ctx.runtime.leftovers():
             if task_id in live or task_id in self._controllers:
                 continue
-            if task_id in assigned:
-                self._finished.add(task_id)
-            else:
+            task = assigned.get(task_id)
+            if task is None:
                 await self._purge(task_id)
+            elif is_terminal(task.status.state):
+                self._finished.add(task_id)
+            elif TaskController.wants_stop(task):
+                self._lost(task, "shutdown", "")
+            else:
+                # killed mid-start (a bundle without its config): never reported past
+                # `preparing`; reported lost, else it stays in limbo in the store for good
+                self._lost(task)
 
     # -- status up, heartbeats ----------------------------------------------------------
     async def _reporter(self) -> None:

@@ -44,14 +44,18 @@ async def wait_listening(address: str, ports: list[int], interval: float = 0.05)
 
     A process that has started is not yet serving: routing to it before its socket listens
     fails connections. Until a health check says more, a task gets traffic once its
-    published TCP target ports accept connections.
+    published TCP target ports accept connections. The pause between attempts starts at
+    5 ms and doubles up to `interval`: most servers listen within milliseconds of their
+    start, and `running` (then the mesh) waits for this probe.
     """
     for port in ports:
+        pause = min(0.005, interval)
         while True:
             try:
                 _, writer = await asyncio.wait_for(asyncio.open_connection(address, port), 1.0)
             except (OSError, TimeoutError):
-                await asyncio.sleep(interval)
+                await asyncio.sleep(pause)
+                pause = min(pause * 2, interval)
                 continue
             writer.close()
             break

@@ -8,7 +8,10 @@ growing pause. The list is refreshed from every session message and handed to
 Heartbeats are sent here, at the period the dispatcher asks for; the agent's own
 `heartbeat()` calls are no-ops. Status reports made while no manager is reachable are kept
 (latest per task) and sent after the reconnect, so a state change is never lost; a report
-the dispatcher refuses (a backwards transition) raises, as the contract says.
+the dispatcher refuses (a backwards transition) raises, as the contract says. A report the
+connected manager could not take yet (Unavailable: a leader just elected that cannot
+commit yet) is kept and retried on the same session after a short growing pause, not only
+when the next report or session comes (a node whose last task just started has none).
 
 On every new session the last state of every task this node holds is sent again (swarmkit's
 agent does the same): a report that was in flight when a session broke, or that reached a
@@ -79,6 +82,7 @@ class RemoteSession:
         self._latest: list[Task] | None = None
         self._new_tasks = asyncio.Event()
         self._pending: dict[str, StatusUpdate] = {}
+        self._kept = asyncio.Event()  # set when a flush kept reports for a retry
         self._held: dict[str, StatusUpdate] = {}  # last state reported, per task held
         self.period = 5.0
         self.connected_to = ""
@@ -159,12 +163,13 @@ class RemoteSession:
         await self._flush_each()
         reader = asyncio.create_task(self._read(stream))
         beats = asyncio.create_task(self._heartbeats(client))
+        retries = asyncio.create_task(self._retry_kept())
         try:
             done, _ = await asyncio.wait({reader, beats}, return_when=asyncio.FIRST_COMPLETED)
         finally:
-            for task in (reader, beats):
+            for task in (reader, beats, retries):
                 task.cancel()
-            await asyncio.gather(reader, beats, return_exceptions=True)
+            await asyncio.gather(reader, beats, retries, return_exceptions=True)
         for task in done:
             task.result()  # the ShoalError that ended the session, if any
         raise Unavailable("the manager closed the session")
@@ -208,15 +213,27 @@ class RemoteSession:
             self.heartbeat_latency.observe(asyncio.get_running_loop().time() - start)
             self.period = response.period
 
+    async def _retry_kept(self) -> None:
+        """Send kept reports again while this session lasts (0.1 s pause, doubling to 1 s)."""
+        pause = 0.1
+        while True:
+            await self._kept.wait()
+            self._kept.clear()
+            await asyncio.sleep(pause)
+            await self._flush_each()
+            pause = min(pause * 2, 1.0) if self._kept.is_set() else 0.1
+
     async def _flush(self) -> None:
         client = self._client
         if client is None or not self._pending:
             return
         batch = list(self._pending.values())
         try:
-            await client.call("Dispatcher/UpdateTaskStatus", StatusRequest(batch), Empty)
-        except Unavailable:
-            return  # kept; sent after the reconnect
+            await _status_call(client, StatusRequest(batch))
+        except Unavailable as exc:
+            log.info("session: %d status report(s) kept: %s", len(batch), exc.message)
+            self._kept.set()  # kept: retried on this session, else sent after the reconnect
+            return
         except ShoalError:
             self._drop(batch)
             raise  # refused: the agent retries one by one and logs the culprit
@@ -237,8 +254,9 @@ class RemoteSession:
             if client is None:
                 return
             try:
-                await client.call("Dispatcher/UpdateTaskStatus", StatusRequest([update]), Empty)
+                await _status_call(client, StatusRequest([update]))
             except Unavailable:
+                self._kept.set()
                 return
             except ShoalError as exc:
                 log.warning(
@@ -250,6 +268,21 @@ class RemoteSession:
         for update in batch:
             if self._pending.get(update.task_id) is update:
                 del self._pending[update.task_id]
+
+
+async def _status_call(client: ClusterClient, request: StatusRequest) -> None:
+    """UpdateTaskStatus; a call cancelled under us (grpc.aio raises CancelledError when the
+    session's channel is closed mid-call) is Unavailable: the reports stay kept. Before, the
+    CancelledError ended the agent's reporter task, and the node never reported again."""
+    try:
+        await client.call("Dispatcher/UpdateTaskStatus", request, Empty)
+    except asyncio.CancelledError:
+        task = asyncio.current_task()
+        if task is not None and task.cancelling():
+            raise  # this task itself is being cancelled
+        raise Unavailable(
+            f"status report to {client.addr} cancelled: the session closed"
+        ) from None
 
 
 def network_of(message: SessionMessage) -> NetView:

@@ -101,8 +101,19 @@ class ManagerSession:
         return heartbeat_period(clusters[0]) if clusters else 5.0
 
     async def run(self) -> None:
-        """Heartbeats to the leader while following; kept reports retried. Until a
-        heartbeat gets through (no leader known yet, or it failed) it retries quickly."""
+        """Heartbeats to the leader while following, and kept reports retried, each in a
+        loop of its own: a report flush that waits on a slow leader (seconds, in a task
+        burst) must not hold the next heartbeat back (the node would be marked down)."""
+        retries = asyncio.create_task(self._retry_kept(), name="manager-session-reports")
+        try:
+            await self._heartbeats()
+        finally:
+            retries.cancel()
+            await asyncio.gather(retries, return_exceptions=True)
+
+    async def _heartbeats(self) -> None:
+        """Until a heartbeat gets through (no leader known yet, or it failed) it retries
+        quickly."""
         while True:
             beat = self._raft.is_leader
             if not beat and self._raft.node.leader_id:
@@ -113,7 +124,10 @@ class ManagerSession:
                     beat = True
                 except Unavailable as exc:
                     log.info("manager session: heartbeat to the leader failed: %s", exc.message)
+            await asyncio.sleep(self._period() if beat else min(self._period(), 0.5))
+
+    async def _retry_kept(self) -> None:
+        while True:
+            await asyncio.sleep(0.5)
             if self._pending:
                 await self._flush()
-            quick = self._pending or not beat
-            await asyncio.sleep(min(self._period(), 0.5) if quick else self._period())

@@ -32,6 +32,7 @@ __all__ = [
     "delete_link",
     "ensure_bridge",
     "forget_neighbour",
+    "link_index",
     "set_sysctl",
     "unpin",
 ]
@@ -42,25 +43,33 @@ _ENODEV = 19
 _EEXIST = 17
 
 
-async def _index(ipr: AsyncIPRoute, name: str) -> int | None:
-    found = await ipr.link_lookup(ifname=name)
-    return int(found[0]) if found else None
+async def link_index(ipr: AsyncIPRoute, name: str) -> int | None:
+    """The index of link `name`, None if there is none: one RTM_GETLINK by name (pyroute2's
+    `link_lookup` dumps and decodes every link: O(links) per call, and a node with 60
+    tasks has 60 veths, several lookups per task start)."""
+    try:
+        found = await ipr.link("get", ifname=name)
+    except NetlinkError as exc:
+        if exc.code == _ENODEV:
+            return None
+        raise
+    return int(found[0]["index"]) if found else None
 
 
 async def ensure_bridge(bridge: str, gateway: ipaddress.IPv4Interface) -> None:
     """Bridge `bridge` up holding exactly `gateway` as IPv4 address; lo up. Idempotent."""
     async with AsyncIPRoute() as ipr:
-        lo = await _index(ipr, "lo")
+        lo = await link_index(ipr, "lo")
         if lo is not None:
             await ipr.link("set", index=lo, state="up")
-        idx = await _index(ipr, bridge)
+        idx = await link_index(ipr, bridge)
         if idx is None:
             try:
                 await ipr.link("add", ifname=bridge, kind="bridge")
             except NetlinkError as exc:
                 if exc.code != _EEXIST:  # created concurrently: fine
                     raise
-            idx = await _index(ipr, bridge)
+            idx = await link_index(ipr, bridge)
             assert idx is not None
         present = set()
         async for msg in await ipr.addr("dump", index=idx, family=socket.AF_INET):
@@ -84,10 +93,10 @@ def set_sysctl(name: str, value: str) -> None:
 async def create_veth(bridge: str, host_name: str, netns_fd: int) -> None:
     """veth pair: `host_name` on the bridge and up, its peer `eth0` born in the task netns."""
     async with AsyncIPRoute() as ipr:
-        br = await _index(ipr, bridge)
+        br = await link_index(ipr, bridge)
         if br is None:
             raise NetlinkError(_ENODEV, f"bridge {bridge} does not exist")
-        if await _index(ipr, host_name) is not None:
+        if await link_index(ipr, host_name) is not None:
             raise NetlinkError(_EEXIST, f"link {host_name} exists")
         await ipr.link(
             "add",
@@ -95,7 +104,7 @@ async def create_veth(bridge: str, host_name: str, netns_fd: int) -> None:
             kind="veth",
             peer={"ifname": "eth0", "net_ns_fd": netns_fd},
         )
-        idx = await _index(ipr, host_name)
+        idx = await link_index(ipr, host_name)
         try:
             if idx is None:
                 raise NetlinkError(_ENODEV, f"link {host_name} vanished")
@@ -126,8 +135,8 @@ async def configure_task_side(
         os.close(fd)
         raise
     async with ipr:
-        lo = await _index(ipr, "lo")
-        eth0 = await _index(ipr, "eth0")
+        lo = await link_index(ipr, "lo")
+        eth0 = await link_index(ipr, "eth0")
         if lo is None or eth0 is None:
             raise NetlinkError(_ENODEV, "eth0 or lo missing in the task namespace")
         await ipr.link("set", index=lo, state="up")
@@ -141,7 +150,7 @@ async def configure_task_side(
 async def forget_neighbour(bridge: str, address: ipaddress.IPv4Address) -> None:
     """Delete the neighbour entry for `address` on `bridge`, if there is one."""
     async with AsyncIPRoute() as ipr:
-        idx = await _index(ipr, bridge)
+        idx = await link_index(ipr, bridge)
         if idx is None:
             return
         try:
@@ -154,7 +163,7 @@ async def forget_neighbour(bridge: str, address: ipaddress.IPv4Address) -> None:
 async def delete_link(name: str) -> bool:
     """Delete a link of the current netns by name; False if it did not exist."""
     async with AsyncIPRoute() as ipr:
-        idx = await _index(ipr, name)
+        idx = await link_index(ipr, name)
         if idx is None:
             return False
         try:

@@ -16,13 +16,14 @@ import logging
 import os
 import socket
 from collections.abc import Callable, Mapping
+from ipaddress import IPv4Address
 from pathlib import Path
 
 from pyroute2 import AsyncIPRoute
 from pyroute2.netlink.exceptions import NetlinkError
 
 from shoal.agent.exec.netns_call import in_netns_at
-from shoal.agent.exec.netsetup import delete_link, ensure_bridge, set_sysctl
+from shoal.agent.exec.netsetup import delete_link, ensure_bridge, link_index, set_sysctl
 from shoal.agent.svcnet.plan import TABLE, NetPlan, TaskLink, nft_script, plan
 from shoal.gossip.table import EndpointTable
 
@@ -42,9 +43,7 @@ def _netlink_socket() -> int:
     return socket.socket(socket.AF_NETLINK, socket.SOCK_DGRAM, 0).detach()
 
 
-async def _index(ipr: AsyncIPRoute, name: str) -> int | None:
-    found = await ipr.link_lookup(ifname=name)
-    return int(found[0]) if found else None
+_index = link_index  # one RTM_GETLINK by name, not a dump of every link
 
 
 async def _add_link(link: TaskLink, netns_path: str) -> None:
@@ -98,6 +97,8 @@ class ServiceNetworks:
         self.applied = NetPlan()
         self._links: set[TaskLink] = set()
         self._nft_text = ""
+        # (overlay device index, routes) as last made; None: unknown, ask the kernel
+        self._routes_set: tuple[int | None, dict[IPv4Address, IPv4Address]] | None = None
 
     async def run(self, every: float = 1.0) -> None:
         """Apply on every table change (and every `every` s for new peers/namespaces).
@@ -159,9 +160,15 @@ class ServiceNetworks:
             self._links.add(link)
 
     async def _routes(self, wanted: NetPlan) -> None:
+        """The per-task /32 routes to other nodes. When neither they nor the overlay
+        device changed since the last pass, no route is dumped or written (most table
+        changes of a task burst are not a route's)."""
         want = dict(wanted.routes)
         async with AsyncIPRoute() as ipr:
             device = await _index(ipr, OVERLAY_DEVICE)
+            if self._routes_set == (device, want):
+                return
+            self._routes_set = None
             held = await _our_routes(ipr)
             for dst in held.keys() - want.keys():
                 with contextlib.suppress(NetlinkError):
@@ -172,6 +179,7 @@ class ServiceNetworks:
                 if held.get(dst) != str(via):
                     await ipr.route("replace", dst=f"{dst}/32", gateway=str(via), oif=device,
                                     flags=4, proto=RT_PROTO)
+            self._routes_set = (device, want)
 
     async def _run_nft(self, script: str) -> None:
         proc = await asyncio.create_subprocess_exec(
@@ -187,6 +195,7 @@ class ServiceNetworks:
             with contextlib.suppress(Exception):
                 await delete_link(link.host_name)
         self._links.clear()
+        self._routes_set = None
         with contextlib.suppress(Exception):
             await self._routes(NetPlan())
         for bridge in self.applied.bridges:

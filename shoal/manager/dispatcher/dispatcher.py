@@ -108,8 +108,7 @@ class Dispatcher:
                 if raw != last:
                     last = raw
                     yield message
-                while not isinstance(await queue.get(), Commit):
-                    pass
+                await _next_commit(queue)
                 self._member(caller)
         finally:
             self.open_sessions -= 1
@@ -282,6 +281,16 @@ def not_leader(store: Store) -> Unavailable:
         if status is not None and status.leader and status.addr:
             return Unavailable(f"this manager is not the leader; {LEADER_AT}{status.addr}")
     return Unavailable("this manager is not the leader")
+
+
+async def _next_commit(queue: asyncio.Queue[Event | Commit]) -> None:
+    """Wait for a commit, then take every event already queued behind it: a session that
+    fell behind a burst of commits builds one message for all of them, not one each."""
+    while not isinstance(await queue.get(), Commit):
+        pass
+    await asyncio.sleep(0)  # commits made in this loop turn join the same message
+    while not queue.empty():
+        queue.get_nowait()
 
 
 def _earliest(a: float | None, b: float | None) -> float | None:

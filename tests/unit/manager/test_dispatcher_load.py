@@ -249,3 +249,39 @@ async def test_a_follower_names_the_leader_and_the_worker_goes_there(tmp_path: P
     assert session._follow_leader(f"heartbeat unanswered: {refused.value.message}")
     assert session.managers == ["m2:2377", "m1:2377", "m3:2377"]
     assert session.managers[(session._index + 1) % 3] == "m2:2377"
+
+
+class CountingDispatcher(Dispatcher):
+    builds = 0
+
+    def _message(self, node_id: str) -> SessionMessage:
+        self.builds += 1
+        return super()._message(node_id)
+
+
+async def test_a_session_behind_many_commits_builds_one_message_for_them(tmp_path: Path) -> None:
+    store = make_store(tmp_path)
+    ids = await seed(store, 10)
+    dispatcher = CountingDispatcher(store, "m1")
+    dispatcher.leading = True
+    stream = dispatcher.session(SessionRequest(hostname="w1", addr="10.0.0.2"), CALLER)
+    first = await anext(stream)
+    assert [t.status.state for t in first.tasks] == ["assigned"] * 10
+    for task_id in ids:  # ten commits while the session's message is not being read
+
+        def fn(tx: Tx, task_id: str = task_id) -> None:
+            task = tx.get("task", task_id)
+            task.status = status("running")
+            tx.update("task", task)
+
+        await store.update(fn)
+    builds = dispatcher.builds
+    message = await anext(stream)
+    assert [t.status.state for t in message.tasks] == ["running"] * 10
+    waiting = asyncio.ensure_future(anext(stream))  # the commits seen: it only waits now
+    for _ in range(50):
+        await asyncio.sleep(0)
+    assert not waiting.done()
+    assert dispatcher.builds == builds + 1  # not one per commit
+    waiting.cancel()
+    await asyncio.gather(waiting, return_exceptions=True)

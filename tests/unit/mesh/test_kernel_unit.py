@@ -29,7 +29,10 @@ class Tools:
         self.root = root
         self.nft = self._script("nft", 'cat >> "$D/nft.log"; echo "--" >> "$D/nft.log"\n'
                                 'if [ -e "$D/fail" ]; then echo "Error: boom" >&2; exit 1; fi\n')
-        self.conntrack = self._script("conntrack", 'echo "$*" >> "$D/conntrack.log"; exit 1\n')
+        # `-R -`: one deletion per stdin line (conntrack-tools' batch), logged one per line
+        self.conntrack = self._script("conntrack", 'if [ "$*" = "-R -" ]; then '
+                                      'cat >> "$D/conntrack.log"; echo R >> "$D/batches"; '
+                                      'else echo "$*" >> "$D/conntrack.log"; fi; exit 1\n')
 
     def _script(self, name: str, body: str) -> str:
         path = self.root / name
@@ -61,11 +64,22 @@ async def test_first_apply_replaces_then_only_diffs(tools: Tools) -> None:
     assert first.startswith("add table inet shoal\ndelete table inet shoal\n")
     assert second.startswith("flush chain inet shoal svc-tcp-8080\n")
     assert "add table" not in second
-    assert sorted(tools.conntrack_calls()) == [  # run concurrently: any order
+    assert sorted(tools.conntrack_calls()) == [
         "-D -p tcp --state SYN_SENT --orig-port-dst 8080 --reply-src 198.19.1.11 "
         "--reply-port-src 80",
         "-D -p udp --orig-port-dst 53 --reply-src 198.19.1.11 --reply-port-src 53",
     ]
+    assert (tools.root / "batches").read_text() == "R\n"  # both in one process
+
+
+async def test_a_refused_batch_falls_back_to_one_call_per_deletion(tools: Tools) -> None:
+    old = tools._script("conntrack-old", 'if [ "$1" = "-R" ]; then '
+                        'echo "conntrack: invalid option -- R" >&2; exit 2; fi\n'
+                        'echo "$*" >> "$D/conntrack.log"; exit 1\n')
+    plane = KernelDataPlane(nft=tools.nft, conntrack=old)
+    await plane.apply(mesh("198.19.1.10", "198.19.1.11"))
+    await plane.apply(mesh("198.19.1.10"))
+    assert len(tools.conntrack_calls()) == 2  # the two deletions, one process each
 
 
 async def test_failure_raises_with_nft_message_and_rebuilds_next_time(tools: Tools) -> None:
