@@ -98,6 +98,7 @@ class ServiceNetworks:
         self.applied = NetPlan()
         self._links: set[TaskLink] = set()
         self._nft_text = ""
+        self._complete = False  # the kernel holds all of `applied` (no link/route pending)
 
     async def run(self, every: float = 1.0) -> None:
         """Apply on every table change (and every `every` s for new peers/namespaces).
@@ -114,15 +115,19 @@ class ServiceNetworks:
 
     async def apply(self) -> None:
         wanted = plan(self.node_id, self.endpoints.entries(), self.slices())
+        if wanted == self.applied and self._complete:
+            return  # the periodic pass of an idle node: no netlink dump (issue 13, idle CPU)
+        self._complete = False
         await self._bridges(wanted)
-        await self._task_links(wanted)
-        await self._routes(wanted)
+        links_done = await self._task_links(wanted)
+        routes_done = await self._routes(wanted)
         await self._drop_bridges(wanted)
         text = nft_script(wanted)
         if text != self._nft_text:
             await self._run_nft(text)
             self._nft_text = text
         self.applied = wanted
+        self._complete = links_done and routes_done
 
     async def _bridges(self, wanted: NetPlan) -> None:
         old = {b.name for b in self.applied.bridges}
@@ -137,7 +142,8 @@ class ServiceNetworks:
             if bridge.name not in keep:
                 await delete_link(bridge.name)
 
-    async def _task_links(self, wanted: NetPlan) -> None:
+    async def _task_links(self, wanted: NetPlan) -> bool:
+        """True when every wanted link is in place (none waits for its namespace)."""
         want = set(wanted.links)
         for link in sorted(self._links - want):
             await delete_link(link.host_name)
@@ -157,8 +163,10 @@ class ServiceNetworks:
                 await delete_link(link.host_name)
                 continue
             self._links.add(link)
+        return want <= self._links
 
-    async def _routes(self, wanted: NetPlan) -> None:
+    async def _routes(self, wanted: NetPlan) -> bool:
+        """True when the kernel holds the wanted routes (False: no overlay device yet)."""
         want = dict(wanted.routes)
         async with AsyncIPRoute() as ipr:
             device = await _index(ipr, OVERLAY_DEVICE)
@@ -167,11 +175,12 @@ class ServiceNetworks:
                 with contextlib.suppress(NetlinkError):
                     await ipr.route("del", dst=f"{dst}/32", proto=RT_PROTO)
             if device is None:
-                return
+                return not want
             for dst, via in want.items():
                 if held.get(dst) != str(via):
                     await ipr.route("replace", dst=f"{dst}/32", gateway=str(via), oif=device,
                                     flags=4, proto=RT_PROTO)
+        return True
 
     async def _run_nft(self, script: str) -> None:
         proc = await asyncio.create_subprocess_exec(
@@ -197,6 +206,7 @@ class ServiceNetworks:
                 await self._run_nft(f"table ip {TABLE}\ndelete table ip {TABLE}\n")
         self._nft_text = ""
         self.applied = NetPlan()
+        self._complete = False
 
 
 async def _exists(name: str) -> bool:
