@@ -54,6 +54,16 @@ def rss_mib(pid: int) -> float:
     return float("nan")
 
 
+def pss_mib(pid: int) -> float:
+    """Proportional set size: shared library pages split between the processes mapping
+    them (the daemons of one lab share grpc's, cryptography's... pages; RSS counts them
+    whole in every daemon)."""
+    for line in Path(f"/proc/{pid}/smaps_rollup").read_text().splitlines():
+        if line.startswith("Pss:"):
+            return int(line.split()[1]) / 1024
+    return float("nan")
+
+
 def threads(pid: int) -> int:
     return len(os.listdir(f"/proc/{pid}/task"))
 
@@ -102,15 +112,16 @@ def report(
 ) -> None:
     print(f"idle for {elapsed:.0f} s; load average before {load_before[0]:.1f}, "
           f"after {os.getloadavg()[0]:.1f}")  # fmt: skip
-    print("| code | host | role | CPU % of a core | RSS MiB | threads |")
-    print("|---|---|---|---|---|---|")
+    print("| code | host | role | CPU % of a core | RSS MiB | PSS MiB | threads |")
+    print("|---|---|---|---|---|---|---|")
     summary: dict[str, dict[str, list[tuple[float, float]]]] = {}
     for name, hosts in pids.items():
         for host, (role, pid) in sorted(hosts.items()):
             pct = 100 * (cpu_seconds(pid) - before[name][host]) / elapsed
             rss = rss_mib(pid)
             summary.setdefault(name, {}).setdefault(role, []).append((pct, rss))
-            print(f"| {name} | {host} | {role} | {pct:.2f} | {rss:.1f} | {threads(pid)} |")
+            print(f"| {name} | {host} | {role} | {pct:.2f} | {rss:.1f} | {pss_mib(pid):.1f} "
+                  f"| {threads(pid)} |")  # fmt: skip
     print()
     print("| code | role | mean CPU % | max CPU % | mean RSS MiB | max RSS MiB | CPU vs baseline |")
     print("|---|---|---|---|---|---|---|")
