@@ -16,6 +16,7 @@ started from it (the figures of both are in docs/design/control-plane-load.md).
 from __future__ import annotations
 
 import argparse
+import collections
 import json
 import os
 import statistics
@@ -121,6 +122,10 @@ def one_run(lab: Lab, victim: str, after: float) -> tuple[float, int, int]:
     fails = [x["at"] for x in lines if "at" in x and x["at"] >= stopped - 0.1]
     counts = next(x["summary"] for x in lines if "summary" in x)
     last = max(fails) - stopped if fails else 0.0
+    late = collections.Counter((x["target"], str(x.get("error"))[:60]) for x in lines
+                               if "at" in x and x["at"] - stopped > 1.0)  # fmt: skip
+    if late:  # what failed more than 1 s after the stop (a slow mesh, or the machine?)
+        print(f"  failed > 1 s after the stop: {dict(late)}", flush=True)
     lab.start(victim)
     wait_running(lab, len(lab.hosts()))
     return max(0.0, last), counts["failed"], counts["ok"]

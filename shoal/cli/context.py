@@ -10,7 +10,6 @@ terminal width, environment) is a field, so tests pass their own `CliContext` as
 from __future__ import annotations
 
 import os
-import shutil
 import sys
 import time
 from collections.abc import Callable, Iterator
@@ -70,7 +69,18 @@ def _stdout_isatty() -> bool:
 
 
 def _term_width() -> int:
-    return shutil.get_terminal_size((200, 24)).columns
+    """shutil.get_terminal_size's answer (COLUMNS, then the terminal, else 200) without
+    importing shutil, which imports bz2 and lzma (issue 13: `service ls` start time)."""
+    try:
+        columns = int(os.environ.get("COLUMNS", "0"))
+    except ValueError:
+        columns = 0
+    if columns <= 0:
+        try:
+            columns = os.get_terminal_size(sys.__stdout__.fileno()).columns  # type: ignore[union-attr]
+        except (AttributeError, ValueError, OSError):
+            columns = 0
+    return columns if columns > 0 else 200
 
 
 @dataclass

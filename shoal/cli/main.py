@@ -29,7 +29,7 @@ DEFAULT_HOST = "unix:///run/shoal/shoal.sock"  # shoal.client.DEFAULT_HOST (a te
 COMMANDS = {
     "swarm": ("shoal.cli.swarm", "swarm"),
     "node": ("shoal.cli.node", "node"),
-    "service": ("shoal.cli.service", "service"),
+    "service": ("shoal.cli.service_group", "service"),
     "network": ("shoal.cli.network", "network"),
     "image": ("shoal.cli.image", "image"),
     "pull": ("shoal.cli.image", "pull"),

@@ -12,7 +12,6 @@ import csv
 import ipaddress
 import os
 import re
-from decimal import Decimal, InvalidOperation
 from typing import Any
 
 from shoal.errors import InvalidArgument
@@ -250,6 +249,8 @@ _SIZE = re.compile(r"^(\d+(?:\.\d+)*) ?([kKmMgGtTpP])?[iI]?[bB]?$")
 
 def parse_memory(value: str) -> int:
     """go-units RAMInBytes: `512m`, `1g`, `1.5GiB` (1024-based)."""
+    from decimal import Decimal  # not at import: `service ls` has no use for it
+
     match = _SIZE.match(value)
     if match is None:
         raise ValueError(f"invalid size: '{value}'")
@@ -262,6 +263,8 @@ def parse_memory(value: str) -> int:
 
 def parse_cpus(value: str) -> int:
     """docker's NanoCPUs: `0.5` -> 500000000; more than 9 decimals is refused."""
+    from decimal import Decimal, InvalidOperation
+
     try:
         number = Decimal(value)
     except InvalidOperation:

@@ -1,4 +1,4 @@
-"""`shoal service create|update|scale|rollback|rm` (and the group with ls/ps/inspect/logs).
+"""`shoal service create|update|scale|rollback|rm` (the group is shoal/cli/service_group.py).
 
 Same calls as docker: create POSTs the spec built from the flags; update, scale and rollback
 GET the service, edit (or, for rollback, keep) its whole spec and POST it back with
@@ -19,21 +19,11 @@ from shoal.cli.opts import parse_uint
 from shoal.cli.progress import ProgressWriter, wait_on_service
 from shoal.cli.registry_auth import registry_auth_header
 from shoal.cli.service_flags import collect, service_options
-from shoal.cli.service_view import inspect, logs, ls, ps
 from shoal.cli.spec import build_spec
 from shoal.cli.spec_update import apply_update, check_update_flags
 from shoal.errors import APIError, ShoalError
 
-__all__ = ["service"]
-
-
-@click.group()
-def service() -> None:
-    """Manage Swarm services."""
-
-
-for _command in (ls, ps, inspect, logs):
-    service.add_command(_command)
+__all__ = ["create", "rm", "rollback", "scale", "update"]
 
 
 def _tag_image(spec: dict[str, Any]) -> None:
@@ -113,7 +103,7 @@ def _wait(cli: CliContext, client: ApiClient, ref: str, flags: dict[str, Any]) -
     wait_on_service(cli, client, ref, out, None if timeout is None else timeout / 1e9)
 
 
-@service.command(context_settings={"allow_interspersed_args": False})
+@click.command(context_settings={"allow_interspersed_args": False})
 @service_options("create")
 @click.argument("image")
 @click.argument("args", nargs=-1, type=click.UNPROCESSED, metavar="[COMMAND] [ARG...]")
@@ -135,7 +125,7 @@ def create(ctx: click.Context, /, image: str, args: tuple[str, ...], **_: Any) -
     _wait(cli, client, str(response.get("ID", "")), flags)
 
 
-@service.command()
+@click.command()
 @service_options("update")
 @click.argument("ref", metavar="SERVICE")
 @click.pass_context
@@ -172,7 +162,7 @@ def update(ctx: click.Context, /, ref: str, **_: Any) -> None:
     _wait(cli, client, ref, flags)
 
 
-@service.command()
+@click.command()
 @click.argument("ref", metavar="SERVICE")
 @click.option("-d", "--detach", is_flag=True, help="Exit immediately instead of waiting")
 @click.option("-q", "--quiet", is_flag=True, help="Suppress progress output")
@@ -203,7 +193,7 @@ def _wait_flags(detach: bool, quiet: bool, timeout: str | None) -> dict[str, Any
     return flags
 
 
-@service.command()
+@click.command()
 @click.argument("specs", nargs=-1, required=True, metavar="SERVICE=REPLICAS [SERVICE=REPLICAS...]")
 @click.option("-d", "--detach", is_flag=True, help="Exit immediately instead of waiting")
 @click.option("--timeout", help="Give up waiting after this many seconds (shoal extension)")
@@ -262,7 +252,7 @@ def _scale_one(client: ApiClient, name: str, replicas: int) -> None:
     _print_warnings(response)
 
 
-@service.command("rm")
+@click.command("rm")
 @click.argument("refs", nargs=-1, required=True, metavar="SERVICE [SERVICE...]")
 @click.pass_context
 def rm(ctx: click.Context, refs: tuple[str, ...]) -> None:

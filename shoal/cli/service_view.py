@@ -1,4 +1,7 @@
-"""`shoal service ls|ps|inspect|logs`: read-only views, docker's calls and output."""
+"""`shoal service ls|ps|inspect|logs`: read-only views, docker's calls and output.
+
+What only ps, inspect or logs need is imported inside them (`service ls` starts faster).
+"""
 
 from __future__ import annotations
 
@@ -18,12 +21,8 @@ from shoal.cli.common import (
     pretty_each,
 )
 from shoal.cli.context import ApiClient, CliContext, pass_cli
-from shoal.cli.durations import parse_duration, parse_time
 from shoal.cli.format import Row, image_display, natural_key, render, service_ports, truncate_id
-from shoal.cli.logs import FrameParser, LogOptions, LogPrefixer
 from shoal.cli.opts import parse_filters
-from shoal.cli.pretty import service_pretty
-from shoal.cli.tasks import print_tasks
 from shoal.errors import APIError, ShoalError
 
 __all__ = ["SERVICE_FORMAT", "SERVICE_HEADERS", "inspect", "logs", "ls", "ps", "service_rows"]
@@ -171,6 +170,8 @@ def ps(
     fmt: str, filters: tuple[str, ...],
 ) -> None:  # fmt: skip
     """List the tasks of one or more services."""
+    from shoal.cli.tasks import print_tasks
+
     filters_param(filters)  # refuse a bad filter before any request
     wanted = parse_filters(filters)
     client = cli.get_client()
@@ -196,6 +197,8 @@ def ps(
 @pass_cli
 def inspect(cli: CliContext, refs: tuple[str, ...], fmt: str, as_pretty: bool) -> None:
     """Display detailed information on one or more services."""
+    from shoal.cli.pretty import service_pretty
+
     if fmt.startswith("pretty") and fmt != "pretty":
         raise ShoalError("cannot supply extra formatting options to the pretty template")
     client = cli.get_client()
@@ -216,6 +219,8 @@ def inspect(cli: CliContext, refs: tuple[str, ...], fmt: str, as_pretty: bool) -
 
 def _since(value: str, cli: CliContext) -> str:
     """docker's GetTimestamp: a duration ago, an RFC 3339 time, or unix seconds as given."""
+    from shoal.cli.durations import parse_duration, parse_time
+
     try:
         ago = parse_duration(value)
     except ValueError:
@@ -243,6 +248,8 @@ def _since(value: str, cli: CliContext) -> str:
 @pass_cli
 def logs(cli: CliContext, /, ref: str, **opts: Any) -> None:
     """Fetch the logs of a service or task."""
+    from shoal.cli.logs import FrameParser, LogOptions, LogPrefixer
+
     client = cli.get_client()
     try:
         target = client.get(f"/services/{ref}")

@@ -243,18 +243,36 @@ class GossipNode:
             self._tcp.close()
 
     async def _ticker(self) -> None:
+        """Tick the core every `tick` s from a timer callback: one loop wake-up per tick,
+        where a sleeping task took two (the timer, then the task's step) — on an idle node
+        the ticks are most of what wakes the daemon (issue 13)."""
         loop = asyncio.get_running_loop()
         period = self.options.tick
+        failed: asyncio.Future[None] = loop.create_future()
         next_at = loop.time() + period
-        while True:
-            await asyncio.sleep(max(0.0, next_at - loop.time()))
+        handle: asyncio.TimerHandle | None = None
+
+        def fire() -> None:
+            nonlocal next_at, handle
             if loop.time() - next_at > 2 * period:
                 # the loop stalled: let time jump instead of ticking in a burst, which would
                 # expire probe deadlines before the acks waiting in the socket are read
                 next_at = loop.time()
-            self.core.tick()
-            self._flush()
+            try:
+                self.core.tick()
+                self._flush()
+            except BaseException as exc:  # the task fails with it, as a sleeping loop did
+                if not failed.done():
+                    failed.set_exception(exc)
+                return
             next_at += period
+            handle = loop.call_at(next_at, fire)
+
+        handle = loop.call_at(next_at, fire)
+        try:
+            await failed
+        finally:
+            handle.cancel()
 
     def _local_change(self) -> None:
         # called inside the table's change (maybe inside the core's own step): act after it

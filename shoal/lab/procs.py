@@ -21,8 +21,6 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-import httpx
-
 from shoal.client import Client
 from shoal.errors import ShoalError, Unavailable
 from shoal.lab.cgroups import join_argv
@@ -138,7 +136,7 @@ def wait_ready(
             try:
                 client.get("/_ping")
                 return
-            except (ShoalError, httpx.HTTPError):
+            except ShoalError:
                 pass
             problem = None
             if not alive():

@@ -3,14 +3,15 @@
 A worker has no store. Its agent's session is a `RemoteSession` with the managers'
 dispatcher over 2377, which also feeds the node network its published ports and network
 view (`PortFeed`, `NetFeed`); its certificate is renewed by a manager (`CA/Renew` over the
-same session). The role polls `CA/Role` to learn when it is promoted. Stopping the role
-cancels the session and the renewal; nothing of it survives into a manager role.
+same session). The role polls `CA/Role` to learn when it is promoted, on a channel it keeps
+open between polls (issue 13: a new TLS connection every 2 s was most of an idle worker's
+and a good part of an idle manager's CPU). Stopping the role cancels the session and the
+renewal and closes that channel; nothing of it survives into a manager role.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import random
 from collections.abc import Callable
 from typing import TypeVar
@@ -60,6 +61,8 @@ class WorkerRole:
         self.session: RemoteSession | None = None
         self.renewer: CertRenewer | None = None
         self._tasks: list[asyncio.Task[None]] = []
+        # the `CA/Role` poll's channel: (manager address, certificate it presents), client
+        self._role_client: tuple[tuple[str, bytes], ClusterClient] | None = None
 
     def start(self, gossip_addr: str, save_tls: Callable[[NodeTLS], None]) -> RemoteSession:
         """Open the session to the managers and start renewing; the session (for the agent)."""
@@ -83,11 +86,34 @@ class WorkerRole:
 
     async def wanted_role(self) -> str | None:
         """The role the managers want for this node (`CA/Role`), None if none answers."""
-        for addr in self.manager_addrs():
-            with contextlib.suppress(ShoalError):
-                answer = await call_manager(self._tls(), addr, "CA/Role", Empty(), RoleResponse)
-                return answer.role
+        addrs = self.manager_addrs()
+        if self._role_client is not None and self._role_client[0][0] in addrs:
+            addrs.remove(self._role_client[0][0])
+            addrs.insert(0, self._role_client[0][0])  # the manager that answered last
+        for addr in addrs:
+            client = await self._role_channel(addr)
+            try:
+                answer = await client.call("CA/Role", Empty(), RoleResponse, timeout=5.0)
+            except ShoalError:
+                await self._close_role_channel()
+                continue
+            return answer.role
         return None
+
+    async def _role_channel(self, addr: str) -> ClusterClient:
+        tls = self._tls()
+        key = (addr, tls.cert_pem)
+        if self._role_client is not None and self._role_client[0] == key:
+            return self._role_client[1]
+        await self._close_role_channel()  # another manager, or a renewed certificate
+        client = ClusterClient(addr, tls.ca_pem, tls)
+        self._role_client = (key, client)
+        return client
+
+    async def _close_role_channel(self) -> None:
+        if self._role_client is not None:
+            client, self._role_client = self._role_client[1], None
+            await asyncio.shield(client.close())
 
     def manager_addrs(self) -> list[str]:
         return list(self._managers())
@@ -103,3 +129,4 @@ class WorkerRole:
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
+        await self._close_role_channel()

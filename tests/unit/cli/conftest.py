@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+
 import pytest
 
-from .fakes import FakeClock, FakeDaemon, Shoal
+from .fakes import FakeClock, FakeDaemon, Shoal, serve
 
 
 @pytest.fixture
@@ -22,5 +24,6 @@ def clock() -> FakeClock:
 
 
 @pytest.fixture
-def shoal(daemon: FakeDaemon, clock: FakeClock) -> Shoal:
-    return Shoal(daemon, clock)
+def shoal(daemon: FakeDaemon, clock: FakeClock) -> Iterator[Shoal]:
+    with serve(daemon) as host:
+        yield Shoal(daemon, clock, host)

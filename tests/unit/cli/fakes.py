@@ -1,9 +1,10 @@
 """A fake Engine API daemon for the CLI tests, and a runner wired to it.
 
 `FakeDaemon` keeps services, tasks and nodes in memory and answers the calls the CLI makes
-(Docker's paths, bodies and errors) through `httpx.MockTransport`, so the real
-`shoal.client.Client` (query encoding, error decoding, streaming) is exercised; it records
-every request. The CLI receives the client through `CliContext(client_factory=...)`, its
+(Docker's paths, bodies and errors). `serve(daemon)` puts it behind a real HTTP/1.1 server
+on a unix socket (a thread of this process), so the real `shoal.client.Client` is exercised
+end to end (query encoding, keep-alive, error decoding, chunked streams); it records every
+request. The CLI receives the client through `CliContext(client_factory=...)`, its
 injection point; clocks and sleeping are fakes too, so waiting costs no real time.
 """
 
@@ -11,13 +12,18 @@ from __future__ import annotations
 
 import itertools
 import json
-from collections.abc import Callable
+import shutil
+import tempfile
+import threading
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from http.server import BaseHTTPRequestHandler
+from socketserver import ThreadingUnixStreamServer
 from typing import Any
-from urllib.parse import parse_qsl
+from urllib.parse import parse_qsl, urlsplit
 
-import httpx
 from click.testing import CliRunner, Result
 
 from shoal.cli.context import CliContext
@@ -36,12 +42,29 @@ class Recorded:
     headers: dict[str, str] = field(default_factory=dict)
 
 
-def _json(status: int, body: Any) -> httpx.Response:
-    return httpx.Response(status, json=body)
+class Hangup(Exception):
+    """Raised by an override: the server closes the connection without an answer."""
 
 
-def _error(status: int, message: str) -> httpx.Response:
-    return httpx.Response(status, json={"message": message})
+@dataclass
+class Reply:
+    """An answer of the fake daemon: a JSON body, raw bytes, or raw bytes sent chunked."""
+
+    status: int
+    json: Any = None
+    content: bytes = b""
+    chunked: bool = False
+
+    def body(self) -> bytes:
+        return self.content if self.json is None else json.dumps(self.json).encode()
+
+
+def _json(status: int, body: Any) -> Reply:
+    return Reply(status, json=body)
+
+
+def _error(status: int, message: str) -> Reply:
+    return Reply(status, json={"message": message})
 
 
 @dataclass
@@ -97,15 +120,14 @@ class FakeDaemon:
 
     # --- HTTP ----------------------------------------------------------------------------
 
-    def handle(self, request: httpx.Request) -> httpx.Response:
-        path = request.url.path.removeprefix("/v1.47")
-        body = json.loads(request.content) if request.content else None
+    def handle(self, method: str, target: str, content: bytes, headers: dict[str, str]) -> Reply:
+        url = urlsplit(target)
         rec = Recorded(
-            request.method,
-            path,
-            dict(parse_qsl(request.url.query.decode())),
-            body,
-            {k.lower(): v for k, v in request.headers.items()},
+            method,
+            url.path.removeprefix("/v1.47"),
+            dict(parse_qsl(url.query)),
+            json.loads(content) if content else None,
+            {k.lower(): v for k, v in headers.items()},
         )
         self.requests.append(rec)
         override = self.overrides.get((rec.method, rec.path))
@@ -117,7 +139,7 @@ class FakeDaemon:
             self.on_request(rec)
         return response
 
-    def route(self, rec: Recorded) -> httpx.Response:
+    def route(self, rec: Recorded) -> Reply:
         parts = rec.path.strip("/").split("/")
         kind = parts[0]
         if rec.method == "GET" and rec.path == "/info":
@@ -135,12 +157,12 @@ class FakeDaemon:
             return self._nodes(rec, parts)
         return _error(404, "page not found")
 
-    def _swarm(self, rec: Recorded, parts: list[str]) -> httpx.Response:
+    def _swarm(self, rec: Recorded, parts: list[str]) -> Reply:
         if rec.method == "GET" and len(parts) == 1:
             return _json(200, self.swarm)
         if parts[1:] == ["init"]:
             return _json(200, "node1id")
-        return httpx.Response(200)
+        return Reply(200)
 
     def _find(
         self,
@@ -148,7 +170,7 @@ class FakeDaemon:
         ref: str,
         kind: str,
         name: Callable[[dict[str, Any]], str],
-    ) -> dict[str, Any] | httpx.Response:
+    ) -> dict[str, Any] | Reply:
         for match in (
             lambda o: o["ID"] == ref,
             lambda o: name(o) == ref,
@@ -161,7 +183,7 @@ class FakeDaemon:
                 return _error(400, f"{kind} {ref} is ambiguous ({len(found)} matches found)")
         return _error(404, f"{kind} {ref} not found")
 
-    def _services(self, rec: Recorded, parts: list[str]) -> httpx.Response:
+    def _services(self, rec: Recorded, parts: list[str]) -> Reply:
         if rec.method == "POST" and parts[1:] == ["create"]:
             ident = f"svc{next(self._ids):022d}"
             self.services[ident] = {"ID": ident, "Version": {"Index": 1}, "Spec": rec.body}
@@ -177,15 +199,15 @@ class FakeDaemon:
         service = self._find(
             list(self.services.values()), parts[1], "service", lambda s: s["Spec"].get("Name", "")
         )
-        if isinstance(service, httpx.Response):
+        if isinstance(service, Reply):
             return service
         if rec.method == "GET" and parts[2:] == ["logs"]:
-            return httpx.Response(200, content=self.logs)
+            return Reply(200, content=self.logs, chunked=True)
         if rec.method == "GET":
             return _json(200, service)
         if rec.method == "DELETE":
             del self.services[service["ID"]]
-            return httpx.Response(200)
+            return Reply(200)
         if rec.method == "POST" and parts[2:] == ["update"]:
             if int(rec.params.get("version", -1)) != service["Version"]["Index"]:
                 return _error(500, "rpc error: code = Unknown desc = update out of sequence")
@@ -195,10 +217,10 @@ class FakeDaemon:
             return _json(200, {"Warnings": None})
         return _error(404, "page not found")
 
-    def _tasks(self, rec: Recorded, parts: list[str]) -> httpx.Response:
+    def _tasks(self, rec: Recorded, parts: list[str]) -> Reply:
         if len(parts) == 2:
             found = self._find(self.tasks, parts[1], "task", lambda t: "")
-            return found if isinstance(found, httpx.Response) else _json(200, found)
+            return found if isinstance(found, Reply) else _json(200, found)
         filters = json.loads(rec.params.get("filters", "{}"))
         tasks = self.tasks
         if "service" in filters:
@@ -209,32 +231,87 @@ class FakeDaemon:
             tasks = [t for t in tasks if t.get("DesiredState") in filters["desired-state"]]
         return _json(200, tasks)
 
-    def _nodes(self, rec: Recorded, parts: list[str]) -> httpx.Response:
+    def _nodes(self, rec: Recorded, parts: list[str]) -> Reply:
         if rec.method == "GET" and len(parts) == 1:
             return _json(200, self.nodes)
         node = self._find(self.nodes, parts[1], "node", lambda n: n["Description"]["Hostname"])
-        if isinstance(node, httpx.Response):
+        if isinstance(node, Reply):
             return node
         if rec.method == "GET":
             return _json(200, node)
         if rec.method == "DELETE":
             self.nodes.remove(node)
-            return httpx.Response(200)
+            return Reply(200)
         if rec.method == "POST" and parts[2:] == ["update"]:
             node["Spec"] = rec.body
             node["Version"] = {"Index": node["Version"]["Index"] + 1}
-            return httpx.Response(200)
+            return Reply(200)
         return _error(404, "page not found")
 
 
-def mock_client(daemon: FakeDaemon) -> Client:
-    """A real Client whose HTTP transport is the fake daemon (nothing is ever connected)."""
-    client = Client("tcp://127.0.0.1:9")
-    client._http.close()
-    client._http = httpx.Client(
-        transport=httpx.MockTransport(daemon.handle), base_url="http://shoal"
-    )
-    return client
+class _Handler(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+    server: _Server
+
+    def log_message(self, format: str, *args: Any) -> None:
+        pass
+
+    def _serve(self) -> None:
+        length = int(self.headers.get("Content-Length") or 0)
+        content = self.rfile.read(length) if length else b""
+        try:
+            reply = self.server.fake.handle(self.command, self.path, content, dict(self.headers))
+        except Hangup:
+            self.close_connection = True
+            return
+        except Exception as exc:  # a bug of the fake: fail the test, not the CLI only
+            self.server.errors.append(exc)
+            reply = _error(599, f"fake daemon failed: {exc!r}")
+        body = reply.body()
+        self.send_response(reply.status)
+        if reply.json is not None:
+            self.send_header("Content-Type", "application/json")
+        if reply.chunked:
+            self.send_header("Transfer-Encoding", "chunked")
+            self.end_headers()
+            for i in range(0, len(body), 7):  # small chunks: frames arrive split
+                piece = body[i : i + 7]
+                self.wfile.write(f"{len(piece):x}\r\n".encode() + piece + b"\r\n")
+            self.wfile.write(b"0\r\n\r\n")
+            return
+        if reply.status not in (204, 304):
+            self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    do_GET = do_POST = do_DELETE = do_PUT = do_HEAD = _serve
+
+
+class _Server(ThreadingUnixStreamServer):
+    daemon_threads = True
+
+    def __init__(self, path: str, fake: FakeDaemon) -> None:
+        self.fake = fake
+        self.errors: list[Exception] = []
+        super().__init__(path, _Handler)
+
+
+@contextmanager
+def serve(daemon: FakeDaemon) -> Iterator[str]:
+    """The fake daemon on a unix socket, for the duration; yields its `unix://` host."""
+    folder = tempfile.mkdtemp(prefix="shoal-cli-")  # short: a socket path has 107 bytes
+    server = _Server(f"{folder}/api.sock", daemon)
+    thread = threading.Thread(target=server.serve_forever, args=(0.01,), daemon=True)
+    thread.start()
+    try:
+        yield f"unix://{folder}/api.sock"
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join(timeout=10)
+        shutil.rmtree(folder, ignore_errors=True)
+    if server.errors:
+        raise server.errors[0]
 
 
 @dataclass
@@ -260,13 +337,14 @@ class Shoal:
 
     daemon: FakeDaemon
     clock: FakeClock
+    host: str
     tty: bool = False
     width: int = 200
     environ: dict[str, str] = field(default_factory=lambda: {"SHOAL_CONVERGE_MONITOR": "0"})
 
     def context(self) -> CliContext:
         return CliContext(
-            client_factory=lambda host: mock_client(self.daemon),
+            client_factory=lambda host: Client(self.host),
             now=lambda: NOW,
             monotonic=self.clock.monotonic,
             sleep=self.clock.sleep,

@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import httpx
 import pytest
 
 from shoal.cli.logs import FrameParser, parse_details, split_line
 from shoal.errors import ShoalError
 
-from .fakes import FakeDaemon, Shoal
+from .fakes import FakeDaemon, Reply, Shoal
 
 DETAILS = ",".join(
     f"com.docker.swarm.{kind}.id={ident}"
@@ -87,7 +86,7 @@ def test_raw_logs_are_not_prefixed(shoal: Shoal, logged: FakeDaemon) -> None:
 
 
 def test_task_logs_and_unknown_target(shoal: Shoal, logged: FakeDaemon) -> None:
-    logged.overrides[("GET", "/tasks/task1xxxxxxxxxxxxxxxxxxxx/logs")] = httpx.Response(
+    logged.overrides[("GET", "/tasks/task1xxxxxxxxxxxxxxxxxxxx/logs")] = Reply(
         200, content=frame(1, f"{DETAILS} from the task\n".encode())
     )
     result = shoal("service", "logs", "task1xxxxxxxxxxxxxxxxxxxx")

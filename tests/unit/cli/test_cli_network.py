@@ -4,9 +4,7 @@ from __future__ import annotations
 
 import json
 
-import httpx
-
-from tests.unit.cli.fakes import FakeDaemon, Recorded, Shoal
+from tests.unit.cli.fakes import FakeDaemon, Recorded, Reply, Shoal
 
 INGRESS = {"Name": "ingress", "Id": "ingressid0123456789abcdefg", "Driver": "overlay",
            "Scope": "swarm", "Created": "2025-01-01T00:00:00Z", "Labels": {}, "Ingress": True}
@@ -16,17 +14,17 @@ FRONT = {"Name": "front", "Id": "frontid00123456789abcdefg", "Driver": "overlay"
 
 def serve(daemon: FakeDaemon) -> None:
     by_ref = {n["Name"]: n for n in (INGRESS, FRONT)} | {n["Id"]: n for n in (INGRESS, FRONT)}
-    daemon.overrides[("GET", "/networks")] = httpx.Response(200, json=[INGRESS, FRONT])
+    daemon.overrides[("GET", "/networks")] = Reply(200, json=[INGRESS, FRONT])
     for ref, net in by_ref.items():
-        def inspect(rec: Recorded, net: dict[str, object] = net) -> httpx.Response:
+        def inspect(rec: Recorded, net: dict[str, object] = net) -> Reply:
             extra = {"Services": {}, "Peers": []} if rec.params.get("verbose") == "true" else {}
-            return httpx.Response(200, json={**net, **extra})
+            return Reply(200, json={**net, **extra})
 
         daemon.overrides[("GET", f"/networks/{ref}")] = inspect
-        daemon.overrides[("DELETE", f"/networks/{ref}")] = httpx.Response(204)
-    daemon.overrides[("GET", "/networks/nosuch")] = httpx.Response(
+        daemon.overrides[("DELETE", f"/networks/{ref}")] = Reply(204)
+    daemon.overrides[("GET", "/networks/nosuch")] = Reply(
         404, json={"message": "network nosuch not found"})
-    daemon.overrides[("POST", "/networks/create")] = httpx.Response(
+    daemon.overrides[("POST", "/networks/create")] = Reply(
         201, json={"Id": "newid", "Warning": ""})
 
 

@@ -4,12 +4,11 @@ from __future__ import annotations
 
 from typing import Any
 
-import httpx
 import pytest
 
 from shoal.cli.service_mounts import parse_config, parse_mount, parse_secret, parse_ulimit
 
-from .fakes import FakeDaemon, Recorded, Shoal
+from .fakes import FakeDaemon, Recorded, Reply, Shoal
 
 
 def _created(daemon: FakeDaemon) -> Any:
@@ -25,10 +24,10 @@ def _container(daemon: FakeDaemon) -> Any:
 def _secrets_route(daemon: FakeDaemon, kind: str, objects: dict[str, str]) -> None:
     import json
 
-    def answer(rec: Recorded) -> httpx.Response:
+    def answer(rec: Recorded) -> Reply:
         names = json.loads(rec.params["filters"])["name"]
         found = [{"ID": objects[n], "Spec": {"Name": n}} for n in names if n in objects]
-        return httpx.Response(200, json=found)
+        return Reply(200, json=found)
 
     daemon.overrides[("GET", f"/{kind}")] = answer
 

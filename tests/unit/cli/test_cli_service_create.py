@@ -4,10 +4,9 @@ from __future__ import annotations
 
 from typing import Any
 
-import httpx
 import pytest
 
-from .fakes import FakeDaemon, Shoal
+from .fakes import FakeDaemon, Reply, Shoal
 
 
 def _created(daemon: FakeDaemon) -> Any:
@@ -136,7 +135,7 @@ def test_no_healthcheck(shoal: Shoal, daemon: FakeDaemon) -> None:
 
 
 def test_network_is_resolved_to_its_id(shoal: Shoal, daemon: FakeDaemon) -> None:
-    daemon.overrides[("GET", "/networks/front")] = httpx.Response(
+    daemon.overrides[("GET", "/networks/front")] = Reply(
         200, json={"Id": "net123", "Name": "front"}
     )
     assert shoal("service", "create", "-d", "--network", "front", "busybox").exit_code == 0
@@ -150,7 +149,7 @@ def test_network_name_kept_when_daemon_has_no_network_api(shoal: Shoal, daemon: 
 
 
 def test_unknown_network_is_an_error(shoal: Shoal, daemon: FakeDaemon) -> None:
-    daemon.overrides[("GET", "/networks/nope")] = httpx.Response(
+    daemon.overrides[("GET", "/networks/nope")] = Reply(
         404, json={"message": "network nope not found"}
     )
     result = shoal("service", "create", "-d", "--network", "nope", "busybox")
@@ -210,7 +209,7 @@ def test_published_zero_asks_for_a_dynamic_port_like_docker(
 
 
 def test_daemon_error_is_printed_like_docker(shoal: Shoal, daemon: FakeDaemon) -> None:
-    daemon.overrides[("POST", "/services/create")] = httpx.Response(
+    daemon.overrides[("POST", "/services/create")] = Reply(
         409, json={"message": "rpc error: code = AlreadyExists desc = name conflicts"}
     )
     result = shoal("service", "create", "-d", "--name", "web", "busybox")

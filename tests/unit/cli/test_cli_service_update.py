@@ -4,10 +4,9 @@ from __future__ import annotations
 
 from typing import Any
 
-import httpx
 import pytest
 
-from .fakes import FakeDaemon, Shoal
+from .fakes import FakeDaemon, Reply, Shoal
 
 PORT_8080 = {"Protocol": "tcp", "TargetPort": 80, "PublishedPort": 8080, "PublishMode": "ingress"}
 PORT_9090 = {"Protocol": "tcp", "TargetPort": 80, "PublishedPort": 9090, "PublishMode": "ingress"}
@@ -135,7 +134,7 @@ def test_health_check_spelled_differently_by_the_daemon_is_edited_in_place(
 def test_stale_version_error_is_the_daemons(
     shoal: Shoal, daemon: FakeDaemon, web: dict[str, Any]
 ) -> None:
-    daemon.overrides[("POST", f"/services/{web['ID']}/update")] = httpx.Response(
+    daemon.overrides[("POST", f"/services/{web['ID']}/update")] = Reply(
         500, json={"message": "rpc error: code = Unknown desc = update out of sequence"}
     )
     result = shoal("service", "update", "-d", "--replicas", "2", "web")

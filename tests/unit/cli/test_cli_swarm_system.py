@@ -6,14 +6,13 @@ import os
 import subprocess
 import sys
 
-import httpx
 from click.testing import CliRunner
 
 from shoal.cli.context import CliContext
 from shoal.cli.main import cli
 from shoal.errors import Unavailable
 
-from .fakes import FakeDaemon, Shoal
+from .fakes import FakeDaemon, Hangup, Reply, Shoal
 
 
 def test_swarm_init(shoal: Shoal, daemon: FakeDaemon) -> None:
@@ -154,13 +153,13 @@ def test_real_client_to_a_missing_socket(tmp_path: object) -> None:
 
 
 def test_transport_errors_are_one_line(shoal: Shoal, daemon: FakeDaemon) -> None:
-    def broken(_: object) -> httpx.Response:
-        raise httpx.RemoteProtocolError("peer closed connection")
+    def broken(_: object) -> Reply:
+        raise Hangup  # the daemon closes the connection without an answer
 
     daemon.overrides[("GET", "/services")] = broken
     result = shoal("service", "ls")
     assert result.exit_code == 1
-    assert result.stderr == "Error: peer closed connection\n"
+    assert result.stderr == "Error: Remote end closed connection without response\n"
 
 
 def test_bad_host_and_daemon_command() -> None:
