@@ -237,6 +237,8 @@ class TaskController:
                 service_name=self.task.service_name,
                 networks=network_addresses(self.task),
                 starting=starting,
+                task_name=f"{task_name(self.task)}.{self.task_id}",
+                hostname=self._hostname(),
             )
         )
 

@@ -34,8 +34,13 @@ def _gateway(network: Any) -> str:
         return ""
 
 
+def _spec(network: Any) -> dict[str, Any]:
+    spec = network.get("Spec") if isinstance(network, dict) else None
+    return spec if isinstance(spec, dict) else {}
+
+
 def network_addresses(task: Task) -> tuple[NetworkAddress, ...]:
-    """(network, address, VIP, aliases) of each overlay network the task is on."""
+    """(network, address, VIP, aliases, ...) of each overlay network the task is on."""
     out = []
     for item in task.networks_attachments or []:
         if not isinstance(item, dict):
@@ -49,7 +54,8 @@ def network_addresses(task: Task) -> tuple[NetworkAddress, ...]:
         aliases = tuple(str(a) for a in item.get("Aliases") or [] if a)[:16]
         out.append(NetworkAddress(
             network_id, address, _host(item.get("ServiceVIP")), aliases,
-            _prefix(addresses[0]), _gateway(network),
+            _prefix(addresses[0]), _gateway(network), str(_spec(network).get("Name") or "")[:255],
+            bool(_spec(network).get("Internal")),
         ))
     return tuple(out[:16])
 
@@ -66,6 +72,9 @@ def table_attachments(entries: list[EndpointEntry]) -> list[Attachment]:
             vip=n.vip,
             aliases=n.aliases,
             ready=e.ready,
+            task_name=e.task_name,
+            hostname=e.hostname,
+            network_name=n.name,
         )
         for e in entries
         for n in e.networks
