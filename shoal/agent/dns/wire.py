@@ -18,10 +18,10 @@ from collections.abc import Awaitable, Callable
 import dns.exception
 import dns.flags
 import dns.message
+import dns.name
 import dns.opcode
 import dns.rcode
 import dns.rdataclass
-import dns.name
 import dns.rdatatype
 import dns.reversename
 import dns.rrset
