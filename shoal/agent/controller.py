@@ -254,6 +254,10 @@ class TaskController:
                 return None
         address = self.ctx.ipam.allocate()
         self._address = str(address.ip)
+        if self.task.networks_attachments:
+            # in the table as starting before the runtime starts it: the node's service
+            # networks plumb its interfaces and DNS before its program runs (netns_ready)
+            self._join_mesh(ready=False, starting=True)
         env = task_env(self.task, self.ctx.hostname)
         cfg = TaskConfig(
             task_id=self.task_id,

@@ -166,6 +166,7 @@ class NodeDns:
         self.tasks: dict[str, TaskDns] = {}
         self._table = NameTable([])
         self._table_version = -1
+        self._lock = asyncio.Lock()  # the loop and a task's start hook both sync
 
     def table(self) -> NameTable:
         if self._table_version != self.endpoints.version:
@@ -184,6 +185,10 @@ class NodeDns:
             await self.close()
 
     async def sync(self) -> None:
+        async with self._lock:
+            await self._sync()
+
+    async def _sync(self) -> None:
         wanted = {
             e.task_id for e in self.endpoints.entries() if e.node_id == self.node_id and e.networks
         }

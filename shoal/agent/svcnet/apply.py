@@ -98,6 +98,7 @@ class ServiceNetworks:
         self.applied = NetPlan()
         self._links: set[TaskLink] = set()
         self._nft_text = ""
+        self._lock = asyncio.Lock()  # the loop and a task's start hook both apply
 
     async def run(self, every: float = 1.0) -> None:
         """Apply on every table change (and every `every` s for new peers/namespaces).
@@ -113,6 +114,10 @@ class ServiceNetworks:
                 await asyncio.wait_for(self.endpoints.wait_change(seen), every)
 
     async def apply(self) -> None:
+        async with self._lock:
+            await self._apply()
+
+    async def _apply(self) -> None:
         wanted = plan(self.node_id, self.endpoints.entries(), self.slices())
         await self._bridges(wanted)
         await self._task_links(wanted)
