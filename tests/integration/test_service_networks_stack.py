@@ -72,8 +72,9 @@ networks:
 # from a task: one GET to the VIP per iteration until /tmp/stop exists; counts at the end
 LOAD = (
     "ok=0; bad=0; rm -f /tmp/stop; while [ ! -e /tmp/stop ]; do "
-    "if printf 'GET / HTTP/1.0\\r\\n\\r\\n' | nc -w 3 \"$0\" 80 | grep -q Hostname:; "
-    "then ok=$((ok+1)); else bad=$((bad+1)); fi; done; echo \"ok=$ok bad=$bad\""
+    "out=$(printf 'GET / HTTP/1.0\\r\\n\\r\\n' | timeout 5 nc -w 3 \"$0\" 80 | grep Hostname:); "
+    "if [ -n \"$out\" ]; then ok=$((ok+1)); else bad=$((bad+1)); echo \"bad at $(date +%T)\"; fi; "
+    "done; echo \"ok=$ok bad=$bad\""
 )
 GET = 'printf "GET / HTTP/1.0\\r\\n\\r\\n" | nc -w 2 "$0" 80'
 
@@ -199,9 +200,11 @@ def test_tasks_back_follows_scale_and_rollout_with_zero_failed_requests(stack: L
     began = time.monotonic()
     try:
         for replicas in (6, 2):
+            print(time.strftime("%T"), "scale", replicas, flush=True)
             _docker(stack, "service", "scale", "-d", f"st_back={replicas}")
             _tasks_back_is(stack, front, _up(stack, "st_back", replicas))
         old = {t["ID"] for t in _running(stack, "st_back")}
+        print(time.strftime("%T"), "update", flush=True)
         _docker(stack, "service", "update", "-d", "--env-add", "ROLLED=1", "st_back")
         rolled = until(lambda: (r := _running(stack, "st_back")) and len(r) == 2
                        and not {t["ID"] for t in r} & old and r, 180, "back rolled")

@@ -9,7 +9,9 @@ from dataclasses import dataclass
 
 from shoal.gossip.endpoints import EndpointEntry
 
-__all__ = ["TABLE", "Bridge", "NetPlan", "TaskLink", "bridge_name", "nft_script", "plan"]
+__all__ = [
+    "TABLE", "Bridge", "NetPlan", "TaskLink", "bridge_name", "nft_script", "plan", "vip_flushes",
+]
 
 TABLE = "shoal-svcnet"
 
@@ -157,3 +159,19 @@ def nft_script(p: NetPlan) -> str:
         lines.append("  }")
     lines.append("}")
     return "\n".join(lines) + "\n"
+
+
+def vip_flushes(prev: NetPlan, new: NetPlan) -> tuple[tuple[str, ...], ...]:
+    """conntrack(8) argument lists for the backends that left a VIP (the mesh's rule, see
+    `shoal.mesh.plan.conntrack_flushes`): its UDP flows (no end: they would follow the old
+    binding while the client keeps sending) and half-open TCP connections (SYN_SENT: a
+    retried SYN from the same source port would follow the entry to the dead backend).
+    Established TCP connections are left to finish on the draining task."""
+    now = dict(new.vips)
+    out: list[tuple[str, ...]] = []
+    for vip, before in prev.vips:
+        for gone in sorted(set(before) - set(now.get(vip, ()))):
+            where = ("--orig-dst", str(vip), "--reply-src", str(gone))
+            out.append(("-D", "-p", "udp", *where))
+            out.append(("-D", "-p", "tcp", "--state", "SYN_SENT", *where))
+    return tuple(out)

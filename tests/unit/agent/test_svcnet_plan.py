@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import ipaddress
 
-from shoal.agent.svcnet.plan import nft_script, plan
+from shoal.agent.svcnet.plan import nft_script, plan, vip_flushes
 from shoal.gossip.endpoints import EndpointEntry, NetworkAddress, PublishedPort
 
 A = ipaddress.IPv4Address
@@ -100,3 +100,13 @@ def test_tasks_only_on_internal_networks_start_no_connection_from_their_bridge_a
     assert "type filter hook input priority -10" in script
     assert "ip saddr 198.19.1.12 ct state new drop" in script
     assert "confine" not in nft_script(plan("n1", [on("out", False)], SLICES))
+
+
+def test_backends_that_leave_a_vip_lose_their_udp_and_half_open_flows() -> None:
+    before = plan("n1", ENTRIES, SLICES)
+    after = plan("n1", [e for e in ENTRIES if e.task_id != "back2"], SLICES)
+    where = ("--orig-dst", "198.18.1.2", "--reply-src", "198.18.1.6")
+    assert vip_flushes(before, after) == (
+        ("-D", "-p", "udp", *where), ("-D", "-p", "tcp", "--state", "SYN_SENT", *where),
+    )
+    assert vip_flushes(before, before) == ()
