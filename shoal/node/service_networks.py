@@ -13,6 +13,7 @@ from pathlib import Path
 
 from shoal.agent.dns.server import node_dns
 from shoal.agent.svcnet.apply import ServiceNetworks
+from shoal.api.netview import NetService
 from shoal.node.network import NodeNetwork
 
 __all__ = ["PREPARE_TIMEOUT", "attach"]
@@ -23,7 +24,11 @@ PREPARE_TIMEOUT = 5.0  # a start never waits longer on the service networks than
 
 def attach(network: NodeNetwork, runtime: object) -> None:
     """Give `network` its DNS and service networks, for a runtime with named netns."""
-    network.dns = node_dns(network.node_id, network.endpoints, runtime)
+    def services() -> tuple[NetService, ...]:
+        view = network.followed
+        return view.services if view is not None else ()
+
+    network.dns = node_dns(network.node_id, network.endpoints, runtime, services)
     netns_dir = getattr(runtime, "netns_dir", None)
     netns_name = getattr(runtime, "netns_name", None)
     if network.dns is None or not isinstance(netns_dir, Path) or not callable(netns_name):

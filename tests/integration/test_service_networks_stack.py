@@ -1,8 +1,8 @@
 """Issue 12's acceptance as a user runs it: `docker stack deploy` (the real docker CLI on h1)
 of a front (published 8080) that answers each request by calling `back` by name, a back of
-3 replicas on the stack's own network, and a third service on another network of the file
-(and `early`, whose program resolves `back` in its first instant: the interfaces and the DNS
-socket exist before a task's program starts).
+3 replicas on the stack's own network, and a third service on another network of the file,
+`--internal` (and `early`, whose program resolves its own hostname in its first instant: the
+interfaces and the DNS socket exist before a task's program starts).
 
 Three nodes; the images come from the lab registry (198.18.0.3:5000, pushed from the
 client namespace). From the client every node's 8080 answers through every back task; the
@@ -58,7 +58,7 @@ services:
         parallelism: 1
   early:
     image: {LAB_REGISTRY}/front:1
-    command: ["sh", "-c", "nslookup back >/tmp/first 2>&1; ip -4 -o addr >/tmp/ifs; exec sleep 900"]
+    command: ["sh", "-c", "{EARLY}"]
   other:
     image: {LAB_REGISTRY}/front:1
     networks: [othernet]
@@ -68,7 +68,10 @@ services:
 networks:
   othernet:
     driver: overlay
+    internal: true
 """
+# resolves its own hostname and lists its interfaces the moment it starts ($$: compose's $)
+EARLY = "nslookup $$(hostname) >/tmp/first 2>&1; ip -4 -o addr >/tmp/ifs; exec sleep 900"
 # from a task: one GET to the VIP per iteration until /tmp/stop exists; counts at the end
 LOAD = (
     "ok=0; bad=0; rm -f /tmp/stop; while [ ! -e /tmp/stop ]; do "
@@ -160,9 +163,18 @@ def test_every_node_answers_through_every_back_task_and_other_networks_cannot(
     assert f"{backs[0]['ID']}.st_default" in ptr, ptr
     # a program that resolves at once: its interfaces and 127.0.0.11 were there before it
     [early] = _up(stack, "st_early", 1)
-    assert _answer(until(lambda: _in(stack, early, "cat", "/tmp/first") or None, 30,
-                         "early's first lookup")) == [vip]
+    first = until(lambda: _in(stack, early, "cat", "/tmp/first") or None, 30, "early's lookup")
+    assert _answer(first) == [_addr(early)], first  # its own hostname: its own address
     assert _addr(early) in _in(stack, early, "cat", "/tmp/ifs")
+    # a service with no task has a name (the managers' records), tasks.X is empty
+    _docker(stack, "service", "create", "-d", "--name", "ghost", "--replicas", "0",
+            "--network", "st_default", f"{LAB_REGISTRY}/whoami:1")
+    [ghost_vip] = [v["Addr"].split("/")[0]
+                   for v in _service(stack, "ghost")["Endpoint"]["VirtualIPs"]]
+    until(lambda: _answer(_in(stack, front, "nslookup", "ghost")) == [ghost_vip], 30,
+          "ghost -> its VIP without a task")
+    assert _answer(_in(stack, front, "nslookup", "tasks.ghost")) == []
+    _docker(stack, "service", "rm", "ghost")
     # from the client, every node's 8080, through every back task
     hostnames = {t["ID"][:12] for t in backs}
     for node in NODES:
@@ -181,6 +193,10 @@ def test_every_node_answers_through_every_back_task_and_other_networks_cannot(
     for target in (vip, *(_addr(t) for t in backs)):
         out = _in(stack, other, "sh", "-c", GET, target)
         assert "Hostname:" not in out, (target, out)
+    # only on an --internal network: no route out (the registry answers the others)
+    registry = 'printf "GET /v2/ HTTP/1.0\\r\\n\\r\\n" | nc -w 2 198.18.0.3 5000'
+    assert "HTTP/1." in _in(stack, early, "sh", "-c", registry)
+    assert "HTTP/1." not in _in(stack, other, "sh", "-c", registry)
 
 
 def test_tasks_back_follows_scale_and_rollout_with_zero_failed_requests(stack: Lab) -> None:

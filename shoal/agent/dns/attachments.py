@@ -6,10 +6,11 @@ import ipaddress
 from typing import Any
 
 from shoal.agent.dns.names import Attachment
+from shoal.api.netview import NetService
 from shoal.api.types import Task
 from shoal.gossip.endpoints import EndpointEntry, NetworkAddress
 
-__all__ = ["network_addresses", "table_attachments"]
+__all__ = ["network_addresses", "service_attachments", "table_attachments"]
 
 
 def _host(value: Any) -> str:
@@ -78,4 +79,16 @@ def table_attachments(entries: list[EndpointEntry]) -> list[Attachment]:
         )
         for e in entries
         for n in e.networks
+    ]
+
+
+def service_attachments(records: tuple[NetService, ...]) -> list[Attachment]:
+    """The managers' service records as task-less attachments: the name and aliases resolve
+    to the VIP (dnsrr: to no address) before any task exists; `tasks.X` lists no one from
+    them. Their task id is no task's, so they never ask and never answer as a task."""
+    return [
+        Attachment(task_id=f"service:{r.service_id}", service_id=r.service_id,
+                   service_name=r.name, network_id=r.network_id, address="", vip=r.vip,
+                   aliases=r.aliases, ready=False)
+        for r in records
     ]

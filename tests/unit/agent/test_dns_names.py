@@ -170,3 +170,22 @@ def test_multi_address_answers_go_out_in_turning_orders() -> None:
         [rrset] = dns.message.from_wire(wire).answer
         orders.add(tuple(r.address for r in rrset))
     assert orders == {("198.18.1.9", "198.18.1.10"), ("198.18.1.10", "198.18.1.9")}
+
+
+def test_a_service_without_tasks_resolves_from_the_managers_records() -> None:
+    from shoal.agent.dns.attachments import service_attachments
+    from shoal.api.netview import NetService
+
+    records = (NetService("sn", "app_new", "n1", "198.18.1.40", ("new",)),
+               NetService("sd", "app_rr", "n1", "", ()),
+               NetService("so", "app_far", "n2", "198.18.2.40", ()))
+    table = NameTable([*FRONT, *service_attachments(records)])
+    for name in ("app_new", "new"):
+        found = table.lookup("f1", name)
+        assert found is not None and found.addresses == ("198.18.1.40",)
+    tasks = table.lookup("f1", "tasks.new")
+    assert tasks is not None and tasks.addresses == ()  # known, no task yet
+    dnsrr = table.lookup("f1", "app_rr")
+    assert dnsrr is not None and dnsrr.addresses == ()
+    assert table.lookup("f1", "app_far") is None  # not on the asker's network
+    assert table.lookup("service:sn", "app_far") is None
