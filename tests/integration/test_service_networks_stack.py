@@ -36,6 +36,8 @@ pytestmark = pytest.mark.lab
 NODES = ("198.18.0.11", "198.18.0.12", "198.18.0.13")
 # back is ready once its httpd answers (no published port: nothing else tells readiness)
 HEALTH = "printf 'GET / HTTP/1.0\\\\r\\\\n\\\\r\\\\n' | nc -w 1 127.0.0.1 80 | grep -q Hostname"
+# resolves its own hostname and lists its interfaces the moment it starts ($$: compose's $)
+EARLY = "nslookup $$(hostname) >/tmp/first 2>&1; ip -4 -o addr >/tmp/ifs; exec sleep 900"
 COMPOSE = f"""
 version: "3.8"
 services:
@@ -70,8 +72,6 @@ networks:
     driver: overlay
     internal: true
 """
-# resolves its own hostname and lists its interfaces the moment it starts ($$: compose's $)
-EARLY = "nslookup $$(hostname) >/tmp/first 2>&1; ip -4 -o addr >/tmp/ifs; exec sleep 900"
 # from a task: one GET to the VIP per iteration until /tmp/stop exists; counts at the end
 LOAD = (
     "ok=0; bad=0; rm -f /tmp/stop; while [ ! -e /tmp/stop ]; do "
