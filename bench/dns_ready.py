@@ -22,6 +22,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import glob
+import itertools
 import os
 import select
 import socket
@@ -126,12 +127,14 @@ def measure(
         for rep in range(1, reps + 1):
             docker(lab, "service", "scale", "-d", f"svc={rep}")
             seen: dict[int, float] = {}
+            rounds: list[float] = []
             new: str | None = None
             deadline = time.monotonic() + 60
             while (len(seen) < len(socks) or new not in api.first) and (
                 time.monotonic() < deadline
             ):
                 now = time.monotonic()
+                rounds.append(now)
                 for i, got in enumerate(ask_all(socks, wire, 0.2)):
                     fresh = got - known
                     if fresh and i not in seen:
@@ -144,8 +147,11 @@ def measure(
             t0 = min(seen.values())
             spread, lag = max(seen.values()) - t0, api.first[new] - t0
             samples.append((spread, lag))
-            print(f"task {rep} ({new}): every node's DNS +{spread * 1e3:6.0f} ms, "
-                  f"managers' API +{lag * 1e3:6.0f} ms", flush=True)
+            gaps = [b - a for a, b in itertools.pairwise(rounds)]
+            order = " ".join(f"{(seen[i] - t0) * 1e3:.0f}" for i in sorted(seen))
+            print(f"task {rep} ({new}): every node's DNS +{spread * 1e3:6.0f} ms "
+                  f"(per node: {order} ms), managers' API +{lag * 1e3:6.0f} ms; "
+                  f"poll round {statistics.median(gaps) * 1e3:.1f} ms", flush=True)
     finally:
         api.stop.set()
         api.join(5)
