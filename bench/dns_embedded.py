@@ -15,6 +15,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import os
 import secrets
 import subprocess
 import sys
@@ -91,6 +92,7 @@ def main() -> None:
         subprocess.run(["ip", "netns", "delete", ns], check=False)
     for name, r in res.items():
         print(f"{name:18} {r['qps']:8.0f} q/s  p50 {r['p50_ms']:.3f} ms  p99 {r['p99_ms']:.3f} ms")
+    print("load average " + " ".join(f"{x:.1f}" for x in os.getloadavg()))
     ratio = res["tasks.svc0"]["qps"] / res["refused.example"]["qps"]
     print(f"cluster lookup / refused-name floor: {ratio:.2f}x")
 

@@ -100,6 +100,7 @@ def main() -> None:
             subprocess.run(["ip", "netns", "delete", prefix + role], check=False)
     for key, r in res.items():
         print(f"{key:18} {r['rps']:8.0f} req/s  p99 {r['p99_ms']:.3f} ms")
+    print("load average " + " ".join(f"{x:.1f}" for x in os.getloadavg()))
     for mode in ("new-conn", "keepalive"):
         ratio = res[f"vip/{mode}"]["rps"] / res[f"task/{mode}"]["rps"]
         print(f"{mode}: VIP / task address = {ratio:.2f}x")

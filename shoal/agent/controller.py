@@ -241,6 +241,8 @@ class TaskController:
                 service_name=self.task.service_name,
                 networks=network_addresses(self.task),
                 starting=starting,
+                task_name=f"{task_name(self.task)}.{self.task_id}",
+                hostname=self._hostname(),
             )
         )
 
@@ -256,6 +258,10 @@ class TaskController:
                 return None
         address = self.ctx.ipam.allocate()
         self._address = str(address.ip)
+        if self.task.networks_attachments:
+            # in the table as starting before the runtime starts it: the node's service
+            # networks plumb its interfaces and DNS before its program runs (netns_ready)
+            self._join_mesh(ready=False, starting=True)
         env = task_env(self.task, self.ctx.hostname)
         cfg = TaskConfig(
             task_id=self.task_id,

@@ -29,7 +29,7 @@ from collections.abc import AsyncIterator, Callable
 from shoal.agent.resources import host_resources
 from shoal.agent.secrets import AssignedSecrets
 from shoal.api.latency import LatencyRecord
-from shoal.api.netview import NetPeer, NetView
+from shoal.api.netview import NetPeer, NetService, NetView
 from shoal.api.session import LEADER_AT, StatusUpdate
 from shoal.api.types import Task
 from shoal.ca.files import NodeTLS
@@ -291,4 +291,6 @@ def network_of(message: SessionMessage) -> NetView:
         data_path_port=message.data_path_port,
         keys=tuple(message.network_keys),
         live=frozenset((n, t) for n, t in message.live),
+        services=tuple(NetService(r.service_id, r.name, r.network_id, r.vip, tuple(r.aliases))
+                       for r in message.services),
     )

@@ -11,6 +11,9 @@ worker's session); workers receive it. It holds:
   and not yet terminal. The endpoint table is reconciled against it, so an entry the
   managers do not know (a task replaced while its node was cut off, an agent that died
   before withdrawing it) cannot outlive it.
+* `services`: each service's name, VIP ("" in dnsrr mode) and aliases per network it is
+  attached to, so the embedded DNS knows a service's name before (or without) any of its
+  tasks, and keeps knowing it while the managers have no quorum.
 """
 
 from __future__ import annotations
@@ -19,9 +22,12 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 
 from shoal.api.states import is_terminal
-from shoal.api.types import Node, Swarm, Task
+from shoal.api.types import Node, Service, Swarm, Task
 
-__all__ = ["DEFAULT_DATA_PATH_PORT", "NetPeer", "NetView", "live_tasks", "network_view"]
+__all__ = [
+    "DEFAULT_DATA_PATH_PORT", "NetPeer", "NetService", "NetView", "live_tasks",
+    "network_view", "service_records",
+]
 
 DEFAULT_DATA_PATH_PORT = 4789
 
@@ -35,11 +41,40 @@ class NetPeer:
 
 
 @dataclass(frozen=True)
+class NetService:
+    """A service on one overlay network: what its name resolves to there."""
+
+    service_id: str
+    name: str
+    network_id: str
+    vip: str = ""  # without prefix length; "" in dnsrr mode
+    aliases: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
 class NetView:
     peers: tuple[NetPeer, ...] = ()
     data_path_port: int = DEFAULT_DATA_PATH_PORT
     keys: tuple[bytes, ...] = ()
     live: frozenset[tuple[str, str]] = frozenset()
+    services: tuple[NetService, ...] = ()
+
+
+def service_records(services: Iterable[Service]) -> tuple[NetService, ...]:
+    out = []
+    for service in services:
+        vips = {str(v.get("NetworkID", "")): str(v.get("Addr", "")).split("/")[0]
+                for v in service.endpoint.virtual_ips or [] if isinstance(v, dict)}
+        template = service.spec.task_template
+        attached = [*((template.networks if template is not None else None) or []),
+                    *(service.spec.networks or [])]
+        for attachment in attached:
+            network_id = attachment.target
+            if network_id:
+                out.append(NetService(service.id, service.spec.name, network_id,
+                                      vips.get(network_id, ""),
+                                      tuple(attachment.aliases or ())))
+    return tuple(sorted(out, key=lambda r: (r.network_id, r.name)))
 
 
 def live_tasks(tasks: Iterable[Task]) -> frozenset[tuple[str, str]]:
@@ -51,7 +86,8 @@ def live_tasks(tasks: Iterable[Task]) -> frozenset[tuple[str, str]]:
 
 
 def network_view(
-    nodes: Iterable[Node], clusters: Iterable[Swarm], tasks: Iterable[Task]
+    nodes: Iterable[Node], clusters: Iterable[Swarm], tasks: Iterable[Task],
+    services: Iterable[Service] = (),
 ) -> NetView:
     peers = tuple(
         NetPeer(n.id, n.status.addr, n.subnet, n.gossip_addr)
@@ -61,4 +97,4 @@ def network_view(
     cluster = next(iter(clusters), None)
     port = (cluster.data_path_port if cluster is not None else 0) or DEFAULT_DATA_PATH_PORT
     keys = tuple(cluster.network_keys or ()) if cluster is not None else ()
-    return NetView(peers, port, keys, live_tasks(tasks))
+    return NetView(peers, port, keys, live_tasks(tasks), service_records(services))

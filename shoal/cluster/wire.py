@@ -95,6 +95,16 @@ class NetworkPeer(msgspec.Struct, array_like=True):
     gossip: str  # "ip:port", "" while unknown
 
 
+class NetworkService(msgspec.Struct, array_like=True):
+    """A service on an overlay network (api/netview.NetService): for the embedded DNS."""
+
+    service_id: str
+    name: str
+    network_id: str
+    vip: str  # "" in dnsrr mode
+    aliases: list[str] = []
+
+
 class SessionMessage(msgspec.Struct):
     """Everything the node must know, sent whole again after each change that concerns it."""
 
@@ -114,6 +124,7 @@ class SessionMessage(msgspec.Struct):
     secrets: list[BlobData] = []
     configs: list[BlobData] = []
     registry_auth: dict[str, str] = {}
+    services: list[NetworkService] = []  # every service's name and VIP per network (DNS)
 
 
 class StatusRequest(msgspec.Struct):

@@ -52,6 +52,8 @@ class NetworkAddress:
     aliases: tuple[str, ...] = ()
     prefix: int = 0  # the network's prefix length and gateway (0 / "": unknown)
     gateway: str = ""
+    name: str = ""  # the network's name
+    internal: bool = False
 
 
 @dataclass(frozen=True)
@@ -67,6 +69,8 @@ class EndpointEntry:
     # not ready *yet*: published so the node's service networks (interfaces, DNS) serve
     # the task while it boots; never a mesh backend, not even a draining one
     starting: bool = False
+    task_name: str = ""  # SERVICE.SLOT.TASKID (DNS), "" for old peers' records
+    hostname: str = ""
 
 
 @dataclass
@@ -262,10 +266,12 @@ def _record(owner: str, key: str, slot: _Slot) -> Record:
         return Record(owner, key, slot.version, None)
     ports = tuple(PortBody(p.protocol, p.published, p.target, p.mode) for p in e.ports)
     nets = tuple(
-        NetBody(n.network_id, n.address, n.vip, n.aliases, n.prefix, n.gateway)
+        NetBody(n.network_id, n.address, n.vip, n.aliases, n.prefix, n.gateway, n.name,
+                n.internal)
         for n in e.networks
     )
-    body = EntryBody(e.service_id, e.address, e.ready, ports, e.service_name, nets, e.starting)
+    body = EntryBody(e.service_id, e.address, e.ready, ports, e.service_name, nets, e.starting,
+                     e.task_name, e.hostname)
     return Record(owner, key, slot.version, body)
 
 
@@ -275,9 +281,9 @@ def _entry(record: Record) -> EndpointEntry | None:
         return None
     ports = tuple(PublishedPort(p.protocol, p.published, p.target, p.mode) for p in b.ports)
     nets = tuple(NetworkAddress(
-            n.network, n.address, n.vip, n.aliases, n.prefix, n.gateway
+            n.network, n.address, n.vip, n.aliases, n.prefix, n.gateway, n.name, n.internal
         ) for n in b.networks)
     return EndpointEntry(
         b.service_id, record.key, record.owner, b.address, b.ready, ports, b.service_name, nets,
-        b.starting,
+        b.starting, b.task_name, b.hostname,
     )

@@ -106,6 +106,8 @@ class NetBody(msgspec.Struct, array_like=True, frozen=True):
     aliases: Annotated[tuple[Name, ...], msgspec.Meta(max_length=16)] = ()
     prefix: Annotated[int, msgspec.Meta(ge=0, le=32)] = 0  # the network's prefix length
     gateway: Annotated[str, msgspec.Meta(max_length=64)] = ""  # the network's gateway
+    name: Name = ""  # the network's name (PTR answers: TASK.NETWORK)
+    internal: bool = False  # `--internal`: no route out for a task only on such networks
 
 
 class EntryBody(msgspec.Struct, array_like=True, frozen=True):
@@ -116,6 +118,8 @@ class EntryBody(msgspec.Struct, array_like=True, frozen=True):
     service_name: Name = ""
     networks: Annotated[tuple[NetBody, ...], msgspec.Meta(max_length=16)] = ()
     starting: bool = False  # not ready *yet* (not draining): never a mesh backend
+    task_name: Name = ""  # SERVICE.SLOT.TASKID, what the embedded DNS answers for the task
+    hostname: Name = ""  # the task's hostname (its own name in DNS)
 
 
 class Record(msgspec.Struct, tag="rec", array_like=True, frozen=True):

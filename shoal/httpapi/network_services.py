@@ -1,5 +1,7 @@
-"""`docker network inspect --verbose NET`'s `Services` for a user overlay network: each
-attached service's VIP and its live tasks' addresses on the network (from the store)."""
+"""`docker network inspect [--verbose] NET` for a user overlay network: `Containers`, this
+node's tasks on it with their addresses (from the endpoint table, as Docker lists the local
+containers), and with --verbose `Services`, each attached service's VIP and its live tasks'
+addresses on the network (from the store)."""
 
 from __future__ import annotations
 
@@ -7,9 +9,30 @@ from typing import Any
 
 from shoal.api.states import is_terminal
 from shoal.api.types import Network, Task
+from shoal.gossip.endpoints import EndpointEntry
 from shoal.manager.state.store import ReadView
 
-__all__ = ["network_services"]
+__all__ = ["network_containers", "network_services"]
+
+
+def network_containers(
+    entries: list[EndpointEntry], node_id: str, network_id: str
+) -> dict[str, Any]:
+    """Docker's `Containers` of a network: this node's tasks on it, by container (task) ID."""
+    out: dict[str, Any] = {}
+    for e in entries:
+        if e.node_id != node_id:
+            continue
+        for n in e.networks:
+            if n.network_id == network_id:
+                out[e.task_id] = {
+                    "Name": e.task_name or e.task_id,
+                    "EndpointID": e.task_id,
+                    "MacAddress": "",
+                    "IPv4Address": f"{n.address}/{n.prefix}" if n.prefix else n.address,
+                    "IPv6Address": "",
+                }
+    return out
 
 
 def _address_on(task: Task, network_id: str) -> str:

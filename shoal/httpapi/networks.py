@@ -27,7 +27,7 @@ from shoal.httpapi.common import (
     query_bool,
     route,
 )
-from shoal.httpapi.network_services import network_services
+from shoal.httpapi.network_services import network_containers, network_services
 from shoal.httpapi.network_verbose import snapshot, verbose_fields
 from shoal.httpapi.node_api import LocalNode
 from shoal.manager.controlapi.networks import (
@@ -143,6 +143,10 @@ async def inspect(request: web.Request) -> web.StreamResponse:
     network = (resolve_network(store.view(), ref) if store is not None
                else _worker_ingress(daemon, ref))
     body = network_json(network)
+    if not network.spec.ingress and daemon.network is not None:
+        body["Containers"] = network_containers(
+            daemon.network.endpoints.entries(), daemon.network.node_id, network.id
+        )
     if verbose:
         if network.spec.ingress:
             body.update(verbose_fields(snapshot(daemon)))

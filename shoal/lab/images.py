@@ -12,6 +12,10 @@ Images:
     whoami    busybox + a CGI: `GET /` answers "Hostname: <container hostname>" and the
               request line; Cmd httpd -f -p 80, ExposedPorts 80/tcp, StopSignal SIGTERM
     whoami-v2 whoami with one more label: the same server under another digest (rollouts)
+    front     busybox httpd whose CGI answers each request by calling `$BACKEND` (default
+              `back`) by name: resolved through the task's DNS (busybox nslookup: the static
+              binary's getaddrinfo cannot resolve) and fetched over TCP with nc; it prints
+              "front: <hostname>", the address it resolved, then the backend's body
 """
 
 from __future__ import annotations
@@ -40,6 +44,16 @@ echo "Hostname: $(hostname)"
 echo "IP: $(ip -4 -o addr show 2>/dev/null | awk '$2 != "lo" {print $4}' | tr '\\n' ' ')"
 echo "RemoteAddr: $REMOTE_ADDR"
 echo "$REQUEST_METHOD $REQUEST_URI"
+"""
+_FRONT_CGI = """#!/bin/sh
+printf 'Content-Type: text/plain\\r\\n\\r\\n'
+echo "front: $(hostname)"
+name="${BACKEND:-back}"
+addr=$(nslookup "$name" 2>/dev/null | awk '/^Name:/ {n = 1} n && /^Address/ {print $NF; exit}')
+echo "backend: $name $addr"
+[ -n "$addr" ] || exit 0
+printf 'GET / HTTP/1.0\\r\\nHost: %s\\r\\n\\r\\n' "$name" |
+    nc -w 3 "$addr" 80 | tr -d '\\r' | sed '1,/^$/d'
 """
 
 
@@ -75,6 +89,14 @@ IMAGES = {
         workdir="/www",
         labels=(("org.opencontainers.image.title", "whoami"),),
         files={"www/cgi-bin/index.cgi": (_WHOAMI_CGI, 0o755)},
+    ),
+    "front": TestImage(
+        "front",
+        cmd=("httpd", "-f", "-p", "80", "-h", "/www"),
+        exposed_ports=("80/tcp",),
+        stop_signal="SIGTERM",
+        workdir="/www",
+        files={"www/cgi-bin/index.cgi": (_FRONT_CGI, 0o755)},
     ),
 }
 

@@ -79,7 +79,8 @@ class StoreNet:
 
     def view(self) -> NetView:
         view = self._store.view()
-        return network_view(view.nodes.list(), view.clusters.list(), view.tasks.list())
+        return network_view(view.nodes.list(), view.clusters.list(), view.tasks.list(),
+                            view.services.list())
 
     async def changed(self) -> None:
         while not isinstance(await self._queue.get(), Commit):
@@ -151,6 +152,8 @@ class NodeNetwork:
         self.mesh: MeshSync | None = None
         # the embedded DNS and the service networks, set before start() (service_networks)
         self.dns: NodeDns | None = None
+        # the view `_follow` took last: read per DNS query, so not recomputed per query
+        self.followed: NetView | None = None
         self.svcnet: ServiceNetworks | None = None
         self.gossip = GossipNode(gossip, Keyring(secrets.token_bytes(32)), endpoints)
         self._net = net
@@ -243,7 +246,7 @@ class NodeNetwork:
         next_repair = loop.time() + self._repair_every
         next_reconcile = loop.time() + self._reconcile_every
         while True:
-            view = self._net.view()
+            view = self.followed = self._net.view()
             now = loop.time()
             if view is not None:
                 repair = now >= next_repair

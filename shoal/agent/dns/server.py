@@ -27,10 +27,11 @@ import dns.exception
 import dns.message
 import dns.resolver
 
-from shoal.agent.dns.attachments import table_attachments
+from shoal.agent.dns.attachments import service_attachments, table_attachments
 from shoal.agent.dns.names import NameTable
 from shoal.agent.dns.netns import DNS_ADDRESS, sockets_in_netns
 from shoal.agent.dns.wire import Forwarder, answer
+from shoal.api.netview import NetService
 from shoal.gossip.table import EndpointTable
 
 __all__ = ["NodeDns", "TaskDns", "forwarders_from_env", "make_forwarder", "node_dns"]
@@ -158,19 +159,24 @@ class NodeDns:
         endpoints: EndpointTable,
         netns_path: Callable[[str], Path],
         forward: Forwarder | None,
+        services: Callable[[], tuple[NetService, ...]] = tuple,
     ) -> None:
         self.node_id = node_id
         self.endpoints = endpoints
         self.netns_path = netns_path
         self.forward = forward
+        self.services = services  # the managers' service records (names without tasks)
         self.tasks: dict[str, TaskDns] = {}
         self._table = NameTable([])
-        self._table_version = -1
+        self._table_version: tuple[int, tuple[NetService, ...]] = (-1, ())
+        self._lock = asyncio.Lock()  # the loop and a task's start hook both sync
 
     def table(self) -> NameTable:
-        if self._table_version != self.endpoints.version:
-            self._table_version = self.endpoints.version
-            self._table = NameTable(table_attachments(self.endpoints.entries()))
+        version = (self.endpoints.version, self.services())
+        if self._table_version != version:
+            self._table_version = version
+            self._table = NameTable([*table_attachments(self.endpoints.entries()),
+                                     *service_attachments(version[1])])
         return self._table
 
     async def run(self) -> None:
@@ -184,6 +190,10 @@ class NodeDns:
             await self.close()
 
     async def sync(self) -> None:
+        async with self._lock:
+            await self._sync()
+
+    async def _sync(self) -> None:
         wanted = {
             e.task_id for e in self.endpoints.entries() if e.node_id == self.node_id and e.networks
         }
@@ -207,7 +217,10 @@ class NodeDns:
             await one.close()
 
 
-def node_dns(node_id: str, endpoints: EndpointTable, runtime: object) -> NodeDns | None:
+def node_dns(
+    node_id: str, endpoints: EndpointTable, runtime: object,
+    services: Callable[[], tuple[NetService, ...]] = tuple,
+) -> NodeDns | None:
     """The node's DNS with the forwarders of its environment (see module doc), for a
     runtime that puts tasks in named network namespaces (None for other runtimes)."""
     netns_dir = getattr(runtime, "netns_dir", None)
@@ -218,4 +231,5 @@ def node_dns(node_id: str, endpoints: EndpointTable, runtime: object) -> NodeDns
     def netns_path(task_id: str) -> Path:
         return netns_dir / str(netns_name(task_id))
 
-    return NodeDns(node_id, endpoints, netns_path, make_forwarder(forwarders_from_env()))
+    return NodeDns(node_id, endpoints, netns_path, make_forwarder(forwarders_from_env()),
+                   services)

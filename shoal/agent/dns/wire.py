@@ -6,6 +6,9 @@ an empty NOERROR. Any other name goes to the forwarder; without one (the lab's n
 no outside resolver) it is REFUSED. Malformed queries get FORMERR when their header can be
 read and nothing otherwise; other opcodes get NOTIMP. A UDP answer that does not fit the
 client's size (512, or its EDNS payload) is sent truncated (TC) so the client retries on TCP.
+Several addresses go out shuffled (dnspython's rdataset rendering shuffles, as Docker's
+resolver shuffles dnsrr and tasks.X answers); a PTR query
+for a task's address on a shared network gets `TASKNAME.NETWORK.`.
 """
 
 from __future__ import annotations
@@ -15,11 +18,14 @@ from collections.abc import Awaitable, Callable
 import dns.exception
 import dns.flags
 import dns.message
+import dns.name
 import dns.opcode
 import dns.rcode
 import dns.rdataclass
 import dns.rdatatype
+import dns.reversename
 import dns.rrset
+from dns.rdtypes.ANY.PTR import PTR as PtrRecord
 from dns.rdtypes.IN.A import A as ARecord
 
 from shoal.agent.dns.names import NameTable
@@ -51,8 +57,33 @@ def _encode(reply: dns.message.Message, limit: int) -> bytes:
         return reply.to_wire(max_size=limit)
 
 
-def _local(query: dns.message.Message, table: NameTable, asker: str) -> dns.message.Message | None:
+def _reverse(
+    query: dns.message.Message, table: NameTable, asker: str
+) -> dns.message.Message | None:
     question = query.question[0]
+    try:
+        address = dns.reversename.to_address(question.name)
+    except (dns.exception.DNSException, ValueError):
+        return None
+    target = table.reverse(asker, address)
+    if target is None:
+        return None
+    reply = dns.message.make_response(query)
+    reply.flags |= dns.flags.AA | dns.flags.RA
+    try:
+        ptr = PtrRecord(dns.rdataclass.IN, dns.rdatatype.PTR, dns.name.from_text(target))  # type: ignore[no-untyped-call]
+    except dns.exception.DNSException:
+        return None
+    reply.answer.append(dns.rrset.from_rdata(question.name, TTL, ptr))
+    return reply
+
+
+def _local(
+    query: dns.message.Message, table: NameTable, asker: str
+) -> dns.message.Message | None:
+    question = query.question[0]
+    if question.rdtype == dns.rdatatype.PTR:
+        return _reverse(query, table, asker)
     found = table.lookup(asker, question.name.to_text())
     if found is None:
         return None

@@ -23,6 +23,7 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -106,6 +107,9 @@ class ExecRuntime:
         self.netns_dir = netns_dir
         self._tasks: dict[str, _Task] = {}
         self._host_mntns = nsutil.host_ns_path("mnt")
+        # awaited with the task id once its netns is plumbed, before its program runs (the
+        # node's service networks and DNS: interfaces and 127.0.0.11 exist from the start)
+        self.netns_ready: Callable[[str], Awaitable[None]] | None = None
 
     # -- names and files ----------------------------------------------------------------
     def _files(self, task_id: str) -> TaskFiles:
@@ -229,6 +233,8 @@ class ExecRuntime:
                 await netsetup.forget_neighbour(self.bridge, cfg.address.ip)
             finally:
                 os.close(nsfd)
+            if self.netns_ready is not None:
+                await self.netns_ready(cfg.task_id)
             talk.send("go")
             words = await self._expect(talk, "pid")
         finally:

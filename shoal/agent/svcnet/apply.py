@@ -23,8 +23,14 @@ from pyroute2 import AsyncIPRoute
 from pyroute2.netlink.exceptions import NetlinkError
 
 from shoal.agent.exec.netns_call import in_netns_at
-from shoal.agent.exec.netsetup import delete_link, ensure_bridge, link_index, set_sysctl
-from shoal.agent.svcnet.plan import TABLE, NetPlan, TaskLink, nft_script, plan
+from shoal.agent.exec.netsetup import (
+    delete_link,
+    ensure_bridge,
+    forget_neighbour,
+    link_index,
+    set_sysctl,
+)
+from shoal.agent.svcnet.plan import TABLE, NetPlan, TaskLink, nft_script, plan, vip_flushes
 from shoal.gossip.table import EndpointTable
 
 __all__ = ["RT_PROTO", "ServiceNetworks"]
@@ -88,17 +94,20 @@ class ServiceNetworks:
         slices: Callable[[], Mapping[str, str]],
         netns_path: Callable[[str], Path],
         nft: str = "nft",
+        conntrack: str = "conntrack",
     ) -> None:
         self.node_id = node_id
         self.endpoints = endpoints
         self.slices = slices
         self.netns_path = netns_path
         self.nft = nft
+        self.conntrack = conntrack
         self.applied = NetPlan()
         self._links: set[TaskLink] = set()
         self._nft_text = ""
         # (overlay device index, routes) as last made; None: unknown, ask the kernel
         self._routes_set: tuple[int | None, dict[IPv4Address, IPv4Address]] | None = None
+        self._lock = asyncio.Lock()  # the loop and a task's start hook both apply
 
     async def run(self, every: float = 1.0) -> None:
         """Apply on every table change (and every `every` s for new peers/namespaces).
@@ -114,6 +123,10 @@ class ServiceNetworks:
                 await asyncio.wait_for(self.endpoints.wait_change(seen), every)
 
     async def apply(self) -> None:
+        async with self._lock:
+            await self._apply()
+
+    async def _apply(self) -> None:
         wanted = plan(self.node_id, self.endpoints.entries(), self.slices())
         await self._bridges(wanted)
         await self._task_links(wanted)
@@ -123,6 +136,8 @@ class ServiceNetworks:
         if text != self._nft_text:
             await self._run_nft(text)
             self._nft_text = text
+            for args in vip_flushes(self.applied, wanted):
+                await self._run_conntrack(args)
         self.applied = wanted
 
     async def _bridges(self, wanted: NetPlan) -> None:
@@ -152,6 +167,9 @@ class ServiceNetworks:
                 continue
             try:
                 await _add_link(link, str(path))
+                # the address may be an earlier task's (freed addresses are reused): drop
+                # the bridge's cached MAC, or new flows go to a dead MAC for seconds
+                await forget_neighbour(link.bridge, link.address)
             except (OSError, NetlinkError) as exc:
                 log.warning("service networks: task %s on %s: %s", link.task_id,
                             link.network_id, exc)
@@ -189,6 +207,25 @@ class ServiceNetworks:
         _, err = await proc.communicate(script.encode())
         if proc.returncode != 0:
             raise OSError(f"nft failed: {err.decode().strip()}")
+
+    async def _run_conntrack(self, args: tuple[str, ...]) -> None:
+        """Best effort, as the mesh's: exit 1 (nothing matched) is the common case."""
+        if not self.conntrack:
+            return
+        try:
+            proc = await asyncio.create_subprocess_exec(
+                self.conntrack, *args, stdout=asyncio.subprocess.DEVNULL,
+                stderr=asyncio.subprocess.PIPE,
+            )
+        except OSError as exc:
+            log.warning("service networks: cannot run %s (stale flows stay): %s",
+                        self.conntrack, exc)
+            self.conntrack = ""
+            return
+        _, err = await proc.communicate()
+        if proc.returncode not in (0, 1):
+            log.warning("service networks: conntrack %s: %s", " ".join(args),
+                        err.decode(errors="replace").strip())
 
     async def close(self) -> None:
         for link in sorted(self._links):

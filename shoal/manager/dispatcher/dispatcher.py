@@ -37,6 +37,7 @@ from shoal.cluster.wire import (
     Empty,
     HeartbeatResponse,
     NetworkPeer,
+    NetworkService,
     SessionMessage,
     SessionRequest,
     StatusRequest,
@@ -118,7 +119,8 @@ class Dispatcher:
     def _message(self, node_id: str) -> SessionMessage:
         view = self._store.view()
         all_tasks = view.list("task")
-        net = network_view(view.list("node"), view.list("cluster"), all_tasks)
+        net = network_view(view.list("node"), view.list("cluster"), all_tasks,
+                           view.list("service"))
         secrets, configs, registry_auth = node_blobs(view, node_id)
         return SessionMessage(
             tasks=sorted((t for t in all_tasks if t.node_id == node_id), key=lambda t: t.id),
@@ -129,6 +131,8 @@ class Dispatcher:
             data_path_port=net.data_path_port,
             network_keys=list(net.keys),
             live=sorted(net.live),
+            services=[NetworkService(r.service_id, r.name, r.network_id, r.vip, list(r.aliases))
+                      for r in net.services],
             secrets=secrets,
             configs=configs,
             registry_auth=registry_auth,

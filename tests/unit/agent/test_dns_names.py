@@ -10,6 +10,7 @@ import dns.flags
 import dns.message
 import dns.rcode
 import dns.rdatatype
+import dns.reversename
 
 from shoal.agent.dns.names import Attachment, NameTable
 from shoal.agent.dns.wire import answer
@@ -127,3 +128,64 @@ def test_udp_answers_that_do_not_fit_are_truncated() -> None:
     full = _run(answer(query.to_wire(), table, "f1", None, tcp=True))
     assert full is not None
     assert len(dns.message.from_wire(full).answer[0]) == 120
+
+
+NAMED = [
+    Attachment("t1", "sb", "back", "n1", "198.18.1.3", "198.18.1.2", ("back",), True,
+               "back.1.t1", "b-host", "appnet"),
+    Attachment("t2", "sb", "back", "n1", "198.18.1.4", "198.18.1.2", ("back",), False,
+               "back.2.t2", "b-host", "appnet"),
+    Attachment("o1", "so", "other", "n2", "198.18.2.3", "198.18.2.2", (), True,
+               "other.1.o1", "o-host", "othernet"),
+    *FRONT,
+]
+
+
+def test_task_names_own_hostname_and_ptr_on_shared_networks_only() -> None:
+    table = NameTable(NAMED)
+    found = table.lookup("f1", "back.2.t2")
+    assert found is not None and found.addresses == ("198.18.1.4",)  # it exists: answered
+    assert table.lookup("o1", "back.1.t1") is None
+    own = table.lookup("t1", "b-host")
+    assert own is not None and own.addresses == ("198.18.1.3",)
+    assert table.lookup("f1", "b-host") is None  # another task's hostname is not a name
+    assert table.reverse("f1", "198.18.1.3") == "back.1.t1.appnet"
+    assert table.reverse("o1", "198.18.1.3") is None
+    assert table.reverse("f1", "198.18.2.3") is None
+    query = dns.message.make_query(dns.reversename.from_address("198.18.1.4"), "PTR")
+    wire = _run(answer(query.to_wire(), table, "f1", None))
+    assert wire is not None
+    [rrset] = dns.message.from_wire(wire).answer
+    assert [r.target.to_text() for r in rrset] == ["back.2.t2.appnet."]
+    foreign = dns.message.make_query(dns.reversename.from_address("198.18.2.3"), "PTR")
+    reply = _run(answer(foreign.to_wire(), table, "f1", None))
+    assert reply is not None and dns.message.from_wire(reply).rcode() == dns.rcode.REFUSED
+
+
+def test_multi_address_answers_go_out_in_turning_orders() -> None:
+    orders = set()
+    for _ in range(60):  # both orders of two addresses: a fixed order fails, 2**-59 chance
+        wire = _run(answer(dns.message.make_query("rr", "A").to_wire(), TABLE, "f1", None))
+        assert wire is not None
+        [rrset] = dns.message.from_wire(wire).answer
+        orders.add(tuple(r.address for r in rrset))
+    assert orders == {("198.18.1.9", "198.18.1.10"), ("198.18.1.10", "198.18.1.9")}
+
+
+def test_a_service_without_tasks_resolves_from_the_managers_records() -> None:
+    from shoal.agent.dns.attachments import service_attachments
+    from shoal.api.netview import NetService
+
+    records = (NetService("sn", "app_new", "n1", "198.18.1.40", ("new",)),
+               NetService("sd", "app_rr", "n1", "", ()),
+               NetService("so", "app_far", "n2", "198.18.2.40", ()))
+    table = NameTable([*FRONT, *service_attachments(records)])
+    for name in ("app_new", "new"):
+        found = table.lookup("f1", name)
+        assert found is not None and found.addresses == ("198.18.1.40",)
+    tasks = table.lookup("f1", "tasks.new")
+    assert tasks is not None and tasks.addresses == ()  # known, no task yet
+    dnsrr = table.lookup("f1", "app_rr")
+    assert dnsrr is not None and dnsrr.addresses == ()
+    assert table.lookup("f1", "app_far") is None  # not on the asker's network
+    assert table.lookup("service:sn", "app_far") is None

@@ -47,6 +47,6 @@ def test_tasks_without_overlay_keep_the_hosts_file() -> None:
 
 def test_endpoint_records_carry_each_network_address_vip_and_aliases() -> None:
     assert network_addresses(task(ATTACHED)) == (
-        NetworkAddress("n1", "198.18.1.5", "198.18.1.2", ("web",), 24, "198.18.1.1"),
+        NetworkAddress("n1", "198.18.1.5", "198.18.1.2", ("web",), 24, "198.18.1.1", "appnet"),
         NetworkAddress("n2", "198.18.2.7", "", (), 24, ""),
     )

@@ -134,3 +134,34 @@ async def test_aliases_must_be_dns_names_and_not_clash_on_a_network(api: Api) ->
     await api.call("POST", "/services/create", service("y", [{"Target": "a", "Aliases": ["w"]}]),
                    expect=201)
     assert sorted(s["Spec"]["Name"] for s in await api.get("/services")) == ["web", "x", "y"]
+
+
+async def test_inspect_lists_this_nodes_tasks_with_their_addresses(api: Api) -> None:
+    await create_network(api, "a")
+    spec = service("web", [{"Target": "a"}])
+    spec["Mode"] = {"Replicated": {"Replicas": 2}}
+    sid = (await api.call("POST", "/services/create", spec, expect=201))["ID"]
+
+    async def listed() -> dict[str, Any]:
+        found: dict[str, Any] = (await api.get("/networks/a"))["Containers"]
+        return found if len(found) == 2 else {}
+
+    containers = await eventually(listed, what="2 containers on network a")
+    tasks = {t["ID"]: t for t in await api.get("/tasks") if t["ServiceID"] == sid}
+    assert set(containers) <= set(tasks)
+    for task_id, c in containers.items():
+        assert c["IPv4Address"] == tasks[task_id]["NetworksAttachments"][0]["Addresses"][0]
+        assert c["Name"] == f"web.{tasks[task_id]['Slot']}.{task_id}"
+    assert (await api.get("/networks/ingress"))["Containers"] == {}
+
+
+async def test_a_gateway_outside_its_subnet_or_a_missing_network_is_refused(api: Api) -> None:
+    body = {"Name": "g", "Driver": "overlay",
+            "IPAM": {"Config": [{"Subnet": "198.18.60.0/24", "Gateway": "198.18.61.1"}]}}
+    err = await api.call("POST", "/networks/create", body, expect=400)
+    assert "does not contain gateway 198.18.61.1" in err["message"]
+    err = await api.call("POST", "/services/create", service("web", [{"Target": "nope"}]),
+                         expect=404)
+    assert "network nope not found" in err["message"]
+    assert await api.get("/services") == []
+    assert [n["Name"] for n in await api.get("/networks")] == ["ingress"]

@@ -76,3 +76,29 @@ async def test_the_leader_makes_a_key_then_rotates_on_time(tmp_path: Path) -> No
     assert store.view().list("cluster")[0].network_keys == [b"\2" * 32, b"\1" * 32]
     await asyncio.sleep(0)
     log.close()
+
+
+def test_view_carries_each_services_name_vip_and_aliases_per_network() -> None:
+    from shoal.api.netview import NetService
+    from shoal.api.types import (
+        Endpoint,
+        NetworkAttachmentConfig,
+        Service,
+        ServiceSpec,
+        TaskSpec,
+    )
+
+    web = Service(
+        id="s1",
+        spec=ServiceSpec(name="st_web", task_template=TaskSpec(networks=[
+            NetworkAttachmentConfig(target="n1", aliases=["web"]),
+            NetworkAttachmentConfig(target="n2"),
+        ])),
+        endpoint=Endpoint(virtual_ips=[{"NetworkID": "n1", "Addr": "198.18.1.2/24"}]),
+    )
+    bare = Service(id="s2", spec=ServiceSpec(name="bare"))
+    view = network_view([], [], [], [web, bare])
+    assert view.services == (
+        NetService("s1", "st_web", "n1", "198.18.1.2", ("web",)),
+        NetService("s1", "st_web", "n2", "", ()),  # no VIP there: dnsrr answers
+    )
