@@ -16,7 +16,6 @@ import logging
 import os
 import socket
 from collections.abc import Callable, Mapping
-from ipaddress import IPv4Address
 from pathlib import Path
 
 from pyroute2 import AsyncIPRoute
@@ -105,8 +104,6 @@ class ServiceNetworks:
         self.applied = NetPlan()
         self._links: set[TaskLink] = set()
         self._nft_text = ""
-        # (overlay device index, routes) as last made; None: unknown, ask the kernel
-        self._routes_set: tuple[int | None, dict[IPv4Address, IPv4Address]] | None = None
         self._lock = asyncio.Lock()  # the loop and a task's start hook both apply
 
     async def run(self, every: float = 1.0) -> None:
@@ -178,15 +175,10 @@ class ServiceNetworks:
             self._links.add(link)
 
     async def _routes(self, wanted: NetPlan) -> None:
-        """The per-task /32 routes to other nodes. When neither they nor the overlay
-        device changed since the last pass, no route is dumped or written (most table
-        changes of a task burst are not a route's)."""
+        """The per-task /32 routes to other nodes."""
         want = dict(wanted.routes)
         async with AsyncIPRoute() as ipr:
             device = await _index(ipr, OVERLAY_DEVICE)
-            if self._routes_set == (device, want):
-                return
-            self._routes_set = None
             held = await _our_routes(ipr)
             for dst in held.keys() - want.keys():
                 with contextlib.suppress(NetlinkError):
@@ -197,7 +189,6 @@ class ServiceNetworks:
                 if held.get(dst) != str(via):
                     await ipr.route("replace", dst=f"{dst}/32", gateway=str(via), oif=device,
                                     flags=4, proto=RT_PROTO)
-            self._routes_set = (device, want)
 
     async def _run_nft(self, script: str) -> None:
         proc = await asyncio.create_subprocess_exec(
@@ -232,7 +223,6 @@ class ServiceNetworks:
             with contextlib.suppress(Exception):
                 await delete_link(link.host_name)
         self._links.clear()
-        self._routes_set = None
         with contextlib.suppress(Exception):
             await self._routes(NetPlan())
         for bridge in self.applied.bridges:
