@@ -12,6 +12,7 @@ The cgroup2 mount point is read from /proc/mounts (a hybrid machine mounts it at
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import time
@@ -28,6 +29,7 @@ __all__ = [
     "populated",
     "procs",
     "remove_cgroup",
+    "sweep_task_cgroups",
 ]
 
 
@@ -123,3 +125,20 @@ def _rmdir(path: Path) -> None:
         path.rmdir()
     except FileNotFoundError:
         pass
+
+
+def sweep_task_cgroups(base: Path = Path("/sys/fs/cgroup"), parent: str = "shoal") -> None:
+    """The containers' cgroups (runc's `/<parent>/<task>` in every hierarchy, v1 included)
+    that no process uses any more, then `parent` once it is empty. A daemon killed with its
+    lab never removes its tasks' cgroups; a cgroup still holding a process is left alone
+    (rmdir refuses it), so another lab's running containers keep theirs."""
+    for hierarchy in (base.iterdir() if base.is_dir() else ()):
+        top = hierarchy / parent
+        if not top.is_dir():
+            continue
+        for task in top.iterdir():
+            if task.is_dir():
+                with contextlib.suppress(OSError):  # busy: a process is still in it
+                    task.rmdir()
+        with contextlib.suppress(OSError):
+            top.rmdir()

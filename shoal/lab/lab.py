@@ -25,7 +25,13 @@ from typing import Any
 from shoal.client import Client
 from shoal.errors import Conflict, InvalidArgument, NotFound, ShoalError, Unavailable
 from shoal.lab import fabric, iproute, registry
-from shoal.lab.cgroups import cgroup2_mount, kill_cgroup, make_cgroup, remove_cgroup
+from shoal.lab.cgroups import (
+    cgroup2_mount,
+    kill_cgroup,
+    make_cgroup,
+    remove_cgroup,
+    sweep_task_cgroups,
+)
 from shoal.lab.layout import CLIENT, MAX_NODES, REGISTRY, LabLayout, host_address, host_name
 from shoal.lab.mounts import unmount_below
 from shoal.lab.procs import (
@@ -175,6 +181,7 @@ class Lab:
         deleted = fabric.sweep(self.layout)
         unmount_below(self.layout.data_dir)  # containers' roots of daemons that are gone now
         remove_cgroup(self.layout.cgroup_dir)
+        sweep_task_cgroups()  # containers' cgroups the lab's killed daemons left behind
         shutil.rmtree(self.layout.run_dir, ignore_errors=True)
         if purge:
             shutil.rmtree(self.layout.data_dir, ignore_errors=True)
