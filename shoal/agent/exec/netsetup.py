@@ -11,6 +11,7 @@ which a threaded asyncio process should not do.
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import ipaddress
 import os
 import socket
@@ -27,6 +28,7 @@ from shoal.errors import ShoalError
 
 __all__ = [
     "NetlinkError",
+    "bridge_mac",
     "configure_task_side",
     "create_veth",
     "delete_link",
@@ -56,8 +58,23 @@ async def link_index(ipr: AsyncIPRoute, name: str) -> int | None:
     return int(found[0]["index"]) if found else None
 
 
+def bridge_mac(bridge: str, gateway: ipaddress.IPv4Interface) -> str:
+    """The fixed MAC of bridge `bridge`: locally administered unicast, derived from its name
+    and gateway (one L2 domain per node, so the same value on two nodes never meets).
+
+    A bridge left to itself takes the lowest MAC among its ports and changes it as task
+    veths come and go; the tasks on it keep the old gateway MAC in their ARP cache until
+    they re-resolve it, and their packets to the gateway are dropped meanwhile (seconds of
+    timeouts on every VIP and off-node path during a scale-down). Docker fixes its bridges'
+    MACs for the same reason."""
+    digest = hashlib.sha256(f"{bridge}/{gateway}".encode()).digest()
+    return ":".join(f"{b:02x}" for b in (0x02, *digest[:5]))
+
+
 async def ensure_bridge(bridge: str, gateway: ipaddress.IPv4Interface) -> None:
-    """Bridge `bridge` up holding exactly `gateway` as IPv4 address; lo up. Idempotent."""
+    """Bridge `bridge` up holding exactly `gateway` as IPv4 address and the fixed MAC
+    `bridge_mac`; lo up. Idempotent."""
+    mac = bridge_mac(bridge, gateway)
     async with AsyncIPRoute() as ipr:
         lo = await link_index(ipr, "lo")
         if lo is not None:
@@ -65,12 +82,15 @@ async def ensure_bridge(bridge: str, gateway: ipaddress.IPv4Interface) -> None:
         idx = await link_index(ipr, bridge)
         if idx is None:
             try:
-                await ipr.link("add", ifname=bridge, kind="bridge")
+                await ipr.link("add", ifname=bridge, kind="bridge", address=mac)
             except NetlinkError as exc:
                 if exc.code != _EEXIST:  # created concurrently: fine
                     raise
             idx = await link_index(ipr, bridge)
             assert idx is not None
+        found = await ipr.link("get", index=idx)
+        if found[0].get("IFLA_ADDRESS") != mac:  # made by an older shoal, or by hand
+            await ipr.link("set", index=idx, address=mac)
         present = set()
         async for msg in await ipr.addr("dump", index=idx, family=socket.AF_INET):
             present.add(ipaddress.IPv4Interface(f"{msg.get('IFA_ADDRESS')}/{msg['prefixlen']}"))
