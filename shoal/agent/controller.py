@@ -16,6 +16,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any, Protocol, TypeVar
 
+from shoal import timeouts
 from shoal.agent.dns.attachments import network_addresses
 from shoal.agent.exec.runtime import ExecRuntime, ExitStatus, TaskConfig, TaskStartError
 from shoal.agent.health import HealthMonitor, health_spec
@@ -52,7 +53,7 @@ async def wait_listening(address: str, ports: list[int], interval: float = 0.05)
         pause = min(0.005, interval)
         while True:
             try:
-                _, writer = await asyncio.wait_for(asyncio.open_connection(address, port), 1.0)
+                _, writer = await timeouts.wait_for(asyncio.open_connection(address, port), 1.0)
             except (OSError, TimeoutError):
                 await asyncio.sleep(pause)
                 pause = min(pause * 2, interval)

@@ -15,6 +15,7 @@ import os
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
+from shoal import timeouts
 from shoal.api.types import HealthConfig, Task
 
 __all__ = [
@@ -121,7 +122,7 @@ async def run_check(argv: list[str], timeout: float, env: dict[str, str] | None 
     except OSError:
         return False
     try:
-        return await asyncio.wait_for(proc.wait(), timeout) == 0
+        return await timeouts.wait_for(proc.wait(), timeout) == 0
     except TimeoutError:
         proc.kill()
         await proc.wait()

@@ -26,6 +26,7 @@ import contextlib
 import logging
 from collections.abc import AsyncIterator, Callable
 
+from shoal import timeouts
 from shoal.agent.resources import host_resources
 from shoal.agent.secrets import AssignedSecrets
 from shoal.api.latency import LatencyRecord
@@ -151,7 +152,7 @@ class RemoteSession:
     async def _session(self, client: ClusterClient) -> None:
         stream = client.stream("Dispatcher/Session", self._request, SessionMessage)
         try:  # raises if the manager refuses or is unreachable
-            first = await asyncio.wait_for(anext(stream), _CONNECT_TIMEOUT)
+            first = await timeouts.wait_for(anext(stream), _CONNECT_TIMEOUT)
         except TimeoutError:
             raise Unavailable(f"manager {client.addr} did not open a session") from None
         self._client = client

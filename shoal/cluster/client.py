@@ -19,6 +19,7 @@ import grpc
 import grpc.aio
 from cryptography import x509
 
+from shoal import timeouts
 from shoal.ca.certs import MANAGER_SERVER_NAME
 from shoal.ca.files import NodeTLS
 from shoal.ca.root import ca_digest
@@ -61,7 +62,7 @@ async def fetch_root_ca(addr: str, digest: str, timeout: float = 10.0) -> tuple[
     ctx.check_hostname = False
     ctx.verify_mode = ssl.CERT_NONE  # nothing is trusted yet: the digest decides below
     try:
-        _, writer = await asyncio.wait_for(
+        _, writer = await timeouts.wait_for(
             asyncio.open_connection(host, int(port), ssl=ctx), timeout
         )
     except (OSError, TimeoutError, ssl.SSLError, ValueError) as exc:

@@ -29,6 +29,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 
 import msgspec
 
+from shoal import timeouts
 from shoal.cluster.client import ClusterClient, DuplexStream
 from shoal.cluster.server import MANAGERS, Caller, ClusterServer
 from shoal.errors import InvalidArgument, NotFound, ShoalError, Unavailable
@@ -225,7 +226,7 @@ class ForwardChannel:
         self._pending[rid] = (stream, fut)
         outbox.put_nowait(ForwardFrame(rid, req))
         try:
-            return await asyncio.wait_for(fut, timeout)
+            return await timeouts.wait_for(fut, timeout)
         except TimeoutError:
             raise Unavailable(f"manager {self._client.addr}: forward timed out") from None
         finally:

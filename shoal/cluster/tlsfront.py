@@ -23,6 +23,7 @@ import ssl
 import tempfile
 from pathlib import Path
 
+from shoal import timeouts
 from shoal.ca.certs import NodeIdentity, identity_of
 from shoal.ca.files import NodeTLS
 from shoal.errors import InvalidArgument
@@ -109,7 +110,7 @@ class TLSFront:
         await asyncio.gather(*self._conns, return_exceptions=True)
         if self._server is not None:
             with contextlib.suppress(Exception):
-                await asyncio.wait_for(self._server.wait_closed(), 2.0)
+                await timeouts.wait_for(self._server.wait_closed(), 2.0)
             self._server = None
 
     async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:

@@ -16,7 +16,7 @@ from typing import Any
 
 from aiohttp import web
 
-from shoal import __version__
+from shoal import __version__, timeouts
 from shoal.httpapi.common import API_VERSION, daemon_of, parse_filters, route
 from shoal.manager.state.store import Commit, Event, Store
 from shoal.observe.events import (
@@ -54,7 +54,7 @@ async def _stream_live(response: web.StreamResponse, queue: asyncio.Queue[Event 
         if timeout is not None and timeout <= 0:
             return
         try:
-            item = await asyncio.wait_for(queue.get(), timeout)
+            item = await timeouts.wait_for(queue.get(), timeout)
         except TimeoutError:
             return
         if isinstance(item, Event):

@@ -13,6 +13,7 @@ import termios
 import tty
 from typing import TYPE_CHECKING
 
+from shoal import timeouts
 from shoal.httpapi.logs import frame
 
 if TYPE_CHECKING:
@@ -129,7 +130,7 @@ async def bridge_pty(
     try:
         code = await proc.wait()
         with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(done.wait(), 2.0)
+            await timeouts.wait_for(done.wait(), 2.0)
         await writer.drain()
         return code
     finally:

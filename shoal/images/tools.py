@@ -11,6 +11,7 @@ import os
 import re
 from pathlib import Path
 
+from shoal import timeouts
 from shoal.images.models import ImagePullError, RegistryAuth
 from shoal.images.reference import DEFAULT_REGISTRY, Reference
 
@@ -60,7 +61,7 @@ async def run_tool(argv: list[str], timeout: float = 600.0, stdin: bytes | None 
         env={**os.environ, "LC_ALL": "C"},
     )
     try:
-        out, err = await asyncio.wait_for(proc.communicate(stdin), timeout)
+        out, err = await timeouts.wait_for(proc.communicate(stdin), timeout)
     except (TimeoutError, asyncio.CancelledError):
         proc.kill()
         await proc.wait()

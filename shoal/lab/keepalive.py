@@ -23,6 +23,7 @@ import asyncio
 from collections import Counter
 from dataclasses import dataclass, field
 
+from shoal import timeouts
 from shoal.lab.httpread import read_body
 
 __all__ = ["KeepAliveStats", "keepalive_worker"]
@@ -138,6 +139,6 @@ def _close(conn: tuple[asyncio.StreamReader, asyncio.StreamWriter]) -> None:
 
 async def _pause(stop: asyncio.Event, interval: float) -> None:
     try:
-        await asyncio.wait_for(stop.wait(), interval)
+        await timeouts.wait_for(stop.wait(), interval)
     except TimeoutError:
         pass

@@ -33,6 +33,7 @@ import sys
 from collections import Counter
 from dataclasses import dataclass, field
 
+from shoal import timeouts
 from shoal.lab.httpread import read_body
 from shoal.lab.keepalive import KeepAliveStats, keepalive_worker
 
@@ -204,7 +205,7 @@ async def run(
         for t in (targets if proto == "http" else []) for _ in range(keepalive)
     ]
     try:
-        await asyncio.wait_for(stop.wait(), duration)
+        await timeouts.wait_for(stop.wait(), duration)
     except TimeoutError:
         stop.set()
     await asyncio.gather(*workers)

@@ -15,6 +15,7 @@ import contextlib
 import logging
 from typing import Literal, Protocol, cast
 
+from shoal import timeouts
 from shoal.cluster.wire import PublishedPort
 from shoal.gossip.table import EndpointTable
 from shoal.manager.dispatcher.ports import published_ports
@@ -154,7 +155,7 @@ class MeshSync:
                     await self._dirty.wait()
                 else:  # a health port could not be bound: try again in a second
                     with contextlib.suppress(TimeoutError):
-                        await asyncio.wait_for(self._dirty.wait(), 1.0)
+                        await timeouts.wait_for(self._dirty.wait(), 1.0)
                 self._dirty.clear()
 
     async def _apply_health(self, state: MeshState) -> bool:

@@ -33,6 +33,7 @@ import secrets
 from collections.abc import Callable, Coroutine, Sequence
 from typing import Any, Protocol
 
+from shoal import timeouts
 from shoal.agent.dns.server import NodeDns
 from shoal.agent.svcnet.apply import ServiceNetworks
 from shoal.api.netview import NetView, network_view
@@ -261,7 +262,7 @@ class NodeNetwork:
                     log.exception("network: applying the network view failed")
             timeout = max(min(next_repair, next_reconcile) - loop.time(), 0.05)
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._net.changed(), timeout)
+                await timeouts.wait_for(self._net.changed(), timeout)
 
     async def _apply(self, view: NetView, *, repair: bool, periodic: bool) -> None:
         self._take_keys(view.keys)

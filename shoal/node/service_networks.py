@@ -7,10 +7,10 @@ runs, a task already in the endpoint table as `starting` gets its interfaces and
 
 from __future__ import annotations
 
-import asyncio
 import logging
 from pathlib import Path
 
+from shoal import timeouts
 from shoal.agent.dns.server import node_dns
 from shoal.agent.svcnet.apply import ServiceNetworks
 from shoal.api.netview import NetService
@@ -52,7 +52,7 @@ def attach(network: NodeNetwork, runtime: object) -> None:
 
     async def netns_ready(task_id: str) -> None:
         try:
-            await asyncio.wait_for(prepare(task_id), PREPARE_TIMEOUT)
+            await timeouts.wait_for(prepare(task_id), PREPARE_TIMEOUT)
         except Exception:  # the loops retry; the task starts either way
             log.exception("service networks: task %s not prepared before its start", task_id)
 

@@ -9,13 +9,13 @@ and swapping roles.
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import logging
 import shutil
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+from shoal import timeouts
 from shoal.agent.resources import host_resources
 from shoal.api.types import SwarmSpec
 from shoal.ca.certs import new_key
@@ -151,7 +151,7 @@ async def join(
     session = node.session
     assert session is not None
     with contextlib.suppress(TimeoutError):  # it keeps trying in the background
-        await asyncio.wait_for(session.connected.wait(), 10.0)
+        await timeouts.wait_for(session.connected.wait(), 10.0)
     log.info("node: joined the swarm as worker node %s", result.node_id)
 
 

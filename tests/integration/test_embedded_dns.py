@@ -20,6 +20,7 @@ from pathlib import Path
 
 import pytest
 
+from shoal import timeouts
 from shoal.agent.dns.server import NodeDns
 from shoal.gossip.endpoints import EndpointEntry, NetworkAddress
 from shoal.gossip.table import EndpointTable
@@ -55,7 +56,7 @@ async def ask(ns: str, name: str, rdtype: str = "A", tcp: bool = False) -> dict[
         "tcp" if tcp else "udp",
         stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
     )
-    out, err = await asyncio.wait_for(proc.communicate(), 30)
+    out, err = await timeouts.wait_for(proc.communicate(), 30)
     assert proc.returncode == 0, err.decode()
     result: dict[str, object] = json.loads(out)
     return result

@@ -27,6 +27,7 @@ from typing import Any
 
 import pytest
 
+from shoal import timeouts
 from tests.integration.labtools import NetnsLab, run
 from tests.polling import eventually as _until
 
@@ -106,9 +107,9 @@ async def scenario_adopt(args: dict[str, Any]) -> dict[str, Any]:
     program = ProcRef.load(Path(args["state_dir"]) / killed / "pid")
     assert program is not None
     os.kill(program.pid, signal.SIGKILL)
-    status_killed = await asyncio.wait_for(rt.wait(killed), 10)
+    status_killed = await timeouts.wait_for(rt.wait(killed), 10)
     await rt.stop(stopped, 5.0)
-    status_stopped = await asyncio.wait_for(rt.wait(stopped), 10)
+    status_stopped = await timeouts.wait_for(rt.wait(stopped), 10)
     for task_id in args["ids"]:
         await rt.remove(task_id)
     await rt.remove(killed)  # idempotent
@@ -132,7 +133,7 @@ async def scenario_logs(args: dict[str, Any]) -> dict[str, Any]:
     script = 'hostname; echo "foo=$FOO"; echo "home=$HOME"; echo to-stderr >&2; exit 3'
     first, second = args["ids"]
     await rt.start(_cfg(first, 7, ["sh", "-c", script], {"FOO": "bar baz"}))
-    status = await asyncio.wait_for(rt.wait(first), 10)
+    status = await timeouts.wait_for(rt.wait(first), 10)
     lines = [[ln.stream, ln.text] for ln in read_logs(rt.log_path(first))]
     tail = [ln.text for ln in read_logs(rt.log_path(first), tail=1)]
     times = [ln.time for ln in read_logs(rt.log_path(first))]
@@ -178,7 +179,7 @@ async def scenario_stop(args: dict[str, Any]) -> dict[str, Any]:
     assert shim is not None
     rss = _rss_kib(shim.pid)
     os.kill(pid, signal.SIGKILL)
-    killed = await asyncio.wait_for(rt.wait(victim), 10)
+    killed = await timeouts.wait_for(rt.wait(victim), 10)
     polite_log = [ln.text for ln in read_logs(rt.log_path(polite))]
     for task_id in args["ids"]:
         await rt.purge(task_id)

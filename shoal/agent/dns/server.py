@@ -27,6 +27,7 @@ import dns.exception
 import dns.message
 import dns.resolver
 
+from shoal import timeouts
 from shoal.agent.dns.attachments import service_attachments, table_attachments
 from shoal.agent.dns.names import NameTable
 from shoal.agent.dns.netns import DNS_ADDRESS, sockets_in_netns
@@ -126,8 +127,8 @@ class TaskDns:
     async def _serve_tcp(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         try:
             while True:
-                head = await asyncio.wait_for(reader.readexactly(2), TCP_IDLE)
-                data = await asyncio.wait_for(reader.readexactly(struct.unpack("!H", head)[0]),
+                head = await timeouts.wait_for(reader.readexactly(2), TCP_IDLE)
+                data = await timeouts.wait_for(reader.readexactly(struct.unpack("!H", head)[0]),
                                               TCP_IDLE)
                 wire = await self.respond(data, tcp=True)
                 if wire is None:

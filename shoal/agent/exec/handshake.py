@@ -6,6 +6,8 @@ import asyncio
 import os
 from collections.abc import Callable
 
+from shoal import timeouts
+
 __all__ = ["Handshake", "ShimGone"]
 
 
@@ -27,7 +29,7 @@ class Handshake:
         ready = loop.create_future()
         loop.add_reader(self._read_fd, _resolver(ready))
         try:
-            await asyncio.wait_for(ready, timeout)
+            await timeouts.wait_for(ready, timeout)
         except TimeoutError:
             raise TimeoutError("the shim did not answer in time") from None
         finally:

@@ -21,6 +21,7 @@ from pathlib import Path
 from pyroute2 import AsyncIPRoute
 from pyroute2.netlink.exceptions import NetlinkError
 
+from shoal import timeouts
 from shoal.agent.exec.netns_call import in_netns_at
 from shoal.agent.exec.netsetup import (
     delete_link,
@@ -117,7 +118,7 @@ class ServiceNetworks:
             except Exception:
                 log.exception("service networks: apply failed")
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self.endpoints.wait_change(seen), every)
+                await timeouts.wait_for(self.endpoints.wait_change(seen), every)
 
     async def apply(self) -> None:
         async with self._lock:

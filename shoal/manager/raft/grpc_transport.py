@@ -30,6 +30,7 @@ import contextlib
 import logging
 from collections.abc import Callable
 
+from shoal import timeouts
 from shoal.ca.files import NodeTLS
 from shoal.cluster.client import ClusterClient, OutStream
 from shoal.cluster.raft import RaftEnvelope, encode_envelope, open_raft_stream, send_raft
@@ -117,7 +118,7 @@ class RaftTransport:
             else:
                 stream = self._stream(to, client)
                 try:
-                    await asyncio.wait_for(stream.write(RaftRequest(envelope)), timeout)
+                    await timeouts.wait_for(stream.write(RaftRequest(envelope)), timeout)
                 except BaseException:
                     self._drop_stream(to)  # a write cut short leaves the call unusable
                     raise

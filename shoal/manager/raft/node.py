@@ -28,6 +28,7 @@ import random
 from collections import deque
 from collections.abc import Callable
 
+from shoal import timeouts
 from shoal.api.latency import LatencyRecord
 from shoal.errors import InvalidArgument, Unavailable
 from shoal.manager.raft.config import RaftNodeConfig, StateMachine
@@ -56,6 +57,8 @@ from shoal.raft import (
 __all__ = ["LeadershipCallback", "RaftNode"]
 
 log = logging.getLogger(__name__)
+
+_STOP_REPORT_AFTER = 5.0  # seconds a stop may take before the tasks holding it are logged
 
 
 class _Stopped(Exception):
@@ -178,7 +181,7 @@ class RaftNode(ReadyRounds, Requests, Membership):
             if remaining <= 0 or self._done.is_set():
                 raise Unavailable(f"raft {self.id:x}: condition not reached in {timeout:.1f}s")
             try:
-                await asyncio.wait_for(self._changed.wait(), remaining)
+                await timeouts.wait_for(self._changed.wait(), remaining)
             except TimeoutError:
                 pass
 
@@ -216,8 +219,26 @@ class RaftNode(ReadyRounds, Requests, Membership):
 
     async def stop(self) -> None:
         self._stop_requested.set()
-        if self._running:
-            await self._done.wait()
+        if not self._running:
+            return
+        waited = 0.0
+        while True:
+            try:
+                await timeouts.wait_for(asyncio.shield(self._done.wait()), _STOP_REPORT_AFTER)
+                return
+            except TimeoutError:
+                waited += _STOP_REPORT_AFTER
+                self._report_stuck(waited)
+
+    def _report_stuck(self, waited: float) -> None:
+        """A child that ignores cancellation keeps the node from stopping: say which and
+        where (a hang with no trace is what a stop stuck under load looked like)."""
+        prefix = f"raft-{self.id:x}-"
+        for task in asyncio.all_tasks():
+            if task.get_name().startswith(prefix) and not task.done():
+                where = "".join(f"\n  {line}" for line in _awaiting(task.get_coro()))
+                log.warning("raft %x: stop waited %.0fs on task %s:%s",
+                            self.id, waited, task.get_name(), where)
 
     # --- requests ---------------------------------------------------------------------------
 
@@ -334,3 +355,19 @@ class RaftNode(ReadyRounds, Requests, Membership):
 
     def _submit_transfer(self, to: int) -> None:
         self._submit(functools.partial(self._raw.transfer_leadership, to))
+
+
+def _awaiting(coro: object) -> list[str]:
+    """file:line function of each coroutine `coro` awaits, outermost first (a suspended
+    task's `get_stack()` shows only its own frame)."""
+    lines: list[str] = []
+    while coro is not None and len(lines) < 40:
+        frame = getattr(coro, "cr_frame", None) or getattr(coro, "gi_frame", None)
+        if frame is not None:
+            lines.append(f"{frame.f_code.co_filename}:{frame.f_lineno} {frame.f_code.co_name}")
+        nxt = getattr(coro, "cr_await", None) or getattr(coro, "gi_yieldfrom", None)
+        if nxt is None and frame is None:
+            lines.append(repr(coro))
+        coro = nxt
+    return lines
+

@@ -52,6 +52,7 @@ class Outbox:
             self._on_unreachable(m.to)
 
     async def _sender(self, peer: int, q: asyncio.Queue[Message]) -> None:
+        me = asyncio.current_task()
         while True:
             batch = [await q.get()]
             while not q.empty():
@@ -61,3 +62,7 @@ class Outbox:
             except Exception as exc:  # a transport breaking its contract must not kill us
                 log.warning("raft %x: transport failed sending to %x: %r", self._id, peer, exc)
                 self._on_unreachable(peer)
+            if me is not None and me.cancelling():
+                # cancelled while sending, yet the send returned (an await inside dropped
+                # the cancellation): stop as asked, or the driver's stop waits forever
+                raise asyncio.CancelledError

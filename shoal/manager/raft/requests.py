@@ -12,6 +12,7 @@ import asyncio
 import functools
 from collections.abc import Callable
 
+from shoal import timeouts
 from shoal.api.latency import LatencyRecord
 from shoal.errors import Unavailable
 from shoal.manager.raft.config import RaftNodeConfig
@@ -72,7 +73,7 @@ class Requests:
             self._reads.add(ctx, fut)
             self._submit(functools.partial(self._do_read, ctx, fut))
             try:
-                return await asyncio.wait_for(fut, max(0.0, deadline - loop.time()))
+                return await timeouts.wait_for(fut, max(0.0, deadline - loop.time()))
             except TimeoutError:
                 raise Unavailable(f"raft {self.id:x}: read index timed out") from None
             except NotLeader:

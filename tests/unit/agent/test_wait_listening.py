@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import socket
 
+from shoal import timeouts
 from shoal.agent.controller import wait_listening
 
 
@@ -21,7 +22,7 @@ async def test_returns_once_the_port_listens_and_not_before() -> None:
     assert not probe.done()
     server = await asyncio.start_server(lambda r, w: w.close(), "127.0.0.1", port)
     try:
-        await asyncio.wait_for(probe, 5.0)
+        await timeouts.wait_for(probe, 5.0)
     finally:
         server.close()
         await server.wait_closed()

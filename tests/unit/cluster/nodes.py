@@ -10,6 +10,7 @@ from typing import Any
 
 from aiohttp.test_utils import TestClient, TestServer
 
+from shoal import timeouts
 from shoal.httpapi.app import make_app
 from tests.unit.inprocess import build_daemon
 
@@ -32,11 +33,14 @@ class TestNode:
     async def stop(self) -> None:
         await self.client.close()
         try:
-            await asyncio.wait_for(self.daemon.shutdown(), 30.0)
+            await timeouts.wait_for(self.daemon.shutdown(), 30.0)
         except TimeoutError:
             # a hang becomes a failure that says where every task was waiting
             for task in asyncio.all_tasks():
-                task.print_stack(limit=8, file=sys.stderr)
+                try:
+                    task.print_stack(limit=8, file=sys.stderr)
+                except TypeError:  # 3.11 fails on a frame with no line number: the repr then
+                    print(repr(task), file=sys.stderr)
             raise
 
     async def call(

@@ -8,12 +8,12 @@ leaves the cluster through the API, and an endpoint the managers do not know is 
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
 
+from shoal import timeouts
 from shoal.gossip.table import EndpointEntry
 from shoal.observe.dashboard import mesh
 from tests.polling import eventually
@@ -116,7 +116,7 @@ async def test_a_worker_with_tasks_leaves_cleanly_and_its_endpoints_go(
     await eventually(lambda: gone_id in {e.node_id for e in manager.daemon.endpoints.entries()})
     # the managers reassign the stopped task while the node is still a member: leaving must
     # not start it (it used to wait for it forever)
-    await asyncio.wait_for(worker.call("POST", "/swarm/leave"), 15.0)
+    await timeouts.wait_for(worker.call("POST", "/swarm/leave"), 15.0)
     assert worker.daemon.swarm is None and not worker.runtime.alive()
     assert worker.plane.closed and worker.overlays[-1].closed
     # gossip said goodbye: its endpoints leave the other nodes' tables at once

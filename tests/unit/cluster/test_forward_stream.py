@@ -9,6 +9,7 @@ import datetime
 
 import pytest
 
+from shoal import timeouts
 from shoal.ca.certs import make_csr, new_key, sign_node_csr
 from shoal.ca.files import NodeTLS
 from shoal.ca.root import RootCA
@@ -79,7 +80,7 @@ async def test_a_broken_call_fails_what_is_in_flight_and_the_next_one_reconnects
         assert (await forward(client, _req("/ok"))).body == b"ok"
         await server.stop()  # the leader goes away with a request in flight
         with pytest.raises(Unavailable):
-            await asyncio.wait_for(stuck, 10)
+            await timeouts.wait_for(stuck, 10)
         again = ClusterServer(_tls(ca, "leader"))
         ForwardEndpoint(lambda: executor).register(again)
         await again.start("127.0.0.1", port)

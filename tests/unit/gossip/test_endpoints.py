@@ -9,6 +9,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from shoal import timeouts
 from shoal.gossip.endpoints import EndpointEntry, EndpointState, PublishedPort
 from shoal.gossip.messages import EntryBody, Record
 from shoal.gossip.table import EndpointTable
@@ -169,7 +170,7 @@ async def test_the_table_keeps_its_reading_api() -> None:
     waiter = asyncio.create_task(table.wait_change(seen))
     await asyncio.sleep(0)
     table.set(entry("t1"))
-    assert await asyncio.wait_for(waiter, 1) == table.version != seen
+    assert await timeouts.wait_for(waiter, 1) == table.version != seen
     assert table.entries() == [entry("t1")]
     v = table.version
     table.set(entry("t1"))
@@ -186,7 +187,7 @@ async def test_merged_remote_entries_wake_the_readers() -> None:
     waiter = asyncio.create_task(table.wait_change(seen))
     await asyncio.sleep(0)
     table.state.merge(rec("n9", "remote", 1))
-    await asyncio.wait_for(waiter, 1)
+    await timeouts.wait_for(waiter, 1)
     assert [e.node_id for e in table.entries()] == ["n9"]
 
 
@@ -229,7 +230,7 @@ async def test_table_ports_is_a_port_source_for_the_mesh() -> None:
     waiter = asyncio.create_task(source.changed())
     await asyncio.sleep(0)
     table.set(entry("t1"))
-    await asyncio.wait_for(waiter, 1)
+    await timeouts.wait_for(waiter, 1)
     assert source.ports() == [PortSpec("svc", "tcp", 8080, 80, "ingress")]
 
 

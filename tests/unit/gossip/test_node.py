@@ -9,6 +9,7 @@ from collections.abc import AsyncIterator
 
 import pytest
 
+from shoal import timeouts
 from shoal.errors import Conflict, InvalidArgument
 from shoal.gossip.config import GossipConfig
 from shoal.gossip.crypto import Keyring
@@ -35,7 +36,7 @@ class Cluster:
         node = GossipNode(opts, keyring)
         self.nodes.append(node)
         self.tg.create_task(node.run())
-        await asyncio.wait_for(node.started(), 5)
+        await timeouts.wait_for(node.started(), 5)
         return node
 
     def live_view(self, node: GossipNode) -> set[str]:
@@ -125,7 +126,7 @@ async def test_garbage_on_the_port_is_dropped_and_the_node_keeps_working(
     reader, writer = await asyncio.open_connection(host, int(port))
     writer.write(b"\x00\x00\x00\x05hello")
     await writer.drain()
-    assert await asyncio.wait_for(reader.read(), 5) == b""  # closed on us
+    assert await timeouts.wait_for(reader.read(), 5) == b""  # closed on us
     writer.close()
     await until(lambda: nodes[0]._drops.count >= 5)
     nodes[1].table.set(entry(nodes[1], "t"))

@@ -15,6 +15,7 @@ from typing import Any
 
 import pytest
 
+from shoal import timeouts
 from shoal.cli.pretty import service_pretty
 from tests.polling import eventually
 from tests.unit.httpapi.conftest import Api
@@ -34,7 +35,7 @@ async def docker(api: Api, home: Path, *args: str, ok: bool = True) -> tuple[int
     proc = await asyncio.create_subprocess_exec(
         "docker", *args, env=env, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE
     )
-    out, err = await asyncio.wait_for(proc.communicate(), 60)
+    out, err = await timeouts.wait_for(proc.communicate(), 60)
     code = proc.returncode or 0
     if ok:
         assert code == 0, f"docker {' '.join(args)}: {code}\n{out.decode()}\n{err.decode()}"

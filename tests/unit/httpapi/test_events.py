@@ -13,6 +13,7 @@ from typing import Any
 
 import pytest
 
+from shoal import timeouts
 from tests.polling import eventually
 from tests.unit.httpapi.conftest import Api
 
@@ -32,7 +33,7 @@ async def docker(api: Api, home: Path, *args: str) -> tuple[int, str, str]:
     proc = await asyncio.create_subprocess_exec(
         "docker", *args, env=_env(api, home),
         stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
-    out, err = await asyncio.wait_for(proc.communicate(), 60)
+    out, err = await timeouts.wait_for(proc.communicate(), 60)
     return proc.returncode or 0, out.decode(), err.decode()
 
 
@@ -103,7 +104,7 @@ async def test_live_stream_sees_a_change_made_meanwhile(api: Api, tmp_path: Path
         await eventually(lambda: len(store._watchers) > watchers, timeout=20)
         created = await api.call("POST", "/services/create", SPEC, expect=201)
         assert proc.stdout is not None
-        line = await asyncio.wait_for(proc.stdout.readline(), 10)
+        line = await timeouts.wait_for(proc.stdout.readline(), 10)
         event = json.loads(line)
         assert (event["Type"], event["Action"], event["Actor"]["ID"]) == (
             "service", "create", created["ID"])
@@ -124,7 +125,7 @@ async def _shoal(api: Api, *args: str) -> tuple[int, str, str]:
     proc = await asyncio.create_subprocess_exec(
         shoal, "-H", f"tcp://127.0.0.1:{api.client.server.port}", *args,
         stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
-    out, err = await asyncio.wait_for(proc.communicate(), 60)
+    out, err = await timeouts.wait_for(proc.communicate(), 60)
     return proc.returncode or 0, out.decode(), err.decode()
 
 

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 
+from shoal import timeouts
 from shoal.observe.server import serve_observe
 from tests.polling import eventually
 from tests.unit.httpapi.conftest import Api
@@ -52,7 +53,7 @@ async def chromium(tmp_path: Path, url: str, *args: str) -> tuple[str, str]:
 
 async def finish(proc: asyncio.subprocess.Process) -> tuple[str, str]:
     try:
-        out, err = await asyncio.wait_for(proc.communicate(), 90)
+        out, err = await timeouts.wait_for(proc.communicate(), 90)
     finally:
         if proc.returncode is None:  # timed out: no browser outlives the test
             proc.kill()

@@ -7,6 +7,7 @@ import asyncio
 import socket
 import struct
 
+from shoal import timeouts
 from shoal.lab.keepalive import KeepAliveStats, keepalive_worker
 from shoal.workloads.whoami import start
 
@@ -27,7 +28,7 @@ async def test_a_draining_server_costs_a_reconnect_not_a_request() -> None:
     draining = asyncio.ensure_future(old.drain(5.0))
     await asyncio.sleep(0)  # the old one stops listening; its replacement takes the port
     new = await start(port, None, "127.0.0.1")
-    await asyncio.wait_for(draining, 2.0)
+    await timeouts.wait_for(draining, 2.0)
     await asyncio.sleep(0.2)
     stop.set()
     await worker

@@ -16,6 +16,7 @@ from typing import Any
 import msgspec
 import pytest
 
+from shoal import timeouts
 from shoal.agent.session_client import RemoteSession
 from shoal.api.session import StatusUpdate
 from shoal.api.states import is_terminal
@@ -224,7 +225,7 @@ async def test_a_heartbeat_is_answered_while_the_store_is_stalled() -> None:
     writer = asyncio.create_task(store.update(lambda tx: tx.create("node", Node(id="w2"))))
     await asyncio.sleep(0.01)
     assert not writer.done()
-    response = await asyncio.wait_for(dispatcher.heartbeat(Empty(), CALLER), 1.0)
+    response = await timeouts.wait_for(dispatcher.heartbeat(Empty(), CALLER), 1.0)
     assert isinstance(response, HeartbeatResponse)
     assert msgspec.to_builtins(response)["period"] == dispatcher.liveness.period
     log.release.set()

@@ -10,6 +10,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from shoal import timeouts
 from shoal.api.types import Secret, SecretSpec, Service, ServiceSpec
 from shoal.errors import Conflict, NotFound, OutOfSequence, Unavailable
 from shoal.manager.state.locallog import LocalLog
@@ -212,10 +213,10 @@ async def test_a_writer_returns_once_its_group_commits_not_after_later_groups() 
     later = asyncio.create_task(store.update(lambda tx: tx.create("service", Service(id="b"))))
     log.rounds[0].set()  # the first group commits; "b" forms the next group, still in flight
     await eventually(lambda: len(log.rounds) == 2)
-    await asyncio.wait_for(first, 5)
+    await timeouts.wait_for(first, 5)
     assert not later.done()
     log.rounds[1].set()
-    await asyncio.wait_for(later, 5)
+    await timeouts.wait_for(later, 5)
     assert sorted(s.id for s in store.view().list("service")) == ["a", "b"]
 
 

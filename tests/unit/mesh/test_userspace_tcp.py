@@ -10,6 +10,7 @@ from collections.abc import AsyncIterator
 
 import pytest
 
+from shoal import timeouts
 from shoal.mesh.errors import MeshError
 from shoal.mesh.userspace import UserspaceDataPlane
 from shoal.mesh.userspace.tcp import TcpListener
@@ -49,7 +50,7 @@ async def refused(published: int) -> bool:
         return True
     try:
         writer.write(b"GET / HTTP/1.1\r\n\r\n")
-        data = await asyncio.wait_for(reader.read(), 2.0)
+        data = await timeouts.wait_for(reader.read(), 2.0)
         return data == b""
     except ConnectionResetError:
         return True
@@ -89,7 +90,7 @@ async def test_no_ready_endpoint_refuses_at_once(plane, web) -> None:
     with pytest.raises(ConnectionResetError):
         reader, writer = await asyncio.open_connection("127.0.0.1", empty)
         writer.write(b"GET / HTTP/1.1\r\n\r\n")
-        await asyncio.wait_for(reader.read(), 2.0)
+        await timeouts.wait_for(reader.read(), 2.0)
     assert loop.time() - started < 1.0
     with pytest.raises(ConnectionRefusedError):
         await asyncio.open_connection("127.0.0.1", host_port)
@@ -166,7 +167,7 @@ async def test_half_close_is_relayed_both_ways(plane) -> None:
         reader, writer = await asyncio.open_connection("127.0.0.1", published)
         writer.write(b"hello")
         writer.write_eof()  # half-close: we still read
-        assert await asyncio.wait_for(reader.read(), 5) == b"got hello"
+        assert await timeouts.wait_for(reader.read(), 5) == b"got hello"
         writer.close()
     finally:
         server.close()
@@ -194,7 +195,7 @@ async def test_a_slow_reader_pauses_the_backend(plane, web) -> None:
     assert relay.client.transport is not None
     assert relay.client.transport.get_write_buffer_size() < 1024 * 1024  # bounded
     writer.transport.resume_reading()
-    status, body = await asyncio.wait_for(read_response(reader), 30)
+    status, body = await timeouts.wait_for(read_response(reader), 30)
     assert status == "HTTP/1.1 200 OK" and len(body) == size
     writer.close()
 
@@ -269,7 +270,7 @@ async def test_target_change_and_close(plane, web) -> None:
         # close() also ends relayed connections
         writer.write(b"GET / HTTP/1.1\r\n\r\n")
         with pytest.raises((ConnectionResetError, asyncio.IncompleteReadError)):
-            await asyncio.wait_for(read_response(reader), 2)
+            await timeouts.wait_for(read_response(reader), 2)
     finally:
         writer.close()
         extra.close()

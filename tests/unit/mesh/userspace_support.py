@@ -10,6 +10,7 @@ import asyncio
 import socket
 from typing import Any
 
+from shoal import timeouts
 from shoal.mesh.model import Endpoint, MeshState, PortSpec
 from shoal.workloads.whoami import Whoami, start
 
@@ -104,7 +105,7 @@ class UdpClient(asyncio.DatagramProtocol):
                   ) -> tuple[dict[str, str], Any]:
         assert self.transport is not None
         self.transport.sendto(payload, ("127.0.0.1", published))
-        data, addr = await asyncio.wait_for(self.answers.get(), timeout)
+        data, addr = await timeouts.wait_for(self.answers.get(), timeout)
         return parse(data.decode()), addr
 
     @property

@@ -11,6 +11,7 @@ import sys
 import pytest
 from click.testing import CliRunner
 
+from shoal import timeouts
 from shoal.workloads.cli import whoami as whoami_command
 from shoal.workloads.whoami import Whoami, identity, start
 
@@ -72,7 +73,7 @@ async def test_http10_and_connection_close_end_the_connection(app: Whoami) -> No
         writer.write(request)
         _, headers, _ = await read_response(reader)
         assert headers["connection"] == "close"
-        assert await asyncio.wait_for(reader.read(), 5) == b""
+        assert await timeouts.wait_for(reader.read(), 5) == b""
         writer.close()
 
 
@@ -90,7 +91,7 @@ async def test_udp_answers_with_sender_as_client(app: Whoami) -> None:
         sock.setblocking(False)
         sock.connect(("127.0.0.1", app.udp_port))
         await loop.sock_sendall(sock, b"who?")
-        data = await asyncio.wait_for(loop.sock_recv(sock, 4096), 5)
+        data = await timeouts.wait_for(loop.sock_recv(sock, 4096), 5)
         local = sock.getsockname()
     info = parse(data.decode())
     assert info["task"] == "web.2" and info["client"] == f"127.0.0.1:{local[1]}"
@@ -138,7 +139,7 @@ async def test_drain_closes_each_connection_after_its_next_answer(app: Whoami) -
     status, headers, _ = await read_response(reader)
     assert status == "HTTP/1.1 200 OK" and headers["connection"] == "close"
     assert await reader.read() == b""
-    await asyncio.wait_for(draining, 1.0)  # done once its last connection closed
+    await timeouts.wait_for(draining, 1.0)  # done once its last connection closed
     writer.close()
 
 
@@ -146,6 +147,6 @@ async def test_drain_closes_idle_connections_after_its_timeout(app: Whoami) -> N
     reader, writer = await asyncio.open_connection("127.0.0.1", app.http_port)
     writer.write(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
     await read_response(reader)
-    await asyncio.wait_for(app.drain(0.2), 2.0)
-    assert await asyncio.wait_for(reader.read(), 1.0) == b""
+    await timeouts.wait_for(app.drain(0.2), 2.0)
+    assert await timeouts.wait_for(reader.read(), 1.0) == b""
     writer.close()

@@ -21,6 +21,7 @@ from shoal.manager.raft import (
     SQLiteStorage,
     StoreStateMachine,
 )
+from shoal.manager.raft.outbox import Outbox
 from shoal.manager.state.store import Store
 from shoal.raft import Entry, Message, MessageType, encode_message
 from tests.unit.manager.raft.cluster import FAST, Cluster, services, spec
@@ -183,3 +184,43 @@ async def test_network_knobs_drop_and_one_way_cuts(tmp_path: Path) -> None:
         assert "one-way" in services(follower)
     finally:
         await c.close()
+
+
+class _CancelSwallowingTransport:
+    """A send that, cancelled, returns as if it had sent (what 3.11's `wait_for` did when
+    the write finished in the same turn as the cancellation)."""
+
+    def __init__(self) -> None:
+        self.sending = asyncio.Event()
+
+    def bind(self, reporter: object) -> None:
+        pass
+
+    async def send(self, to: int, messages: list[Message]) -> None:
+        self.sending.set()
+        try:
+            await asyncio.sleep(60)
+        except asyncio.CancelledError:
+            return
+
+
+async def test_a_sender_whose_send_drops_the_cancellation_still_stops() -> None:
+    transport = _CancelSwallowingTransport()
+    outbox = Outbox(1, transport, 8, lambda peer: None)
+
+    class _Stop(Exception):
+        pass
+
+    async def group() -> None:
+        async with asyncio.TaskGroup() as tg:
+            outbox.start(tg)
+            outbox.put(Message(MessageType.APP, to=2, from_=1, term=1))
+            await transport.sending.wait()
+            raise _Stop
+
+    task = asyncio.create_task(group())
+    done, _ = await asyncio.wait({task}, timeout=10)
+    assert task in done, "the group never ended: its sender kept running after the cancel"
+    with pytest.raises(ExceptionGroup) as caught:
+        task.result()
+    assert caught.group_contains(_Stop)
