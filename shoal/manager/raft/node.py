@@ -370,4 +370,3 @@ def _awaiting(coro: object) -> list[str]:
             lines.append(repr(coro))
         coro = nxt
     return lines
-
