@@ -9,6 +9,7 @@ has no forwarder (SHOAL_DNS_FORWARDERS=none), so foreign names are refused local
 
 from __future__ import annotations
 
+import subprocess
 from collections.abc import Iterator
 from typing import Any
 
@@ -134,3 +135,54 @@ def test_web_reaches_back_by_name_across_nodes_and_other_networks_cannot(lab2: L
     for name in ("back", "front", "other", "rr"):
         shoal(lab2, "service", "rm", name)
     _docker(lab2, "network", "rm", "appnet", "othernet")
+
+
+@pytest.fixture(scope="module")
+def lab3(lab_tag: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Lab]:
+    lab = Lab(lab_tag + "q")
+    lab.down()
+    try:
+        lab.up(nodes=3, managers=3)
+        archive = test_images.export(
+            "busybox", tmp_path_factory.mktemp("img") / "bb.tar", "docker-archive", "bb:net"
+        )
+        proc = lab.exec("h1", ["docker", "image", "load", "-i", str(archive)], capture=True)
+        assert "Loaded image: bb:net" in proc.stdout, proc.stderr
+        yield lab
+    finally:
+        lab.down()
+
+
+def test_names_and_vips_keep_working_while_the_managers_have_no_quorum(lab3: Lab) -> None:
+    _docker(lab3, "network", "create", "-d", "overlay", "qnet")
+    for name, argv in (("back", ["sh", "-c", HTTPD]), ("front", ["sleep", "3600"])):
+        shoal(lab3, "service", "create", "-d", "--name", name, "--network", "qnet",
+              "--constraint", "node.hostname==shoal-h1", "bb:net", *argv)
+    back, front = _task(lab3, "back"), _task(lab3, "front")
+    [vip] = [v["Addr"].split("/")[0]
+             for v in lab3.client("h1").get("/services/back")["Endpoint"]["VirtualIPs"]]
+    [back_addr] = [a.split("/")[0] for a in back["NetworksAttachments"][0]["Addresses"]]
+    hostname = _in(lab3, back, "hostname").strip()
+    until(lambda: hostname in _get(lab3, front, "back"), 30, "back through its VIP")
+
+    # two of the three managers power off: h1 keeps running but cannot commit or read
+    lab3.stop("h2")
+    lab3.stop("h3")
+    def no_quorum() -> bool:  # a read needs the quorum (ReadIndex): it fails or hangs
+        try:
+            proc = lab3.exec("h1", ["docker", "node", "ls"], capture=True, timeout=20)
+        except subprocess.TimeoutExpired:
+            return True
+        return proc.returncode != 0
+
+    until(no_quorum, 60, "h1 to lose its quorum")
+
+    def in_front(*argv: str) -> str:  # no API lookups of the task's node: they need quorum
+        proc = lab3.exec("h1", ["docker", "exec", front["ID"][:12], *argv], capture=True,
+                         timeout=30)
+        return str(proc.stdout) + str(proc.stderr)
+
+    assert vip in in_front("nslookup", "back")
+    assert _addresses(in_front("nslookup", "tasks.back")) == [back_addr]
+    answer = in_front("sh", "-c", GET, "back")
+    assert answer.startswith("HTTP/1.1 200 OK") and answer.strip().endswith(hostname), answer
