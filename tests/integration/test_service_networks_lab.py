@@ -30,21 +30,27 @@ def _get(lab: Lab, task: dict[str, Any], target: str) -> str:
     return _in(lab, task, "sh", "-c", GET, target)
 
 
-@pytest.fixture(scope="module")
-def lab2(lab_tag: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Lab]:
-    lab = Lab(lab_tag + "s")
+def _busybox_lab(
+    name: str, tmp: pytest.TempPathFactory, nodes: int, managers: int, hosts: tuple[str, ...]
+) -> Iterator[Lab]:
+    """A lab up with the offline busybox image loaded as `bb:net` on `hosts`."""
+    lab = Lab(name)
     lab.down()
     try:
-        lab.up(nodes=2)
-        archive = test_images.export(
-            "busybox", tmp_path_factory.mktemp("img") / "bb.tar", "docker-archive", "bb:net"
-        )
-        for host in ("h1", "h2"):
+        lab.up(nodes=nodes, managers=managers)
+        archive = test_images.export("busybox", tmp.mktemp("img") / "bb.tar", "docker-archive",
+                                     "bb:net")
+        for host in hosts:
             proc = lab.exec(host, ["docker", "image", "load", "-i", str(archive)], capture=True)
             assert "Loaded image: bb:net" in proc.stdout, proc.stderr
         yield lab
     finally:
         lab.down()
+
+
+@pytest.fixture(scope="module")
+def lab2(lab_tag: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Lab]:
+    yield from _busybox_lab(lab_tag + "s", tmp_path_factory, 2, 1, ("h1", "h2"))
 
 
 def _docker(lab: Lab, *args: str, host: str = "h1", check: bool = True) -> str:
@@ -139,18 +145,7 @@ def test_web_reaches_back_by_name_across_nodes_and_other_networks_cannot(lab2: L
 
 @pytest.fixture(scope="module")
 def lab3(lab_tag: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Lab]:
-    lab = Lab(lab_tag + "q")
-    lab.down()
-    try:
-        lab.up(nodes=3, managers=3)
-        archive = test_images.export(
-            "busybox", tmp_path_factory.mktemp("img") / "bb.tar", "docker-archive", "bb:net"
-        )
-        proc = lab.exec("h1", ["docker", "image", "load", "-i", str(archive)], capture=True)
-        assert "Loaded image: bb:net" in proc.stdout, proc.stderr
-        yield lab
-    finally:
-        lab.down()
+    yield from _busybox_lab(lab_tag + "q", tmp_path_factory, 3, 3, ("h1",))
 
 
 def test_names_and_vips_keep_working_while_the_managers_have_no_quorum(lab3: Lab) -> None:
@@ -168,6 +163,7 @@ def test_names_and_vips_keep_working_while_the_managers_have_no_quorum(lab3: Lab
     # two of the three managers power off: h1 keeps running but cannot commit or read
     lab3.stop("h2")
     lab3.stop("h3")
+
     def no_quorum() -> bool:  # a read needs the quorum (ReadIndex): it fails or hangs
         try:
             proc = lab3.exec("h1", ["docker", "node", "ls"], capture=True, timeout=20)
