@@ -16,7 +16,7 @@ import contextlib
 import os
 import signal
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 
 from shoal.errors import ShoalError, Unavailable
@@ -25,6 +25,7 @@ __all__ = [
     "cgroup2_mount",
     "join_argv",
     "kill_cgroup",
+    "kill_task_cgroups",
     "make_cgroup",
     "populated",
     "procs",
@@ -125,6 +126,22 @@ def _rmdir(path: Path) -> None:
         path.rmdir()
     except FileNotFoundError:
         pass
+
+
+def kill_task_cgroups(
+    task_ids: Iterable[str], base: Path = Path("/sys/fs/cgroup"), parent: str = "shoal"
+) -> None:
+    """Kill the containers of `task_ids` (runc's `/<parent>/<task>` in every hierarchy, v1
+    included) and wait until they are gone. runc's processes are not in the lab host's
+    cgroup: a daemon that died without stopping its tasks (killed, or too loaded to stop
+    them in time) leaves them running in namespaces of their own. Only the given tasks: the
+    ids come from the lab's own data roots, so another lab's containers are not touched."""
+    ids = set(task_ids)
+    # cgroup v1 and hybrid machines: a hierarchy per directory of `base`; pure v2: `base`
+    hierarchies = [base, *base.iterdir()] if ids and base.is_dir() else []
+    for hierarchy in hierarchies:
+        for task in ids:
+            kill_cgroup(hierarchy / parent / task)
 
 
 def sweep_task_cgroups(base: Path = Path("/sys/fs/cgroup"), parent: str = "shoal") -> None:

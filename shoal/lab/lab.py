@@ -28,6 +28,7 @@ from shoal.lab import fabric, iproute, registry
 from shoal.lab.cgroups import (
     cgroup2_mount,
     kill_cgroup,
+    kill_task_cgroups,
     make_cgroup,
     remove_cgroup,
     sweep_task_cgroups,
@@ -178,6 +179,9 @@ class Lab:
         if state is not None and state.registry_pid:
             registry.stop(state.registry_pid)  # by PID; the cgroup kill below catches leftovers
         kill_cgroup(self.layout.cgroup_dir, reap=self._reap)
+        # containers of daemons that died without stopping them (their task namespaces go
+        # in the sweep once their processes are gone)
+        kill_task_cgroups(p.name for p in self.layout.data_dir.glob("h*/oci/bundles/*"))
         deleted = fabric.sweep(self.layout)
         unmount_below(self.layout.data_dir)  # containers' roots of daemons that are gone now
         remove_cgroup(self.layout.cgroup_dir)
