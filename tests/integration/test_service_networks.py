@@ -77,14 +77,50 @@ async def _drive(args: dict[str, Any]) -> dict[str, Any]:
         table.set(e)
     by_id = {v: k for k, v in args["names"].items()}
     nets = ServiceNetworks("n1", table, dict,
-                           lambda t: Path("/run/netns", args["prefix"] + by_id[t]))
+                           lambda t: Path("/run/netns", args["prefix"] + by_id.get(t, "none")))
     set_sysctl("net.ipv4.ip_forward", "1")
     await nets.apply()
-    out = {"links": sorted(x.host_name for x in nets._links),
-           "bridges": [b.name for b in nets.applied.bridges]}
+    out: dict[str, Any] = {"links": sorted(x.host_name for x in nets._links),
+                           "bridges": [b.name for b in nets.applied.bridges]}
+    if args["scenario"] == "up":
+        out["opens"] = await _netlink_opens(nets, table)
     if args["scenario"] == "down":
         await nets.close()
     return out
+
+
+async def _netlink_opens(nets: Any, table: Any) -> dict[str, int]:
+    """How many netlink sockets each kind of pass opens once the plan is in place."""
+    from shoal.agent.svcnet import apply as module
+    from shoal.gossip.endpoints import EndpointEntry, NetworkAddress
+
+    real, opened = module.AsyncIPRoute, [0]
+
+    def counting(*a: Any, **kw: Any) -> Any:
+        opened[0] += 1
+        return real(*a, **kw)
+
+    async def count(**kw: bool) -> int:
+        opened[0] = 0
+        await nets.apply(**kw)
+        return opened[0]
+
+    module.AsyncIPRoute = counting
+    try:
+        result = {"idle": await count()}
+        # a task in the table whose namespace is not there yet: every pass tries for it
+        late = EndpointEntry("slate", "late" * 6, "n1", "198.19.1.9", True,
+                             networks=(NetworkAddress(NET_A, "198.18.1.9", VIP, (), 24,
+                                                      "198.18.1.1"),))
+        table.set(late)
+        result["pending"] = await count() + await count()
+        table.remove(late.task_id)
+        await nets.apply()
+        result["settled"] = await count()
+        result["repair"] = await count(repair=True)
+        return result
+    finally:
+        module.AsyncIPRoute = real
 
 
 class Namespaces:
@@ -148,6 +184,11 @@ def test_vip_reaches_ready_tasks_and_other_networks_are_isolated(spaces: Namespa
     up = spaces.drive("up")
     assert sorted(up["bridges"]) == ["sn-netaaaaaaaa", "sn-netbbbbbbbb"]
     assert len(up["links"]) == 3
+    # a pass over a plan already in place opens no netlink socket; one with a task whose
+    # namespace is still missing keeps trying; the periodic repair pass reads the kernel
+    opens = up["opens"]
+    assert opens["idle"] == 0 and opens["settled"] == 0
+    assert opens["pending"] >= 2 and opens["repair"] >= 1
     assert spaces.run("b", "ip", "-4", "-o", "addr", "show", "dev", "eth1").split()[3] == (
         "198.18.1.3/32"
     )

@@ -106,26 +106,42 @@ class ServiceNetworks:
         self._links: set[TaskLink] = set()
         self._nft_text = ""
         self._lock = asyncio.Lock()  # the loop and a task's start hook both apply
+        self._routes_placed = False  # did the last pass install its routes (overlay up)?
 
-    async def run(self, every: float = 1.0) -> None:
-        """Apply on every table change (and every `every` s for new peers/namespaces).
-        Cancelling leaves the kernel state for the next start (tasks outlive a daemon
-        restart); `close()` removes it."""
+    async def run(self, every: float = 1.0, repair_every: float = 30.0) -> None:
+        """Apply on every table change, and every `every` s for new peers and namespaces
+        (a pass whose plan is already in place costs no netlink call); every
+        `repair_every` s a full pass re-reads the routes and repairs what changed behind
+        our back. Cancelling leaves the kernel state for the next start (tasks outlive a
+        daemon restart); `close()` removes it."""
+        loop = asyncio.get_running_loop()
+        next_repair = loop.time()
         while True:
             seen = self.endpoints.version
+            repair = loop.time() >= next_repair
+            if repair:
+                next_repair = loop.time() + repair_every
             try:
-                await self.apply()
+                await self.apply(repair=repair)
             except Exception:
                 log.exception("service networks: apply failed")
             with contextlib.suppress(TimeoutError):
                 await timeouts.wait_for(self.endpoints.wait_change(seen), every)
 
-    async def apply(self) -> None:
+    async def apply(self, *, repair: bool = False) -> None:
+        """Bring the kernel to the current plan. Without `repair`, a plan that is already
+        in place (same plan, every task link made, routes installed) is left alone."""
         async with self._lock:
-            await self._apply()
+            await self._apply(repair)
 
-    async def _apply(self) -> None:
+    def _in_place(self, wanted: NetPlan) -> bool:
+        return (wanted == self.applied and self._routes_placed
+                and self._links.issuperset(wanted.links))
+
+    async def _apply(self, repair: bool) -> None:
         wanted = plan(self.node_id, self.endpoints.entries(), self.slices())
+        if not repair and self._in_place(wanted):
+            return
         await self._bridges(wanted)
         await self._task_links(wanted)
         await self._routes(wanted)
@@ -178,6 +194,7 @@ class ServiceNetworks:
     async def _routes(self, wanted: NetPlan) -> None:
         """The per-task /32 routes to other nodes."""
         want = dict(wanted.routes)
+        self._routes_placed = False
         async with AsyncIPRoute() as ipr:
             device = await _index(ipr, OVERLAY_DEVICE)
             held = await _our_routes(ipr)
@@ -185,11 +202,13 @@ class ServiceNetworks:
                 with contextlib.suppress(NetlinkError):
                     await ipr.route("del", dst=f"{dst}/32", proto=RT_PROTO)
             if device is None:
+                self._routes_placed = not want  # else: no overlay yet, the next pass tries
                 return
             for dst, via in want.items():
                 if held.get(dst) != str(via):
                     await ipr.route("replace", dst=f"{dst}/32", gateway=str(via), oif=device,
                                     flags=4, proto=RT_PROTO)
+        self._routes_placed = True
 
     async def _run_nft(self, script: str) -> None:
         proc = await asyncio.create_subprocess_exec(
@@ -234,6 +253,7 @@ class ServiceNetworks:
                 await self._run_nft(f"table ip {TABLE}\ndelete table ip {TABLE}\n")
         self._nft_text = ""
         self.applied = NetPlan()
+        self._routes_placed = False
 
 
 async def _exists(name: str) -> bool:
