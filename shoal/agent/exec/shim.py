@@ -24,16 +24,9 @@ import selectors
 import signal
 import sys
 import time
-from pathlib import Path
 
-from shoal.agent.exec import nsutil
-from shoal.agent.exec.taskdir import (
-    ProcRef,
-    TaskFiles,
-    read_json,
-    rfc3339_nano,
-    write_json_atomic,
-)
+from shoal.agent.exec import nsutil, taskdir
+from shoal.agent.exec.taskdir import ProcRef, read_json, rfc3339_nano, write_json_atomic
 
 # `typing` costs the shim ~8 ms of start-up; mypy honours a TYPE_CHECKING of our own
 TYPE_CHECKING = False
@@ -91,7 +84,17 @@ def _child(cfg: dict[str, Any], go: tuple[int, int], out_w: int, err_w: int, exc
             os._exit(127)
 
 
-def _spawn(cfg: dict[str, Any], files: TaskFiles) -> tuple[ProcRef, int, int]:
+class _Files:
+    """The task directory's files, as strings (see taskdir: no pathlib in the shim)."""
+
+    def __init__(self, root: str) -> None:
+        join = os.path.join
+        self.config, self.netns = join(root, taskdir.CONFIG), join(root, taskdir.NETNS)
+        self.pid, self.exit = join(root, taskdir.PID), join(root, taskdir.EXIT)
+        self.log = join(root, taskdir.LOG)
+
+
+def _spawn(cfg: dict[str, Any], files: _Files) -> tuple[ProcRef, int, int]:
     """Fork the program; returns it and the read ends of its stdout and stderr pipes."""
     out_r, out_w = os.pipe()
     err_r, err_w = os.pipe()
@@ -111,7 +114,10 @@ def _spawn(cfg: dict[str, Any], files: TaskFiles) -> tuple[ProcRef, int, int]:
     os.close(exc_r)
     if chunks:
         os.waitpid(pid, 0)
-        files.pid.unlink(missing_ok=True)
+        try:
+            os.unlink(files.pid)
+        except FileNotFoundError:
+            pass
         raise StartFailed(b"".join(chunks).decode(errors="replace"))
     return ref, out_r, err_r
 
@@ -217,8 +223,8 @@ def _read_go() -> bool:
     return line.strip() == b"go"
 
 
-def run(task_dir: Path) -> int:
-    files = TaskFiles(task_dir)
+def run(task_dir: str) -> int:
+    files = _Files(task_dir)
     cfg = read_json(files.config)
     if not isinstance(cfg, dict):
         _say(f"error cannot read {files.config}")
@@ -228,7 +234,8 @@ def run(task_dir: Path) -> int:
     except OSError as exc:
         _say(f"error creating network namespace: {exc}")
         return 1
-    files.netns.write_text(where)
+    with open(files.netns, "w") as fh:
+        fh.write(where)
     _say(f"netns {where}")
     if not _read_go():
         return 1  # the runtime gave up and cleans up
@@ -255,7 +262,7 @@ def main() -> None:
     if len(sys.argv) != 2:
         print("usage: python -m shoal.agent.exec.shim <task dir>", file=sys.stderr)
         sys.exit(2)
-    sys.exit(run(Path(sys.argv[1])))
+    sys.exit(run(sys.argv[1]))
 
 
 if __name__ == "__main__":

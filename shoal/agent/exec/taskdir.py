@@ -10,7 +10,11 @@
     log.jsonl    shim: one {"time", "stream", "log"} object per output line
     shim.log     the shim's own stderr
 
-Stdlib only, and not even `typing`/`dataclasses`: the shim imports this and starts often.
+Stdlib only, and not even `typing`/`dataclasses` or `pathlib` (which brings `re`,
+`urllib.parse`, `ipaddress`: a fifth of the shim's start): the shim imports this and
+starts with every task. The daemon's side names the files through `TaskFiles` (paths);
+the shim joins the names below to its task directory (strings); both read and write
+them with the helpers here, which take either.
 Every file but the log is written atomically (temp file + rename). A pid is never trusted
 alone: `ProcRef.alive` also compares the start time in /proc/<pid>/stat, so a recycled pid
 is not mistaken for the task.
@@ -21,9 +25,17 @@ from __future__ import annotations
 import json
 import os
 import time
-from pathlib import Path
+
+TYPE_CHECKING = False  # mypy honours a constant of this name; `typing` costs the shim
+if TYPE_CHECKING:
+    from pathlib import Path
 
 __all__ = [
+    "CONFIG",
+    "EXIT",
+    "LOG",
+    "NETNS",
+    "PID",
     "ProcRef",
     "TaskFiles",
     "proc_start_time",
@@ -31,6 +43,11 @@ __all__ = [
     "rfc3339_nano",
     "write_json_atomic",
 ]
+
+
+META, CONFIG, SHIM, NETNS, PID, EXIT, LOG = (
+    "meta.json", "config.json", "shim.json", "netns", "pid", "exit", "log.jsonl"
+)
 
 
 class TaskFiles:
@@ -41,31 +58,31 @@ class TaskFiles:
 
     @property
     def meta(self) -> Path:
-        return self.root / "meta.json"
+        return self.root / META
 
     @property
     def config(self) -> Path:
-        return self.root / "config.json"
+        return self.root / CONFIG
 
     @property
     def shim(self) -> Path:
-        return self.root / "shim.json"
+        return self.root / SHIM
 
     @property
     def netns(self) -> Path:
-        return self.root / "netns"
+        return self.root / NETNS
 
     @property
     def pid(self) -> Path:
-        return self.root / "pid"
+        return self.root / PID
 
     @property
     def exit(self) -> Path:
-        return self.root / "exit"
+        return self.root / EXIT
 
     @property
     def log(self) -> Path:
-        return self.root / "log.jsonl"
+        return self.root / LOG
 
     @property
     def shim_log(self) -> Path:
@@ -76,17 +93,19 @@ class TaskFiles:
         return [self.meta, self.config, self.shim, self.netns, self.pid, self.shim_log]
 
 
-def write_json_atomic(path: Path, obj: object, mode: int = 0o644) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
+def write_json_atomic(path: Path | str, obj: object, mode: int = 0o644) -> None:
+    head, name = os.path.split(os.fspath(path))
+    tmp = os.path.join(head, f".{name}.tmp")
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, mode)
     with os.fdopen(fd, "w") as fh:
         json.dump(obj, fh)
     os.replace(tmp, path)
 
 
-def read_json(path: Path) -> object:
+def read_json(path: Path | str) -> object:
     try:
-        return json.loads(path.read_text())
+        with open(path, encoding="utf-8") as fh:
+            return json.loads(fh.read())
     except (FileNotFoundError, NotADirectoryError, ValueError):
         return None
 
@@ -133,7 +152,7 @@ class ProcRef:
         return None if start is None else cls(pid, start)
 
     @classmethod
-    def load(cls, path: Path) -> ProcRef | None:
+    def load(cls, path: Path | str) -> ProcRef | None:
         data = read_json(path)
         if not isinstance(data, dict):
             return None
@@ -142,7 +161,7 @@ class ProcRef:
         except (KeyError, TypeError, ValueError):
             return None
 
-    def save(self, path: Path) -> None:
+    def save(self, path: Path | str) -> None:
         write_json_atomic(path, {"pid": self.pid, "start": self.start})
 
     def alive(self) -> bool:

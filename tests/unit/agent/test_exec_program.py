@@ -94,7 +94,8 @@ def test_shim_imports_only_the_stdlib() -> None:
     code = (
         "import sys, shoal.agent.exec.shim, shoal.agent.exec.nsutil;"
         "print(sorted(m for m in sys.modules if m.split('.')[0] in "
-        "('asyncio','typing','dataclasses','pyroute2','msgspec','shoal')))"
+        "('asyncio','typing','dataclasses','pyroute2','msgspec','shoal','pathlib',"
+        "'urllib','ipaddress')))"
     )
     out = subprocess.run(
         [sys.executable, "-S", "-c", code],
