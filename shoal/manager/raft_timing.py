@@ -17,11 +17,12 @@ import logging
 from shoal.errors import InvalidArgument
 from shoal.manager.raft import LIVE_FIELDS, RaftNode, RaftNodeConfig
 from shoal.manager.raft_open import config_for
-from shoal.manager.state.store import Commit, Store
+from shoal.manager.state.store import Store, commit_of
 
 __all__ = ["follow_raft_spec", "wanted_config"]
 
 log = logging.getLogger(__name__)
+_SPEC_KINDS = frozenset({"cluster"})  # the swarm spec's Raft part lives there
 
 
 def wanted_config(store: Store, current: RaftNodeConfig, default_tick: float) -> RaftNodeConfig:
@@ -46,7 +47,7 @@ async def follow_raft_spec(store: Store, node: RaftNode, default_tick: float) ->
     try:
         _retune(store, node, default_tick)  # in the step that subscribed: nothing missed
         while True:
-            if isinstance(await queue.get(), Commit):
-                _retune(store, node, default_tick)
+            await commit_of(queue, _SPEC_KINDS)
+            _retune(store, node, default_tick)
     finally:
         store.unwatch(queue)

@@ -20,6 +20,9 @@ log = logging.getLogger(__name__)
 
 class Reconciler:
     name = "reconciler"
+    # the kinds its passes read: commits that wrote none of them (a burst of secrets,
+    # say) wake it not; None: every commit
+    kinds: frozenset[str] | None = None
 
     def __init__(self, store: Store) -> None:
         self.store = store
@@ -48,6 +51,7 @@ class Reconciler:
             self.store.unwatch(queue)
 
     async def _wait(self, queue: asyncio.Queue[Event | Commit], deadline: float | None) -> None:
+        touched = seen = False  # since the last commit: an event of `kinds`, any event
         while True:
             timeout = None if deadline is None else max(deadline - time.monotonic(), 0.0)
             getter = asyncio.ensure_future(queue.get())
@@ -59,8 +63,14 @@ class Reconciler:
                 fut.cancel()
             if not done or kicker in done:
                 return
-            if isinstance(getter.result(), Commit):
-                # drain whatever else is queued: one pass covers them all
-                while not queue.empty():
-                    queue.get_nowait()
-                return
+            items = [getter.result()]
+            while not queue.empty():  # what else is queued: one look covers it all
+                items.append(queue.get_nowait())
+            for item in items:
+                if not isinstance(item, Commit):
+                    seen = True
+                    touched = touched or self.kinds is None or item.kind in self.kinds
+                elif touched or not seen:  # no events: a reloaded state
+                    return
+                else:
+                    touched = seen = False

@@ -42,7 +42,7 @@ from shoal.gossip.crypto import Keyring
 from shoal.gossip.members import MemberStatus
 from shoal.gossip.node import GossipNode, GossipOptions
 from shoal.gossip.table import EndpointTable
-from shoal.manager.state.store import Commit, Store
+from shoal.manager.state.store import Store, commit_of
 from shoal.mesh.dataplane import DataPlane
 from shoal.mesh.health import HealthPorts
 from shoal.mesh.overlay import Overlay, OverlayPeer
@@ -71,6 +71,9 @@ class NetSource(Protocol):
         ...
 
 
+VIEW_KINDS = frozenset({"node", "cluster", "task", "service"})  # what `network_view` reads
+
+
 class StoreNet:
     """The network view computed from the store (a manager)."""
 
@@ -84,8 +87,7 @@ class StoreNet:
                             view.services.list())
 
     async def changed(self) -> None:
-        while not isinstance(await self._queue.get(), Commit):
-            pass
+        await commit_of(self._queue, VIEW_KINDS)
 
     def close(self) -> None:
         self._store.unwatch(self._queue)

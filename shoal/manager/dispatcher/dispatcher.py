@@ -44,7 +44,7 @@ from shoal.cluster.wire import (
 )
 from shoal.errors import NotFound, Unavailable
 from shoal.manager.controlapi.swarm import heartbeat_period
-from shoal.manager.dispatcher.blobs import node_blobs
+from shoal.manager.dispatcher.blobs import BlobRefs, blob_refs, node_blobs
 from shoal.manager.dispatcher.liveness import Liveness
 from shoal.manager.dispatcher.ports import published_ports
 from shoal.manager.dispatcher.session import LocalSession
@@ -104,24 +104,27 @@ class Dispatcher:
         try:
             last = b""
             while True:
-                message = self._message(node_id)
+                message, refs = self._message(node_id)
                 raw = msgspec.msgpack.encode(message)
                 if raw != last:
                     last = raw
                     yield message
-                await _next_commit(queue)
+                while not _may_change(await _next_commit(queue), refs):
+                    pass
                 self._member(caller)
         finally:
             self.open_sessions -= 1
             self._store.unwatch(queue)
             log.info("dispatcher: session of node %s closed", node_id)
 
-    def _message(self, node_id: str) -> SessionMessage:
+    def _message(self, node_id: str) -> tuple[SessionMessage, BlobRefs]:
+        """The node's session message, and the blobs it refers to."""
         view = self._store.view()
         all_tasks = view.list("task")
         net = network_view(view.list("node"), view.list("cluster"), all_tasks,
                            view.list("service"))
-        secrets, configs, registry_auth = node_blobs(view, node_id)
+        refs = blob_refs(view, node_id)
+        secrets, configs, registry_auth = node_blobs(view, node_id, refs)
         return SessionMessage(
             tasks=sorted((t for t in all_tasks if t.node_id == node_id), key=lambda t: t.id),
             ports=published_ports(view.list("service")),
@@ -136,7 +139,7 @@ class Dispatcher:
             secrets=secrets,
             configs=configs,
             registry_auth=registry_auth,
-        )
+        ), refs
 
     async def update_status(self, req: StatusRequest, caller: Caller) -> Empty:
         node_id = self._member(caller)
@@ -287,14 +290,35 @@ def not_leader(store: Store) -> Unavailable:
     return Unavailable("this manager is not the leader")
 
 
-async def _next_commit(queue: asyncio.Queue[Event | Commit]) -> None:
+async def _next_commit(queue: asyncio.Queue[Event | Commit]) -> list[Event | Commit]:
     """Wait for a commit, then take every event already queued behind it: a session that
-    fell behind a burst of commits builds one message for all of them, not one each."""
-    while not isinstance(await queue.get(), Commit):
-        pass
+    fell behind a burst of commits builds one message for all of them, not one each.
+    Returns what it took."""
+    taken: list[Event | Commit] = []
+    while not isinstance(item := await queue.get(), Commit):
+        taken.append(item)
+    taken.append(item)
     await asyncio.sleep(0)  # commits made in this loop turn join the same message
     while not queue.empty():
-        queue.get_nowait()
+        taken.append(queue.get_nowait())
+    return taken
+
+
+def _may_change(taken: list[Event | Commit], refs: BlobRefs) -> bool:
+    """Whether commits may change a session message: all but those that only wrote
+    secrets or configs the node does not use (a commit without events is a reloaded
+    state: it may)."""
+    events = [e for e in taken if isinstance(e, Event)]
+    if not events:
+        return True
+    secret_ids, config_ids, _ = refs
+    for event in events:
+        if event.kind == "secret" and event.obj.id not in secret_ids:
+            continue
+        if event.kind == "config" and event.obj.id not in config_ids:
+            continue
+        return True
+    return False
 
 
 def _earliest(a: float | None, b: float | None) -> float | None:

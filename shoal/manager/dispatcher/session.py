@@ -7,6 +7,7 @@ to remote workers, so the agent does not change when it moves to another host.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import AsyncIterator, Callable
 
@@ -14,8 +15,8 @@ from shoal.api.session import StatusUpdate
 from shoal.api.states import check_transition
 from shoal.api.types import Task
 from shoal.errors import ShoalError
-from shoal.manager.dispatcher.blobs import NodeBlobs, node_blobs
-from shoal.manager.state.store import Commit, Store, Tx
+from shoal.manager.dispatcher.blobs import NodeBlobs, blob_refs, node_blobs, touches
+from shoal.manager.state.store import Commit, Event, Store, Tx
 
 __all__ = ["LocalSession"]
 
@@ -32,6 +33,9 @@ class LocalSession:
         self._on_blobs = on_blobs
 
     async def assignments(self) -> AsyncIterator[list[Task]]:
+        """The node's tasks, again after every commit that may change them or its blobs
+        (commits of other nodes' tasks, of unused secrets and such are skipped: on a
+        manager under writes this pass ran per commit over every task and secret)."""
         queue = self._store.watch()
         try:
             last: list[tuple[str, int]] | None = None
@@ -39,15 +43,25 @@ class LocalSession:
                 view = self._store.view()
                 tasks = view.find("task", lambda t: t.node_id == self._node_id)
                 key = sorted((t.id, t.version.index) for t in tasks)
+                refs = blob_refs(view, self._node_id)
                 if self._on_blobs is not None:
-                    self._on_blobs(node_blobs(view, self._node_id))
+                    self._on_blobs(node_blobs(view, self._node_id, refs))
                 if key != last:
                     last = key
                     yield tasks
-                while not isinstance(await queue.get(), Commit):
+                while not await self._relevant_commit(queue, refs):
                     pass
         finally:
             self._store.unwatch(queue)
+
+    async def _relevant_commit(self, queue: asyncio.Queue[Event | Commit],
+                               refs: tuple[set[str], set[str], set[str]]) -> bool:
+        """Wait for the next commit; whether it may concern this node (a commit with no
+        events is a reloaded state: it may)."""
+        events: list[Event] = []
+        while not isinstance(item := await queue.get(), Commit):
+            events.append(item)
+        return not events or touches(events, self._node_id, refs)
 
     async def report(self, updates: list[StatusUpdate]) -> None:
         def fn(tx: Tx) -> None:

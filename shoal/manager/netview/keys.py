@@ -32,6 +32,7 @@ def rotate(keys: list[bytes], fresh: bytes, keep: int) -> list[bytes]:
 
 class KeyManager(Reconciler):
     name = "keymanager"
+    kinds = frozenset({"cluster"})
 
     def __init__(
         self,

@@ -18,6 +18,7 @@ __all__ = ["TaskReaper"]
 
 class TaskReaper(Reconciler):
     name = "reaper"
+    kinds = frozenset({"cluster", "node", "task"})
 
     async def reconcile(self) -> float | None:
         await self.store.update(self._pass)

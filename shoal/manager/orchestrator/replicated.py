@@ -41,6 +41,7 @@ log = logging.getLogger(__name__)
 
 class Orchestrator(Reconciler):
     name = "orchestrator"
+    kinds = frozenset({"service", "node", "task"})
 
     async def reconcile(self) -> float | None:
         wake: list[float] = []

@@ -53,6 +53,7 @@ def pick_node(
 
 class Scheduler(Reconciler):
     name = "scheduler"
+    kinds = frozenset({"node", "task"})
 
     async def reconcile(self) -> float | None:
         await self.store.update(self._pass)

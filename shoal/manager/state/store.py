@@ -36,7 +36,18 @@ from shoal.errors import Conflict, NotFound, OutOfSequence
 from shoal.manager.state.changes import KINDS, Batch, Change, decode_batch, encode_batch
 from shoal.manager.state.tables import Table, TxTable, TypedTables
 
-__all__ = ["Commit", "Event", "Log", "ReadView", "Store", "Table", "Tx", "TxTable", "new_id"]
+__all__ = [
+    "Commit",
+    "Event",
+    "Log",
+    "ReadView",
+    "Store",
+    "Table",
+    "Tx",
+    "TxTable",
+    "commit_of",
+    "new_id",
+]
 
 T = TypeVar("T")
 _ALPHABET = "0123456789abcdefghijklmnopqrstuvwxyz"
@@ -62,6 +73,22 @@ RECENT_EVENTS = 1024  # how many past events `Store.recent` keeps (GET /events?s
 @dataclass(frozen=True)
 class Commit:
     index: int
+
+
+async def commit_of(queue: asyncio.Queue[Event | Commit], kinds: frozenset[str]) -> None:
+    """Wait on a `Store.watch` queue for a commit that wrote an object of one of `kinds`
+    (or one without events: a reloaded state). Watchers of a few kinds skip the rest: a
+    burst of secret writes need not rebuild a node's network view per commit."""
+    touched = seen = False
+    while True:
+        item = await queue.get()
+        if isinstance(item, Commit):
+            if touched or not seen:
+                return
+            touched = seen = False
+        else:
+            seen = True
+            touched = touched or item.kind in kinds
 
 
 class Log(Protocol):
@@ -110,6 +137,8 @@ class Tx(TypedTables):
 
     `tx.services.get(id)` / `tx.nodes.update(node)` etc. are the typed forms (`tables.py`).
     """
+
+    writable = True
 
     def __init__(self, tables: dict[str, dict[str, Any]], names: _Names | None = None) -> None:
         self._tables = tables
