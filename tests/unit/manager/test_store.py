@@ -14,7 +14,7 @@ from shoal import timeouts
 from shoal.api.types import Secret, SecretSpec, Service, ServiceSpec
 from shoal.errors import Conflict, NotFound, OutOfSequence, Unavailable
 from shoal.manager.state.locallog import LocalLog
-from shoal.manager.state.store import Commit, Event, Store, Tx
+from shoal.manager.state.store import Commit, Event, Store, Tx, new_id
 from tests.polling import eventually
 
 
@@ -281,3 +281,12 @@ def test_the_name_index_answers_as_a_scan_does(groups: list[list[tuple[str, int,
                 )
 
     asyncio.run(run())
+
+
+def test_new_ids_are_25_base36_characters_and_distinct() -> None:
+    ids = {new_id() for _ in range(5000)}
+    assert len(ids) == 5000
+    assert all(len(i) == 25 and set(i) <= set("0123456789abcdefghijklmnopqrstuvwxyz")
+               for i in ids)
+    # 128 random bits: the leading digit spreads over 0-f (36**25 / 2**128 ~ 2.4)
+    assert len({i[0] for i in ids}) >= 8
