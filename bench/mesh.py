@@ -16,10 +16,17 @@ then a second lab whose daemons run `--mesh userspace`: direct, userspace local,
 remote. The paths of a lab take turns, `--rounds` times; each row is the median round.
 Ratios are against the direct path of the same lab.
 
-Apply cost: in a private network namespace (`unshare --net`, gone with the process), the
-time of `KernelDataPlane.apply` and `UserspaceDataPlane.apply` with 1,000 published services
-of 10 endpoints each: first full apply, one endpoint changed, one service added (removed),
-the same state again; and, for the kernel, the pure planning part of an endpoint change.
+Apply cost (`--only apply`; `--no-userspace` drops the userspace column): in a private
+network namespace (`unshare --net`, gone with the process), the time of the data planes'
+apply with 1,000 published services of 10 endpoints each: first full apply, one endpoint
+changed, one service added (removed), the same state again, an endpoint change with 1,000
+flows tracked (so the conntrack deletion has a table to search), and `apply(state)` without
+a delta. Kernel planes, same run: main's at BASELINE (taken from git: PlanCache planning,
+`nft -f -` and `conntrack -R -` processes), this tree's with the programs
+(`library=False`), and this tree's in-process (libnftables, netlink); the delta planes get
+`apply_delta` with the delta MeshSync would hand them, found outside the timing (its cost,
+"finding the changed service", is printed on its own). And the pure planning part of an
+endpoint change: whole table, plan cache, delta planner.
 
 HAProxy and nginx (with its stream module) come from apt; the bench installs them when
 missing. They run with config files in a temp dir and are killed by PID; the labs are torn
