@@ -98,6 +98,7 @@ class KernelDataPlane:
         self._planner = DeltaPlanner(table)
         self._state: MeshState | None = None  # the last state applied (None: none, or closed)
         self._problems: tuple[str, ...] = ()
+        self._table_open = False  # whether the last apply left a table (read by traffic())
         auto = library is None
         self._use_lib = library if library is not None else nft == "nft"
         self._lib: nftlib.NftLib | None = None
@@ -150,6 +151,7 @@ class KernelDataPlane:
         if script:
             self.last_script = script
         self._known, self._state = True, state
+        self._table_open = self._planner.has_ports
         await self._flush_conntrack(flushes)
 
     async def _replace(self, state: MeshState) -> tuple[str, tuple[str, ...]]:
@@ -177,12 +179,13 @@ class KernelDataPlane:
             await self._run_nft(
                 planner.transaction(None, None, self._table, prev_known=False), in_thread=False
             )
-            self._known, self._state = False, None
+            self._known, self._state, self._table_open = False, None, False
 
     async def traffic(self) -> dict[tuple[str, int], PortTraffic]:
         """Connections and bytes per (protocol, published port) since it opened here: the
         counters of the table's counting sets (`traffic.py`), read with one `nft -j list`."""
-        if self._state is None or not self._known or not self._planner.ports():
+        # not the planner's own state: a whole-table apply may be planning in a thread
+        if self._state is None or not self._known or not self._table_open:
             return {}
         try:
             proc = await asyncio.create_subprocess_exec(

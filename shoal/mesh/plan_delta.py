@@ -137,6 +137,11 @@ class DeltaPlanner:
         script = self._script(moved, old_ports, old_chains)
         return DeltaResult(script, flushes, self.problems(), False)
 
+    @property
+    def has_ports(self) -> bool:
+        """Whether the last plan opens any port (then the table exists)."""
+        return bool(self._ports)
+
     def plan(self) -> Plan:
         """The last plan whole, as `plan.plan` gives it (O(table): for full applies, tests)."""
         return Plan(self.ports(), self.ruleset(), self.problems())
