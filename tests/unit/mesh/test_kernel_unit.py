@@ -4,11 +4,12 @@ what it sends when, how it fails, and that it refuses the initial network namesp
 from __future__ import annotations
 
 import stat
+import sys
 from pathlib import Path
 
 import pytest
 
-from shoal.mesh import conntrack_nl
+from shoal.mesh import conntrack_nl, nftlib
 from shoal.mesh.errors import MeshError
 from shoal.mesh.kernel import KernelDataPlane, in_root_netns
 from shoal.mesh.model import Endpoint, MeshDelta, MeshState, PortSpec
@@ -173,3 +174,14 @@ def test_conntrack_deletions_parse_what_the_planner_makes() -> None:
                 ("-D", "-p", "tcp")):
         with pytest.raises(ValueError):
             conntrack_nl.parse(bad)
+
+
+async def test_without_libnftables_the_program_runs(
+    tools: Tools, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(nftlib, "DEBIAN_MODULE", tmp_path / "no-such" / "nftables.py")
+    monkeypatch.setitem(sys.modules, "nftables", None)  # `import nftables` fails
+    plane = KernelDataPlane(nft=tools.nft, conntrack=None, library=True)
+    await plane.apply(mesh("198.19.1.10"))
+    assert not plane.in_process
+    assert tools.scripts()[0].startswith("add table inet shoal\ndelete table inet shoal\n")
