@@ -16,10 +16,17 @@ then a second lab whose daemons run `--mesh userspace`: direct, userspace local,
 remote. The paths of a lab take turns, `--rounds` times; each row is the median round.
 Ratios are against the direct path of the same lab.
 
-Apply cost: in a private network namespace (`unshare --net`, gone with the process), the
-time of `KernelDataPlane.apply` and `UserspaceDataPlane.apply` with 1,000 published services
-of 10 endpoints each: first full apply, one endpoint changed, one service added (removed),
-the same state again; and, for the kernel, the pure planning part of an endpoint change.
+Apply cost (`--only apply`; `--no-userspace` drops the userspace column): in a private
+network namespace (`unshare --net`, gone with the process), the time of the data planes'
+apply with 1,000 published services of 10 endpoints each: first full apply, one endpoint
+changed, one service added (removed), the same state again, an endpoint change with 1,000
+flows tracked (so the conntrack deletion has a table to search), and `apply(state)` without
+a delta. Kernel planes, same run: main's at BASELINE (taken from git: PlanCache planning,
+`nft -f -` and `conntrack -R -` processes), this tree's with the programs
+(`library=False`), and this tree's in-process (libnftables, netlink); the delta planes get
+`apply_delta` with the delta MeshSync would hand them, found outside the timing (its cost,
+"finding the changed service", is printed on its own). And the pure planning part of an
+endpoint change: whole table, plan cache, delta planner.
 
 HAProxy and nginx (with its stream module) come from apt; the bench installs them when
 missing. They run with config files in a temp dir and are killed by PID; the labs are torn
@@ -30,6 +37,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import importlib
 import json
 import os
 import resource
@@ -61,6 +69,8 @@ from shoal.lab.layout import LabLayout
 from shoal.lab.procs import shoal_daemon_argv
 from shoal.mesh.model import Endpoint, MeshState, PortSpec
 
+ROOT = Path(__file__).resolve().parent.parent
+BASELINE = "69ac8b7"  # main before the delta planner: PlanCache, nft and conntrack programs
 MIB = 1024 * 1024
 NGINX_STREAM = "/usr/lib/nginx/modules/ngx_stream_module.so"
 TOOLS = [("wrk", "wrk"), ("haproxy", "haproxy"), ("nginx", "nginx"),
@@ -283,28 +293,94 @@ async def timed(call: Callable[[], Awaitable[None]]) -> float:
 
 
 async def apply_series(plane: Any, services: int, per: int, rounds: int) -> dict[str, float]:
+    """Times of `plane.apply`, or of `apply_delta` with the delta MeshSync would hand it
+    (found outside the timing, as MeshSync finds it before it calls the plane)."""
+    from shoal.mesh.model import MeshDelta, changed_services, service_groups
+
     base = big_state(services, per)
     moved = big_state(services, per, shift=services * per)
     grown = big_state(services + 1, per)
-    out = {"first_ms": await timed(lambda: plane.apply(base))}
+    groups = {id(s): service_groups(s) for s in (base, moved, grown)}
+    delta_plane = hasattr(plane, "apply_delta")
+    last: list[Any] = [None]
+
+    async def apply(state: MeshState) -> None:
+        prev = last[0]
+        if delta_plane and prev is not None:
+            delta = MeshDelta(prev, changed_services(groups[id(prev)], groups[id(state)]))
+            t0 = time.perf_counter()
+            await plane.apply_delta(state, delta)
+        else:
+            t0 = time.perf_counter()
+            await plane.apply(state)
+        last[0] = state
+        took.append((time.perf_counter() - t0) * 1000)
+
+    took: list[float] = []
+    await apply(base)
+    out = {"first_ms": took[-1]}
     series: dict[str, list[float]] = {"change_ms": [], "add_ms": [], "remove_ms": [],
                                       "same_ms": []}
     for _ in range(rounds):
-        series["change_ms"].append(await timed(lambda: plane.apply(moved)))
-        series["change_ms"].append(await timed(lambda: plane.apply(base)))
-        series["add_ms"].append(await timed(lambda: plane.apply(grown)))
-        series["remove_ms"].append(await timed(lambda: plane.apply(base)))
-        series["same_ms"].append(await timed(lambda: plane.apply(base)))
+        for key, state in (("change_ms", moved), ("change_ms", base), ("add_ms", grown),
+                           ("remove_ms", base), ("same_ms", base)):
+            await apply(state)
+            series[key].append(took[-1])
     out.update({k: statistics.median(v) for k, v in series.items()})
+    # the same change with 1,000 flows tracked in the namespace (conntrack deletions dump)
+    await seed_conntrack(1000)
+    series["change_ct_ms"] = []
+    for _ in range(rounds):
+        for state in (moved, base):
+            await apply(state)
+            series["change_ct_ms"].append(took[-1])
+    out["change_ct_ms"] = statistics.median(series["change_ct_ms"])
+    await seed_conntrack(0)
+    if delta_plane:  # apply(state) without a delta: the plane compares the states itself
+        plain = []
+        for state in [moved, base] * rounds:
+            t0 = time.perf_counter()
+            await plane.apply(state)
+            plain.append((time.perf_counter() - t0) * 1000)
+        out["change_plain_ms"] = statistics.median(plain)
+        out["in_process"] = float(bool(getattr(plane, "in_process", False)))
     out["close_ms"] = await timed(plane.close)
     return out
 
 
+async def seed_conntrack(flows: int) -> None:
+    """Empty this namespace's conntrack table, then track `flows` established TCP flows to
+    svc0000's port (20000), spread over its backends."""
+    from pyroute2.conntrack import AsyncConntrack
+    from pyroute2.netlink.nfnetlink.nfctsocket import NFCTAttrTuple
+
+    base = big_state(1, 10)
+    backends = [e.address for e in base.endpoints]
+    async with AsyncConntrack() as ct:
+        await ct.flush()
+        for i in range(flows):
+            sport = 30000 + i
+            await ct.entry(
+                "add", timeout=300,
+                tuple_orig=NFCTAttrTuple(saddr="198.18.0.2", daddr="198.18.0.11", proto=6,
+                                         sport=sport, dport=20000),
+                tuple_reply=NFCTAttrTuple(saddr=backends[i % len(backends)],
+                                          daddr="198.18.0.2", proto=6, sport=80,
+                                          dport=sport),
+                status=0xE,  # confirmed, seen reply, assured: an established flow
+                protoinfo={"attrs": [["CTA_PROTOINFO_TCP",
+                                      {"attrs": [["CTA_PROTOINFO_TCP_STATE", 3]]}]]},
+            )
+
+
 def plan_only(services: int, per: int, rounds: int) -> dict[str, float]:
     """The pure part of an endpoint change: planning and diffing, and the conntrack
-    flushes; the whole table replanned (baseline) against the plan cache, same run."""
+    flushes; the whole table replanned, the plan cache (main's), and the delta planner,
+    same run; and what MeshSync adds to find the changed services (group + compare)."""
     from shoal.mesh import plan as planner
+    from shoal.mesh.model import changed_services, service_groups
     from shoal.mesh.plan_cache import PlanCache
+    from shoal.mesh.plan_delta import DeltaPlanner
 
     base_state = big_state(services, per)
     moved = big_state(services, per, shift=services * per)
@@ -323,38 +399,97 @@ def plan_only(services: int, per: int, rounds: int) -> dict[str, float]:
             prev = new
         out[label] = statistics.median(times)
         out["change_lines"] = lines
+    delta = DeltaPlanner()
+    delta.full(base_state)
+    times = []
+    for i in range(rounds):
+        state = moved if i % 2 == 0 else base_state
+        t0 = time.perf_counter()
+        delta.delta(state, {"svc0000"})
+        times.append((time.perf_counter() - t0) * 1000)
+    out["delta_plan_ms"] = statistics.median(times)
+    old_groups = service_groups(base_state)
+    times = []
+    for i in range(rounds):
+        state = moved if i % 2 == 0 else base_state
+        t0 = time.perf_counter()
+        new_groups = service_groups(state)
+        changed_services(old_groups, new_groups)
+        times.append((time.perf_counter() - t0) * 1000)
+        old_groups = new_groups
+    out["find_change_ms"] = statistics.median(times)
     return out
 
 
-async def apply_cost(services: int, per: int, rounds: int) -> dict[str, dict[str, float]]:
+def main_kernel_plane(tmp: Path) -> Any:
+    """main's KernelDataPlane at BASELINE (PlanCache planning, `nft -f -` and `conntrack -R
+    -` processes), from git, against this tree's plan.py (unchanged since)."""
+    text = subprocess.run(
+        ["git", "-C", str(ROOT), "show", f"{BASELINE}:shoal/mesh/kernel.py"],
+        check=True, capture_output=True, text=True,
+    ).stdout
+    (tmp / "kernel_baseline.py").write_text(text)
+    sys.path.insert(0, str(tmp))
+    module = importlib.import_module("kernel_baseline")
+    return module.KernelDataPlane(table="shoal")
+
+
+async def apply_cost(services: int, per: int, rounds: int,
+                     userspace: bool) -> dict[str, dict[str, float]]:
     from shoal.mesh.kernel import KernelDataPlane
     from shoal.mesh.userspace import UserspaceDataPlane
 
-    kernel = await apply_series(KernelDataPlane(table="shoal"), services, per, rounds)
-    kernel.update(plan_only(services, per, rounds))
-    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    resource.setrlimit(resource.RLIMIT_NOFILE, (max(soft, min(hard, services + 1024)), hard))
-    user = await apply_series(UserspaceDataPlane(kernel_table=None), services, per, rounds)
-    return {"kernel": kernel, "userspace": user}
+    out: dict[str, dict[str, float]] = {}
+    with tempfile.TemporaryDirectory(prefix="shoal-meshbench-") as tmp:
+        planes = [("main", lambda: main_kernel_plane(Path(tmp))),
+                  ("programs", lambda: KernelDataPlane(table="shoal", library=False)),
+                  ("in-process", lambda: KernelDataPlane(table="shoal"))]
+        for label, make in planes:
+            out[label] = await apply_series(make(), services, per, rounds)
+    out["main"].update(plan_only(services, per, rounds))
+    if userspace:
+        soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+        resource.setrlimit(resource.RLIMIT_NOFILE,
+                           (max(soft, min(hard, services + 1024)), hard))
+        out["userspace"] = await apply_series(UserspaceDataPlane(kernel_table=None), services,
+                                              per, rounds)
+    return out
 
 
 def report_apply(args: argparse.Namespace) -> None:
     argv = ["unshare", "--net", "--", sys.executable, str(Path(__file__).resolve()),
             "--apply-only", "--services", str(args.services), "--per", str(args.per)]
-    out = subprocess.run(argv, capture_output=True, text=True, check=True, timeout=600).stdout
+    if args.no_userspace:
+        argv.append("--no-userspace")
+    out = subprocess.run(argv, capture_output=True, text=True, check=True, timeout=900).stdout
     r = json.loads(out.strip().splitlines()[-1])
-    k, u = r["kernel"], r["userspace"]
-    print(f"apply, {args.services} published services x {args.per} endpoints, fresh netns "
-          f"(median of {2 * APPLY_ROUNDS} changes, {APPLY_ROUNDS} of the others)")
-    print(f"{'':<40}{'kernel ms':>10}{'userspace ms':>14}")
+    columns = [("main", f"main {BASELINE}"), ("programs", "delta+progs"),
+               ("in-process", "delta+in-proc")]
+    if "userspace" in r:
+        columns.append(("userspace", "userspace"))
+    print(f"apply, {args.services} published services x {args.per} endpoints, fresh netns, "
+          f"load {os.getloadavg()[0]:.1f} (median of {2 * APPLY_ROUNDS} changes, "
+          f"{APPLY_ROUNDS} of the others); kernel planes: main = PlanCache + nft/conntrack "
+          f"programs; delta+progs = delta planner + programs; delta+in-proc = delta planner "
+          f"+ libnftables + netlink (in_process={r['in-process'].get('in_process', 0):.0f})")
+    print(f"{'ms':<40}" + "".join(f"{head:>16}" for _, head in columns))
     for label, key in (("first full apply", "first_ms"), ("one endpoint changed", "change_ms"),
                        ("one service added", "add_ms"), ("one service removed", "remove_ms"),
-                       ("same state again", "same_ms"), ("close", "close_ms")):
-        print(f"{label:<40}{k[key]:>10.1f}{u[key]:>14.1f}")
-    print(f"kernel: planning + diff of an endpoint change (pure Python), whole table "
-          f"{k['plan_ms']:.1f} ms, with the plan cache {k['cached_plan_ms']:.1f} ms "
-          f"({k['plan_ms'] / k['cached_plan_ms']:.1f}x); nft transaction "
+                       ("same state again", "same_ms"),
+                       ("endpoint changed, 1,000 flows tracked", "change_ct_ms"),
+                       ("endpoint changed, apply() w/o delta", "change_plain_ms"),
+                       ("close", "close_ms")):
+        cells = "".join(f"{r[c][key]:>16.1f}" if key in r[c] else f"{'-':>16}"
+                        for c, _ in columns)
+        print(f"{label:<40}{cells}")
+    k = r["main"]
+    print(f"pure planning + diff of an endpoint change: whole table {k['plan_ms']:.1f} ms, "
+          f"plan cache (main) {k['cached_plan_ms']:.1f} ms, delta planner "
+          f"{k['delta_plan_ms']:.2f} ms; MeshSync finding the changed service (group the "
+          f"state per service, compare) {k['find_change_ms']:.1f} ms; nft transaction "
           f"{k['change_lines']:.0f} lines")
+    print(f"one endpoint changed: in-process {r['in-process']['change_ms']:.1f} ms vs main "
+          f"{k['change_ms']:.1f} ms ({k['change_ms'] / r['in-process']['change_ms']:.0f}x)")
 
 
 def main() -> None:
@@ -371,12 +506,16 @@ def main() -> None:
                         help="run only these parts (repeatable); default all")
     parser.add_argument("--apply-only", action="store_true",
                         help="(internal) measure apply in the current namespace, print JSON")
+    parser.add_argument("--no-userspace", action="store_true",
+                        help="apply cost: kernel planes only (skip the userspace column)")
     args = parser.parse_args()
     if args.apply_only:
-        print(json.dumps(asyncio.run(apply_cost(args.services, args.per, APPLY_ROUNDS))))
+        print(json.dumps(asyncio.run(
+            apply_cost(args.services, args.per, APPLY_ROUNDS, not args.no_userspace))))
         return
     parts = args.only or ["kernel", "userspace", "apply"]
-    apt_install_missing(TOOLS)
+    if parts != ["apply"]:
+        apt_install_missing(TOOLS)
     start = time.monotonic()
     results = {kind: run_lab(kind, args) for kind in ("kernel", "userspace") if kind in parts}
     if results:

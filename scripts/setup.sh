@@ -10,6 +10,9 @@ for bin in nft:nftables ip:iproute2 curl:curl conntrack:conntrack runc:runc skop
 done
 # images for tests are built from the static busybox (it runs in any root filesystem)
 dpkg -s busybox-static >/dev/null 2>&1 || need_apt+=(busybox-static)
+# the kernel mesh runs nft in-process through libnftables' Python binding (shoal/mesh/nftlib.py
+# loads it from Debian's dist-packages, which the venv does not see); without it, `nft -f -`
+dpkg -s python3-nftables >/dev/null 2>&1 || need_apt+=(python3-nftables)
 # `--init`: the static tini is bind-mounted into containers as /sbin/docker-init
 dpkg -s tini >/dev/null 2>&1 || need_apt+=(tini)
 # headless Chromium for the dashboard test (tests/unit/httpapi/test_observe_dashboard.py);

@@ -1,17 +1,19 @@
 """The contract between the node (which knows ports and endpoints) and a mesh data plane.
 
-Implementations: `kernel.KernelDataPlane` (nftables), `recording.RecordingDataPlane` (a fake
-for tests); a userspace proxy will follow behind the same protocol.
+Implementations: `kernel.KernelDataPlane` (nftables), `userspace.UserspaceDataPlane` (a
+proxy), `recording.RecordingDataPlane` (a fake for tests). A plane that can plan by the
+change also has `apply_delta` (`DeltaDataPlane`; the kernel one): the caller hands it what
+changed besides the whole state.
 """
 
 from __future__ import annotations
 
-from typing import Protocol
+from typing import Protocol, runtime_checkable
 
 from shoal.mesh.errors import MeshError
-from shoal.mesh.model import MeshState
+from shoal.mesh.model import MeshDelta, MeshState
 
-__all__ = ["DataPlane", "MeshError"]
+__all__ = ["DataPlane", "DeltaDataPlane", "MeshError"]
 
 
 class DataPlane(Protocol):
@@ -28,3 +30,13 @@ class DataPlane(Protocol):
     async def apply(self, state: MeshState) -> None: ...
 
     async def close(self) -> None: ...
+
+
+@runtime_checkable
+class DeltaDataPlane(DataPlane, Protocol):
+    """A `DataPlane` that also takes the change: `apply_delta(state, delta)` does what
+    `apply(state)` does, given that only `delta.services` differ from `delta.base`, the
+    state it applied last. With `delta` None, or a `base` that is not what it applied last
+    (its last apply failed, it was closed), it plans `state` whole."""
+
+    async def apply_delta(self, state: MeshState, delta: MeshDelta | None) -> None: ...

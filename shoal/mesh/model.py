@@ -11,7 +11,15 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 from typing import Any, Literal, cast
 
-__all__ = ["Endpoint", "MeshState", "PortSpec"]
+__all__ = [
+    "Endpoint",
+    "MeshDelta",
+    "MeshState",
+    "PortSpec",
+    "ServiceGroups",
+    "changed_services",
+    "service_groups",
+]
 
 
 @dataclass(frozen=True)
@@ -59,3 +67,34 @@ class MeshState:
         ports = tuple(PortSpec(**cast(dict[str, Any], p)) for p in data.get("ports", ()))
         endpoints = tuple(Endpoint(**cast(dict[str, Any], e)) for e in data.get("endpoints", ()))
         return cls(str(data["node_id"]), str(data["local_subnet"]), ports, endpoints)
+
+
+ServiceGroups = dict[str, tuple[tuple[PortSpec, ...], tuple[Endpoint, ...]]]
+
+
+def service_groups(state: MeshState) -> ServiceGroups:
+    """Each service's ports and endpoints in `state`, both in `state`'s order."""
+    ports: dict[str, list[PortSpec]] = {}
+    endpoints: dict[str, list[Endpoint]] = {}
+    for p in state.ports:
+        ports.setdefault(p.service_id, []).append(p)
+    for e in state.endpoints:
+        endpoints.setdefault(e.service_id, []).append(e)
+    return {sid: (tuple(ports.get(sid, ())), tuple(endpoints.get(sid, ())))
+            for sid in ports.keys() | endpoints.keys()}
+
+
+def changed_services(old: ServiceGroups, new: ServiceGroups) -> frozenset[str]:
+    """The services whose ports or endpoints differ between two `service_groups`."""
+    return frozenset(sid for sid in old.keys() | new.keys() if old.get(sid) != new.get(sid))
+
+
+@dataclass(frozen=True)
+class MeshDelta:
+    """What changed from `base` (the state the data plane last applied successfully) to the
+    state handed with this delta: the ids of the services whose ports or endpoints differ.
+    Node id and subnet are not covered: a data plane given a state whose node or subnet
+    differ from `base`'s, or a `base` that is not what it applied last, plans it whole."""
+
+    base: MeshState
+    services: frozenset[str]

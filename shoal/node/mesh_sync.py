@@ -4,8 +4,15 @@ Ports come from a `PortSource`: the services in the store on a manager (`StorePo
 dispatcher's session on a worker, which has no store (`PortFeed`). Endpoints come from the
 endpoint table. Whenever either changes, the desired `MeshState` is rebuilt and applied
 (to the data plane, then to the health ports of "local" services); bursts of changes
-collapse into one apply. `applied` is the last state both took (what `network inspect
-ingress -v` shows).
+collapse into one apply. `applied` is the last state the data plane took (what `network
+inspect ingress -v` shows).
+
+A data plane that plans by the change (`DeltaDataPlane`, the kernel one) is also handed a
+`MeshDelta`: the services whose ports or endpoints differ between `applied` (the last
+*successful* apply) and the new state, found by comparing the two per service. So the
+delta always covers everything since the last success, however many changes a burst
+collapsed and however many applies failed in between; the plane itself replans whole when
+it does not know what the kernel holds.
 """
 
 from __future__ import annotations
@@ -20,10 +27,18 @@ from shoal.cluster.wire import PublishedPort
 from shoal.gossip.table import EndpointTable
 from shoal.manager.dispatcher.ports import published_ports
 from shoal.manager.state.store import Store
-from shoal.mesh.dataplane import DataPlane
+from shoal.mesh.dataplane import DataPlane, DeltaDataPlane
 from shoal.mesh.errors import MeshError
 from shoal.mesh.health import HealthPorts
-from shoal.mesh.model import Endpoint, MeshState, PortSpec
+from shoal.mesh.model import (
+    Endpoint,
+    MeshDelta,
+    MeshState,
+    PortSpec,
+    ServiceGroups,
+    changed_services,
+    service_groups,
+)
 
 __all__ = ["MeshSync", "PortFeed", "PortSource", "StorePorts", "port_spec"]
 
@@ -118,6 +133,7 @@ class MeshSync:
         self._subnet = subnet
         self._dirty = asyncio.Event()
         self.applied: MeshState | None = None
+        self._groups: ServiceGroups = {}  # `applied` per service
 
     def desired(self) -> MeshState:
         ports = self._ports.ports()
@@ -142,21 +158,38 @@ class MeshSync:
             tg.create_task(self._watch_ports())
             tg.create_task(self._watch_table())
             while True:
+                self._dirty.clear()  # what changes from here on is seen by the next pass
                 state = self.desired()
-                if state != self.applied:
+                groups = service_groups(state)
+                changed = changed_services(self._groups, groups)
+                if self.applied is None or changed or not self._same_node(state):
                     try:
-                        await self._plane.apply(state)
-                        self.applied = state
+                        await self._apply_plane(state, changed)
+                        self.applied, self._groups = state, groups
                     except Exception:
                         log.exception("mesh: applying the data plane failed; retrying in 1s")
                         await asyncio.sleep(1.0)
                         continue
+                state = self.applied  # equal to the desired state, as the plane has it
+                assert state is not None
                 if await self._apply_health(state):
                     await self._dirty.wait()
                 else:  # a health port could not be bound: try again in a second
                     with contextlib.suppress(TimeoutError):
                         await timeouts.wait_for(self._dirty.wait(), 1.0)
-                self._dirty.clear()
+
+    def _same_node(self, state: MeshState) -> bool:
+        applied = self.applied
+        return applied is not None and (applied.node_id, applied.local_subnet) == (
+            state.node_id, state.local_subnet)
+
+    async def _apply_plane(self, state: MeshState, changed: frozenset[str]) -> None:
+        if isinstance(self._plane, DeltaDataPlane):
+            base = self.applied
+            delta = MeshDelta(base, changed) if base is not None else None
+            await self._plane.apply_delta(state, delta)
+        else:
+            await self._plane.apply(state)
 
     async def _apply_health(self, state: MeshState) -> bool:
         """The health ports follow the applied state; False while one cannot be bound (said

@@ -4,13 +4,15 @@ what it sends when, how it fails, and that it refuses the initial network namesp
 from __future__ import annotations
 
 import stat
+import sys
 from pathlib import Path
 
 import pytest
 
+from shoal.mesh import conntrack_nl, nftlib
 from shoal.mesh.errors import MeshError
 from shoal.mesh.kernel import KernelDataPlane, in_root_netns
-from shoal.mesh.model import Endpoint, MeshState, PortSpec
+from shoal.mesh.model import Endpoint, MeshDelta, MeshState, PortSpec
 from shoal.mesh.recording import RecordingDataPlane
 
 WEB = PortSpec("web", "tcp", 8080, 80, "ingress")
@@ -130,3 +132,56 @@ async def test_recording_plane_records_and_fails_on_demand() -> None:
     assert len(plane.states) == 1
     await plane.close()
     assert plane.closed and plane.published() == set()
+
+
+async def test_apply_delta_sends_only_the_change_and_a_stale_base_replaces_whole(
+    tools: Tools,
+) -> None:
+    plane = KernelDataPlane(nft=tools.nft, conntrack=tools.conntrack)
+    first = mesh("198.19.1.10", "198.19.1.11")
+    await plane.apply_delta(first, None)
+    second = mesh("198.19.1.10")
+    await plane.apply_delta(second, MeshDelta(first, frozenset({"web"})))
+    await plane.apply_delta(mesh("198.19.1.12"), MeshDelta(first, frozenset({"web"})))
+    whole, change, stale = tools.scripts()
+    assert whole.startswith("add table inet shoal\ndelete table inet shoal\n")
+    assert change.startswith("flush chain inet shoal svc-tcp-8080\n") and "table" not in change
+    assert stale.startswith("add table inet shoal\ndelete table inet shoal\n")
+    assert "198.19.1.12" in stale
+
+
+async def test_a_failed_delta_rebuilds_whole_next_time(tools: Tools) -> None:
+    plane = KernelDataPlane(nft=tools.nft, conntrack=tools.conntrack)
+    first = mesh("198.19.1.10")
+    await plane.apply_delta(first, None)
+    (tools.root / "fail").touch()
+    with pytest.raises(MeshError, match="boom"):
+        await plane.apply_delta(mesh("198.19.1.11"), MeshDelta(first, frozenset({"web"})))
+    (tools.root / "fail").unlink()
+    await plane.apply_delta(mesh("198.19.1.11"), MeshDelta(first, frozenset({"web"})))
+    assert tools.scripts()[-1].startswith("add table inet shoal\ndelete table inet shoal\n")
+
+
+def test_conntrack_deletions_parse_what_the_planner_makes() -> None:
+    d = conntrack_nl.parse(("-D", "-p", "tcp", "--state", "SYN_SENT", "--orig-port-dst",
+                            "8080", "--reply-src", "198.19.1.11", "--reply-port-src", "80"))
+    assert d == conntrack_nl.Deletion(6, 8080, True, "198.19.1.11", 80)
+    assert conntrack_nl.parse(("-D", "-p", "udp", "--orig-port-dst", "53")) == (
+        conntrack_nl.Deletion(17, 53))
+    for bad in (("-L",), ("-D", "-p", "icmp", "--orig-port-dst", "1"),
+                ("-D", "-p", "tcp", "--state", "ESTABLISHED", "--orig-port-dst", "1"),
+                ("-D", "-p", "tcp", "--mark", "1", "--orig-port-dst", "1"),
+                ("-D", "-p", "tcp")):
+        with pytest.raises(ValueError):
+            conntrack_nl.parse(bad)
+
+
+async def test_without_libnftables_the_program_runs(
+    tools: Tools, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(nftlib, "DEBIAN_MODULE", tmp_path / "no-such" / "nftables.py")
+    monkeypatch.setitem(sys.modules, "nftables", None)  # `import nftables` fails
+    plane = KernelDataPlane(nft=tools.nft, conntrack=None, library=True)
+    await plane.apply(mesh("198.19.1.10"))
+    assert not plane.in_process
+    assert tools.scripts()[0].startswith("add table inet shoal\ndelete table inet shoal\n")

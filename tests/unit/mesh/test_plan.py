@@ -279,7 +279,9 @@ FORBIDDEN = {"asyncio", "socket", "time", "random", "os", "subprocess", "threadi
 
 
 @pytest.mark.parametrize(
-    "module", ["plan.py", "plan_cache.py", "model.py", "errors.py", "policy.py", "traffic.py"]
+    "module",
+    ["plan.py", "plan_cache.py", "plan_delta.py", "model.py", "errors.py", "policy.py",
+     "traffic.py"],
 )
 def test_pure_modules_import_no_io(module: str) -> None:
     path = Path(planner.__file__).parent / module
