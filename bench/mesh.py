@@ -25,8 +25,11 @@ a delta. Kernel planes, same run: main's at BASELINE (taken from git: PlanCache 
 `nft -f -` and `conntrack -R -` processes), this tree's with the programs
 (`library=False`), and this tree's in-process (libnftables, netlink); the delta planes get
 `apply_delta` with the delta MeshSync would hand them, found outside the timing (its cost,
-"finding the changed service", is printed on its own). And the pure planning part of an
-endpoint change: whole table, plan cache, delta planner.
+"finding the changed service", is printed on its own). This tree's planes return once the
+rules are in and delete the departed backends' conntrack entries after (the next apply
+waits for them): each apply is timed after the previous one's deletions finished, and the
+deletions of the tracked-flows change are printed on their own row. And the pure planning
+part of an endpoint change: whole table, plan cache, delta planner.
 
 HAProxy and nginx (with its stream module) come from apt; the bench installs them when
 missing. They run with config files in a temp dir and are killed by PID; the labs are torn
@@ -302,10 +305,14 @@ async def apply_series(plane: Any, services: int, per: int, rounds: int) -> dict
     grown = big_state(services + 1, per)
     groups = {id(s): service_groups(s) for s in (base, moved, grown)}
     delta_plane = hasattr(plane, "apply_delta")
+    background = hasattr(plane, "flushed")  # conntrack deletions after the apply returns
     last: list[Any] = [None]
+    flush_ms: list[float] = []
 
     async def apply(state: MeshState) -> None:
         prev = last[0]
+        if background:
+            await plane.flushed()  # the last apply's deletions, not this apply's cost
         if delta_plane and prev is not None:
             delta = MeshDelta(prev, changed_services(groups[id(prev)], groups[id(state)]))
             t0 = time.perf_counter()
@@ -315,6 +322,10 @@ async def apply_series(plane: Any, services: int, per: int, rounds: int) -> dict
             await plane.apply(state)
         last[0] = state
         took.append((time.perf_counter() - t0) * 1000)
+        if background:
+            t1 = time.perf_counter()
+            await plane.flushed()
+            flush_ms.append((time.perf_counter() - t1) * 1000)
 
     took: list[float] = []
     await apply(base)
@@ -330,11 +341,14 @@ async def apply_series(plane: Any, services: int, per: int, rounds: int) -> dict
     # the same change with 1,000 flows tracked in the namespace (conntrack deletions dump)
     await seed_conntrack(1000)
     series["change_ct_ms"] = []
+    flush_ms.clear()
     for _ in range(rounds):
         for state in (moved, base):
             await apply(state)
             series["change_ct_ms"].append(took[-1])
     out["change_ct_ms"] = statistics.median(series["change_ct_ms"])
+    if background:
+        out["change_ct_flush_ms"] = statistics.median(flush_ms)
     await seed_conntrack(0)
     if delta_plane:  # apply(state) without a delta: the plane compares the states itself
         plain = []
@@ -477,6 +491,7 @@ def report_apply(args: argparse.Namespace) -> None:
                        ("one service added", "add_ms"), ("one service removed", "remove_ms"),
                        ("same state again", "same_ms"),
                        ("endpoint changed, 1,000 flows tracked", "change_ct_ms"),
+                       ("  its conntrack deletions, after it", "change_ct_flush_ms"),
                        ("endpoint changed, apply() w/o delta", "change_plain_ms"),
                        ("close", "close_ms")):
         cells = "".join(f"{r[c][key]:>16.1f}" if key in r[c] else f"{'-':>16}"

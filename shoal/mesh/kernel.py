@@ -1,8 +1,11 @@
 """The kernel data plane: nftables (`table inet shoal`), planned by the change.
 
 `apply_delta(state, delta)` (what `MeshSync` calls) replans only the services the delta
-names (`plan_delta.py`, pure), sends the kernel the transaction of their ports alone, then
-deletes the conntrack entries of backends that left (UDP flows, half-open TCP connections).
+names (`plan_delta.py`, pure), sends the kernel the transaction of their ports alone, and
+returns: the conntrack entries of backends that left (UDP flows, half-open TCP connections)
+are deleted right after, in the background (one deletion walks the kernel's whole
+conntrack hash, ~10 ms, more than the transaction); the next apply, and `close`, wait for
+them first, so deletions never overtake a later transaction. `flushed()` waits for them.
 `apply(state)` finds the changed services itself (a comparison of the two states per
 service). The first apply of a process, and the next apply after a failure, plan the whole
 state and replace the table whole: the kernel may hold rules from an earlier daemon.
@@ -107,14 +110,23 @@ class KernelDataPlane:
             conntrack is not None)
         self.last_script = ""  # the last transaction sent (for `shoal` debugging and tests)
         self.last_full = False  # whether the last apply planned the whole state
+        self._flushing: asyncio.Task[None] | None = None  # the last apply's deletions
 
     @property
     def in_process(self) -> bool:
         """Whether nft runs through libnftables (known after the first transaction)."""
         return self._lib is not None
 
+    async def flushed(self) -> None:
+        """Wait until the conntrack deletions of the last apply are done (best effort:
+        they never raise)."""
+        task = self._flushing
+        if task is not None:
+            await asyncio.shield(task)
+
     async def apply(self, state: MeshState) -> None:
         async with self._lock:
+            await self.flushed()
             delta = None
             if self._known and self._state is not None:
                 services = changed_services(service_groups(self._state), service_groups(state))
@@ -125,6 +137,7 @@ class KernelDataPlane:
         """`apply(state)`, knowing that only `delta.services` changed since `delta.base`; a
         `base` other than the state this plane applied last is planned whole."""
         async with self._lock:
+            await self.flushed()
             await self._apply(state, delta)
 
     async def _apply(self, state: MeshState, delta: MeshDelta | None) -> None:
@@ -152,7 +165,14 @@ class KernelDataPlane:
             self.last_script = script
         self._known, self._state = True, state
         self._table_open = self._planner.has_ports
-        await self._flush_conntrack(flushes)
+        if flushes:
+            self._flushing = asyncio.ensure_future(self._flush_quietly(flushes))
+
+    async def _flush_quietly(self, flushes: tuple[tuple[str, ...], ...]) -> None:
+        try:
+            await self._flush_conntrack(flushes)
+        except Exception:  # stale flows stay until they expire; the rules are in
+            log.exception("mesh: deleting conntrack entries failed")
 
     async def _replace(self, state: MeshState) -> tuple[str, tuple[str, ...]]:
         """Plan `state` whole and replace the table with it: in a thread with libnftables
@@ -174,6 +194,7 @@ class KernelDataPlane:
 
     async def close(self) -> None:
         async with self._lock:
+            await self.flushed()
             self._guard()
             self._load_lib()
             await self._run_nft(

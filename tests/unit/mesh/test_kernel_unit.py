@@ -66,6 +66,7 @@ async def test_first_apply_replaces_then_only_diffs(tools: Tools) -> None:
     assert first.startswith("add table inet shoal\ndelete table inet shoal\n")
     assert second.startswith("flush chain inet shoal svc-tcp-8080\n")
     assert "add table" not in second
+    await plane.flushed()  # the deletions run right after the transaction
     assert sorted(tools.conntrack_calls()) == [
         "-D -p tcp --state SYN_SENT --orig-port-dst 8080 --reply-src 198.19.1.11 "
         "--reply-port-src 80",
@@ -81,7 +82,21 @@ async def test_a_refused_batch_falls_back_to_one_call_per_deletion(tools: Tools)
     plane = KernelDataPlane(nft=tools.nft, conntrack=old)
     await plane.apply(mesh("198.19.1.10", "198.19.1.11"))
     await plane.apply(mesh("198.19.1.10"))
+    await plane.flushed()
     assert len(tools.conntrack_calls()) == 2  # the two deletions, one process each
+
+
+async def test_deletions_finish_before_the_next_transaction(tools: Tools) -> None:
+    slow = tools._script("conntrack-slow", 'sleep 0.3; if [ "$1" = "-R" ]; then cat > '
+                         '/dev/null; fi; echo done >> "$D/order"; exit 1\n')
+    nft = tools._script("nft-order", 'cat > /dev/null; echo nft >> "$D/order"\n')
+    plane = KernelDataPlane(nft=nft, conntrack=slow)
+    await plane.apply(mesh("198.19.1.10", "198.19.1.11", "198.19.1.12"))
+    await plane.apply(mesh("198.19.1.10"))  # returns with the rules in, deletions under way
+    await plane.apply(mesh("198.19.1.13"))  # waits for them, then sends its transaction
+    await plane.flushed()
+    order = (tools.root / "order").read_text().split()
+    assert order == ["nft", "nft", "done", "nft", "done"]
 
 
 async def test_failure_raises_with_nft_message_and_rebuilds_next_time(tools: Tools) -> None:
