@@ -26,7 +26,7 @@ from shoal import timeouts
 from shoal.cluster.wire import PublishedPort
 from shoal.gossip.table import EndpointTable
 from shoal.manager.dispatcher.ports import published_ports
-from shoal.manager.state.store import Store
+from shoal.manager.state.store import Store, commit_of
 from shoal.mesh.dataplane import DataPlane, DeltaDataPlane
 from shoal.mesh.errors import MeshError
 from shoal.mesh.health import HealthPorts
@@ -70,6 +70,9 @@ class PortSource(Protocol):
         ...
 
 
+_SERVICE = frozenset({"service"})
+
+
 class StorePorts:
     """Published ports read from the services in the store (a manager)."""
 
@@ -81,10 +84,9 @@ class StorePorts:
         return [port_spec(p) for p in published_ports(self._store.view().services.list())]
 
     async def changed(self) -> None:
-        while True:
-            event = await self._queue.get()
-            if getattr(event, "kind", None) == "service" or not hasattr(event, "kind"):
-                return
+        # after a commit that wrote a service (returning on every commit's marker made the
+        # mesh rebuild its whole desired state per secret or task write)
+        await commit_of(self._queue, _SERVICE)
 
     def close(self) -> None:
         self._store.unwatch(self._queue)

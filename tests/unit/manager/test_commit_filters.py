@@ -93,3 +93,20 @@ async def test_a_reconciler_passes_on_commits_of_its_kinds_only(tmp_path: Path) 
         await until(3)
     finally:
         runner.cancel()
+
+
+async def test_a_managers_published_ports_wake_on_service_commits_only(tmp_path: Path) -> None:
+    from shoal.api.types import Service, ServiceSpec
+    from shoal.node.mesh_sync import StorePorts
+
+    store = make_store(tmp_path)
+    ports = StorePorts(store)
+    waiter = asyncio.create_task(ports.changed())
+    await add_secret(store, "s1")
+    await add_node(store, "n1")
+    await asyncio.sleep(0)
+    assert not waiter.done()
+    await store.update(lambda tx: tx.create("service", Service(id="svc",
+                                                               spec=ServiceSpec(name="web"))))
+    await timeouts.wait_for(waiter, 5)
+    ports.close()
