@@ -13,16 +13,8 @@ from pathlib import Path
 from shoal import timeouts
 from shoal.api.types import Node, NodeStatus, Secret, SecretSpec
 from shoal.manager.reconciler import Reconciler
-from shoal.manager.state.locallog import LocalLog
 from shoal.manager.state.store import Store, Tx, commit_of
-
-
-def make_store(tmp_path: Path) -> Store:
-    store = Store()
-    log = LocalLog(tmp_path / "state.db", store)
-    log.restore()
-    store.attach(log)
-    return store
+from tests.unit.manager.stores import local_store
 
 
 async def add_secret(store: Store, sid: str) -> None:
@@ -38,7 +30,7 @@ async def add_node(store: Store, nid: str) -> None:
 
 
 async def test_commit_of_skips_commits_of_other_kinds(tmp_path: Path) -> None:
-    store = make_store(tmp_path)
+    store = local_store(tmp_path)
     queue = store.watch()
     waiter = asyncio.create_task(commit_of(queue, frozenset({"node"})))
     for i in range(5):
@@ -68,7 +60,7 @@ class Counting(Reconciler):
 
 
 async def test_a_reconciler_passes_on_commits_of_its_kinds_only(tmp_path: Path) -> None:
-    store = make_store(tmp_path)
+    store = local_store(tmp_path)
     rec = Counting(store)
     runner = asyncio.create_task(rec.run())
 
@@ -99,7 +91,7 @@ async def test_a_managers_published_ports_wake_on_service_commits_only(tmp_path:
     from shoal.api.types import Service, ServiceSpec
     from shoal.node.mesh_sync import StorePorts
 
-    store = make_store(tmp_path)
+    store = local_store(tmp_path)
     ports = StorePorts(store)
     waiter = asyncio.create_task(ports.changed())
     await add_secret(store, "s1")

@@ -17,16 +17,8 @@ from shoal.api.types import ContainerSpec, Secret, SecretSpec, Task, TaskSpec, T
 from shoal.manager.dispatcher.blobs import blob_refs, node_blobs, touches
 from shoal.manager.dispatcher.dispatcher import _may_change
 from shoal.manager.dispatcher.session import LocalSession
-from shoal.manager.state.locallog import LocalLog
 from shoal.manager.state.store import Commit, Event, Store, Tx
-
-
-def make_store(tmp_path: Path) -> Store:
-    store = Store()
-    log = LocalLog(tmp_path / "state.db", store)
-    log.restore()
-    store.attach(log)
-    return store
+from tests.unit.manager.stores import local_store
 
 
 def secret(sid: str, data: bytes = b"s3cr3t") -> Secret:
@@ -56,7 +48,7 @@ async def write(store: Store, *objs: Secret | Task) -> None:
 
 
 async def test_node_blobs_hold_the_secrets_of_the_nodes_live_tasks_only(tmp_path: Path) -> None:
-    store = make_store(tmp_path)
+    store = local_store(tmp_path)
     await write(store, secret("s1", b"one"), secret("s2"), secret("s3", b"three"),
                 task("t1", "n1", ["s3", "s1", "gone"]), task("t2", "n2", ["s2"]),
                 task("t3", "n1", ["s2"], state="complete"))
@@ -89,7 +81,7 @@ def test_which_events_touch_a_node() -> None:
 async def test_local_session_looks_again_only_when_a_commit_concerns_its_node(
     tmp_path: Path,
 ) -> None:
-    store = make_store(tmp_path)
+    store = local_store(tmp_path)
     await write(store, secret("s1", b"one"), task("t1", "n1", ["s1"]))
     given: list[list[str]] = []
     session = LocalSession(store, "n1", on_blobs=lambda b: given.append([s.id for s in b[0]]))

@@ -32,19 +32,12 @@ from shoal.cluster.wire import (
 )
 from shoal.errors import Unavailable
 from shoal.manager.dispatcher.dispatcher import Dispatcher
-from shoal.manager.state.locallog import LocalLog
 from shoal.manager.state.store import Store, Tx
 from tests.polling import eventually as until
+from tests.unit.manager.stores import local_store
 
 N_TASKS = 60
 
-
-def make_store(tmp_path: Path) -> Store:
-    store = Store()
-    log = LocalLog(tmp_path / "state.db", store)
-    log.restore()
-    store.attach(log)
-    return store
 
 
 async def seed(store: Store, n_tasks: int = N_TASKS) -> list[str]:
@@ -108,7 +101,7 @@ def status(state: str) -> TaskStatusInfo:
 
 
 async def test_reports_lost_with_a_session_reach_the_store_from_the_next(tmp_path: Path) -> None:
-    store = make_store(tmp_path)
+    store = local_store(tmp_path)
     ids = await seed(store)
     dispatcher = Dispatcher(store, "m1")
     dispatcher.leading = True
@@ -149,7 +142,7 @@ async def test_reports_lost_with_a_session_reach_the_store_from_the_next(tmp_pat
 
 
 async def test_a_stale_held_report_does_not_end_the_session(tmp_path: Path) -> None:
-    store = make_store(tmp_path)
+    store = local_store(tmp_path)
     ids = await seed(store, 3)
     dispatcher = Dispatcher(store, "m1")
     dispatcher.leading = True
@@ -172,7 +165,7 @@ async def test_a_stale_held_report_does_not_end_the_session(tmp_path: Path) -> N
 
 
 async def test_tasks_of_a_node_that_never_returns_are_orphaned(tmp_path: Path) -> None:
-    store = make_store(tmp_path)
+    store = local_store(tmp_path)
     ids = await seed(store, 5)
     now = [100.0]
     dispatcher = Dispatcher(store, "m1", clock=lambda: now[0], orphan_timeout=60.0)
@@ -233,7 +226,7 @@ async def test_a_heartbeat_is_answered_while_the_store_is_stalled() -> None:
 
 
 async def test_a_follower_names_the_leader_and_the_worker_goes_there(tmp_path: Path) -> None:
-    store = make_store(tmp_path)
+    store = local_store(tmp_path)
     await seed(store, 1)
 
     def managers(tx: Tx) -> None:
@@ -261,7 +254,7 @@ class CountingDispatcher(Dispatcher):
 
 
 async def test_a_session_behind_many_commits_builds_one_message_for_them(tmp_path: Path) -> None:
-    store = make_store(tmp_path)
+    store = local_store(tmp_path)
     ids = await seed(store, 10)
     dispatcher = CountingDispatcher(store, "m1")
     dispatcher.leading = True

@@ -12,8 +12,8 @@ from shoal.ca.root import RootCA
 from shoal.errors import InvalidArgument
 from shoal.manager.controlapi.raft_spec import raft_defaults, validate_raft
 from shoal.manager.controlapi.swarm import InitOptions, init_swarm, update_swarm
-from shoal.manager.state.locallog import LocalLog
 from shoal.manager.state.store import Store
+from tests.unit.manager.stores import local_store
 
 MS = 1_000_000
 
@@ -23,16 +23,9 @@ def ca() -> RootCA:
     return RootCA.generate("swarm")
 
 
-def _store(tmp_path: Path) -> Store:
-    store = Store()
-    log = LocalLog(tmp_path / "state.db", store)
-    log.restore()
-    store.attach(log)
-    return store
-
 
 async def _swarm(tmp_path: Path, ca: RootCA, spec: SwarmSpec | None = None) -> Store:
-    store = _store(tmp_path)
+    store = local_store(tmp_path)
     await _init(store, ca, spec)
     return store
 
@@ -110,7 +103,7 @@ async def test_init_stores_the_founding_tick_and_docker_defaults(
 
 
 async def test_init_with_a_bad_raft_spec_writes_nothing(tmp_path: Path, ca: RootCA) -> None:
-    store = _store(tmp_path)
+    store = local_store(tmp_path)
     spec = SwarmSpec(raft=RaftConfig(election_tick=3, heartbeat_tick=2))
     with pytest.raises(InvalidArgument, match="twice"):
         await _init(store, ca, spec)
