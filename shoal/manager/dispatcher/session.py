@@ -15,7 +15,7 @@ from shoal.api.session import StatusUpdate
 from shoal.api.states import check_transition
 from shoal.api.types import Task
 from shoal.errors import ShoalError
-from shoal.manager.dispatcher.blobs import NodeBlobs, blob_refs, node_blobs, touches
+from shoal.manager.dispatcher.blobs import BlobRefs, NodeBlobs, blob_refs, node_blobs, touches
 from shoal.manager.state.store import Commit, Event, Store, Tx
 
 __all__ = ["LocalSession"]
@@ -55,7 +55,7 @@ class LocalSession:
             self._store.unwatch(queue)
 
     async def _relevant_commit(self, queue: asyncio.Queue[Event | Commit],
-                               refs: tuple[set[str], set[str], set[str]]) -> bool:
+                               refs: BlobRefs) -> bool:
         """Wait for the next commit; whether it may concern this node (a commit with no
         events is a reloaded state: it may)."""
         events: list[Event] = []
