@@ -16,9 +16,9 @@ from shoal.cluster.wire import StatusRequest
 from shoal.errors import Unavailable
 from shoal.manager.dispatcher.dispatcher import Dispatcher
 from tests.polling import eventually as until
+from tests.unit.manager.stores import local_store
 from tests.unit.manager.test_dispatcher_load import (
     InProcessClient,
-    make_store,
     remote_session,
     seed,
     status,
@@ -44,7 +44,7 @@ class NotReadyYet(InProcessClient):
 
 
 async def test_a_kept_report_is_retried_without_a_new_report_or_session(tmp_path: Path) -> None:
-    store = make_store(tmp_path)
+    store = local_store(tmp_path)
     ids = await seed(store, 3)
     dispatcher = Dispatcher(store, "m1")
     dispatcher.leading = True
@@ -78,7 +78,7 @@ class ClosedUnderTheCall(InProcessClient):
 
 
 async def test_a_call_cancelled_by_a_closing_channel_keeps_the_reports(tmp_path: Path) -> None:
-    store = make_store(tmp_path)
+    store = local_store(tmp_path)
     ids = await seed(store, 3)
     dispatcher = Dispatcher(store, "m1")
     dispatcher.leading = True

@@ -13,7 +13,7 @@ from shoal.api.types import DispatcherConfig, Swarm, SwarmSpec, TaskStatusInfo
 from shoal.manager.state.store import Tx
 from shoal.node.manager_session import ManagerSession
 from tests.polling import eventually
-from tests.unit.manager.test_dispatcher_load import make_store
+from tests.unit.manager.stores import local_store
 
 PERIOD_NS = 50_000_000  # a 50 ms heartbeat period
 
@@ -41,7 +41,7 @@ class SlowLeader:
 
 
 async def test_heartbeats_go_on_while_a_report_waits_on_the_leader(tmp_path: Path) -> None:
-    store = make_store(tmp_path)
+    store = local_store(tmp_path)
 
     def fn(tx: Tx) -> None:
         spec = SwarmSpec(dispatcher=DispatcherConfig(heartbeat_period=PERIOD_NS))
