@@ -136,6 +136,8 @@ class MeshSync:
         self._dirty = asyncio.Event()
         self.applied: MeshState | None = None
         self._groups: ServiceGroups = {}  # `applied` per service
+        # decided once: isinstance of a runtime Protocol walks its members each time
+        self._by_change = isinstance(plane, DeltaDataPlane)
 
     def desired(self) -> MeshState:
         ports = self._ports.ports()
@@ -186,10 +188,10 @@ class MeshSync:
             state.node_id, state.local_subnet)
 
     async def _apply_plane(self, state: MeshState, changed: frozenset[str]) -> None:
-        if isinstance(self._plane, DeltaDataPlane):
+        if self._by_change:
             base = self.applied
             delta = MeshDelta(base, changed) if base is not None else None
-            await self._plane.apply_delta(state, delta)
+            await cast(DeltaDataPlane, self._plane).apply_delta(state, delta)
         else:
             await self._plane.apply(state)
 

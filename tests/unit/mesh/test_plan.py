@@ -17,8 +17,7 @@ from shoal.mesh.plan import conntrack_flushes, plan, render, transaction
 from shoal.mesh.plan_cache import PlanCache
 
 from .nftmodel import NftError, NftModel, expected
-
-SUBNET = "198.19.1.0/24"
+from .states import SUBNET, many_services
 
 
 def ep(service: str, task: str, address: str, node: str = "n1", ready: bool = True) -> Endpoint:
@@ -317,22 +316,12 @@ def test_a_cached_plan_is_the_plain_plan(pool: list[MeshState], visits: list[int
         assert plan(s, cache=cache) == plan(s)
 
 
-def _many(services: int, moved: str = "") -> MeshState:
-    ports = tuple(PortSpec(f"s{i}", "tcp", 20000 + i, 80, "ingress") for i in range(services))
-    eps = tuple(
-        Endpoint(f"s{i}", f"t{i}.{k}", "n2", f"198.19.{i}.{k + 2}" if moved != f"t{i}.{k}"
-                 else "198.19.250.250", True)
-        for i in range(services) for k in range(3)
-    )
-    return MeshState("n1", SUBNET, ports, eps)
-
-
 def test_the_cache_replans_only_the_service_that_changed() -> None:
     cache = PlanCache()
-    plan(_many(50), cache=cache)
+    plan(many_services(50), cache=cache)
     before = cache.misses
-    changed = plan(_many(50, moved="t7.1"), cache=cache)
+    changed = plan(many_services(50, moved="t7.1"), cache=cache)
     assert cache.misses - before == 1  # one service's backends computed again, 49 reused
-    assert changed == plan(_many(50, moved="t7.1"))
-    again = plan(_many(50, moved="t7.1"), cache=cache)
+    assert changed == plan(many_services(50, moved="t7.1"))
+    again = plan(many_services(50, moved="t7.1"), cache=cache)
     assert cache.misses - before == 1 and again == changed

@@ -14,12 +14,12 @@ from shoal.mesh.model import (
     changed_services,
     service_groups,
 )
-from shoal.mesh.plan import conntrack_flushes, plan, transaction
+from shoal.mesh.plan import Plan, conntrack_flushes, plan, transaction
 from shoal.mesh.plan_delta import DeltaPlanner
 
 from .nftmodel import NftModel, expected
+from .states import SUBNET, many_services
 
-SUBNET = "198.19.1.0/24"
 SERVICES = ["a", "b", "c", "d"]
 # mostly valid IPv4 task addresses, and one that is not (a problem the planner reports)
 ADDRESSES = [f"198.19.1.{i}" for i in range(2, 7)] + [f"198.19.2.{i}" for i in range(2, 5)]
@@ -50,8 +50,10 @@ states = st.builds(
 )
 
 
-def _step(planner: DeltaPlanner, prev: MeshState, new: MeshState, extra: frozenset[str]) -> None:
-    """One delta step checked against the full planner; `extra` services are named too."""
+def _step(planner: DeltaPlanner, prev: MeshState, new: MeshState,
+          extra: frozenset[str]) -> tuple[str, Plan]:
+    """One delta step checked against the full planner; `extra` services are named too.
+    Returns the step's script and the full plan of `new`."""
     before = plan(prev)
     services = changed_services(service_groups(prev), service_groups(new)) | extra
     result = planner.delta(new, services)
@@ -60,6 +62,7 @@ def _step(planner: DeltaPlanner, prev: MeshState, new: MeshState, extra: frozens
     assert result.problems == after.problems
     assert result.script == transaction(before.ruleset, after.ruleset)
     assert result.flushes == conntrack_flushes(before.ports, after.ports)
+    return result.script, after
 
 
 @settings(max_examples=400, deadline=None)
@@ -77,15 +80,8 @@ def test_a_delta_plan_is_the_full_plan_after_every_step(
     prev = first
     for i in [*range(1, len(pool)), *visits]:
         new = pool[i % len(pool)]
-        before = plan(prev)
-        services = changed_services(service_groups(prev), service_groups(new)) | extra
-        result = planner.delta(new, services)
-        after = plan(new)
-        assert planner.plan() == after
-        assert result.problems == after.problems
-        assert result.script == transaction(before.ruleset, after.ruleset)
-        assert result.flushes == conntrack_flushes(before.ports, after.ports)
-        model.run(result.script)
+        script, after = _step(planner, prev, new, extra)
+        model.run(script)
         assert model.tables == expected(after.ruleset)
         prev = new
 
@@ -120,20 +116,10 @@ def test_one_service_changed_at_a_time_is_planned_as_the_full_planner_does(
         prev = new
 
 
-def _many(services: int, moved: str = "") -> MeshState:
-    ports = tuple(PortSpec(f"s{i}", "tcp", 20000 + i, 80, "ingress") for i in range(services))
-    eps = tuple(
-        Endpoint(f"s{i}", f"t{i}.{k}", "n2", f"198.19.{i}.{k + 2}" if moved != f"t{i}.{k}"
-                 else "198.19.250.250", True)
-        for i in range(services) for k in range(3)
-    )
-    return MeshState("n1", SUBNET, ports, eps)
-
-
 def test_one_endpoint_change_replans_one_port_and_sends_one_chain() -> None:
     planner = DeltaPlanner()
-    planner.full(_many(50))
-    result = planner.delta(_many(50, moved="t7.1"), {"s7"})
+    planner.full(many_services(50))
+    result = planner.delta(many_services(50, moved="t7.1"), {"s7"})
     assert planner.replanned == 1 and not result.full
     assert result.script == (
         "flush chain inet shoal svc-tcp-20007\n"
@@ -145,14 +131,14 @@ def test_one_endpoint_change_replans_one_port_and_sends_one_chain() -> None:
         ("-D", "-p", "tcp", "--state", "SYN_SENT", "--orig-port-dst", "20007",
          "--reply-src", "198.19.7.3", "--reply-port-src", "80"),
     )
-    same = planner.delta(_many(50, moved="t7.1"), set())
+    same = planner.delta(many_services(50, moved="t7.1"), set())
     assert same.script == "" and same.flushes == () and planner.replanned == 0
 
 
 def test_a_node_or_subnet_change_is_planned_whole() -> None:
     planner = DeltaPlanner()
-    planner.full(_many(3))
-    other = MeshState("n1", "198.19.9.0/24", _many(3).ports, _many(3).endpoints)
+    planner.full(many_services(3))
+    other = MeshState("n1", "198.19.9.0/24", many_services(3).ports, many_services(3).endpoints)
     result = planner.delta(other, set())
     assert result.full and planner.plan() == plan(other)
-    assert result.script == transaction(plan(_many(3)).ruleset, plan(other).ruleset)
+    assert result.script == transaction(plan(many_services(3)).ruleset, plan(other).ruleset)
