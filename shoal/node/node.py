@@ -194,6 +194,7 @@ class Node:
 
     async def shutdown(self) -> None:
         await self._stop_role()
+        self.runtime.close()  # the shim zygote; tasks and their shims live on
 
     def _spawn(self, coro: Awaitable[None], name: str) -> None:
         self._tasks.append(asyncio.ensure_future(coro))

@@ -193,6 +193,51 @@ async def scenario_stop(args: dict[str, Any]) -> dict[str, Any]:
     }
 
 
+async def scenario_zygote(args: dict[str, Any]) -> dict[str, Any]:
+    """The shim zygote dies: its shims and their programs live on, the next start gets a
+    new zygote, removals (netns unpins) go through it; `close` ends it."""
+    from shoal.agent.exec.taskdir import ProcRef
+
+    rt = _runtime(args)
+    await rt.ensure_node_network(ipaddress.IPv4Interface(GATEWAY))
+    first, second = args["ids"]
+    first_pid = await rt.start(_cfg(first, 12, ["sleep", "1000"]))
+    old_zygote = rt._zygote.pid
+    assert old_zygote is not None
+    shim = ProcRef.load(Path(args["state_dir"]) / first / "shim.json")
+    assert shim is not None
+    shim_parent_before = _ppid(shim.pid)
+    os.kill(old_zygote, signal.SIGKILL)
+    await _until(lambda: ProcRef.of(old_zygote) is None)
+    shim_alive = shim.alive()
+    program_alive = ProcRef.of(first_pid) is not None
+    second_pid = await rt.start(_cfg(second, 13, ["sleep", "1000"]))
+    new_zygote = rt._zygote.pid
+    await rt.stop(first, 1.0)
+    first_status = await timeouts.wait_for(rt.wait(first), 10)
+    for task_id in args["ids"]:
+        await rt.remove(task_id)
+    second_gone = ProcRef.of(second_pid) is None
+    rt.close()
+    assert new_zygote is not None
+    await _until(lambda: ProcRef.of(new_zygote) is None)
+    return {
+        "old_zygote": old_zygote,
+        "new_zygote": new_zygote,
+        "shim_parent_before": shim_parent_before,
+        "shim_alive_after_zygote": shim_alive,
+        "program_alive_after_zygote": program_alive,
+        "first_status": [first_status.code, first_status.message],
+        "second_gone": second_gone,
+        "zygote_after_close": rt._zygote.pid,
+    }
+
+
+def _ppid(pid: int) -> int:
+    raw = Path(f"/proc/{pid}/stat").read_text()
+    return int(raw[raw.rfind(")") + 2 :].split()[1])
+
+
 def _rss_kib(pid: int) -> int:
     for line in Path(f"/proc/{pid}/status").read_text().splitlines():
         if line.startswith("VmRSS:"):
@@ -229,6 +274,7 @@ SCENARIOS = {
     "logs": scenario_logs,
     "stop": scenario_stop,
     "failures": scenario_failures,
+    "zygote": scenario_zygote,
 }
 
 
@@ -376,6 +422,19 @@ def test_stop_grace_then_sigkill_and_kill_9(drive: HostDriver) -> None:
     assert result["polite_log"][-1] == "bye"
     assert result["killed"] == [137, "task killed by signal 9"]
     print("shim RSS (KiB):", result["shim_rss_kib"])
+
+
+@pytest.mark.lab
+def test_shims_outlive_their_zygote_and_a_new_one_takes_over(drive: HostDriver) -> None:
+    ids = [_new_id(), _new_id()]
+    result = drive("zygote", ids=ids)
+    assert result["shim_parent_before"] == result["old_zygote"]  # forked by the zygote
+    assert result["shim_alive_after_zygote"] and result["program_alive_after_zygote"]
+    assert result["new_zygote"] != result["old_zygote"]
+    assert result["first_status"] == [143, "task killed by signal 15"]
+    assert result["second_gone"]
+    assert result["zygote_after_close"] is None
+    assert not {NETNS_PREFIX + t[:12] for t in ids} & _netns_list()  # unpinned by the zygote
 
 
 @pytest.mark.lab

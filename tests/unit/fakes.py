@@ -25,6 +25,9 @@ class FakeRuntime:
     async def ensure_node_network(self, gateway: ipaddress.IPv4Interface) -> None:
         self.gateway = gateway
 
+    def close(self) -> None:
+        self.closed = True
+
     async def start(self, cfg: TaskConfig) -> int:
         if cfg.argv[0] in self.missing_programs:
             raise TaskStartError(

@@ -2,9 +2,11 @@
 
 Layout per task (see `taskdir`): netns `<netns_prefix><id[:12]>` pinned in /run/netns of
 the host mount namespace, veth `<veth_prefix><id[:11]>` on the bridge with `eth0` inside,
-and a shim process (`shim.py`) that owns the program, its log and its exit status. The shim
-survives the daemon, so a new `ExecRuntime` on the same state dir finds the tasks with
-`existing()` and watches them again with `adopt()`.
+and a shim process (`shim.py`) that owns the program, its log and its exit status. Shims
+are forked by the runtime's zygote (`zygote.py`, asked through `shimspawn`), which also
+removes netns pins from the host mount namespace. The shim survives the daemon and the
+zygote, so a new `ExecRuntime` on the same state dir finds the tasks with `existing()` and
+watches them again with `adopt()`.
 
 Invariants: `start` either returns a running program's pid or leaves nothing behind; every
 pid is checked against its recorded start time before it is signalled; nothing here touches
@@ -20,8 +22,6 @@ import logging
 import os
 import shutil
 import signal
-import subprocess
-import sys
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
@@ -31,6 +31,7 @@ import shoal
 from shoal.agent.exec import netsetup, nsutil
 from shoal.agent.exec.handshake import Handshake, ShimGone
 from shoal.agent.exec.program import DEFAULT_PATH, TaskStartError, program_env, resolve_program
+from shoal.agent.exec.shimspawn import ShimZygote
 from shoal.agent.exec.taskdir import ProcRef, TaskFiles, read_json, write_json_atomic
 from shoal.agent.exec.watch import UNKNOWN, ExitStatus, read_exit, wait_gone
 from shoal.errors import InvalidArgument, ShoalError
@@ -81,12 +82,19 @@ def check_not_root_netns(own: int | None, root: int | None, allow: bool) -> None
         )
 
 
+@dataclass(frozen=True)
+class _Shim:
+    pid: int
+    ref: ProcRef | None  # None if it is gone already
+    talk: tuple[int, int]  # the runtime's ends of the handshake: to the shim, from it
+
+
 @dataclass
 class _Task:
     """What this runtime object knows about a task beyond its files."""
 
     watch: asyncio.Task[ExitStatus]
-    shim: subprocess.Popen[bytes] | None = field(default=None)
+    shim: ProcRef | None = field(default=None)  # a shim this object started (mid-start)
 
 
 class ExecRuntime:
@@ -107,6 +115,8 @@ class ExecRuntime:
         self.netns_dir = netns_dir
         self._tasks: dict[str, _Task] = {}
         self._host_mntns = nsutil.host_ns_path("mnt")
+        # shims are forked by one zygote per runtime (see zygote.py), started on first use
+        self._zygote = ShimZygote({"PYTHONPATH": _PACKAGE_ROOT, "PATH": DEFAULT_PATH})
         # awaited with the task id once its netns is plumbed, before its program runs (the
         # node's service networks and DNS: interfaces and 127.0.0.11 exist from the start)
         self.netns_ready: Callable[[str], Awaitable[None]] | None = None
@@ -217,10 +227,10 @@ class ExecRuntime:
             },
             mode=0o600,
         )
-        shim = self._spawn_shim(files)
-        self._tasks[cfg.task_id] = _Task(self._watch(cfg.task_id, ProcRef.of(shim.pid), shim), shim)
-        assert shim.stdin is not None and shim.stdout is not None
-        talk = Handshake(shim.stdout.fileno(), shim.stdin.fileno())
+        shim = await self._spawn_shim(files)
+        to_shim, from_shim = shim.talk
+        self._tasks[cfg.task_id] = _Task(self._watch(cfg.task_id, shim.ref), shim.ref)
+        talk = Handshake(from_shim, to_shim)
         try:
             await self._expect(talk, "netns")
             nsfd = os.open(f"/proc/{shim.pid}/ns/net", os.O_RDONLY | os.O_CLOEXEC)
@@ -238,25 +248,35 @@ class ExecRuntime:
             talk.send("go")
             words = await self._expect(talk, "pid")
         finally:
-            shim.stdin.close()
-            shim.stdout.close()
+            os.close(to_shim)
+            os.close(from_shim)
         return int(words[0])
 
-    def _spawn_shim(self, files: TaskFiles) -> subprocess.Popen[bytes]:
-        with open(files.shim_log, "ab") as err:
-            shim = subprocess.Popen(
-                [sys.executable, "-S", "-m", "shoal.agent.exec.shim", str(files.root)],
-                stdin=subprocess.PIPE,
-                stdout=subprocess.PIPE,
-                stderr=err,
-                cwd="/",
-                env={"PYTHONPATH": _PACKAGE_ROOT, "PATH": DEFAULT_PATH},
-                start_new_session=True,  # no signal for the daemon's group reaches it
-            )
-        ref = ProcRef.of(shim.pid)
+    async def _spawn_shim(self, files: TaskFiles) -> _Shim:
+        """A shim for the task, forked by the zygote, its handshake pipes open here."""
+        shim_in, to_shim = os.pipe2(os.O_CLOEXEC)
+        from_shim, shim_out = os.pipe2(os.O_CLOEXEC)
+        try:
+            err = os.open(files.shim_log, os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_CLOEXEC)
+            try:
+                pid = await self._zygote.spawn(str(files.root), shim_in, shim_out, err)
+            finally:
+                os.close(err)
+        except BaseException:
+            os.close(to_shim)
+            os.close(from_shim)
+            raise
+        finally:
+            os.close(shim_in)
+            os.close(shim_out)
+        ref = ProcRef.of(pid)
         if ref is not None:
             ref.save(files.shim)
-        return shim
+        return _Shim(pid, ref, (to_shim, from_shim))
+
+    def close(self) -> None:
+        """End the shim zygote (the running shims and their programs stay)."""
+        self._zygote.close()
 
     @staticmethod
     async def _expect(talk: Handshake, word: str) -> list[str]:
@@ -273,33 +293,30 @@ class ExecRuntime:
         known = self._tasks.pop(task_id, None)
         try:
             if known is not None:
-                if known.shim is not None and known.shim.poll() is None:
+                if known.shim is not None and known.shim.alive():
                     self._signal_program(task_id, signal.SIGKILL)
-                    known.shim.kill()  # mid-handshake: nothing of the task's to wait for
+                    with contextlib.suppress(ProcessLookupError):  # mid-handshake: nothing
+                        os.kill(known.shim.pid, signal.SIGKILL)  # of the task's to wait for
                     await asyncio.wait({known.watch}, timeout=_KILL_WAIT)
                 known.watch.cancel()
             if "veth" in made:
                 await netsetup.delete_link(self.veth_name(task_id))
             # the netns path did not exist before this start: a pin there is this start's
             netns = str(self.netns_dir / self.netns_name(task_id))
-            await netsetup.unpin(netns, self._host_mntns, _PACKAGE_ROOT)
+            await self._unpin(netns)
         except Exception:
             log.exception("task %s: cleaning up a failed start failed", task_id)
         if "dir" in made:
             shutil.rmtree(files.root, ignore_errors=True)
 
     # -- watching ------------------------------------------------------------------------
-    def _watch(
-        self, task_id: str, shim: ProcRef | None, popen: subprocess.Popen[bytes] | None
-    ) -> asyncio.Task[ExitStatus]:
-        return asyncio.create_task(self._wait_exit(task_id, shim, popen), name=f"watch-{task_id}")
+    def _watch(self, task_id: str, shim: ProcRef | None) -> asyncio.Task[ExitStatus]:
+        return asyncio.create_task(self._wait_exit(task_id, shim), name=f"watch-{task_id}")
 
-    async def _wait_exit(
-        self, task_id: str, shim: ProcRef | None, popen: subprocess.Popen[bytes] | None
-    ) -> ExitStatus:
+    async def _wait_exit(self, task_id: str, shim: ProcRef | None) -> ExitStatus:
         files = self._files(task_id)
         if shim is not None:
-            await wait_gone(shim, popen)
+            await wait_gone(shim)  # the zygote, or init, reaps it
         status = read_exit(files.exit)
         if status is None:
             program = ProcRef.load(files.pid)
@@ -324,7 +341,7 @@ class ExecRuntime:
         if not self._alive(files):
             return None
         shim = ProcRef.load(files.shim)
-        watch = self._watch(task_id, shim if shim is not None and shim.alive() else None, None)
+        watch = self._watch(task_id, shim if shim is not None and shim.alive() else None)
         self._tasks[task_id] = _Task(watch)
         return watch
 
@@ -393,9 +410,6 @@ class ExecRuntime:
         known = self._tasks.pop(task_id, None)
         if known is not None:
             known.watch.cancel()
-            if known.shim is not None and known.shim.poll() is None:
-                known.shim.kill()
-                known.shim.wait()
         meta = read_json(files.meta)
         meta = meta if isinstance(meta, dict) else {}
         try:
@@ -403,9 +417,24 @@ class ExecRuntime:
         except (OSError, netsetup.NetlinkError) as exc:
             raise ShoalError(f"removing the veth of task {task_id} failed: {exc}") from exc
         netns = meta.get("netns") or str(self.netns_dir / self.netns_name(task_id))
-        await netsetup.unpin(netns, self._host_mntns, _PACKAGE_ROOT)
+        await self._unpin(netns)
         for path in files.runtime_files():
             path.unlink(missing_ok=True)
+
+    async def _unpin(self, netns_path: str) -> None:
+        """Remove a task netns pin made by the shim (`nsutil.pin_new_netns`); idempotent.
+        A pin in the host mount namespace is removed by a child of the zygote: only a
+        single-threaded process may enter that namespace, and the daemon has threads."""
+        if not os.path.lexists(netns_path):
+            return
+        try:
+            host = self._host_mntns
+            if host is None or nsutil.ns_inode(host) == nsutil.ns_inode("/proc/self/ns/mnt"):
+                nsutil.unpin_netns(netns_path, None)
+            else:
+                await self._zygote.unpin(netns_path, host)
+        except OSError as exc:
+            raise ShoalError(f"removing network namespace {netns_path} failed: {exc}") from exc
 
     def leftovers(self) -> list[str]:
         """Ids of removed tasks whose log and exit status are still on disk (to purge)."""

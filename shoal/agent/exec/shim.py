@@ -1,7 +1,9 @@
-"""The per-task shim: `python -S -m shoal.agent.exec.shim <task dir>` (containerd-shim style).
+"""The per-task shim (containerd-shim style): `run(task dir)` in a child the runtime's zygote
+forked (`zygote.py`), or `python -S -m shoal.agent.exec.shim <task dir>` on its own.
 
-It outlives the daemon (own session, stdio detached after the handshake), so a restarted
-daemon adopts the task by watching the shim. Stdlib only, to start in a few milliseconds.
+It outlives the daemon and the zygote (own session, stdio detached after the handshake),
+so a restarted daemon adopts the task by watching the shim. Stdlib only: the zygote that
+imports it starts in a few tens of milliseconds, once per runtime.
 
 Handshake with the runtime over the shim's stdin/stdout, one line each:
     shim -> "netns <host|local>"   it unshared a new netns and pinned it (config's netns path)
