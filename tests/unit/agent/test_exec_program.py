@@ -88,11 +88,12 @@ def test_exit_records_and_timestamps(tmp_path: Path) -> None:
     assert rfc3339_nano(1_700_000_000_000_000_001) == "2023-11-14T22:13:20.000000001Z"
 
 
-def test_shim_imports_only_the_stdlib() -> None:
-    # the shim starts with every task: it must stay small and fast (see exec/__init__.py)
+def test_zygote_and_shim_import_only_the_stdlib() -> None:
+    # the zygote (which forks every task's shim) must stay small and fast to start (see
+    # exec/__init__.py)
     root = Path(__file__).resolve().parents[3]
     code = (
-        "import sys, shoal.agent.exec.shim, shoal.agent.exec.nsutil;"
+        "import sys, shoal.agent.exec.zygote;"
         "print(sorted(m for m in sys.modules if m.split('.')[0] in "
         "('asyncio','typing','dataclasses','pyroute2','msgspec','shoal','pathlib',"
         "'urllib','ipaddress')))"
@@ -111,4 +112,5 @@ def test_shim_imports_only_the_stdlib() -> None:
         "shoal.agent.exec.nsutil",
         "shoal.agent.exec.shim",
         "shoal.agent.exec.taskdir",
+        "shoal.agent.exec.zygote",
     ]
