@@ -30,9 +30,9 @@ class TaskReaper(Reconciler):
         if clusters and clusters[0].spec.orchestration is not None:
             configured = clusters[0].spec.orchestration.task_history_retention_limit
             limit = 5 if configured is None else configured
-        nodes = {n.id for n in tx.list("node")}
+        nodes = {n.id for n in tx.scan("node")}
         history: dict[tuple[str, int, str], list[Task]] = defaultdict(list)
-        for task in tx.list("task"):
+        for task in tx.scan("task"):  # read only: tasks are deleted by ID
             stopped = is_terminal(task.status.state) or task.node_id not in nodes
             if task.desired_state == "remove" and (stopped or not task.node_id):
                 tx.delete("task", task.id)

@@ -49,10 +49,12 @@ class Orchestrator(Reconciler):
         return min(wake) if wake else None
 
     def _pass(self, tx: Tx, now: float, wake: list[float]) -> None:
-        services = {s.id: s for s in tx.list("service")}
-        nodes = {n.id: n for n in tx.list("node")}
+        # shallow copies (`Tx.scan`): a pass only reassigns top-level fields (desired
+        # state; a service's spec, endpoint, update status) before `tx.update`
+        services = {s.id: s for s in tx.scan("service")}
+        nodes = {n.id: n for n in tx.scan("node")}
         by_service: dict[str, list[Task]] = defaultdict(list)
-        for task in tx.list("task"):
+        for task in tx.scan("task"):
             if task.service_id not in services:
                 if rank(task.desired_state) < TaskState.REMOVE:
                     task.desired_state = "remove"
@@ -94,7 +96,7 @@ class Orchestrator(Reconciler):
         slots: dict[int, list[Task]] = defaultdict(list)
         for task in tasks:
             slots[task.slot].append(task)
-        nodes = {n.id: n for n in tx.list("node")}
+        nodes = {n.id: n for n in tx.scan("node")}  # read only
         for slot in range(1, want + 1):
             history = sorted(slots.get(slot, []), key=lambda t: t.version.index)
             if any(is_current(t) for t in history):

@@ -14,6 +14,7 @@ from __future__ import annotations
 import logging
 from collections import Counter
 
+from shoal.api.codec import clone
 from shoal.api.states import TaskState, is_terminal, rank
 from shoal.api.timefmt import now_rfc3339
 from shoal.api.types import Node, Task
@@ -60,8 +61,9 @@ class Scheduler(Reconciler):
         return None
 
     def _pass(self, tx: Tx) -> None:
-        nodes = sorted(tx.list("node"), key=lambda n: n.id)
-        tasks = tx.list("task")
+        nodes = sorted(tx.scan("node"), key=lambda n: n.id)  # read only
+        # shallow copies (`Tx.scan`): a task whose status changes is cloned first
+        tasks = tx.scan("task")
         per_service: Counter[tuple[str, str]] = Counter()
         total: Counter[str] = Counter()
         reserved: dict[str, Reserved] = {}
@@ -90,6 +92,7 @@ class Scheduler(Reconciler):
                     no_fit = explain_no_fit(nodes, task.spec, on_node, reserved)
                 reason = no_fit
                 if task.status.err != reason or task.status.state != "pending":
+                    task = clone(task)
                     task.status.state = "pending"
                     task.status.err = reason
                     task.status.message = "pending task scheduling"
@@ -97,6 +100,7 @@ class Scheduler(Reconciler):
                     tx.update("task", task)
                 continue
             reserved[node.id] = reserved.get(node.id, Reserved()) + reservation_of(task.spec)
+            task = clone(task)
             task.node_id = node.id
             task.status.state = "assigned"
             task.status.err = ""
@@ -106,6 +110,7 @@ class Scheduler(Reconciler):
         # tasks of a global service carry their node from birth: just move them on
         for task in tasks:
             if task.node_id and task.status.state in ("new", "pending") and is_current(task):
+                task = clone(task)
                 task.status.state = "assigned"
                 task.status.message = "scheduler assigned task to node"
                 task.status.timestamp = now_rfc3339()

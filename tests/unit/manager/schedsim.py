@@ -4,6 +4,7 @@ already placed and tasks pending. `FakeTx` is the two calls a scheduling pass ma
 
 from __future__ import annotations
 
+import copy
 import random
 from typing import Any
 
@@ -26,12 +27,17 @@ class FakeTx:
     def __init__(self, nodes: list[Node], tasks: list[Task]) -> None:
         self.tables: dict[str, list[Any]] = {"node": nodes, "task": tasks}
         self.updates: list[tuple[str, Any]] = []
+        self._where = {k: {o.id: i for i, o in enumerate(v)} for k, v in self.tables.items()}
 
     def list(self, kind: str) -> list[Any]:
         return list(self.tables[kind])
 
+    def scan(self, kind: str) -> list[Any]:  # the store's: shallow copies
+        return [copy.copy(o) for o in self.tables[kind]]
+
     def update(self, kind: str, obj: Any) -> None:
         self.updates.append((kind, obj))
+        self.tables[kind][self._where[kind][obj.id]] = obj
 
 
 def make_nodes(rng: random.Random, count: int, *, varied: bool = True) -> list[Node]:

@@ -20,6 +20,7 @@ from shoal.api.types import (
 from shoal.manager.orchestrator.replicated import Orchestrator
 from shoal.manager.state.locallog import LocalLog
 from shoal.manager.state.store import Store, Tx
+from tests.unit.manager.stores import assert_untouched, committed
 
 NOW = 1_000_000.0
 
@@ -77,7 +78,9 @@ class Cluster:
 
     async def step(self) -> list[float]:
         wake: list[float] = []
+        before = committed(self.store)
         await self.store.update(lambda tx: self.orch._pass(tx, self.now, wake))
+        assert_untouched(before)  # the pass wrote through copies (`Tx.scan`)
         return wake
 
     async def agent(self, fail: set[int] | None = None, start_only: bool = False) -> None:
