@@ -180,8 +180,9 @@ class ExecRuntime:
             raise TaskStartError(f"starting container failed: {netns_path} exists")
         began = time.monotonic()
         made: set[str] = set()
+        phases: dict[str, float] = {}
         try:
-            pid = await self._start(cfg, files, program, made)
+            pid = await self._start(cfg, files, program, made, phases)
         except BaseException as exc:
             await self._undo_start(cfg.task_id, made)
             if isinstance(exc, TaskStartError):
@@ -190,16 +191,29 @@ class ExecRuntime:
                 raise TaskStartError(f"starting container failed: {exc}") from exc
             raise
         log.info(
-            "task %s: started pid %d at %s in %.1f ms",
+            "task %s: started pid %d at %s in %.1f ms (%s)",
             cfg.task_id,
             pid,
             cfg.address,
             (time.monotonic() - began) * 1e3,
+            ", ".join(f"{name} {ms:.0f}" for name, ms in phases.items()),
         )
         return pid
 
-    async def _start(self, cfg: TaskConfig, files: TaskFiles, program: str, made: set[str]) -> int:
-        """Start the task, adding to `made` what exists only because of this call."""
+    async def _start(
+        self, cfg: TaskConfig, files: TaskFiles, program: str, made: set[str],
+        phases: dict[str, float],
+    ) -> int:  # fmt: skip
+        """Start the task, adding to `made` what exists only because of this call, and to
+        `phases` how long each step took (ms, for the log)."""
+        mark = time.monotonic()
+
+        def phase(name: str) -> None:
+            nonlocal mark
+            now = time.monotonic()
+            phases[name] = (now - mark) * 1e3
+            mark = now
+
         files.root.mkdir(parents=True, mode=0o700)
         made.add("dir")
         netns_path = str(self.netns_dir / self.netns_name(cfg.task_id))
@@ -227,12 +241,15 @@ class ExecRuntime:
             },
             mode=0o600,
         )
+        phase("files")
         shim = await self._spawn_shim(files)
+        phase("shim")
         to_shim, from_shim = shim.talk
         self._tasks[cfg.task_id] = _Task(self._watch(cfg.task_id, shim.ref), shim.ref)
         talk = Handshake(from_shim, to_shim)
         try:
             await self._expect(talk, "netns")
+            phase("netns")
             nsfd = os.open(f"/proc/{shim.pid}/ns/net", os.O_RDONLY | os.O_CLOEXEC)
             try:
                 await netsetup.create_veth(self.bridge, self.veth_name(cfg.task_id), nsfd)
@@ -243,10 +260,13 @@ class ExecRuntime:
                 await netsetup.forget_neighbour(self.bridge, cfg.address.ip)
             finally:
                 os.close(nsfd)
+            phase("veth")
             if self.netns_ready is not None:
                 await self.netns_ready(cfg.task_id)
+                phase("networks")
             talk.send("go")
             words = await self._expect(talk, "pid")
+            phase("exec")
         finally:
             os.close(to_shim)
             os.close(from_shim)
