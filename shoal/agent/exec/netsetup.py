@@ -29,17 +29,13 @@ import ipaddress
 import os
 import socket
 import struct
-import subprocess
-import sys
 from pathlib import Path
 
 from pyroute2 import AsyncIPRoute
 from pyroute2.netlink.exceptions import NetlinkError
 
 from shoal import timeouts
-from shoal.agent.exec import nsutil
 from shoal.agent.exec.netns_call import in_netns
-from shoal.errors import ShoalError
 
 __all__ = [
     "NetlinkError",
@@ -51,7 +47,6 @@ __all__ = [
     "forget_neighbour",
     "link_index",
     "set_sysctl",
-    "unpin",
 ]
 
 _NETLINK_ROUTE = 0
@@ -225,11 +220,13 @@ async def forget_neighbour(bridge: str, address: ipaddress.IPv4Address) -> None:
 
 
 async def delete_link(name: str) -> bool:
-    """Delete a link of the current netns by name; False if it did not exist."""
+    """Delete a link of the current netns by name; False if it did not exist. The kernel
+    deletes inside the send (~17 ms for a veth: it waits for RCU), so the send runs in a
+    worker thread, not on the event loop (a socket stays in the netns it was made in)."""
     with _Rtnl() as nl:
         body = _IFINFOMSG.pack(0, 0, 0, 0, 0) + _attr(_IFLA_IFNAME, _ifname(name))
         try:
-            await nl.request((_RTM_DELLINK, 0, body))
+            await nl.request((_RTM_DELLINK, 0, body), in_thread=True)
         except NetlinkError as exc:
             if exc.code == _ENODEV:
                 return False
@@ -329,9 +326,10 @@ class _Rtnl:
             raise
         return int(_IFREQ_INDEX.unpack(answer)[1])
 
-    async def request(self, *requests: tuple[int, int, bytes]) -> None:
-        """Send `requests` (type, extra flags, body), acknowledged, in one datagram and wait
-        for every acknowledgement; raise the first request's error in their order."""
+    async def request(self, *requests: tuple[int, int, bytes], in_thread: bool = False) -> None:
+        """Send `requests` (type, extra flags, body), acknowledged, in one datagram (from a
+        worker thread with `in_thread`) and wait for every acknowledgement; raise the first
+        request's error in their order."""
         first = self._seq + 1
         parts = []
         for kind, flags, body in requests:
@@ -346,7 +344,10 @@ class _Rtnl:
                 )
                 + body
             )
-        self._sock.send(b"".join(parts))
+        if in_thread:
+            await asyncio.to_thread(self._sock.send, b"".join(parts))
+        else:
+            self._sock.send(b"".join(parts))
         codes: list[int | None] = [None] * len(requests)
         missing = len(requests)
         while missing:
@@ -373,32 +374,3 @@ class _Rtnl:
         self._sock.setblocking(False)
         loop = asyncio.get_running_loop()
         return await timeouts.wait_for(loop.sock_recv(self._sock, _RECV_SIZE), _REPLY_TIMEOUT)
-
-
-async def unpin(netns_path: str, host_mntns: str | None, python_path: str) -> None:
-    """Remove a task netns pin made by the shim (`nsutil.pin_new_netns`); idempotent."""
-    if not os.path.lexists(netns_path):
-        return
-    own = nsutil.ns_inode("/proc/self/ns/mnt")
-    try:
-        if host_mntns is None or nsutil.ns_inode(host_mntns) == own:
-            nsutil.unpin_netns(netns_path, None)
-            return
-    except OSError as exc:
-        raise ShoalError(f"removing network namespace {netns_path} failed: {exc}") from exc
-    # the pin is in the host mount namespace, which only a single-threaded process may
-    # enter (the daemon has threads): a tiny helper does it
-    helper = await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-S",
-        "-m",
-        "shoal.agent.exec.nsutil",
-        "unpin",
-        netns_path,
-        host_mntns,
-        env={"PYTHONPATH": python_path},
-        stderr=subprocess.PIPE,
-    )
-    _, err = await helper.communicate()
-    if helper.returncode != 0:
-        raise ShoalError(f"removing network namespace {netns_path} failed: {err.decode()}")

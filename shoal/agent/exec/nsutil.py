@@ -8,7 +8,7 @@ namespace on /run/netns/<name>), but in the *host* mount namespace: the daemon r
 so a pin made there would be invisible to `ip netns list` and to `shoal lab down`. The host
 mount namespace is pid 1's, or kthreadd's when pid 1 cannot be inspected (seen in VMs whose
 init is protected). Changing mount namespace needs a single-threaded process: only the shim
-and the `unpin` helper (`python -m shoal.agent.exec.nsutil unpin ...`) do it, never the daemon.
+and the zygote's children (`zygote.py`: the `unpin` of a removed task) do it, never the daemon.
 """
 
 from __future__ import annotations
@@ -16,7 +16,6 @@ from __future__ import annotations
 import ctypes
 import errno
 import os
-import sys
 
 __all__ = [
     "CLONE_NEWNET",
@@ -162,19 +161,3 @@ def set_hostname_in_new_uts(hostname: str) -> None:
     unshare(CLONE_NEWUTS)
     name = hostname.encode()
     _check(_libc.sethostname(name, len(name)), "sethostname")
-
-
-def _main(argv: list[str]) -> int:
-    if len(argv) == 3 and argv[0] == "unpin":
-        try:
-            unpin_netns(argv[1], argv[2] or None)
-        except OSError as exc:
-            print(f"unpin {argv[1]}: {exc}", file=sys.stderr)
-            return 1
-        return 0
-    print("usage: python -m shoal.agent.exec.nsutil unpin <path> <host-mntns|''>", file=sys.stderr)
-    return 2
-
-
-if __name__ == "__main__":
-    sys.exit(_main(sys.argv[1:]))
