@@ -23,6 +23,7 @@ from shoal import timeouts
 from shoal.ca.certs import MANAGER_SERVER_NAME
 from shoal.ca.files import NodeTLS
 from shoal.ca.root import ca_digest
+from shoal.cluster.frames import client_context
 from shoal.cluster.server import grpc_options
 from shoal.cluster.wire import decoder, encoder
 from shoal.errors import InvalidArgument, NotFound, ShoalError, Unavailable
@@ -107,6 +108,8 @@ class ClusterClient:
         extra_options: list[tuple[str, Any]] | None = None,
     ) -> None:
         self.addr = addr
+        self.tls = tls
+        self._frames_ctx: ssl.SSLContext | None = None
         creds = grpc.ssl_channel_credentials(
             root_certificates=ca_pem,
             private_key=tls.key_pem if tls else None,
@@ -119,6 +122,15 @@ class ClusterClient:
         ]
         self._channel = grpc.aio.secure_channel(addr, creds, options=options)
         self._encode = encoder()
+
+    def frames_context(self) -> ssl.SSLContext | None:
+        """The TLS context of framed connections to this manager (None without a node
+        certificate: framed methods are for members)."""
+        if self.tls is None:
+            return None
+        if self._frames_ctx is None:
+            self._frames_ctx = client_context(self.tls)
+        return self._frames_ctx
 
     async def call(
         self, name: str, request: Any, response: type[T], timeout: float = 10.0

@@ -15,7 +15,9 @@ gRPC call costs ~0.6-0.85 ms of CPU on this machine's Python (both ends, through
 front), a streamed message ~0.14 ms, and gRPC takes one outstanding write per call, a few
 ms each under load: hence one write per batch, not per request. A broken stream fails the
 requests in flight with `Unavailable` (their outcome is unknown, as with a unary call
-whose connection broke) and the next request opens a new one.
+whose connection broke) and the next request opens a new one. The call is a framed
+connection (shoal/cluster/frames.py: TLS served by the front itself, no gRPC; a write is
+a length prefix into the socket) when the leader speaks frames, else the gRPC duplex call.
 `Control/Forward` (one unary call per request) is still served.
 """
 
@@ -31,6 +33,7 @@ import msgspec
 
 from shoal import timeouts
 from shoal.cluster.client import ClusterClient, DuplexStream
+from shoal.cluster.frames import FrameConn, FramedDuplex, open_frames
 from shoal.cluster.server import MANAGERS, Caller, ClusterServer
 from shoal.errors import InvalidArgument, NotFound, ShoalError, Unavailable
 
@@ -101,6 +104,22 @@ class ForwardEndpoint:
     def register(self, server: ClusterServer) -> None:
         server.add_unary("Control/Forward", ForwardRequest, MANAGERS, self._call)
         server.add_duplex("Control/ForwardStream", ForwardFrames, MANAGERS, self._stream)
+        server.add_frames("Control/ForwardStream", MANAGERS, self._frames)
+
+    async def _frames(self, conn: FrameConn, caller: Caller) -> None:
+        """`Control/ForwardStream` on a framed connection: `ForwardFrames` in, one
+        `ForwardReplies` frame per write out, as on the gRPC call."""
+
+        async def batches() -> AsyncIterator[ForwardFrames]:
+            while (frame := await conn.read()) is not None:
+                try:
+                    yield _decode_frames(frame)
+                except msgspec.DecodeError as exc:
+                    raise InvalidArgument(f"malformed forward frames: {exc}") from None
+
+        async for replies in self._stream(batches(), caller):
+            conn.write(_encode(replies))
+            await conn.drain(_WRITE_TIMEOUT)
 
     async def _call(self, req: ForwardRequest, caller: Caller) -> ForwardResponse:
         executor = self._executor()
@@ -150,6 +169,12 @@ class ForwardEndpoint:
 
 
 _NO_CALLER = Caller(None, "")
+_encode = msgspec.msgpack.Encoder().encode
+_decode_frames = msgspec.msgpack.Decoder(ForwardFrames).decode
+_WRITE_TIMEOUT = 30.0
+_OPEN_TIMEOUT = 5.0
+
+Stream = DuplexStream[ForwardReplies] | FramedDuplex[ForwardReplies]
 
 
 class ForwardChannel:
@@ -160,15 +185,34 @@ class ForwardChannel:
     def __init__(self, client: ClusterClient) -> None:
         self._client = client
         self._ids = itertools.count(1)
-        self._stream: DuplexStream[ForwardReplies] | None = None
+        self._stream: Stream | None = None
         self._outbox: asyncio.Queue[ForwardFrame | None] = asyncio.Queue()
         self._tasks: set[asyncio.Task[None]] = set()
         self._pending: dict[int, tuple[object, asyncio.Future[ForwardResponse]]] = {}
+        self._opening = asyncio.Lock()
+        self._grpc_only = False  # the leader spoke no frames
 
-    def _open(self) -> tuple[DuplexStream[ForwardReplies], asyncio.Queue[ForwardFrame | None]]:
+    async def _open(self) -> tuple[Stream, asyncio.Queue[ForwardFrame | None]]:
         if self._stream is not None and not self._stream.ended:
             return self._stream, self._outbox
-        stream = self._client.duplex("Control/ForwardStream", ForwardReplies)
+        async with self._opening:  # concurrent first requests open one call
+            if self._stream is not None and not self._stream.ended:
+                return self._stream, self._outbox
+            return self._start(await self._connect())
+
+    async def _connect(self) -> Stream:
+        ctx = None if self._grpc_only else self._client.frames_context()
+        if ctx is not None:
+            conn = await open_frames(
+                self._client.addr, ctx, "Control/ForwardStream", _OPEN_TIMEOUT
+            )
+            if conn is not None:
+                return FramedDuplex(conn, ForwardReplies, _WRITE_TIMEOUT)
+            self._grpc_only = True
+            log.info("2377: %s speaks no frames: forwarding over gRPC", self._client.addr)
+        return self._client.duplex("Control/ForwardStream", ForwardReplies)
+
+    def _start(self, stream: Stream) -> tuple[Stream, asyncio.Queue[ForwardFrame | None]]:
         outbox: asyncio.Queue[ForwardFrame | None] = asyncio.Queue()
         self._stream, self._outbox = stream, outbox
         for coro in (self._read(stream, outbox), self._write(stream, outbox)):
@@ -178,7 +222,7 @@ class ForwardChannel:
         return stream, outbox
 
     async def _write(
-        self, stream: DuplexStream[ForwardReplies], outbox: asyncio.Queue[ForwardFrame | None]
+        self, stream: Stream, outbox: asyncio.Queue[ForwardFrame | None]
     ) -> None:
         try:
             while (first := await outbox.get()) is not None:
@@ -193,7 +237,7 @@ class ForwardChannel:
             stream.cancel()  # the reader fails what is pending on it
 
     async def _read(
-        self, stream: DuplexStream[ForwardReplies], outbox: asyncio.Queue[ForwardFrame | None]
+        self, stream: Stream, outbox: asyncio.Queue[ForwardFrame | None]
     ) -> None:
         error: ShoalError = Unavailable(f"manager {self._client.addr}: forward stream ended")
         try:
@@ -220,7 +264,7 @@ class ForwardChannel:
                         fut.set_exception(_copy(error))
 
     async def call(self, req: ForwardRequest, timeout: float) -> ForwardResponse:
-        stream, outbox = self._open()
+        stream, outbox = await self._open()
         rid = next(self._ids)
         fut: asyncio.Future[ForwardResponse] = asyncio.get_running_loop().create_future()
         self._pending[rid] = (stream, fut)

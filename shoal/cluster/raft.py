@@ -25,6 +25,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 import msgspec
 
 from shoal.cluster.client import ClusterClient, OutStream
+from shoal.cluster.frames import FrameConn
 from shoal.cluster.server import MANAGERS, Caller, ClusterServer
 from shoal.cluster.wire import RaftRequest, RaftResponse
 from shoal.errors import InvalidArgument, Unavailable
@@ -100,6 +101,7 @@ class RaftEndpoint:
         server.add_client_stream(
             "Raft/Stream", RaftRequest, MANAGERS, self._stream, removed_ok=True
         )
+        server.add_frames("Raft/Stream", MANAGERS, self._frames, removed_ok=True)
         server.add_unary("Raft/Join", RaftJoinRequest, MANAGERS, self._join_call)
 
     async def _send(self, req: RaftRequest, caller: Caller) -> RaftResponse:
@@ -118,24 +120,40 @@ class RaftEndpoint:
         sender = caller.identity.node_id
         try:
             async for req in requests:
-                handler = self._handler
-                if handler is None:
-                    raise Unavailable("raft is not running on this manager")
-                try:
-                    envelope = _decode_envelope(req.messages)
-                except msgspec.DecodeError as exc:
-                    # one bad envelope ends the stream (the sender reopens it): no guessing
-                    # where the next good one starts is needed, and nothing was applied
-                    raise InvalidArgument(f"malformed raft envelope: {exc}") from None
-                await handler(envelope, sender)
+                await self._deliver(req.messages, sender)
         finally:  # also when the connection broke (the call is cancelled)
-            lost = self._lost
-            if lost is not None:
-                try:
-                    lost(sender)
-                except Exception as exc:  # never mask the stream's own outcome
-                    log.warning("raft: stream-lost handler failed for %s: %r", sender, exc)
+            self._ended(sender)
         return RaftResponse()
+
+    async def _frames(self, conn: FrameConn, caller: Caller) -> None:
+        """`Raft/Stream` on a framed connection: each frame one encoded envelope."""
+        assert caller.identity is not None
+        sender = caller.identity.node_id
+        try:
+            while (frame := await conn.read()) is not None:
+                await self._deliver(frame, sender)
+        finally:  # also when the connection broke or the front stopped
+            self._ended(sender)
+
+    async def _deliver(self, data: bytes, sender: str) -> None:
+        handler = self._handler
+        if handler is None:
+            raise Unavailable("raft is not running on this manager")
+        try:
+            envelope = _decode_envelope(data)
+        except msgspec.DecodeError as exc:
+            # one bad envelope ends the stream (the sender reopens it): no guessing
+            # where the next good one starts is needed, and nothing was applied
+            raise InvalidArgument(f"malformed raft envelope: {exc}") from None
+        await handler(envelope, sender)
+
+    def _ended(self, sender: str) -> None:
+        lost = self._lost
+        if lost is not None:
+            try:
+                lost(sender)
+            except Exception as exc:  # never mask the stream's own outcome
+                log.warning("raft: stream-lost handler failed for %s: %r", sender, exc)
 
     async def _join_call(self, req: RaftJoinRequest, caller: Caller) -> RaftJoinResponse:
         if self._join is None:

@@ -9,6 +9,8 @@ handler runs. Handlers raise ShoalError; it is mapped to a gRPC status at this b
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable, Collection
 from dataclasses import dataclass
@@ -17,8 +19,10 @@ from typing import Any
 import grpc
 import grpc.aio
 
+from shoal import timeouts
 from shoal.ca.certs import NodeIdentity
 from shoal.ca.files import NodeTLS
+from shoal.cluster.frames import FrameConn, tune_socket
 from shoal.cluster.tlsfront import PeerTable, TLSFront, load_identity, server_context
 from shoal.cluster.wire import decoder, encoder
 from shoal.errors import Conflict, InvalidArgument, NotFound, ShoalError, Unavailable
@@ -58,6 +62,9 @@ Unary = Callable[[Any, Caller], Awaitable[Any]]
 Stream = Callable[[Any, Caller], AsyncIterator[Any]]
 ClientStream = Callable[[AsyncIterator[Any], Caller], Awaitable[Any]]
 Duplex = Callable[[AsyncIterator[Any], Caller], AsyncIterator[Any]]
+Frames = Callable[[FrameConn, Caller], Awaitable[None]]
+
+_FRAMES_HELLO_TIMEOUT = 10.0
 
 _STATUS: list[tuple[type[ShoalError], grpc.StatusCode]] = [
     (InvalidArgument, grpc.StatusCode.INVALID_ARGUMENT),
@@ -83,6 +90,8 @@ class ClusterServer:
         self.peers = PeerTable()
         self._cluster_id = tls.identity.cluster_id
         self._services: dict[str, dict[str, grpc.RpcMethodHandler]] = {}
+        self._frames: dict[str, tuple[Collection[str], Frames, bool]] = {}
+        self.framed: dict[str, int] = {}  # method -> framed connections being served
         self._server: grpc.aio.Server | None = None
         self._front: TLSFront | None = None
         self.port = 0
@@ -170,6 +179,79 @@ class ClusterServer:
             behaviour, request_deserializer=decoder(request), response_serializer=encoder()
         ))
 
+    def add_frames(
+        self,
+        name: str,
+        roles: Collection[str],
+        handler: Frames,
+        *,
+        removed_ok: bool = False,
+    ) -> None:
+        """`name` served on framed connections (shoal.cluster.frames), authorized like a
+        gRPC method: `handler` owns the connection once the hello is accepted."""
+        self._frames[name] = (roles, handler, removed_ok)
+
+    async def _serve_frames(
+        self,
+        reader: asyncio.StreamReader,
+        writer: asyncio.StreamWriter,
+        identity: NodeIdentity | None,
+    ) -> None:
+        tune_socket(writer)
+        conn = FrameConn(reader, writer)
+        try:
+            hello = await timeouts.wait_for(conn.read(), _FRAMES_HELLO_TIMEOUT)
+        except (ShoalError, TimeoutError):
+            return
+        if hello is None:
+            return
+        name = hello.decode(errors="replace")
+        if identity is not None and identity.cluster_id != self._cluster_id:
+            identity = None  # the CA verified it, so this cannot happen; refuse anyway
+        entry = self._frames.get(name)
+        refusal = (
+            ("Unimplemented", f"unknown method {name}")
+            if entry is None
+            else self._refusal(name, entry[0], identity, entry[2])
+        )
+        if refusal is not None or entry is None:
+            code, why = refusal or ("Unknown", "refused")
+            log.warning("2377: framed %s refused to %s: %s", name, conn.peer, why)
+            conn.write(f"{code}\n{why}".encode())
+            with contextlib.suppress(Exception):
+                await timeouts.wait_for(writer.drain(), 1.0)
+            return
+        conn.write(b"")
+        self.framed[name] = self.framed.get(name, 0) + 1
+        try:
+            await entry[1](conn, Caller(identity, conn.peer))
+        except ShoalError as exc:
+            log.debug("2377: framed %s from %s ended: %s", name, conn.peer, exc)
+        finally:
+            self.framed[name] -= 1
+
+    def _refusal(
+        self,
+        name: str,
+        roles: Collection[str],
+        identity: NodeIdentity | None,
+        removed_ok: bool,
+    ) -> tuple[str, str] | None:
+        """(gRPC code name, why) `identity` may not call `name` (None: it may), as
+        `_authorize` decides."""
+        if not roles:
+            return None
+        if identity is None:
+            return "Unauthenticated", f"{name} needs a node certificate of this swarm"
+        if identity.role not in roles:
+            return "PermissionDenied", (
+                f"permission denied: {name} is not allowed for a {identity.role} node "
+                f"(needs {' or '.join(sorted(roles))})"
+            )
+        if not removed_ok and self._removed(identity.node_id):
+            return "PermissionDenied", f"node {identity.node_id} was removed from the swarm"
+        return None
+
     def _add(self, name: str, handler: grpc.RpcMethodHandler) -> None:
         service, _, method = name.partition("/")
         self._services.setdefault(f"shoal.{service}", {})[method] = handler
@@ -223,7 +305,9 @@ class ClusterServer:
         backend = server.add_insecure_port("127.0.0.1:0")
         await server.start()
         self._server = server
-        self._front = TLSFront(server_context(self.tls), backend, self.peers)
+        self._front = TLSFront(
+            server_context(self.tls), backend, self.peers, frames=self._serve_frames
+        )
         try:
             self.port = await self._front.start(host, port)
         except OSError:

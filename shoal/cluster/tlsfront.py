@@ -21,19 +21,27 @@ import contextlib
 import logging
 import ssl
 import tempfile
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 from shoal import timeouts
 from shoal.ca.certs import NodeIdentity, identity_of
 from shoal.ca.files import NodeTLS
+from shoal.cluster.frames import FRAMES_ALPN
 from shoal.errors import InvalidArgument
 
-__all__ = ["PeerTable", "TLSFront", "server_context"]
+__all__ = ["FramesServer", "PeerTable", "TLSFront", "server_context"]
 
 log = logging.getLogger(__name__)
 
 _CHUNK = 256 * 1024
 _HANDSHAKE_TIMEOUT = 10.0
+
+# serves a connection that chose the frames protocol (shoal.cluster.frames), with the
+# verified identity of its client certificate (or None)
+FramesServer = Callable[
+    [asyncio.StreamReader, asyncio.StreamWriter, NodeIdentity | None], Awaitable[None]
+]
 
 
 class PeerTable:
@@ -65,7 +73,7 @@ def server_context(tls: NodeTLS) -> ssl.SSLContext:
     ctx.minimum_version = ssl.TLSVersion.TLSv1_2
     ctx.verify_mode = ssl.CERT_OPTIONAL
     ctx.load_verify_locations(cadata=tls.ca_pem.decode())
-    ctx.set_alpn_protocols(["h2"])
+    ctx.set_alpn_protocols(["h2", FRAMES_ALPN])
     load_identity(ctx, tls)
     return ctx
 
@@ -82,10 +90,17 @@ def load_identity(ctx: ssl.SSLContext, tls: NodeTLS) -> None:
 
 
 class TLSFront:
-    def __init__(self, ctx: ssl.SSLContext, backend_port: int, peers: PeerTable) -> None:
+    def __init__(
+        self,
+        ctx: ssl.SSLContext,
+        backend_port: int,
+        peers: PeerTable,
+        frames: FramesServer | None = None,
+    ) -> None:
         self.ctx = ctx
         self._backend_port = backend_port
         self._peers = peers
+        self._frames = frames
         self._server: asyncio.Server | None = None
         self._conns: set[asyncio.Task[None]] = set()
 
@@ -118,7 +133,15 @@ class TLSFront:
         assert task is not None
         self._conns.add(task)
         try:
-            await self._relay(reader, writer)
+            sslobj = writer.get_extra_info("ssl_object")
+            if (
+                self._frames is not None
+                and sslobj is not None
+                and sslobj.selected_alpn_protocol() == FRAMES_ALPN
+            ):
+                await self._frames(reader, writer, _peer_identity(writer))
+            else:
+                await self._relay(reader, writer)
         except (ConnectionError, ssl.SSLError, asyncio.IncompleteReadError, OSError) as exc:
             log.debug("2377: connection from %s ended: %s", writer.get_extra_info("peername"), exc)
         except asyncio.CancelledError:

@@ -56,7 +56,8 @@ async def test_requests_share_one_call_and_answers_find_their_requests() -> None
             await forward(client, _req("/broken"))
         release.set()
         assert (await slow).body == b"/slow"
-        assert len(server.peers) == 1  # one connection carried every request
+        # one framed connection carried every request, none went through gRPC
+        assert server.framed == {"Control/ForwardStream": 1} and len(server.peers) == 0
     finally:
         await client.close()
         await server.stop()

@@ -147,7 +147,8 @@ async def test_many_sends_share_one_stream_and_its_end_is_reported() -> None:
         await eventually(lambda: len(inbox.got) == 200)
         assert [m.index for m in inbox.got] == list(range(200))
         assert reports.unreachable == [] and lost == []
-        assert len(server.peers) == 1  # one connection carried them all
+        # one framed connection carried them all, none went through gRPC
+        assert server.framed == {"Raft/Stream": 1} and len(server.peers) == 0
         await sender.close()  # the sender goes away: b hears its stream end
         await eventually(lambda: lost == [raft_id("a")])
     finally:
@@ -184,5 +185,26 @@ async def test_a_stream_is_opened_again_after_the_peer_restarts() -> None:
             await eventually(delivered)
         finally:
             await again.stop()
+    finally:
+        await gen.aclose()
+
+
+async def test_a_peer_that_speaks_no_frames_gets_the_grpc_stream(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # an older shoal's front: it offers only h2, so no ALPN protocol is agreed on
+    import shoal.cluster.tlsfront as tlsfront
+
+    monkeypatch.setattr(tlsfront, "FRAMES_ALPN", "older-shoal/0")
+    gen = _pair()
+    _, server, inbox, sender, reports = await gen.__anext__()
+    try:
+        b = raft_id("b")
+        for i in range(20):
+            await sender.send(b, [_msg(MessageType.APP, "a", "b", i)])
+        await eventually(lambda: len(inbox.got) == 20)
+        assert [m.index for m in inbox.got] == list(range(20))
+        assert reports.unreachable == []
+        assert server.framed == {} and len(server.peers) == 1  # one gRPC connection
     finally:
         await gen.aclose()
