@@ -79,7 +79,7 @@ def served_operations() -> set[tuple[str, str]]:
     add_all_routes(router)
     ops = set()
     for resource in router.resources():
-        if resource.canonical.startswith("/v{"):
+        if re.match(r"/v(\{|\d+\.\d+/)", resource.canonical):  # /v{api_version}/x, /v1.47/x
             continue
         for route in resource:
             ops.add((route.method.lower(), _shape(resource.canonical)))

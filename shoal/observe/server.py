@@ -8,6 +8,7 @@ listener and the API's latency middleware (`api_latency_middleware`).
 from __future__ import annotations
 
 import asyncio
+import re
 import time
 import weakref
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -23,6 +24,8 @@ from shoal.observe.metrics import NodeMetrics
 
 __all__ = ["api_latency_middleware", "make_observe_app", "metrics_of", "serve_observe"]
 
+# the API's current version has literal routes too (shoal.httpapi.common.route): /v1.47/x
+_LITERAL_VERSION = re.compile(r"^/v\d+\.\d+/")
 _METRICS: weakref.WeakKeyDictionary[Any, NodeMetrics] = weakref.WeakKeyDictionary()
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
@@ -45,6 +48,8 @@ def api_latency_middleware(node: Any) -> Any:
         finally:
             info = request.match_info.route.resource
             route = info.canonical if info is not None else "unmatched"
+            if (literal := _LITERAL_VERSION.match(route)) is not None:  # one label per route
+                route = "/v{api_version}/" + route[literal.end() :]
             metrics.observe_request(request.method, route, time.perf_counter() - start)
 
     return timed
