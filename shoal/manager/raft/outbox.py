@@ -4,6 +4,16 @@ The driver only queues (it never waits on the network between persist and apply)
 sender hands everything queued for its peer to `Transport.send` in one call, so messages
 to a peer keep their order and a slow peer delays nobody else. A full queue drops the
 message and reports the peer unreachable: Raft resends what matters.
+
+Commit-only appends wait a little (`COMMIT_DELAY`). Once an entry commits, the leader
+sends every follower an append without entries that only moves its commit index (etcd's
+bcastAppend); with one writer that doubled the messages of a commit (leader: 4 sends and
+4 receives; each follower: 2 and 2), and those sends went out ahead of the client's answer.
+Held for `COMMIT_DELAY`, such an append is dropped when a later append to the same peer
+goes out first (the leader's commit index only grows, so that one carries as much), and
+sent otherwise. Delaying or dropping a message is what any network may do to Raft; only
+when a follower hears of a commit changes: at most `COMMIT_DELAY` later. Its reads are
+not affected (a ReadIndex round's heartbeats carry the commit index, and are not held).
 """
 
 from __future__ import annotations
@@ -13,11 +23,13 @@ import logging
 from collections.abc import Callable
 
 from shoal.manager.raft.transport import Transport
-from shoal.raft import Message
+from shoal.raft import Message, MessageType
 
-__all__ = ["Outbox"]
+__all__ = ["COMMIT_DELAY", "Outbox"]
 
 log = logging.getLogger(__name__)
+
+COMMIT_DELAY = 0.01  # seconds a commit-only append waits for a later append to carry it
 
 
 class Outbox:
@@ -27,25 +39,63 @@ class Outbox:
         transport: Transport,
         limit: int,
         on_unreachable: Callable[[int], None],
+        *,
+        commit_delay: float = COMMIT_DELAY,
     ) -> None:
         self._id = node_id
         self._transport = transport
         self._limit = limit
         self._on_unreachable = on_unreachable
+        self._commit_delay = commit_delay
         self._queues: dict[int, asyncio.Queue[Message]] = {}
+        self._held: dict[int, tuple[Message, asyncio.TimerHandle]] = {}
         self._tg: asyncio.TaskGroup | None = None
 
     def start(self, tg: asyncio.TaskGroup) -> None:
         """Sender tasks are created in `tg` (the driver's), as peers appear."""
         self._tg = tg
         self._queues.clear()
+        for _, timer in self._held.values():
+            timer.cancel()
+        self._held.clear()
+
+    @property
+    def held(self) -> int:
+        """Commit-only appends waiting (see the module)."""
+        return len(self._held)
 
     def put(self, m: Message) -> None:
-        q = self._queues.get(m.to)
+        q = self._queue(m.to)
+        if m.type is MessageType.APP:
+            held = self._held.pop(m.to, None)
+            if not m.entries and self._commit_delay > 0:
+                # the newer one carries at least the held one's commit index; the first
+                # one's timer stands (a stream of them must not postpone it forever)
+                timer = held[1] if held is not None else self._later(m.to)
+                self._held[m.to] = (m, timer)
+                return
+            if held is not None:
+                held[1].cancel()  # superseded: `m` carries the commit index too
+        self._enqueue(q, m)
+
+    def _later(self, peer: int) -> asyncio.TimerHandle:
+        return asyncio.get_running_loop().call_later(self._commit_delay, self._release, peer)
+
+    def _release(self, peer: int) -> None:
+        held = self._held.pop(peer, None)
+        q = self._queues.get(peer)
+        if held is not None and q is not None:
+            self._enqueue(q, held[0])
+
+    def _queue(self, peer: int) -> asyncio.Queue[Message]:
+        q = self._queues.get(peer)
         if q is None:
             assert self._tg is not None, "outbox not started"
-            q = self._queues[m.to] = asyncio.Queue(self._limit)
-            self._tg.create_task(self._sender(m.to, q), name=f"raft-{self._id:x}-to-{m.to:x}")
+            q = self._queues[peer] = asyncio.Queue(self._limit)
+            self._tg.create_task(self._sender(peer, q), name=f"raft-{self._id:x}-to-{peer:x}")
+        return q
+
+    def _enqueue(self, q: asyncio.Queue[Message], m: Message) -> None:
         try:
             q.put_nowait(m)
         except asyncio.QueueFull:
