@@ -118,6 +118,11 @@ class Swim:
         return len(self._broadcasts)
 
     # -- inputs -------------------------------------------------------------------------
+    def note_lag(self) -> None:
+        """The driver ran a tick late (its loop or CPU is overloaded): this node reads acks
+        late too, so it probes more patiently for a while (local health +1)."""
+        self.prober.adjust(1)
+
     def tick(self) -> None:
         cfg = self.config
         self.now += 1

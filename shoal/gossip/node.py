@@ -254,11 +254,14 @@ class GossipNode:
 
         def fire() -> None:
             nonlocal next_at, handle
-            if loop.time() - next_at > 2 * period:
+            late = loop.time() - next_at
+            if late > 2 * period:
                 # the loop stalled: let time jump instead of ticking in a burst, which would
                 # expire probe deadlines before the acks waiting in the socket are read
                 next_at = loop.time()
             try:
+                if late > period:  # overloaded: acks are read late here too (Lifeguard's
+                    self.core.note_lag()  # local health, from the driver's own clock)
                 self.core.tick()
                 self._flush()
             except BaseException as exc:  # the task fails with it, as a sleeping loop did

@@ -4,9 +4,11 @@ relays, and the local health multiplier.
 One probe per period: ping the next member; no ack within `probe_timeout` ticks -> ask
 `indirect_checks` others to ping it (ping-req) and nack if it stays silent; no ack by the
 period's end -> report it suspect. A suspect's ping carries the suspicion (Lifeguard's
-buddy system): it learns of it at once and refutes. The period is `probe_interval *
-(awareness + 1)`: Lifeguard's local health multiplier, raised by missed nacks (this node,
-not the target, is probably slow) and lowered by every successful probe.
+buddy system): it learns of it at once and refutes. The period and the direct timeout are
+`probe_interval` and `probe_timeout` times `awareness + 1`: Lifeguard's local health
+multiplier, raised by missed nacks (this node, not the target, is probably slow), by the
+driver when its own ticks run late (`Swim.note_lag`: a loaded node reads every ack late)
+and lowered by every successful probe.
 """
 
 from __future__ import annotations
@@ -104,7 +106,7 @@ class Prober:
         if target is None:
             return
         seq = self._next_seq()
-        deadline = now + self.config.probe_timeout
+        deadline = now + self.config.probe_timeout * (self.awareness + 1)
         self._probe = _Probe(seq, target.node_id, target.incarnation, deadline, now + period)
         msgs: list[Message] = [Ping(seq, target.node_id)]
         if target.status is MemberStatus.SUSPECT:

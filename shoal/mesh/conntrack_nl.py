@@ -23,12 +23,12 @@ from pyroute2.netlink import NLM_F_DUMP, NLM_F_REQUEST
 from pyroute2.netlink.exceptions import NetlinkError
 from pyroute2.netlink.nfnetlink.nfctsocket import IPCTNL_MSG_CT_GET, NFCTAttrTuple, nfct_msg
 
-__all__ = ["MAX_DELETIONS", "Deletion", "delete", "parse"]
+__all__ = ["MAX_DELETIONS", "Deletion", "delete", "dumps", "parse"]
 
 _PROTOS = {"tcp": socket.IPPROTO_TCP, "udp": socket.IPPROTO_UDP}
 _SEEN_REPLY = 1 << 1  # IPS_SEEN_REPLY
 _SYN_SENT = 1  # TCP_CONNTRACK_SYN_SENT
-MAX_DELETIONS = 4  # per apply over netlink; more go to the program (see `delete`)
+MAX_DELETIONS = 4  # dumps per apply over netlink; more go to the program (see `delete`)
 
 
 @dataclass(frozen=True)
@@ -110,26 +110,42 @@ def _tracked() -> int | None:
         return None
 
 
+def dumps(deletions: Sequence[Deletion]) -> list[list[Deletion]]:
+    """The deletions grouped by what one dump can serve (protocol, original destination
+    port, SYN_SENT or not), in their order: the backends that left one published port (a
+    suspected node's 60, say) are one dump, not 60."""
+    groups: dict[tuple[int, int, bool], list[Deletion]] = {}
+    for d in deletions:
+        groups.setdefault((d.proto, d.orig_port_dst, d.syn_sent), []).append(d)
+    return list(groups.values())
+
+
 async def delete(deletions: Sequence[Deletion]) -> int:
     """Delete the entries of every deletion; the number deleted.
 
-    One dump per deletion, filtered in the kernel, so that only entries to delete come back
-    (pyroute2 parses a message in ~0.3 ms: a dump of every flow would stall the loop). Each
-    dump walks the kernel's whole conntrack hash, every namespace's buckets (~10 ms for the
-    262,144 of this machine's kernel), in the loop's thread: none when this namespace tracks
-    nothing, and `MAX_DELETIONS` at most (more raise ValueError: the caller runs the
-    program, in its own process)."""
+    One dump per group of `dumps`, filtered in the kernel, so that only entries to delete
+    come back (pyroute2 parses a message in ~0.3 ms: a dump of every flow would stall the
+    loop): a group of one also on its reply source; a larger group on what its deletions
+    share, each entry then matched against them all. Each dump walks the kernel's whole
+    conntrack hash, every namespace's buckets (~10 ms for the 262,144 of this machine's
+    kernel), in the loop's thread: none when this namespace tracks nothing, and
+    `MAX_DELETIONS` dumps at most (more raise ValueError: the caller runs the program, in
+    its own process)."""
     if not deletions or _tracked() == 0:
         return 0
-    if len(deletions) > MAX_DELETIONS:
-        raise ValueError(f"{len(deletions)} conntrack deletions: more than {MAX_DELETIONS}")
+    groups = dumps(deletions)
+    if len(groups) > MAX_DELETIONS:
+        raise ValueError(f"{len(groups)} conntrack dumps: more than {MAX_DELETIONS}")
     done = 0
     async with AsyncConntrack() as ct:
-        for d in deletions:
+        for group in groups:
+            first = group[0]
+            probe = first if len(group) == 1 else Deletion(
+                first.proto, first.orig_port_dst, first.syn_sent)
             found = [m async for m in await ct.request(
-                _request(d), IPCTNL_MSG_CT_GET, msg_flags=NLM_F_REQUEST | NLM_F_DUMP)]
+                _request(probe), IPCTNL_MSG_CT_GET, msg_flags=NLM_F_REQUEST | NLM_F_DUMP)]
             for msg in found:
-                if not _matches(d, msg):
+                if not any(_matches(d, msg) for d in group):
                     continue
                 tuple_orig = NFCTAttrTuple.from_netlink(msg["nfgen_family"],
                                                          msg.get_attr("CTA_TUPLE_ORIG"))

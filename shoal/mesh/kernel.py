@@ -271,9 +271,15 @@ class KernelDataPlane:
         """Through netlink where it works (`conntrack_nl`); else the program."""
         if not flushes:
             return
-        if self._netlink_ct and len(flushes) <= conntrack_nl.MAX_DELETIONS:
+        deletions = None
+        if self._netlink_ct:
+            with contextlib.suppress(ValueError):  # a flag netlink does not do: the program
+                deletions = [conntrack_nl.parse(f) for f in flushes]
+        if deletions is not None and (
+            len(conntrack_nl.dumps(deletions)) <= conntrack_nl.MAX_DELETIONS
+        ):
             try:
-                await conntrack_nl.delete([conntrack_nl.parse(f) for f in flushes])
+                await conntrack_nl.delete(deletions)
                 return
             except Exception as exc:
                 log.info("mesh: conntrack over netlink failed (%s): conntrack(8) from now on",

@@ -130,6 +130,32 @@ def test_nacks_spare_the_probers_health() -> None:
     assert a.awareness == 0
 
 
+def test_a_lagging_node_probes_patiently() -> None:
+    """Ticks run late (the driver's loop is overloaded): the local health multiplier
+    rises, and with it the wait for a direct ack and the period, so an ack that a slow
+    loop reads late does not make the target suspect; successful probes lower it again."""
+    a, b, c = core(1), core(2), core(3)
+    meet(a, b, c)
+    a.note_lag()
+    a.note_lag()
+    assert a.awareness == 2
+    ((_, ping),) = tick_until(a, Ping)
+    assert isinstance(ping, Ping)
+    for _ in range(CFG.probe_timeout * 3 - 1):  # three times the direct wait, less a tick
+        a.tick()
+        assert not sent(a, PingReq)
+    target = next(x for x in (b, c) if x.node_id == ping.target)
+    a.step(Packet(target.node_id, target.addr, [Ack(ping.seq)]))  # a late ack still counts
+    assert a.awareness == 1
+    for _ in range(CFG.probe_interval * 3):
+        a.tick()
+        packets(a)
+    assert a.members.get(target.node_id).status is MemberStatus.ALIVE  # type: ignore[union-attr]
+    for _ in range(10):
+        a.note_lag()
+    assert a.awareness == CFG.awareness_max - 1  # bounded
+
+
 def test_a_suspects_ping_carries_the_suspicion() -> None:
     a, b = core(1), core(2)
     meet(a, b)
