@@ -277,7 +277,8 @@ class ExecRuntime:
         shim_in, to_shim = os.pipe2(os.O_CLOEXEC)
         from_shim, shim_out = os.pipe2(os.O_CLOEXEC)
         try:
-            err = os.open(files.shim_log, os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_CLOEXEC)
+            flags = os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_CLOEXEC
+            err = os.open(files.shim_log, flags, 0o644)
             try:
                 pid = await self._zygote.spawn(str(files.root), shim_in, shim_out, err)
             finally:
