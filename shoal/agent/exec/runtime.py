@@ -158,6 +158,7 @@ class ExecRuntime:
         except (OSError, netsetup.NetlinkError) as exc:
             raise ShoalError(f"setting up bridge {self.bridge} failed: {exc}") from exc
         log.info("node network: bridge %s at %s", self.bridge, gateway)
+        self._zygote.prestart()  # warm before the first task (ready when the node is)
 
     # -- start -------------------------------------------------------------------------
     async def start(self, cfg: TaskConfig) -> int:

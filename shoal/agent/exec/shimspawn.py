@@ -45,6 +45,14 @@ class ShimZygote:
         """The running zygote's pid (None before the first spawn or after `close`)."""
         return self._proc.pid if self._proc is not None and self._proc.poll() is None else None
 
+    def prestart(self) -> None:
+        """Start the zygote now (it imports for a few tens of ms) rather than at the first
+        task's start; a failure here is retried by that start."""
+        try:
+            self._started()
+        except OSError as exc:
+            log.warning("shim zygote: cannot start it yet: %s", exc)
+
     async def spawn(self, task_dir: str, stdin: int, stdout: int, stderr: int) -> int:
         """Fork a shim for `task_dir` with the given stdio fds (the caller keeps and closes
         its own copies); returns its pid."""
