@@ -16,7 +16,6 @@ import click
 from shoal.cli.context import ApiClient
 from shoal.cli.format import indent_json
 from shoal.cli.opts import FlagError, parse_filters
-from shoal.cli.templates import parse
 from shoal.errors import APIError, ShoalError
 
 __all__ = [
@@ -112,6 +111,8 @@ def inspect_objects(
     if fmt == "json":  # docker's compact JSON inspector
         echo(json.dumps(objects, ensure_ascii=False, separators=(",", ":")) + "\n")
     elif fmt:
+        from shoal.cli.templates import parse  # only here: `ls` commands do without it
+
         tmpl = parse(fmt.replace("\\t", "\t").replace("\\n", "\n"))
         lines = []
         for obj in objects:

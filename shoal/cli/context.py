@@ -14,7 +14,6 @@ import sys
 import time
 from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager
-from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Protocol
 
@@ -83,19 +82,41 @@ def _term_width() -> int:
     return columns if columns > 0 else 200
 
 
-@dataclass
+def _utc_now() -> datetime:
+    return datetime.now(UTC)
+
+
 class CliContext:
-    host: str | None = None
-    client_factory: Callable[[str | None], ApiClient] = _default_client
-    now: Callable[[], datetime] = field(default=lambda: datetime.now(UTC))
-    monotonic: Callable[[], float] = time.monotonic
-    sleep: Callable[[float], None] = time.sleep
-    isatty: Callable[[], bool] = _stdout_isatty
-    term_width: Callable[[], int] = _term_width
-    environ: dict[str, str] = field(default_factory=lambda: dict(os.environ))
-    # what `shoal daemon` runs with its DaemonOptions (None: shoal.daemon.run_daemon)
-    run_daemon: Callable[[Any], None] | None = None
-    _client: ApiClient | None = field(default=None, repr=False)
+    """A plain class, not a dataclass (issue 13: importing dataclasses and generating this
+    class's methods was ~4 M instructions of `shoal service ls`); same fields and keywords."""
+
+    def __init__(
+        self,
+        host: str | None = None,
+        client_factory: Callable[[str | None], ApiClient] = _default_client,
+        now: Callable[[], datetime] = _utc_now,
+        monotonic: Callable[[], float] = time.monotonic,
+        sleep: Callable[[float], None] = time.sleep,
+        isatty: Callable[[], bool] = _stdout_isatty,
+        term_width: Callable[[], int] = _term_width,
+        environ: dict[str, str] | None = None,
+        # what `shoal daemon` runs with its DaemonOptions (None: shoal.daemon.run_daemon)
+        run_daemon: Callable[[Any], None] | None = None,
+        _client: ApiClient | None = None,
+    ) -> None:
+        self.host = host
+        self.client_factory = client_factory
+        self.now = now
+        self.monotonic = monotonic
+        self.sleep = sleep
+        self.isatty = isatty
+        self.term_width = term_width
+        self.environ = dict(os.environ) if environ is None else environ
+        self.run_daemon = run_daemon
+        self._client = _client
+
+    def __repr__(self) -> str:
+        return f"CliContext(host={self.host!r})"
 
     def get_client(self) -> ApiClient:
         """One client per invocation, built lazily (commands that need no daemon need none)."""

@@ -8,8 +8,6 @@ short `[P:]T[/proto]` with ranges), sizes go-units' `RAMInBytes`, CPUs `NanoCPUs
 
 from __future__ import annotations
 
-import csv
-import ipaddress
 import os
 import re
 from typing import Any
@@ -73,7 +71,8 @@ def parse_int(text: str, bits: int = 64) -> int:
 
 # --- ports -------------------------------------------------------------------------------
 
-_LONG = re.compile(r"\w+=\w+(,\w+=\w+)*")
+# patterns are compiled when first used (re's cache), not when every command imports this
+_LONG = r"\w+=\w+(,\w+=\w+)*"
 
 
 def _port_number(text: str, what: str) -> int:
@@ -86,6 +85,8 @@ def _port_number(text: str, what: str) -> int:
 
 
 def _parse_long_port(value: str) -> dict[str, Any]:
+    import csv  # only here (issue 13: not imported by every command)
+
     fields = next(csv.reader([value]), [])
     port: dict[str, Any] = {"Protocol": "tcp", "PublishMode": "ingress"}
     for field in fields:
@@ -139,6 +140,8 @@ def _parse_short_port(value: str) -> list[dict[str, Any]]:
     proto = proto or "tcp"
     if ip:
         addr = ip[1:-1] if ip.startswith("[") and ip.endswith("]") else ip
+        import ipaddress
+
         try:
             ipaddress.ip_address(addr)
         except ValueError:
@@ -183,7 +186,7 @@ def _short(proto: str, target: int, published: int, mode: str = "ingress") -> di
 
 def parse_port(value: str) -> list[dict[str, Any]]:
     """EndpointPortConfig dicts (keys as docker sends them, zero values left out)."""
-    if _LONG.search(value):
+    if re.search(_LONG, value):
         return [_parse_long_port(value)]
     return _parse_short_port(value)
 
@@ -244,14 +247,14 @@ def parse_placement_pref(value: str) -> dict[str, Any]:
 
 # --- resources ----------------------------------------------------------------------------
 
-_SIZE = re.compile(r"^(\d+(?:\.\d+)*) ?([kKmMgGtTpP])?[iI]?[bB]?$")
+_SIZE = r"^(\d+(?:\.\d+)*) ?([kKmMgGtTpP])?[iI]?[bB]?$"
 
 
 def parse_memory(value: str) -> int:
     """go-units RAMInBytes: `512m`, `1g`, `1.5GiB` (1024-based)."""
     from decimal import Decimal  # not at import: `service ls` has no use for it
 
-    match = _SIZE.match(value)
+    match = re.match(_SIZE, value)
     if match is None:
         raise ValueError(f"invalid size: '{value}'")
     number = Decimal(match.group(1)) if match.group(1).count(".") <= 1 else None

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from datetime import UTC, datetime
 
 import pytest
@@ -98,6 +99,52 @@ def test_render_formats() -> None:
     assert render(rows, "{{.Name}}", "", headers) == "a\nb\n"
     assert render(rows, "json", "", headers) == '{"ID":"1","Name":"a"}\n{"ID":"22","Name":"b"}\n'
     assert render([], "table {{.Name}}", "", headers) == "NAME\n"
+
+
+@pytest.mark.parametrize(
+    ("fmt", "fields_only"),
+    [
+        ("table {{.ID}}\t{{.Name}}\t{{.Value}}", True),
+        ("{{.Name}}: {{.Value}} }} {{.Name}}", True),
+        ("plain text", True),
+        ("table {{.Nope}}", True),  # filled in by the engine, for its error
+        ("{{.Name | upper}} {{ .ID }}", False),
+        ("{{.Value.x}}", False),
+        ("{{- .Name}}", False),
+        ("{{.Name", False),
+        ("{{json .}}", False),
+        ("table {{.Name}}\t{{title .ID}}", False),
+    ],
+)
+def test_field_only_templates_fill_in_as_the_engine_does(fmt: str, fields_only: bool) -> None:
+    from shoal.cli.format import _fields_only, _template_text
+
+    rows = [Row(ID="1", Name="a", Value={"x": [1, None]}), Row(ID="22", Name="ü", Value=None)]
+    headers = {"ID": "ID", "Name": "NAME", "Value": "VALUE"}
+    text = _template_text(fmt)
+    assert (_fields_only(text) is not None) == fields_only
+    try:
+        tmpl = parse(text)
+        body = "".join(tmpl.execute(row) + "\n" for row in rows)
+        if fmt.startswith("table"):
+            body = tabwrite(tmpl.execute(Row(headers), HEADER_FUNCS) + "\n" + body)
+    except TemplateError as exc:
+        with pytest.raises(TemplateError, match=re.escape(str(exc))):
+            render(rows, fmt, "", headers)
+    else:
+        assert render(rows, fmt, "", headers) == body
+
+
+def test_service_ls_imports_no_template_engine() -> None:
+    import subprocess
+    import sys
+
+    code = ("import sys, shoal.cli.main, shoal.cli.service_view; print(sorted({"
+            "'shoal.cli.templates', 'dataclasses', 'csv', 'ipaddress', 'http.client', 'ssl', "
+            "'email', 'urllib.parse'} & set(sys.modules)))")  # fmt: skip
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          timeout=60, check=True)  # fmt: skip
+    assert done.stdout == "[]\n"
 
 
 def test_service_ports_groups_ranges_like_docker() -> None:

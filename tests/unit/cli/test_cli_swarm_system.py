@@ -6,6 +6,7 @@ import os
 import subprocess
 import sys
 
+import pytest
 from click.testing import CliRunner
 
 from shoal.cli.context import CliContext
@@ -197,3 +198,42 @@ def test_the_cli_default_host_is_the_clients() -> None:
     from shoal.cli import main
 
     assert main.DEFAULT_HOST == client.DEFAULT_HOST
+
+
+def test_the_process_ends_without_teardown_only_when_nothing_is_left(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import atexit
+    import threading
+
+    from shoal.cli import main
+
+    ended: list[int] = []
+    monkeypatch.setattr(os, "_exit", ended.append)
+    monkeypatch.setattr(atexit, "_ncallbacks", lambda: 0)
+    monkeypatch.setattr(threading, "active_count", lambda: 1)
+    main._exit_now(None)
+    main._exit_now(3)
+    main._exit_now("a message")  # Python prints it: the usual exit
+    assert ended == [0, 3]
+    monkeypatch.setattr(atexit, "_ncallbacks", lambda: 1)  # e.g. logging's
+    main._exit_now(0)
+    monkeypatch.setattr(atexit, "_ncallbacks", lambda: 0)
+    monkeypatch.setattr(threading, "active_count", lambda: 2)
+    main._exit_now(0)
+    assert ended == [0, 3]
+
+
+def test_exit_status_and_output_of_the_process() -> None:
+    env = {**os.environ, "SHOAL_HOST": "unix:///nonexistent/shoal.sock"}
+    done = subprocess.run([sys.executable, "-m", "shoal", "service", "ls"], capture_output=True,
+                          text=True, env=env, timeout=60, check=False)  # fmt: skip
+    assert (done.returncode, done.stdout) == (1, "")
+    assert done.stderr == (
+        "Error: Cannot connect to the shoal daemon at unix:///nonexistent/shoal.sock. "
+        "Is the daemon running?\n"
+    )
+    argv = [sys.executable, "-m", "shoal", "service", "ls", "--bad"]
+    done = subprocess.run(argv, capture_output=True, text=True, env=env, timeout=60, check=False)
+    assert done.returncode == 1
+    assert done.stderr.endswith("Error: No such option '--bad'.\n")
