@@ -207,6 +207,7 @@ async def scenario_zygote(args: dict[str, Any]) -> dict[str, Any]:
     shim = ProcRef.load(Path(args["state_dir"]) / first / "shim.json")
     assert shim is not None
     shim_parent_before = _ppid(shim.pid)
+    shim_comm = Path(f"/proc/{shim.pid}/comm").read_text().strip()
     os.kill(old_zygote, signal.SIGKILL)
     await _until(lambda: ProcRef.of(old_zygote) is None)
     shim_alive = shim.alive()
@@ -225,6 +226,7 @@ async def scenario_zygote(args: dict[str, Any]) -> dict[str, Any]:
         "old_zygote": old_zygote,
         "new_zygote": new_zygote,
         "shim_parent_before": shim_parent_before,
+        "shim_comm": shim_comm,
         "shim_alive_after_zygote": shim_alive,
         "program_alive_after_zygote": program_alive,
         "first_status": [first_status.code, first_status.message],
@@ -429,6 +431,7 @@ def test_shims_outlive_their_zygote_and_a_new_one_takes_over(drive: HostDriver) 
     ids = [_new_id(), _new_id()]
     result = drive("zygote", ids=ids)
     assert result["shim_parent_before"] == result["old_zygote"]  # forked by the zygote
+    assert result["shim_comm"] == "shoal-shim"  # and named so in ps/top
     assert result["shim_alive_after_zygote"] and result["program_alive_after_zygote"]
     assert result["new_zygote"] != result["old_zygote"]
     assert result["first_status"] == [143, "task killed by signal 15"]

@@ -24,6 +24,7 @@ __all__ = [
     "host_ns_path",
     "ns_inode",
     "pin_new_netns",
+    "set_comm",
     "set_hostname_in_new_uts",
     "setns",
     "unpin_netns",
@@ -36,6 +37,7 @@ _MS_BIND = 4096
 _MS_SHARED = 1 << 20
 _MS_REC = 16384
 _MNT_DETACH = 2
+_PR_SET_NAME = 15
 
 _libc = ctypes.CDLL(None, use_errno=True)
 
@@ -155,6 +157,12 @@ def unpin_netns(path: str, host_mntns: str | None) -> None:
         os.unlink(target)
     except FileNotFoundError:
         pass
+
+
+def set_comm(name: str) -> None:
+    """This process's name as `ps -o comm`, top and /proc/<pid>/comm show it (at most 15
+    bytes): a forked shim would otherwise look like its zygote. Best effort."""
+    _libc.prctl(_PR_SET_NAME, name.encode()[:15], 0, 0, 0)
 
 
 def set_hostname_in_new_uts(hostname: str) -> None:

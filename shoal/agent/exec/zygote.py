@@ -58,6 +58,7 @@ def _run_shim(task_dir: str, fds: list[int], keep_closed: list[int]) -> None:
         for fd in keep_closed:
             os.close(fd)
         os.setsid()
+        nsutil.set_comm("shoal-shim")
         for target, fd in enumerate(fds):
             os.dup2(fd, target)
         for fd in fds:
@@ -178,6 +179,7 @@ def main() -> None:
     null = os.open("/dev/null", os.O_RDONLY)
     os.dup2(null, 0)
     os.close(null)
+    nsutil.set_comm("shoal-zygote")
     wake_r, wake_w = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
     signal.signal(signal.SIGCHLD, lambda _signum, _frame: None)
     signal.set_wakeup_fd(wake_w)

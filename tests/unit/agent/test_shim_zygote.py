@@ -51,6 +51,7 @@ async def test_forks_shims_and_replaces_a_dead_zygote(tmp_path: Path) -> None:
         pid, out, err = await _spawn_bogus(zygote, task_dir)
         first = zygote.pid
         assert first is not None and pid != first
+        assert Path(f"/proc/{first}/comm").read_text().strip() == "shoal-zygote"  # for ps/top
         assert out == f"error cannot read {task_dir}/config.json\n".encode(), err
         await eventually(lambda: ProcRef.of(pid) is None)  # reaped by the zygote
         os.kill(first, signal.SIGKILL)
