@@ -90,6 +90,11 @@ class FrameConn:
     def ended(self) -> bool:
         return self._writer.is_closing() or self._reader.at_eof()
 
+    @property
+    def writable(self) -> bool:
+        """A `write` now would be followed by no wait in `drain` (little is buffered)."""
+        return self._writer.transport.get_write_buffer_size() <= _HIGH_WATER
+
     def write(self, payload: bytes) -> None:
         if len(payload) > MAX_FRAME:
             raise InvalidArgument(f"frame of {len(payload)} bytes is over {MAX_FRAME}")

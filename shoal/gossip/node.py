@@ -37,6 +37,7 @@ from shoal.gossip.members import MemberStatus
 from shoal.gossip.messages import Ack, Packet, Ping
 from shoal.gossip.ratelimit import RateLimitedLog
 from shoal.gossip.table import EndpointTable
+from shoal.wakeups import grid_slot, grid_time
 
 __all__ = ["GossipNode", "GossipOptions", "MemberView"]
 
@@ -249,16 +250,19 @@ class GossipNode:
         loop = asyncio.get_running_loop()
         period = self.options.tick
         failed: asyncio.Future[None] = loop.create_future()
-        next_at = loop.time() + period
+        # on the daemon's timer grid (`shoal.wakeups`): the Raft ticks fire at the same
+        # instants, one wake-up for both (`grid_time` is the very float they use)
+        slot = grid_slot(loop.time(), period) + 1
+        next_at = grid_time(slot, period)
         handle: asyncio.TimerHandle | None = None
 
         def fire() -> None:
-            nonlocal next_at, handle
+            nonlocal next_at, handle, slot
             late = loop.time() - next_at
             if late > 2 * period:
                 # the loop stalled: let time jump instead of ticking in a burst, which would
                 # expire probe deadlines before the acks waiting in the socket are read
-                next_at = loop.time()
+                slot = grid_slot(loop.time(), period)
             try:
                 if late > period:  # overloaded: acks are read late here too (Lifeguard's
                     self.core.note_lag()  # local health, from the driver's own clock)
@@ -268,7 +272,8 @@ class GossipNode:
                 if not failed.done():
                     failed.set_exception(exc)
                 return
-            next_at += period
+            slot += 1
+            next_at = grid_time(slot, period)
             handle = loop.call_at(next_at, fire)
 
         handle = loop.call_at(next_at, fire)

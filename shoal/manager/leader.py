@@ -30,6 +30,7 @@ from shoal.manager.raft_role import RaftRole
 from shoal.manager.reconciler import Reconciler
 from shoal.manager.scheduler.scheduler import Scheduler
 from shoal.manager.state.store import Store, Tx
+from shoal.wakeups import sleep_on_grid
 
 __all__ = ["LeaderDuties", "RaftMembers", "Reconcilers"]
 
@@ -75,6 +76,10 @@ class RaftMembers:
     def __init__(self, role: RaftRole, interval: float = 0.5) -> None:
         self.role = role
         self.interval = interval
+        # (store index, term, voters, learners) of the last pass that had nothing left to
+        # do: a pass over the same state would find nothing either (an idle leader made
+        # one every 0.5 s, the node list and a hash per manager each time)
+        self._settled: tuple[object, ...] | None = None
 
     def wanted(self) -> set[int]:
         """Raft IDs of the manager nodes that have said hello (have a 2377 address)."""
@@ -88,8 +93,11 @@ class RaftMembers:
         node = self.role.node
         if not node.leader_ready:
             return
-        wanted = self.wanted()
         cs = node.conf_state
+        state = (self.role.store.index, node.term, cs.voters, cs.learners)
+        if state == self._settled:
+            return
+        wanted = self.wanted()
         for rid in cs.learners:
             if rid in wanted:
                 log.info("raft: promoting learner %x to voter once it has caught up", rid)
@@ -102,6 +110,7 @@ class RaftMembers:
         if self.role.id not in wanted and self.role.id in cs.voters and len(cs.voters) > 1:
             log.info("raft: this manager was demoted: handing leadership over to leave")
             await node.remove(self.role.id)  # transfers leadership, then NotLeader
+        self._settled = state  # reached only when every change asked for went through
 
     async def run(self) -> None:
         while True:
@@ -111,7 +120,7 @@ class RaftMembers:
                 log.info("raft: membership change deferred: %s", exc.message)
             except Exception:  # never die silently: the next pass retries
                 log.exception("raft: membership pass failed")
-            await asyncio.sleep(self.interval)
+            await sleep_on_grid(self.interval)  # with the tickers' wake-up
 
 
 class LeaderDuties:

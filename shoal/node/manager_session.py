@@ -24,6 +24,7 @@ from shoal.manager.controlapi.swarm import heartbeat_period
 from shoal.manager.dispatcher.session import LocalSession
 from shoal.manager.raft_role import RaftRole
 from shoal.manager.state.store import Store
+from shoal.wakeups import sleep_on_grid
 
 __all__ = ["ManagerSession"]
 
@@ -124,10 +125,10 @@ class ManagerSession:
                     beat = True
                 except Unavailable as exc:
                     log.info("manager session: heartbeat to the leader failed: %s", exc.message)
-            await asyncio.sleep(self._period() if beat else min(self._period(), 0.5))
+            await sleep_on_grid(self._period() if beat else min(self._period(), 0.5))
 
     async def _retry_kept(self) -> None:
         while True:
-            await asyncio.sleep(0.5)
+            await sleep_on_grid(0.5)  # with the tickers' wake-up, not one of its own
             if self._pending:
                 await self._flush()

@@ -20,7 +20,6 @@ own (stopping the old role cancels the watcher).
 
 from __future__ import annotations
 
-import asyncio
 import datetime
 import logging
 from collections.abc import Callable
@@ -31,6 +30,7 @@ from shoal.ca.files import NodeTLS
 from shoal.cluster.wire import RenewRequest, RenewResponse
 from shoal.errors import ShoalError, Unavailable
 from shoal.node.worker import call_manager
+from shoal.wakeups import sleep_on_grid
 
 __all__ = ["RoleWatch", "renewed_certificate"]
 
@@ -56,7 +56,7 @@ class RoleWatch:
 
     async def run(self) -> None:
         while True:
-            await asyncio.sleep(self.poll)
+            await sleep_on_grid(self.poll)  # with the tickers' wake-up, not one of its own
             wanted = await self.role.wanted_role()
             if wanted is not None and wanted != self.role.kind:
                 log.info("node: this node is to become a %s: switching", wanted)

@@ -114,6 +114,27 @@ class RaftTransport:
         for _ in range(snaps):
             reporter.report_snapshot(to, ok)
 
+    def send_now(self, to: int, messages: list[Message]) -> bool:
+        """Write `messages` to `to` at once if that needs no wait: its framed connection is
+        up (same address, same certificate) and not backed up, no snapshot among them.
+        False (nothing written): the caller sends them with `send` instead."""
+        known = self._conns.get(to)
+        if known is None or any(m.type is MessageType.SNAP for m in messages):
+            return False
+        addr, cert, conn = known
+        if conn.ended or not conn.writable or addr != self.address(to):
+            return False
+        if cert != self._tls().cert_pem:
+            return False
+        envelope = encode_envelope(
+            RaftEnvelope(self._own_addr(), [encode_message(m) for m in messages])
+        )
+        try:
+            conn.write(envelope)
+        except ShoalError:
+            return False  # nothing written: `send` opens the connection again
+        return True
+
     async def _deliver(self, to: int, messages: list[Message], timeout: float) -> bool:
         envelope = encode_envelope(
             RaftEnvelope(self._own_addr(), [encode_message(m) for m in messages])

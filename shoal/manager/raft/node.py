@@ -28,7 +28,7 @@ import random
 from collections import deque
 from collections.abc import Callable
 
-from shoal import timeouts
+from shoal import timeouts, wakeups
 from shoal.api.latency import LatencyRecord
 from shoal.errors import InvalidArgument, Unavailable
 from shoal.manager.raft.config import RaftNodeConfig, StateMachine
@@ -102,6 +102,7 @@ class RaftNode(ReadyRounds, Requests, Membership):
         )
         self._inbox: deque[Callable[[], None]] = deque()
         self._ticks = 0
+        self._parked = False  # the driver waits for work (the ticker may tick itself)
         self._wake = asyncio.Event()
         self._retimed = asyncio.Event()
         self._changed = asyncio.Event()
@@ -322,25 +323,66 @@ class RaftNode(ReadyRounds, Requests, Membership):
     # --- the driver -----------------------------------------------------------------------
 
     async def _ticker(self) -> None:
-        # Sleeping (not a fixed schedule) means a stalled loop does not replay a burst of
-        # ticks afterwards: a stall slows Raft's clock instead of firing elections.
-        while True:
-            self._retimed.clear()
+        """Tick from a timer callback on the daemon's timer grid (`shoal.wakeups`: the
+        gossip ticks fire at the same instants, one loop wake-up for both). Each tick is
+        scheduled from when the last one fired, not caught up: a stalled loop does not
+        replay a burst of ticks afterwards, a stall slows Raft's clock instead of firing
+        elections. While the driver waits with nothing to do, the tick is stepped here and
+        the driver woken only if the core has something to hand over (a follower's tick
+        usually has not: no task step for it)."""
+        loop = asyncio.get_running_loop()
+        failed: asyncio.Future[None] = loop.create_future()
+        handle: asyncio.TimerHandle | None = None
+
+        def fire() -> None:
+            nonlocal handle
+            handle = loop.call_at(wakeups.grid_after(loop.time(), self.config.tick_interval), fire)
+            if not self._parked or self._inbox or self._ticks:
+                self._ticks += 1
+                self._wake.set()
+                return
+            raw = self._raw
             try:
-                async with asyncio.timeout(self.config.tick_interval):
-                    await self._retimed.wait()
-                continue  # reconfigured: a fresh interval, no tick for the cut-short one
-            except TimeoutError:
-                pass
-            self._ticks += 1
-            self._wake.set()
+                raw.tick()
+            except BaseException as exc:  # the driver's error, as if it had ticked
+                if not failed.done():
+                    failed.set_exception(exc)
+                return
+            if raw.has_ready() or raw.lead != self._lead_seen:
+                self._wake.set()
+
+        def start() -> None:
+            nonlocal handle
+            handle = loop.call_at(wakeups.grid_after(loop.time(), self.config.tick_interval), fire)
+
+        start()
+        try:
+            while True:
+                self._retimed.clear()
+                retimed = asyncio.ensure_future(self._retimed.wait())
+                try:
+                    await asyncio.wait((failed, retimed), return_when=asyncio.FIRST_COMPLETED)
+                finally:
+                    retimed.cancel()
+                if failed.done():
+                    failed.result()  # raises
+                if handle is not None:  # reconfigured: a fresh interval from now
+                    handle.cancel()
+                start()
+        finally:
+            if handle is not None:
+                handle.cancel()
 
     async def _drive(self) -> None:
         raw = self._raw
         while True:
             if not self._inbox and not self._ticks:
                 self._wake.clear()
-                await self._wake.wait()
+                self._parked = True
+                try:
+                    await self._wake.wait()
+                finally:
+                    self._parked = False
             while self._inbox:
                 self._inbox.popleft()()
             ticks, self._ticks = self._ticks, 0

@@ -14,6 +14,14 @@ goes out first (the leader's commit index only grows, so that one carries as muc
 sent otherwise. Delaying or dropping a message is what any network may do to Raft; only
 when a follower hears of a commit changes: at most `COMMIT_DELAY` later. Its reads are
 not affected (a ReadIndex round's heartbeats carry the commit index, and are not held).
+
+Written at once: when a peer's sender is idle with nothing queued and the transport can
+write without waiting (`send_now`: the framed connection is up and its buffer is not
+full), what one Ready sends that peer is written by the driver itself at the end of the
+round (`flush`), in one envelope, without a hop through the sender task: an idle leader's
+heartbeats and a follower's answers took a loop turn and two task steps more each (issue
+13: idle managers). Otherwise, or when `send_now` declines, the messages are queued as
+before; order is kept (nothing is written at once while anything is queued or in flight).
 """
 
 from __future__ import annotations
@@ -50,11 +58,18 @@ class Outbox:
         self._queues: dict[int, asyncio.Queue[Message]] = {}
         self._held: dict[int, tuple[Message, asyncio.TimerHandle]] = {}
         self._tg: asyncio.TaskGroup | None = None
+        self._send_now: Callable[[int, list[Message]], bool] | None = getattr(
+            transport, "send_now", None
+        )
+        self._direct: dict[int, list[Message]] = {}  # to write at once, at `flush`
+        self._busy: set[int] = set()  # peers whose sender is inside `Transport.send`
 
     def start(self, tg: asyncio.TaskGroup) -> None:
         """Sender tasks are created in `tg` (the driver's), as peers appear."""
         self._tg = tg
         self._queues.clear()
+        self._direct.clear()
+        self._busy.clear()
         for _, timer in self._held.values():
             timer.cancel()
         self._held.clear()
@@ -86,6 +101,25 @@ class Outbox:
         q = self._queues.get(peer)
         if held is not None and q is not None:
             self._enqueue(q, held[0])
+            self.flush()
+
+    def flush(self) -> None:
+        """Write what `put` kept for writing at once (the driver calls it after sending a
+        Ready's messages); what the transport declines is queued for the sender."""
+        if not self._direct:
+            return
+        direct, self._direct = self._direct, {}
+        send_now = self._send_now
+        assert send_now is not None
+        for peer, batch in direct.items():
+            try:
+                if send_now(peer, batch):
+                    continue
+            except Exception as exc:  # as in `_sender`: never the driver's end
+                log.warning("raft %x: transport failed writing to %x: %r", self._id, peer, exc)
+            q = self._queue(peer)
+            for m in batch:
+                self._enqueue_queued(q, m)
 
     def _queue(self, peer: int) -> asyncio.Queue[Message]:
         q = self._queues.get(peer)
@@ -96,6 +130,15 @@ class Outbox:
         return q
 
     def _enqueue(self, q: asyncio.Queue[Message], m: Message) -> None:
+        direct = self._direct.get(m.to)
+        if direct is not None:
+            direct.append(m)
+        elif self._send_now is not None and q.empty() and m.to not in self._busy:
+            self._direct[m.to] = [m]
+        else:
+            self._enqueue_queued(q, m)
+
+    def _enqueue_queued(self, q: asyncio.Queue[Message], m: Message) -> None:
         try:
             q.put_nowait(m)
         except asyncio.QueueFull:
@@ -107,11 +150,14 @@ class Outbox:
             batch = [await q.get()]
             while not q.empty():
                 batch.append(q.get_nowait())
+            self._busy.add(peer)
             try:
                 await self._transport.send(peer, batch)
             except Exception as exc:  # a transport breaking its contract must not kill us
                 log.warning("raft %x: transport failed sending to %x: %r", self._id, peer, exc)
                 self._on_unreachable(peer)
+            finally:
+                self._busy.discard(peer)
             if me is not None and me.cancelling():
                 # cancelled while sending, yet the send returned (an await inside dropped
                 # the cancellation): stop as asked, or the driver's stop waits forever

@@ -103,6 +103,7 @@ class ReadyRounds:
                 self._inbox.append(functools.partial(self._step, m))
             else:
                 self._outbox.put(m)
+        self._outbox.flush()  # what may be written at once is (one envelope per peer)
 
     def _apply(self, rd: Ready) -> None:
         if rd.snapshot is not None:

@@ -105,3 +105,87 @@ async def test_without_a_delay_nothing_is_held(undelayed) -> None:  # type: igno
     outbox.put(_app(2, 5))
     await eventually(lambda: len(rec.sent) == 1)
     assert outbox.held == 0
+
+
+class WritesAtOnce(Recorder):
+    """A transport that can write without waiting while `ready` (like a framed connection
+    with room in its buffer); `send` holds each call until `release` is set."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.ready = True
+        self.now: list[list[Message]] = []
+        self.queued: list[list[Message]] = []
+        self.release = asyncio.Event()
+        self.release.set()
+
+    def send_now(self, to: int, messages: list[Message]) -> bool:
+        if not self.ready:
+            return False
+        self.now.append(list(messages))
+        self.sent.extend(messages)
+        return True
+
+    async def send(self, to: int, messages: list[Message]) -> None:
+        self.queued.append(list(messages))
+        await self.release.wait()
+        await super().send(to, messages)
+
+
+async def test_an_idle_peers_messages_are_written_at_flush_in_one_envelope() -> None:
+    rec = WritesAtOnce()
+    gen = _outbox_with(rec)
+    outbox = await anext(gen)
+    try:
+        outbox.put(_app(2, 1, 1))
+        outbox.put(_app(2, 2, 2))
+        assert rec.sent == []  # nothing before the round's flush
+        outbox.flush()
+        assert [[m.index for m in b] for b in rec.now] == [[1, 2]]
+        assert rec.queued == []
+    finally:
+        await gen.aclose()
+
+
+async def test_declined_or_behind_a_send_in_flight_messages_queue_in_order() -> None:
+    rec = WritesAtOnce()
+    gen = _outbox_with(rec)
+    outbox = await anext(gen)
+    try:
+        rec.ready, rec.release = False, asyncio.Event()
+        outbox.put(_app(2, 1, 1))
+        outbox.flush()  # declined: queued for the sender, which now waits in `send`
+        await eventually(lambda: rec.queued == [[_app(2, 1, 1)]], 5, "the queued send")
+        rec.ready = True
+        outbox.put(_app(2, 2, 2))  # a send is in flight: not written ahead of it
+        outbox.flush()
+        assert rec.now == []
+        rec.release.set()
+        await eventually(lambda: [m.index for m in rec.sent] == [1, 2], 5, "both, in order")
+    finally:
+        await gen.aclose()
+
+
+async def _outbox_with(rec: Recorder) -> AsyncIterator[Outbox]:
+    outbox = Outbox(1, rec, 64, lambda peer: None, commit_delay=0.0)
+
+    class _Done(Exception):
+        pass
+
+    async def run(ready: asyncio.Future[None], done: asyncio.Event) -> None:
+        async with asyncio.TaskGroup() as tg:
+            outbox.start(tg)
+            ready.set_result(None)
+            await done.wait()
+            raise _Done
+
+    ready: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+    done = asyncio.Event()
+    task = asyncio.create_task(run(ready, done))
+    await ready
+    try:
+        yield outbox
+    finally:
+        done.set()
+        with pytest.raises(ExceptionGroup):
+            await task

@@ -1,0 +1,81 @@
+"""Idle managers: a tick with nothing to hand over does not wake the Raft driver, and the
+daemon's timers share one grid (`shoal.wakeups`), so they wake the loop together."""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import replace
+from pathlib import Path
+
+import pytest
+
+from shoal.wakeups import GRID, grid_after, grid_time, sleep_on_grid
+from tests.unit.manager.raft.cluster import FAST, Cluster
+
+# Heartbeats every 10 ticks: most of a follower's ticks have nothing to hand over.
+SPARSE = replace(FAST, election_tick=50, heartbeat_tick=10)
+
+
+async def test_an_idle_followers_ticks_do_not_wake_its_driver(tmp_path: Path) -> None:
+    c = Cluster(tmp_path, 3, seed=3, config=SPARSE)
+    c.start_all()
+    try:
+        c[1].node.campaign()
+        leader = await c.wait_leader(5)
+        follower = next(m for m in c.up() if m is not leader).node
+        ticks = rounds = 0
+        raw, after_round = follower._raw, follower._after_round
+        tick = raw.tick
+
+        def counting_tick() -> None:
+            nonlocal ticks
+            ticks += 1
+            tick()
+
+        def counting_round() -> None:
+            nonlocal rounds
+            rounds += 1
+            after_round()
+
+        raw.tick = counting_tick  # type: ignore[method-assign]
+        follower._after_round = counting_round  # type: ignore[method-assign]
+        await c.until(lambda: ticks >= 60, 10, "60 follower ticks")
+        # ~6 heartbeats (one round each) in 60 ticks; a round per tick would be >= 60
+        assert rounds < ticks // 2, (rounds, ticks)
+        assert follower.leader_id == leader.id  # and it still follows
+    finally:
+        await c.close()
+
+
+async def test_a_follower_ticking_by_itself_still_elects_when_the_leader_dies(
+    tmp_path: Path,
+) -> None:
+    c = Cluster(tmp_path, 3, seed=4, config=SPARSE)
+    c.start_all()
+    try:
+        c[1].node.campaign()
+        old = await c.wait_leader(5)
+        await c.crash(old.id)
+        new = await c.wait_leader(5)  # 50-100 ticks of 20 ms
+        assert new is not old
+    finally:
+        await c.close()
+
+
+@pytest.mark.parametrize("period", [0.1, 0.02, 0.25])
+def test_grid_after_is_a_multiple_about_a_period_away(period: float) -> None:
+    for k in (1, 7, 123_456):
+        at = grid_time(k, period)
+        for now in (at - 1e-9, at, at + 0.3 * period, at + 0.49 * period):
+            nxt = grid_after(now, period)
+            assert nxt == grid_time(k + 1, period)  # the very float every such timer uses
+            assert period / 2 - 1e-9 <= nxt - now <= 1.5 * period
+
+
+async def test_sleep_on_grid_sleeps_at_least_the_delay_and_ends_on_the_grid() -> None:
+    loop = asyncio.get_running_loop()
+    start = loop.time()
+    await sleep_on_grid(0.05)
+    now = loop.time()
+    assert now - start >= 0.05
+    assert now - start <= 0.05 + GRID + 0.5  # at most a grid step longer (+ a busy machine)
