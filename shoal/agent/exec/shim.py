@@ -236,11 +236,22 @@ def run(task_dir: str) -> int:
     except OSError as exc:
         _say(f"error creating network namespace: {exc}")
         return 1
-    with open(files.netns, "w") as fh:
-        fh.write(where)
-    _say(f"netns {where}")
-    if not _read_go():
-        return 1  # the runtime gave up and cleans up
+    try:
+        with open(files.netns, "w") as fh:
+            fh.write(where)
+        _say(f"netns {where}")
+        go = _read_go()
+    except OSError:  # the task dir or the runtime's pipe is gone
+        go = False
+    if not go:
+        # the runtime gave up (a handshake timeout on a loaded node) and cleaned up, maybe
+        # before this pin existed: remove it here too (idempotent), or it would outlive us
+        host_mntns = cfg.get("host_mntns") if where == "host" else None
+        try:
+            nsutil.unpin_netns(cfg["netns_path"], host_mntns)
+        except OSError:
+            pass
+        return 1
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGHUP, signal.SIG_IGN)
     with open(files.log, "ab") as fh:
