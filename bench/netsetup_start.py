@@ -38,13 +38,16 @@ import statistics
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 from pathlib import Path
 from types import ModuleType
 from typing import Any
 
 REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+from tests.integration.test_netsetup import _task_netns  # noqa: E402  (the tests' helper)
+
 BRIDGE = "sbnet0"
 GATEWAY = ipaddress.IPv4Interface("198.18.250.1/24")
 BLOCK = 10
@@ -60,22 +63,6 @@ def _load(path: str) -> ModuleType:
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
-
-
-def _task_netns() -> int:
-    """An fd of a new, anonymous network namespace (made by a thread that then ends)."""
-    from shoal.agent.exec import nsutil
-
-    made: list[int] = []
-
-    def run() -> None:
-        nsutil.unshare(nsutil.CLONE_NEWNET)
-        made.append(os.open("/proc/thread-self/ns/net", os.O_RDONLY | os.O_CLOEXEC))
-
-    thread = threading.Thread(target=run)
-    thread.start()
-    thread.join()
-    return made[0]
 
 
 async def _cycle(mod: ModuleType, nsfd: int, n: int) -> None:

@@ -14,13 +14,22 @@ keeps the key of the CSR it sent until the certificate for it arrives.
 from __future__ import annotations
 
 import os
+import ssl
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
 from shoal.ca.certs import NodeIdentity, identity_of
 from shoal.ca.root import RootCA
 
-__all__ = ["NodeTLS", "load_node_tls", "load_root_ca", "save_node_tls", "save_root_ca"]
+__all__ = [
+    "NodeTLS",
+    "load_identity",
+    "load_node_tls",
+    "load_root_ca",
+    "save_node_tls",
+    "save_root_ca",
+]
 
 _CA = "swarm-root-ca.crt"
 _CA_KEY = "swarm-root-ca.key"
@@ -85,3 +94,15 @@ def load_root_ca(directory: Path) -> RootCA | None:
         return RootCA((directory / _CA).read_bytes(), (directory / _CA_KEY).read_bytes())
     except FileNotFoundError:
         return None
+
+
+def load_identity(ctx: ssl.SSLContext, tls: NodeTLS) -> None:
+    """(Re)load this node's certificate chain and key into `ctx` (a server's or a client's);
+    later handshakes use the new ones. ssl loads a chain only from files: they are written
+    to a private temporary directory for the call."""
+    with tempfile.TemporaryDirectory(prefix="shoal-tls-") as tmp:
+        cert, key = Path(tmp) / "chain.pem", Path(tmp) / "key.pem"
+        cert.write_bytes(tls.chain_pem)
+        key.touch(mode=0o600)
+        key.write_bytes(tls.key_pem)
+        ctx.load_cert_chain(cert, key)

@@ -28,15 +28,13 @@ import asyncio
 import contextlib
 import socket
 import ssl
-import tempfile
-from pathlib import Path
 from typing import Any, Generic, TypeVar
 
 import msgspec
 
 from shoal import timeouts
 from shoal.ca.certs import MANAGER_SERVER_NAME
-from shoal.ca.files import NodeTLS
+from shoal.ca.files import NodeTLS, load_identity
 from shoal.errors import InvalidArgument, ShoalError, Unavailable
 
 __all__ = [
@@ -143,12 +141,7 @@ def client_context(tls: NodeTLS) -> ssl.SSLContext:
     ctx.minimum_version = ssl.TLSVersion.TLSv1_2
     ctx.load_verify_locations(cadata=tls.ca_pem.decode())
     ctx.set_alpn_protocols([FRAMES_ALPN])
-    with tempfile.TemporaryDirectory(prefix="shoal-tls-") as tmp:
-        cert, key = Path(tmp) / "cert.pem", Path(tmp) / "key.pem"
-        cert.write_bytes(tls.cert_pem)
-        key.touch(mode=0o600)
-        key.write_bytes(tls.key_pem)
-        ctx.load_cert_chain(cert, key)
+    load_identity(ctx, tls)
     return ctx
 
 

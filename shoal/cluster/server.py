@@ -21,9 +21,9 @@ import grpc.aio
 
 from shoal import timeouts
 from shoal.ca.certs import NodeIdentity
-from shoal.ca.files import NodeTLS
+from shoal.ca.files import NodeTLS, load_identity
 from shoal.cluster.frames import FrameConn, tune_socket
-from shoal.cluster.tlsfront import PeerTable, TLSFront, load_identity, server_context
+from shoal.cluster.tlsfront import PeerTable, TLSFront, server_context
 from shoal.cluster.wire import decoder, encoder
 from shoal.errors import Conflict, InvalidArgument, NotFound, ShoalError, Unavailable
 

@@ -20,13 +20,11 @@ import asyncio
 import contextlib
 import logging
 import ssl
-import tempfile
 from collections.abc import Awaitable, Callable
-from pathlib import Path
 
 from shoal import timeouts
 from shoal.ca.certs import NodeIdentity, identity_of
-from shoal.ca.files import NodeTLS
+from shoal.ca.files import NodeTLS, load_identity
 from shoal.cluster.frames import FRAMES_ALPN
 from shoal.errors import InvalidArgument
 
@@ -76,17 +74,6 @@ def server_context(tls: NodeTLS) -> ssl.SSLContext:
     ctx.set_alpn_protocols(["h2", FRAMES_ALPN])
     load_identity(ctx, tls)
     return ctx
-
-
-def load_identity(ctx: ssl.SSLContext, tls: NodeTLS) -> None:
-    """(Re)load the server's certificate chain and key; later handshakes use the new ones."""
-    # ssl only loads a certificate chain from files: a private temporary directory.
-    with tempfile.TemporaryDirectory(prefix="shoal-tls-") as tmp:
-        cert, key = Path(tmp) / "chain.pem", Path(tmp) / "key.pem"
-        cert.write_bytes(tls.chain_pem)
-        key.touch(mode=0o600)
-        key.write_bytes(tls.key_pem)
-        ctx.load_cert_chain(cert, key)
 
 
 class TLSFront:

@@ -33,28 +33,8 @@ def _app(to: int, commit: int, *entries: int) -> Message:
 
 async def _outbox(delay: float) -> AsyncIterator[tuple[Outbox, Recorder]]:
     rec = Recorder()
-    outbox = Outbox(1, rec, 64, lambda peer: None, commit_delay=delay)
-
-    class _Done(Exception):
-        pass
-
-    async def run(ready: asyncio.Future[None], done: asyncio.Event) -> None:
-        async with asyncio.TaskGroup() as tg:
-            outbox.start(tg)
-            ready.set_result(None)
-            await done.wait()
-            raise _Done
-
-    ready: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-    done = asyncio.Event()
-    task = asyncio.create_task(run(ready, done))
-    await ready
-    try:
+    async for outbox in _outbox_with(rec, delay):
         yield outbox, rec
-    finally:
-        done.set()
-        with pytest.raises(ExceptionGroup):
-            await task
 
 
 @pytest.fixture
@@ -166,8 +146,8 @@ async def test_declined_or_behind_a_send_in_flight_messages_queue_in_order() -> 
         await gen.aclose()
 
 
-async def _outbox_with(rec: Recorder) -> AsyncIterator[Outbox]:
-    outbox = Outbox(1, rec, 64, lambda peer: None, commit_delay=0.0)
+async def _outbox_with(rec: Recorder, delay: float = 0.0) -> AsyncIterator[Outbox]:
+    outbox = Outbox(1, rec, 64, lambda peer: None, commit_delay=delay)
 
     class _Done(Exception):
         pass
