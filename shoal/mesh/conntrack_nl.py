@@ -11,7 +11,7 @@ raises (OSError or pyroute2's NetlinkError): the caller falls back to the progra
 
 pyroute2 is imported by the first deletion, not with this module: its package import costs
 8-10 MiB of RSS, which a daemon that never deletes a flow (an idle one) does not carry
-(docs/design/mesh.md, "Session 11"). Once imported it stays.
+(docs/design/exec-runtime.md, "Session 11"). Once imported it stays.
 """
 
 from __future__ import annotations

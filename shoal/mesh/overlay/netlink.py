@@ -6,7 +6,7 @@ Each operation is one netlink request, sent in the order `plan` gives (the order
 the overlay's atomicity, see `plan.py`); a failure stops the batch and is raised as
 `MeshError` naming the operation, after which the caller must re-read the kernel. The
 requests are the bytes pyroute2 sent for them (its import cost every daemon 8-10 MiB;
-docs/design/mesh.md, "Session 11").
+docs/design/exec-runtime.md, "Session 11").
 """
 
 from __future__ import annotations
