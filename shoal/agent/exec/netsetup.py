@@ -11,9 +11,9 @@ The requests are built and read here (`shoal.rtnl`), not by pyroute2, whose requ
 machinery (argument filters, an asyncio transport and queue per socket, a full decode of
 every answer) cost a start and removal ~10 ms of CPU, 5x what the kernel's work and all
 the rest did (bench/netsetup_start.py), and whose import cost every daemon 8-10 MiB
-(session 11: `ensure_bridge` was its last use here). Each call opens one NETLINK_ROUTE socket, finds
-link indexes with SIOCGIFINDEX on it (an ioctl answers in the socket's namespace: the
-task's for the task side), sends its requests in one datagram and reads one
+(session 11: `ensure_bridge` was its last use here). Each call opens one NETLINK_ROUTE
+socket, finds link indexes with SIOCGIFINDEX on it (an ioctl answers in the socket's
+namespace: the task's for the task side), sends its requests in one datagram and reads one
 acknowledgement per request: rtnetlink handles a request inside the sender's sendmsg, so
 the answers are queued when it returns. `create_veth` is one request: the veth pair, its
 master bridge and `up` are created together, and the kernel unregisters the pair if any
