@@ -6,22 +6,24 @@ cluster ID in its O. The same strings are DNS SANs, so a client that dials a man
 the server name `swarm-manager` and a worker's certificate cannot pose as a manager.
 The private key is generated where it is used and never leaves that node: the manager only
 sees a CSR. Pure functions of their arguments (time is passed in); no file or network I/O.
+
+`cryptography` is imported inside the functions that make keys, CSRs and certificates or
+check signatures (join, renewal, role change; signing on a manager): what runs all the time,
+`identity_of` and `not_after`, reads the certificate's DER itself (`der.py`), so that an
+idle node does not carry the x509 modules.
 """
 
 from __future__ import annotations
 
 import datetime
 from dataclasses import dataclass
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
-from cryptography import x509
-from cryptography.exceptions import InvalidSignature
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
-
-from shoal.ca.root import RootCA
+from shoal.ca import der
 from shoal.errors import InvalidArgument
+
+if TYPE_CHECKING:
+    from shoal.ca.root import RootCA
 
 __all__ = [
     "MANAGER_OU",
@@ -35,6 +37,7 @@ __all__ = [
     "not_after",
     "role_of_ou",
     "sign_node_csr",
+    "validity",
     "verify_node_cert",
 ]
 
@@ -64,6 +67,9 @@ def role_of_ou(ou: str) -> Role:
 
 def new_key() -> bytes:
     """A fresh P-256 private key, PEM (PKCS#8)."""
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+
     key = ec.generate_private_key(ec.SECP256R1())
     return key.private_bytes(
         serialization.Encoding.PEM,
@@ -74,6 +80,11 @@ def new_key() -> bytes:
 
 def make_csr(key_pem: bytes) -> bytes:
     """A CSR for `key_pem`. Its subject is a placeholder: the CA decides ID and role."""
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
     key = serialization.load_pem_private_key(key_pem, password=None)
     assert isinstance(key, ec.EllipticCurvePrivateKey)
     csr = (
@@ -94,6 +105,11 @@ def sign_node_csr(
     now: datetime.datetime,
 ) -> bytes:
     """The node certificate for the CSR's public key, valid from `now` for `expiry`."""
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+
     try:
         csr = x509.load_pem_x509_csr(csr_pem)
     except ValueError as exc:
@@ -153,35 +169,37 @@ def sign_node_csr(
 
 def identity_of(cert: bytes) -> NodeIdentity:
     """The identity a node certificate (PEM or DER) states. Does NOT verify it."""
-    parsed = (
-        x509.load_pem_x509_certificate(cert)
-        if cert.startswith(b"-----")
-        else x509.load_der_x509_certificate(cert)
-    )
-    return _identity(parsed)
+    parsed = der.parse_certificate(der.pem_to_der(cert) if cert.startswith(b"-----") else cert)
 
-
-def _identity(cert: x509.Certificate) -> NodeIdentity:
-    def one(oid: x509.ObjectIdentifier) -> str:
-        attrs = cert.subject.get_attributes_for_oid(oid)
-        if len(attrs) != 1:
+    def one(oid: bytes) -> str:
+        values = parsed.attributes(oid)
+        if len(values) != 1:
             raise InvalidArgument("certificate is not a swarm node certificate")
-        value = attrs[0].value
-        return value if isinstance(value, str) else value.decode()
+        return values[0]
 
     return NodeIdentity(
-        node_id=one(NameOID.COMMON_NAME),
-        role=role_of_ou(one(NameOID.ORGANIZATIONAL_UNIT_NAME)),
-        cluster_id=one(NameOID.ORGANIZATION_NAME),
+        node_id=one(der.COMMON_NAME),
+        role=role_of_ou(one(der.ORGANIZATIONAL_UNIT_NAME)),
+        cluster_id=one(der.ORGANIZATION_NAME),
     )
+
+
+def validity(cert_pem: bytes) -> tuple[datetime.datetime, datetime.datetime]:
+    """(not before, not after) of a PEM certificate, aware UTC datetimes."""
+    parsed = der.parse_certificate(der.pem_to_der(cert_pem))
+    return parsed.not_before, parsed.not_after
 
 
 def not_after(cert_pem: bytes) -> datetime.datetime:
-    return x509.load_pem_x509_certificate(cert_pem).not_valid_after_utc
+    return validity(cert_pem)[1]
 
 
 def verify_node_cert(ca_cert_pem: bytes, cert_pem: bytes, now: datetime.datetime) -> NodeIdentity:
     """Check that `cert_pem` was signed by the CA and is valid at `now`; its identity."""
+    from cryptography import x509
+    from cryptography.exceptions import InvalidSignature
+    from cryptography.hazmat.primitives.asymmetric import ec
+
     ca_cert = x509.load_pem_x509_certificate(ca_cert_pem)
     cert = x509.load_pem_x509_certificate(cert_pem)
     public = ca_cert.public_key()
@@ -197,4 +215,4 @@ def verify_node_cert(ca_cert_pem: bytes, cert_pem: bytes, now: datetime.datetime
         raise InvalidArgument("certificate is not issued by this swarm's root CA")
     if not cert.not_valid_before_utc <= now <= cert.not_valid_after_utc:
         raise InvalidArgument("certificate is expired or not yet valid")
-    return _identity(cert)
+    return identity_of(cert_pem)

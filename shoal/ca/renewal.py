@@ -16,10 +16,7 @@ import logging
 import random
 from collections.abc import Awaitable, Callable
 
-from cryptography import x509
-from cryptography.hazmat.primitives import serialization
-
-from shoal.ca.certs import make_csr, new_key, verify_node_cert
+from shoal.ca.certs import make_csr, new_key, not_after, validity, verify_node_cert
 from shoal.ca.files import NodeTLS
 from shoal.errors import InvalidArgument, ShoalError
 
@@ -36,12 +33,14 @@ def _utcnow() -> datetime.datetime:
 
 def renew_at(cert_pem: bytes, fraction: float) -> datetime.datetime:
     """When `fraction` of the certificate's validity has passed."""
-    cert = x509.load_pem_x509_certificate(cert_pem)
-    start, end = cert.not_valid_before_utc, cert.not_valid_after_utc
+    start, end = validity(cert_pem)
     return start + (end - start) * fraction
 
 
 def _same_key(cert_pem: bytes, key_pem: bytes) -> bool:
+    from cryptography import x509
+    from cryptography.hazmat.primitives import serialization
+
     cert_key = x509.load_pem_x509_certificate(cert_pem).public_key()
     key = serialization.load_pem_private_key(key_pem, password=None)
     fmt = (serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)
@@ -80,7 +79,7 @@ class CertRenewer:
             "ca: certificate of node %s renewed (%s), valid until %s",
             identity.node_id,
             identity.role,
-            x509.load_pem_x509_certificate(cert).not_valid_after_utc.isoformat(),
+            not_after(cert).isoformat(),
         )
         return fresh
 

@@ -1,4 +1,7 @@
-"""The cluster's root CA: generated at `swarm init`, its digest pinned by join tokens."""
+"""The cluster's root CA: generated at `swarm init`, its digest pinned by join tokens.
+
+`cryptography` is imported by `RootCA.generate` only (`swarm init`); the digest is the
+SHA-256 of the certificate's DER, read without it (see `der.py`)."""
 
 from __future__ import annotations
 
@@ -8,10 +11,7 @@ import hmac
 import secrets
 from dataclasses import dataclass
 
-from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.x509.oid import NameOID
+from shoal.ca import der
 
 __all__ = ["RootCA", "ca_digest", "join_token", "parse_join_token", "token_matches"]
 
@@ -34,6 +34,11 @@ class RootCA:
 
     @classmethod
     def generate(cls, cluster_id: str, years: int = 20) -> RootCA:
+        from cryptography import x509
+        from cryptography.hazmat.primitives import hashes, serialization
+        from cryptography.hazmat.primitives.asymmetric import ec
+        from cryptography.x509.oid import NameOID
+
         key = ec.generate_private_key(ec.SECP256R1())
         name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "swarm-ca")])
         now = datetime.datetime.now(datetime.UTC)
@@ -63,8 +68,9 @@ class RootCA:
 
 def ca_digest(cert_pem: bytes) -> str:
     """The digest a join token pins: SHA-256 of the CA certificate (DER), base 36."""
-    der = x509.load_pem_x509_certificate(cert_pem).public_bytes(serialization.Encoding.DER)
-    return _base36(hashlib.sha256(der).digest(), 50)
+    raw = der.pem_to_der(cert_pem)
+    der.parse_certificate(raw)  # ValueError if it is not a certificate
+    return _base36(hashlib.sha256(raw).digest(), 50)
 
 
 def join_token(ca: RootCA) -> str:

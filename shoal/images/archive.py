@@ -6,13 +6,15 @@ their tags; skopeo reads the content. A file that is not a readable tar is refus
 from __future__ import annotations
 
 import json
-import tarfile
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from shoal.errors import InvalidArgument
 from shoal.images.reference import parse_reference
+
+if TYPE_CHECKING:
+    import tarfile  # imported by `archive_images` (an image load), not by every daemon
 
 __all__ = ["ArchiveImage", "archive_images"]
 
@@ -70,6 +72,8 @@ def _oci_images(path: Path, index: Any) -> list[ArchiveImage]:
 
 def archive_images(path: Path) -> list[ArchiveImage]:
     """The images in a docker-save or OCI archive; InvalidArgument when it is neither."""
+    import tarfile
+
     try:
         with tarfile.open(path, "r:*") as tar:
             names = set(tar.getnames())

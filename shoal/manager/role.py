@@ -29,9 +29,6 @@ import random
 from collections.abc import Callable
 from pathlib import Path
 
-from cryptography import x509
-from cryptography.hazmat.primitives import serialization
-
 from shoal.ca.certs import make_csr, sign_node_csr
 from shoal.ca.files import NodeTLS
 from shoal.ca.renewal import CertRenewer
@@ -265,6 +262,10 @@ async def fetch_root_ca(tls: NodeTLS, managers: list[str]) -> RootCA:
 
 
 def _check_key(ca: RootCA) -> None:
+    # at a promotion only: cryptography is not imported with this module (see ca/certs.py)
+    from cryptography import x509
+    from cryptography.hazmat.primitives import serialization
+
     cert = x509.load_pem_x509_certificate(ca.cert_pem)
     key = serialization.load_pem_private_key(ca.key_pem, password=None)
     if cert.public_key().public_numbers() != key.public_key().public_numbers():  # type: ignore[union-attr]

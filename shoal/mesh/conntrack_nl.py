@@ -8,6 +8,10 @@ destination port and, when given, the reply source address and port (CTA_FILTER,
 >= 5.15). All of it is checked again here (and the TCP state is SYN_SENT). An entry gone in
 between (ENOENT) is not an error; nothing matched is the common case. Any other failure
 raises (OSError or pyroute2's NetlinkError): the caller falls back to the program.
+
+pyroute2 is imported by the first deletion, not with this module: its package import costs
+8-10 MiB of RSS, which a daemon that never deletes a flow (an idle one) does not carry
+(docs/design/exec-runtime.md, "Session 11"). Once imported it stays.
 """
 
 from __future__ import annotations
@@ -17,11 +21,10 @@ import socket
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from pyroute2.conntrack import AsyncConntrack
-from pyroute2.netlink import NLM_F_DUMP, NLM_F_REQUEST
-from pyroute2.netlink.exceptions import NetlinkError
-from pyroute2.netlink.nfnetlink.nfctsocket import IPCTNL_MSG_CT_GET, NFCTAttrTuple, nfct_msg
+if TYPE_CHECKING:
+    from pyroute2.netlink.nfnetlink.nfctsocket import nfct_msg
 
 __all__ = ["MAX_DELETIONS", "Deletion", "delete", "dumps", "parse"]
 
@@ -67,6 +70,8 @@ def parse(args: Sequence[str]) -> Deletion:
 
 def _request(d: Deletion) -> nfct_msg:
     """The dump of `d`'s entries, filtered in the kernel as far as it can."""
+    from pyroute2.netlink.nfnetlink.nfctsocket import NFCTAttrTuple, nfct_msg
+
     orig = NFCTAttrTuple(proto=d.proto, dport=d.orig_port_dst)
     orig.attrs()  # sets .flags
     filters = [["CTA_FILTER_ORIG_FLAGS", orig.flags]]
@@ -84,6 +89,8 @@ def _request(d: Deletion) -> nfct_msg:
 def _matches(d: Deletion, msg: nfct_msg) -> bool:
     """The kernel filtered already; checked again here, so that a kernel that ignores part
     of the filter can never make this delete a live backend's flows."""
+    from pyroute2.netlink.nfnetlink.nfctsocket import NFCTAttrTuple
+
     orig = NFCTAttrTuple.from_netlink(msg["nfgen_family"], msg.get_attr("CTA_TUPLE_ORIG"))
     if orig.proto != d.proto or orig.dport != d.orig_port_dst:
         return False
@@ -133,6 +140,11 @@ async def delete(deletions: Sequence[Deletion]) -> int:
     its own process)."""
     if not deletions or _tracked() == 0:
         return 0
+    from pyroute2.conntrack import AsyncConntrack
+    from pyroute2.netlink import NLM_F_DUMP, NLM_F_REQUEST
+    from pyroute2.netlink.exceptions import NetlinkError
+    from pyroute2.netlink.nfnetlink.nfctsocket import IPCTNL_MSG_CT_GET, NFCTAttrTuple
+
     groups = dumps(deletions)
     if len(groups) > MAX_DELETIONS:
         raise ValueError(f"{len(groups)} conntrack dumps: more than {MAX_DELETIONS}")

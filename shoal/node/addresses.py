@@ -4,9 +4,9 @@ the only non-loopback IPv4 address of this network namespace."""
 from __future__ import annotations
 
 import ipaddress
-import socket
 
 from shoal.errors import InvalidArgument
+from shoal.rtnl import Rtnl, ipv4_addresses_blocking
 
 __all__ = ["advertise_address", "local_addresses"]
 
@@ -32,8 +32,6 @@ def advertise_address(given: str) -> str:
 
 
 def local_addresses() -> list[str]:
-    from pyroute2 import IPRoute
-
-    with IPRoute() as ipr:
-        addrs = [a.get_attr("IFA_ADDRESS") for a in ipr.get_addr(family=socket.AF_INET)]
-    return [a for a in addrs if a and not a.startswith("127.")]
+    with Rtnl() as nl:
+        addrs = [str(address.ip) for _, address in ipv4_addresses_blocking(nl)]
+    return [a for a in addrs if not a.startswith("127.")]

@@ -94,7 +94,7 @@ async def _netlink_opens(nets: Any, table: Any) -> dict[str, int]:
     from shoal.agent.svcnet import apply as module
     from shoal.gossip.endpoints import EndpointEntry, NetworkAddress
 
-    real, opened = module.AsyncIPRoute, [0]
+    real, opened = module.Rtnl, [0]
 
     def counting(*a: Any, **kw: Any) -> Any:
         opened[0] += 1
@@ -105,7 +105,7 @@ async def _netlink_opens(nets: Any, table: Any) -> dict[str, int]:
         await nets.apply(**kw)
         return opened[0]
 
-    module.AsyncIPRoute = counting
+    module.Rtnl = counting
     try:
         result = {"idle": await count()}
         # a task in the table whose namespace is not there yet: every pass tries for it
@@ -120,7 +120,7 @@ async def _netlink_opens(nets: Any, table: Any) -> dict[str, int]:
         result["repair"] = await count(repair=True)
         return result
     finally:
-        module.AsyncIPRoute = real
+        module.Rtnl = real
 
 
 class Namespaces:

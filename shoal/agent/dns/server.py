@@ -9,6 +9,10 @@ that stops being ready leaves `tasks.X` and dnsrr answers at the next query.
 Forwarders: the node's resolvers (nameservers of the host's /etc/resolv.conf) unless
 `SHOAL_DNS_FORWARDERS` says otherwise (a comma list, or `none`: the lab's setting, so no
 query ever leaves the lab). Forwarding happens from the daemon's own namespace.
+
+dnspython (~2.9 MiB of RSS with what it imports: importlib.metadata, zipfile, csv...) is
+imported when the first task is served (`TaskDns`) or resolv.conf is read, not with this
+module: a node without tasks on an overlay network (an idle one) does not carry it.
 """
 
 from __future__ import annotations
@@ -20,20 +24,19 @@ import os
 import struct
 from collections.abc import Callable, Coroutine
 from pathlib import Path
-from typing import Any, cast
-
-import dns.asyncquery
-import dns.exception
-import dns.message
-import dns.resolver
+from typing import TYPE_CHECKING, Any, cast
 
 from shoal import timeouts
 from shoal.agent.dns.attachments import service_attachments, table_attachments
 from shoal.agent.dns.names import NameTable
 from shoal.agent.dns.netns import DNS_ADDRESS, sockets_in_netns
-from shoal.agent.dns.wire import Forwarder, answer
 from shoal.api.netview import NetService
 from shoal.gossip.table import EndpointTable
+
+if TYPE_CHECKING:
+    import dns.message
+
+    from shoal.agent.dns.wire import Forwarder
 
 __all__ = ["NodeDns", "TaskDns", "forwarders_from_env", "make_forwarder", "node_dns"]
 
@@ -48,6 +51,9 @@ def forwarders_from_env(resolv_conf: str = "/etc/resolv.conf") -> list[str]:
         return [] if setting.strip() in ("", "none") else [
             s.strip() for s in setting.split(",") if s.strip()
         ]
+    import dns.exception
+    import dns.resolver
+
     try:
         resolver = dns.resolver.Resolver(filename=resolv_conf, configure=True)
     except (OSError, dns.exception.DNSException):
@@ -60,6 +66,9 @@ def make_forwarder(servers: list[str]) -> Forwarder | None:
         return None
 
     async def forward(query: dns.message.Message) -> dns.message.Message | None:
+        import dns.asyncquery
+        import dns.exception
+
         for server in servers:
             try:
                 return await dns.asyncquery.udp(query, server, timeout=FORWARD_TIMEOUT)
@@ -93,6 +102,9 @@ class TaskDns:
     def __init__(
         self, task_id: str, table: Callable[[], NameTable], forward: Forwarder | None
     ) -> None:
+        from shoal.agent.dns.wire import answer  # dnspython: with the first task served
+
+        self._answer = answer
         self.task_id = task_id
         self._table = table
         self._forward = forward
@@ -119,7 +131,7 @@ class TaskDns:
 
     async def respond(self, data: bytes, tcp: bool) -> bytes | None:
         try:
-            return await answer(data, self._table(), self.task_id, self._forward, tcp=tcp)
+            return await self._answer(data, self._table(), self.task_id, self._forward, tcp=tcp)
         except Exception:  # one bad query must never stop the server
             log.exception("dns: query from task %s failed", self.task_id)
             return None

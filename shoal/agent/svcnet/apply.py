@@ -1,4 +1,4 @@
-"""Make the node's kernel match a `NetPlan` (pyroute2 for links/routes, `nft -f -`).
+"""Make the node's kernel match a `NetPlan` (rtnetlink for links/routes, `nft -f -`).
 
 Runs in the daemon's network namespace (a lab host's in tests). Task-side interfaces are
 configured through a netlink socket opened inside the task's namespace by a short-lived
@@ -18,20 +18,44 @@ import socket
 from collections.abc import Callable, Mapping
 from pathlib import Path
 
-from pyroute2 import AsyncIPRoute
-from pyroute2.netlink.exceptions import NetlinkError
-
 from shoal import timeouts
 from shoal.agent.exec.netns_call import in_netns_at
 from shoal.agent.exec.netsetup import (
+    create_veth,
     delete_link,
     ensure_bridge,
     forget_neighbour,
-    link_index,
     set_sysctl,
 )
 from shoal.agent.svcnet.plan import TABLE, NetPlan, TaskLink, nft_script, plan, vip_flushes
 from shoal.gossip.table import EndpointTable
+from shoal.rtnl import (
+    NLM_F_CREATE,
+    NLM_F_EXCL,
+    NLM_F_REPLACE,
+    RT_TABLE_MAIN,
+    RTA_DST,
+    RTA_GATEWAY,
+    RTA_OIF,
+    RTA_TABLE,
+    RTM_DELROUTE,
+    RTM_GETROUTE,
+    RTM_NEWADDR,
+    RTM_NEWLINK,
+    RTM_NEWROUTE,
+    RTMSG,
+    RTN_UNICAST,
+    RTNH_F_ONLINK,
+    RTPROT_STATIC,
+    SOCK_TYPE,
+    U32,
+    NetlinkError,
+    Rtnl,
+    addr_msg,
+    attr,
+    link_msg,
+    u32,
+)
 
 __all__ = ["RT_PROTO", "ServiceNetworks"]
 
@@ -46,10 +70,7 @@ def _netlink_in(netns_path: str) -> int:
 
 
 def _netlink_socket() -> int:
-    return socket.socket(socket.AF_NETLINK, socket.SOCK_DGRAM, 0).detach()
-
-
-_index = link_index  # one RTM_GETLINK by name, not a dump of every link
+    return socket.socket(socket.AF_NETLINK, SOCK_TYPE, 0).detach()
 
 
 async def _add_link(link: TaskLink, netns_path: str) -> None:
@@ -57,31 +78,27 @@ async def _add_link(link: TaskLink, netns_path: str) -> None:
     the task's address as a /32 and the subnet routed via the gateway."""
     ns_fd = os.open(netns_path, os.O_RDONLY | os.O_CLOEXEC)
     try:
-        async with AsyncIPRoute() as ipr:
-            bridge = await _index(ipr, link.bridge)
-            if bridge is None:
-                raise NetlinkError(19, f"bridge {link.bridge} missing")
-            await ipr.link("add", ifname=link.host_name, kind="veth",
-                           peer={"ifname": link.name, "net_ns_fd": ns_fd})
-            idx = await _index(ipr, link.host_name)
-            assert idx is not None
-            await ipr.link("set", index=idx, master=bridge, state="up")
+        await create_veth(link.bridge, link.host_name, ns_fd, peer=link.name)
     finally:
         os.close(ns_fd)
-    fd = _netlink_in(netns_path)
-    try:
-        inner = AsyncIPRoute(fileno=fd)
-    except BaseException:
-        os.close(fd)
-        raise
-    async with inner:
-        idx = await _index(inner, link.name)
+    with Rtnl(_netlink_in(netns_path)) as inner:
+        idx = inner.index(link.name)  # the socket's namespace: the task's
         if idx is None:
             raise NetlinkError(19, f"{link.name} missing in the task namespace")
-        await inner.addr("add", index=idx, address=str(link.address), prefixlen=32)
-        await inner.link("set", index=idx, state="up")
-        await inner.route("add", dst=str(link.subnet), gateway=str(link.gateway), oif=idx,
-                          flags=4)  # RTNH_F_ONLINK: the gateway is not in a /32's subnet
+        # RTNH_F_ONLINK: the gateway is not in a /32's subnet
+        route = (
+            RTMSG.pack(socket.AF_INET, link.subnet.prefixlen, 0, 0, RT_TABLE_MAIN,
+                       RTPROT_STATIC, 0, RTN_UNICAST, RTNH_F_ONLINK)
+            + attr(RTA_DST, link.subnet.network_address.packed)
+            + attr(RTA_GATEWAY, link.gateway.packed)
+            + attr(RTA_OIF, U32.pack(idx))
+        )
+        # in order, in one datagram; the first failure is raised
+        await inner.request(
+            (RTM_NEWADDR, NLM_F_CREATE | NLM_F_EXCL, addr_msg(idx, link.address, 32)),
+            (RTM_NEWLINK, 0, link_msg(idx, up=True)),
+            (RTM_NEWROUTE, NLM_F_CREATE | NLM_F_EXCL, route),
+        )
 
 
 class ServiceNetworks:
@@ -195,19 +212,26 @@ class ServiceNetworks:
         """The per-task /32 routes to other nodes."""
         want = dict(wanted.routes)
         self._routes_placed = False
-        async with AsyncIPRoute() as ipr:
-            device = await _index(ipr, OVERLAY_DEVICE)
-            held = await _our_routes(ipr)
+        with Rtnl() as nl:
+            device = nl.index(OVERLAY_DEVICE)
+            held = await _our_routes(nl)
             for dst in held.keys() - want.keys():
+                body = RTMSG.pack(socket.AF_INET, 32, 0, 0, RT_TABLE_MAIN, RT_PROTO, 0, 0, 0)
                 with contextlib.suppress(NetlinkError):
-                    await ipr.route("del", dst=f"{dst}/32", proto=RT_PROTO)
+                    await nl.request((RTM_DELROUTE, 0, body + attr(RTA_DST, dst.packed)))
             if device is None:
                 self._routes_placed = not want  # else: no overlay yet, the next pass tries
                 return
             for dst, via in want.items():
                 if held.get(dst) != str(via):
-                    await ipr.route("replace", dst=f"{dst}/32", gateway=str(via), oif=device,
-                                    flags=4, proto=RT_PROTO)
+                    body = (
+                        RTMSG.pack(socket.AF_INET, 32, 0, 0, RT_TABLE_MAIN, RT_PROTO, 0,
+                                   RTN_UNICAST, RTNH_F_ONLINK)
+                        + attr(RTA_DST, dst.packed)
+                        + attr(RTA_GATEWAY, via.packed)
+                        + attr(RTA_OIF, U32.pack(device))
+                    )
+                    await nl.request((RTM_NEWROUTE, NLM_F_CREATE | NLM_F_REPLACE, body))
         self._routes_placed = True
 
     async def _run_nft(self, script: str) -> None:
@@ -257,14 +281,22 @@ class ServiceNetworks:
 
 
 async def _exists(name: str) -> bool:
-    async with AsyncIPRoute() as ipr:
-        return await _index(ipr, name) is not None
+    with Rtnl() as nl:
+        return nl.index(name) is not None
 
 
-async def _our_routes(ipr: AsyncIPRoute) -> dict[ipaddress.IPv4Address, str]:
-    """dst -> gateway of the /32 routes tagged RT_PROTO."""
+async def _our_routes(nl: Rtnl) -> dict[ipaddress.IPv4Address, str]:
+    """dst -> gateway of the main table's /32 routes tagged RT_PROTO."""
     held: dict[ipaddress.IPv4Address, str] = {}
-    async for m in await ipr.route("dump", family=socket.AF_INET):
-        if m["proto"] == RT_PROTO and m["dst_len"] == 32 and m.get("RTA_DST"):
-            held[ipaddress.IPv4Address(m.get("RTA_DST"))] = str(m.get("RTA_GATEWAY"))
+    body = RTMSG.pack(socket.AF_INET, 0, 0, 0, RT_TABLE_MAIN, 0, 0, 0, 0)
+    for (_, dst_len, _, _, table, proto, _, _, _), attrs in await nl.dump(
+        RTM_GETROUTE, body, RTMSG
+    ):
+        dst, gateway = attrs.get(RTA_DST), attrs.get(RTA_GATEWAY)
+        if (u32(attrs.get(RTA_TABLE)) or table) != RT_TABLE_MAIN:
+            continue
+        if proto == RT_PROTO and dst_len == 32 and dst:
+            held[ipaddress.IPv4Address(dst)] = (
+                str(ipaddress.IPv4Address(gateway)) if gateway else "None"
+            )
     return held

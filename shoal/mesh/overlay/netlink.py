@@ -1,10 +1,12 @@
-"""The overlay's executor: reads and programs the VXLAN device with pyroute2 (netlink).
+"""The overlay's executor: reads and programs the VXLAN device over rtnetlink (`shoal.rtnl`).
 
 Acts on the *current* network namespace (the daemon runs inside a lab host's) and refuses
 the initial one unless SHOAL_ALLOW_ROOT_NETNS=1, before sending a single netlink message.
 Each operation is one netlink request, sent in the order `plan` gives (the ordering carries
 the overlay's atomicity, see `plan.py`); a failure stops the batch and is raised as
-`MeshError` naming the operation, after which the caller must re-read the kernel.
+`MeshError` naming the operation, after which the caller must re-read the kernel. The
+requests are the bytes pyroute2 sent for them (its import cost every daemon 8-10 MiB;
+docs/design/exec-runtime.md, "Session 11").
 """
 
 from __future__ import annotations
@@ -13,12 +15,6 @@ import ipaddress
 import os
 import socket
 from collections.abc import Callable, Sequence
-from typing import Any
-
-from pyroute2 import AsyncIPRoute
-from pyroute2.netlink.exceptions import NetlinkError
-from pyroute2.netlink.rtnl.ndmsg import flags as nd_flags
-from pyroute2.netlink.rtnl.ndmsg import states as nd_states
 
 from shoal.mesh.errors import MeshError
 from shoal.mesh.kernel import in_root_netns
@@ -39,16 +35,73 @@ from shoal.mesh.overlay.plan import (
     SetNeigh,
     SetRoute,
 )
+from shoal.rtnl import (
+    BE16,
+    IFINFOMSG,
+    IFLA_ADDRESS,
+    IFLA_AF_SPEC,
+    IFLA_IFNAME,
+    IFLA_INET6_ADDR_GEN_MODE,
+    IFLA_INFO_DATA,
+    IFLA_INFO_KIND,
+    IFLA_LINKINFO,
+    IFLA_MTU,
+    IFLA_VXLAN_ID,
+    IFLA_VXLAN_LEARNING,
+    IFLA_VXLAN_LINK,
+    IFLA_VXLAN_LOCAL,
+    IFLA_VXLAN_PORT,
+    NDA_DST,
+    NDA_LLADDR,
+    NDMSG,
+    NLM_F_CREATE,
+    NLM_F_EXCL,
+    NLM_F_REPLACE,
+    NTF_SELF,
+    NUD_NOARP,
+    NUD_PERMANENT,
+    RT_TABLE_MAIN,
+    RTA_DST,
+    RTA_GATEWAY,
+    RTA_OIF,
+    RTA_PRIORITY,
+    RTA_TABLE,
+    RTM_DELADDR,
+    RTM_DELLINK,
+    RTM_DELNEIGH,
+    RTM_DELROUTE,
+    RTM_GETLINK,
+    RTM_GETNEIGH,
+    RTM_GETROUTE,
+    RTM_NEWADDR,
+    RTM_NEWLINK,
+    RTM_NEWNEIGH,
+    RTM_NEWROUTE,
+    RTMSG,
+    RTN_UNICAST,
+    RTNH_F_ONLINK,
+    RTPROT_STATIC,
+    U32,
+    NetlinkError,
+    Rtnl,
+    addr_msg,
+    attr,
+    ifname,
+    ipv4_addresses,
+    link_msg,
+    mac_bytes,
+    mac_text,
+    parse_attrs,
+    text,
+    u32,
+)
 
 __all__ = ["NetlinkKernel", "check_netns"]
 
-_RTNH_F_ONLINK = 4
-_RT_TABLE_MAIN = 254
-_RTN_UNICAST = 1
 _IFF_UP = 1
 _ENODEV = 19
-_NUD_PERMANENT = nd_states["permanent"]
 _ADDR_GEN_MODE_NONE = 1
+_AF_BRIDGE = 7
 
 
 def check_netns(in_root: Callable[[], bool] = in_root_netns) -> None:
@@ -60,20 +113,6 @@ def check_netns(in_root: Callable[[], bool] = in_root_netns) -> None:
             "overlay: refusing to program a VXLAN device in the initial network namespace "
             "(run the node in its own namespace, or set SHOAL_ALLOW_ROOT_NETNS=1)"
         )
-
-
-async def _index(ipr: AsyncIPRoute, name: str) -> int | None:
-    found = await ipr.link_lookup(ifname=name)
-    return int(found[0]) if found else None
-
-
-def _data(msg: Any, *path: str) -> Any:
-    """Nested NLA lookup (`IFLA_LINKINFO` -> `IFLA_INFO_DATA` -> ...); None when absent."""
-    for name in path:
-        if msg is None:
-            return None
-        msg = msg.get(name)
-    return msg
 
 
 class NetlinkKernel:
@@ -90,12 +129,11 @@ class NetlinkKernel:
         """(ifindex, MTU) of the link holding `address`; MeshError if none does."""
         check_netns(self._in_root)
         try:
-            async with AsyncIPRoute() as ipr:
-                async for msg in await ipr.addr("dump", family=socket.AF_INET):
-                    if msg.get("IFA_ADDRESS") == str(address):
-                        index = int(msg["index"])
-                        (link,) = await ipr.link("get", index=index)
-                        return index, int(link.get("IFLA_MTU"))
+            with Rtnl() as nl:
+                for index, held in await ipv4_addresses(nl):
+                    if held.ip == address:
+                        _, link = await nl.get(RTM_GETLINK, link_msg(index), IFINFOMSG)
+                        return index, int(u32(link.get(IFLA_MTU)) or 0)
         except NetlinkError as exc:
             raise MeshError(f"overlay: reading the underlay link failed: {exc}") from exc
         raise MeshError(f"overlay: no interface of this node holds the underlay address {address}")
@@ -104,15 +142,15 @@ class NetlinkKernel:
         """The device and its routes, neighbours and fdb entries as the kernel holds them."""
         check_netns(self._in_root)
         try:
-            async with AsyncIPRoute() as ipr:
-                index = await _index(ipr, device)
+            with Rtnl() as nl:
+                index = nl.index(device)
                 if index is None:
                     return KernelView()
                 return KernelView(
-                    device=await self._device(ipr, index),
-                    routes=await self._routes(ipr, index),
-                    neighbours=await self._neighbours(ipr, index),
-                    fdb=await self._fdb(ipr, index),
+                    device=await self._device(nl, index),
+                    routes=await self._routes(nl, index),
+                    neighbours=await self._neighbours(nl, index),
+                    fdb=await self._fdb(nl, index),
                 )
         except NetlinkError as exc:
             raise MeshError(f"overlay: reading {device} failed: {exc}") from exc
@@ -122,11 +160,11 @@ class NetlinkKernel:
         check_netns(self._in_root)
         if not ops:
             return
-        async with AsyncIPRoute() as ipr:
-            index = await _index(ipr, device)
+        with Rtnl() as nl:
+            index = nl.index(device)
             for op in ops:
                 try:
-                    index = await self._run(ipr, device, index, op)
+                    index = await self._run(nl, device, index, op)
                 except NetlinkError as exc:
                     raise MeshError(f"overlay: `{op}` failed: {exc}") from exc
 
@@ -134,11 +172,11 @@ class NetlinkKernel:
         """Delete the device (its routes, neighbours and fdb entries go with it)."""
         check_netns(self._in_root)
         try:
-            async with AsyncIPRoute() as ipr:
-                index = await _index(ipr, device)
+            with Rtnl() as nl:
+                index = nl.index(device)
                 if index is None:
                     return False
-                await ipr.link("del", index=index)
+                await nl.request((RTM_DELLINK, 0, link_msg(index)))
                 return True
         except NetlinkError as exc:
             if exc.code == _ENODEV:
@@ -147,145 +185,162 @@ class NetlinkKernel:
 
     # -- reading ---------------------------------------------------------------------
     @staticmethod
-    async def _device(ipr: AsyncIPRoute, index: int) -> DeviceView:
-        (link,) = await ipr.link("get", index=index)
-        info = _data(link, "IFLA_LINKINFO")
-        data = _data(info, "IFLA_INFO_DATA")
-        local = _data(data, "IFLA_VXLAN_LOCAL")
-        addresses = {
-            ipaddress.IPv4Interface(f"{m.get('IFA_ADDRESS')}/{m['prefixlen']}")
-            async for m in await ipr.addr("dump", index=index, family=socket.AF_INET)
-        }
+    async def _device(nl: Rtnl, index: int) -> DeviceView:
+        (_, _, _, flags, _), link = await nl.get(RTM_GETLINK, link_msg(index), IFINFOMSG)
+        info = parse_attrs(link.get(IFLA_LINKINFO, b""))
+        kind = text(info.get(IFLA_INFO_KIND)) or ""
+        # the attribute numbers of IFLA_INFO_DATA are the kind's own
+        data = parse_attrs(info.get(IFLA_INFO_DATA, b"")) if kind == "vxlan" else {}
+        local, port = data.get(IFLA_VXLAN_LOCAL), data.get(IFLA_VXLAN_PORT)
+        learning, mac = data.get(IFLA_VXLAN_LEARNING), link.get(IFLA_ADDRESS)
         return DeviceView(
-            kind=str(_data(info, "IFLA_INFO_KIND") or ""),
-            vni=int(_data(data, "IFLA_VXLAN_ID") or 0),
-            port=int(_data(data, "IFLA_VXLAN_PORT") or 0),
+            kind=kind,
+            vni=u32(data.get(IFLA_VXLAN_ID)) or 0,
+            port=int(BE16.unpack(port[:2])[0]) if port else 0,
             local=ipaddress.IPv4Address(local) if local else None,
-            link=int(_data(data, "IFLA_VXLAN_LINK") or 0),
-            learning=bool(_data(data, "IFLA_VXLAN_LEARNING")),
-            mac=str(link.get("IFLA_ADDRESS")),
-            mtu=int(link.get("IFLA_MTU")),
-            addresses=frozenset(addresses),
-            up=bool(link["flags"] & _IFF_UP),
+            link=u32(data.get(IFLA_VXLAN_LINK)) or 0,
+            learning=bool(learning and learning[0]),
+            mac=mac_text(mac) if mac is not None else "None",
+            mtu=int(u32(link.get(IFLA_MTU)) or 0),
+            addresses=frozenset(a for i, a in await ipv4_addresses(nl) if i == index),
+            up=bool(flags & _IFF_UP),
         )
 
     @staticmethod
-    async def _routes(
-        ipr: AsyncIPRoute, index: int
-    ) -> dict[RouteKey, ipaddress.IPv4Address | None]:
+    async def _routes(nl: Rtnl, index: int) -> dict[RouteKey, ipaddress.IPv4Address | None]:
         routes: dict[RouteKey, ipaddress.IPv4Address | None] = {}
-        async for m in await ipr.route("dump", family=socket.AF_INET):
-            table = m.get("RTA_TABLE") or m["table"]
-            if m.get("RTA_OIF") != index or table != _RT_TABLE_MAIN or m["type"] != _RTN_UNICAST:
+        body = RTMSG.pack(socket.AF_INET, 0, 0, 0, RT_TABLE_MAIN, 0, 0, 0, 0)
+        for (_, dst_len, _, _, table, _, _, kind, _), m in await nl.dump(
+            RTM_GETROUTE, body, RTMSG
+        ):
+            table = u32(m.get(RTA_TABLE)) or table
+            if u32(m.get(RTA_OIF)) != index or table != RT_TABLE_MAIN or kind != RTN_UNICAST:
                 continue
-            dst = ipaddress.IPv4Network(f"{m.get('RTA_DST') or '0.0.0.0'}/{m['dst_len']}")
-            gateway = m.get("RTA_GATEWAY")
-            routes[(dst, int(m.get("RTA_PRIORITY") or 0))] = (
+            raw_dst, gateway = m.get(RTA_DST), m.get(RTA_GATEWAY)
+            dst = ipaddress.IPv4Address(raw_dst) if raw_dst else "0.0.0.0"
+            routes[(ipaddress.IPv4Network(f"{dst}/{dst_len}"), u32(m.get(RTA_PRIORITY)) or 0)] = (
                 ipaddress.IPv4Address(gateway) if gateway else None
             )
         return routes
 
     @staticmethod
-    async def _neighbours(ipr: AsyncIPRoute, index: int) -> dict[ipaddress.IPv4Address, str | None]:
+    async def _neighbours(nl: Rtnl, index: int) -> dict[ipaddress.IPv4Address, str | None]:
         found: dict[ipaddress.IPv4Address, str | None] = {}
-        async for m in await ipr.neigh("dump", ifindex=index, family=socket.AF_INET):
-            if m["ifindex"] != index or not m.get("NDA_DST"):
+        body = NDMSG.pack(socket.AF_INET, 0, 0, 0, 0)
+        for (_, ifindex, state, _, _), m in await nl.dump(RTM_GETNEIGH, body, NDMSG):
+            dst, mac = m.get(NDA_DST), m.get(NDA_LLADDR)
+            if ifindex != index or not dst:
                 continue
-            mac = m.get("NDA_LLADDR")
-            permanent = m["state"] & _NUD_PERMANENT
-            found[ipaddress.IPv4Address(m.get("NDA_DST"))] = str(mac) if permanent and mac else None
+            permanent = state & NUD_PERMANENT
+            found[ipaddress.IPv4Address(dst)] = mac_text(mac) if permanent and mac else None
         return found
 
     @staticmethod
-    async def _fdb(ipr: AsyncIPRoute, index: int) -> dict[str, frozenset[ipaddress.IPv4Address]]:
+    async def _fdb(nl: Rtnl, index: int) -> dict[str, frozenset[ipaddress.IPv4Address]]:
         found: dict[str, set[ipaddress.IPv4Address]] = {}
-        async for m in await ipr.fdb("dump", ifindex=index):
-            dst, mac = m.get("NDA_DST"), m.get("NDA_LLADDR")
-            if m["ifindex"] != index or not dst or not mac:
+        body = NDMSG.pack(_AF_BRIDGE, 0, 0, 0, 0)
+        for (_, ifindex, _, _, _), m in await nl.dump(RTM_GETNEIGH, body, NDMSG):
+            dst, mac = m.get(NDA_DST), m.get(NDA_LLADDR)
+            if ifindex != index or not dst or len(dst) != 4 or not mac:
                 continue
-            found.setdefault(str(mac), set()).add(ipaddress.IPv4Address(dst))
+            found.setdefault(mac_text(mac), set()).add(ipaddress.IPv4Address(dst))
         return {mac: frozenset(dsts) for mac, dsts in found.items()}
 
     # -- writing ---------------------------------------------------------------------
-    async def _run(self, ipr: AsyncIPRoute, device: str, index: int | None, op: Op) -> int | None:
+    async def _run(self, nl: Rtnl, device: str, index: int | None, op: Op) -> int | None:
         """One operation; returns the device's ifindex after it (it changes on create)."""
         if isinstance(op, CreateDevice):
-            return await self._create(ipr, op)
+            return await self._create(nl, op)
         if index is None:
             raise NetlinkError(_ENODEV, f"{device} does not exist")
         if isinstance(op, DeleteDevice):
-            await ipr.link("del", index=index)
+            await nl.request((RTM_DELLINK, 0, link_msg(index)))
             return None
         if isinstance(op, ConfigureDevice):
-            extra: dict[str, Any] = {}
+            body = link_msg(index, up=True)
             if op.mac is not None:
-                extra["address"] = op.mac
+                body += attr(IFLA_ADDRESS, mac_bytes(op.mac))
             if op.mtu is not None:
-                extra["mtu"] = op.mtu
-            await ipr.link("set", index=index, state="up", **extra)
+                body += attr(IFLA_MTU, U32.pack(op.mtu))
+            await nl.request((RTM_NEWLINK, 0, body))
         elif isinstance(op, AddAddress | DelAddress):
-            command = "add" if isinstance(op, AddAddress) else "del"
-            address, prefixlen = str(op.address.ip), op.address.network.prefixlen
-            await ipr.addr(command, index=index, address=address, prefixlen=prefixlen)
+            body = addr_msg(index, op.address.ip, op.address.network.prefixlen)
+            if isinstance(op, AddAddress):
+                await nl.request((RTM_NEWADDR, NLM_F_CREATE | NLM_F_EXCL, body))
+            else:
+                await nl.request((RTM_DELADDR, 0, body))
         else:
-            await self._entry(ipr, index, op)
+            await self._entry(nl, index, op)
         return index
 
     @staticmethod
-    async def _create(ipr: AsyncIPRoute, op: CreateDevice) -> int:
+    async def _create(nl: Rtnl, op: CreateDevice) -> int:
         s = op.spec
-        await ipr.link(
-            "add",
-            ifname=s.name,
-            kind="vxlan",
-            vxlan_id=s.vni,
-            vxlan_local=str(s.local),
-            vxlan_link=s.link,
-            vxlan_port=s.port,
-            vxlan_learning=0,
-            address=s.mac,
-            mtu=s.mtu,
+        data = (
+            attr(IFLA_VXLAN_ID, U32.pack(s.vni))
+            + attr(IFLA_VXLAN_LOCAL, s.local.packed)
+            + attr(IFLA_VXLAN_LINK, U32.pack(s.link))
+            + attr(IFLA_VXLAN_PORT, BE16.pack(s.port))
+            + attr(IFLA_VXLAN_LEARNING, b"\0")
         )
-        index = await _index(ipr, s.name)
+        body = (
+            link_msg()
+            + attr(IFLA_IFNAME, ifname(s.name))
+            + attr(IFLA_ADDRESS, mac_bytes(s.mac))
+            + attr(IFLA_MTU, U32.pack(s.mtu))
+            + attr(IFLA_LINKINFO, attr(IFLA_INFO_KIND, b"vxlan\0") + attr(IFLA_INFO_DATA, data))
+        )
+        await nl.request((RTM_NEWLINK, NLM_F_CREATE | NLM_F_EXCL, body))
+        index = nl.index(s.name)
         if index is None:
             raise NetlinkError(_ENODEV, f"{s.name} vanished after its creation")
         # no IPv6 link-local address: it would only send router solicitations and MLD
         # reports into a device that has no destination for multicast
-        await ipr.link(
-            "set",
-            index=index,
-            IFLA_AF_SPEC={"attrs": [("AF_INET6", {"attrs": [("IFLA_INET6_ADDR_GEN_MODE",
-                                                              _ADDR_GEN_MODE_NONE)]})]},
-        )
-        await ipr.addr("add", index=index, address=str(s.address), prefixlen=32)
-        await ipr.link("set", index=index, state="up")
+        gen_mode = attr(IFLA_INET6_ADDR_GEN_MODE, bytes([_ADDR_GEN_MODE_NONE]))
+        af_spec = attr(IFLA_AF_SPEC, attr(socket.AF_INET6, gen_mode))
+        await nl.request((RTM_NEWLINK, 0, link_msg(index) + af_spec))
+        await nl.request((RTM_NEWADDR, NLM_F_CREATE | NLM_F_EXCL, addr_msg(index, s.address, 32)))
+        await nl.request((RTM_NEWLINK, 0, link_msg(index, up=True)))
         return index
 
     @staticmethod
-    async def _entry(ipr: AsyncIPRoute, index: int, op: Op) -> None:
+    async def _entry(nl: Rtnl, index: int, op: Op) -> None:
+        replace = NLM_F_CREATE | NLM_F_REPLACE
+        fdb = NDMSG.pack(_AF_BRIDGE, index, NUD_PERMANENT | NUD_NOARP, NTF_SELF, 0)
         if isinstance(op, SetNeigh):
-            await ipr.neigh(
-                "replace", dst=str(op.address), lladdr=op.mac, ifindex=index, state=_NUD_PERMANENT
+            body = (
+                NDMSG.pack(socket.AF_INET, index, NUD_PERMANENT, 0, 0)
+                + attr(NDA_DST, op.address.packed)
+                + attr(NDA_LLADDR, mac_bytes(op.mac))
             )
+            await nl.request((RTM_NEWNEIGH, replace, body))
         elif isinstance(op, DelNeigh):
-            await ipr.neigh("del", dst=str(op.address), ifindex=index)
-        elif isinstance(op, SetFdb):
-            await ipr.fdb(
-                "replace",
-                ifindex=index,
-                lladdr=op.mac,
-                dst=str(op.dst),
-                state=_NUD_PERMANENT | nd_states["noarp"],
-                flags=nd_flags["self"],
+            body = NDMSG.pack(socket.AF_INET, index, NUD_PERMANENT, 0, 0) + attr(
+                NDA_DST, op.address.packed
             )
-        elif isinstance(op, DelFdb):
-            await ipr.fdb("del", ifindex=index, lladdr=op.mac, dst=str(op.dst))
+            await nl.request((RTM_DELNEIGH, 0, body))
+        elif isinstance(op, SetFdb | DelFdb):
+            body = fdb + attr(NDA_LLADDR, mac_bytes(op.mac)) + attr(NDA_DST, op.dst.packed)
+            await nl.request((RTM_NEWNEIGH, replace, body) if isinstance(op, SetFdb)
+                             else (RTM_DELNEIGH, 0, body))
         elif isinstance(op, SetRoute):
-            await ipr.route(
-                "replace", dst=str(op.dst), gateway=str(op.via), oif=index, flags=_RTNH_F_ONLINK
+            body = (
+                RTMSG.pack(socket.AF_INET, op.dst.prefixlen, 0, 0, RT_TABLE_MAIN, RTPROT_STATIC,
+                           0, RTN_UNICAST, RTNH_F_ONLINK)
+                + attr(RTA_DST, op.dst.network_address.packed)
+                + attr(RTA_GATEWAY, op.via.packed)
+                + attr(RTA_OIF, U32.pack(index))
             )
+            await nl.request((RTM_NEWROUTE, replace, body))
         elif isinstance(op, DelRoute):
-            extra = {} if op.gateway is None else {"gateway": str(op.gateway)}
-            await ipr.route("del", dst=str(op.dst), oif=index, priority=op.priority, **extra)
+            body = (
+                RTMSG.pack(socket.AF_INET, op.dst.prefixlen, 0, 0, RT_TABLE_MAIN, 0, 0, 0, 0)
+                + attr(RTA_DST, op.dst.network_address.packed)
+                + attr(RTA_OIF, U32.pack(index))
+                + attr(RTA_PRIORITY, U32.pack(op.priority))
+            )
+            if op.gateway is not None:
+                body += attr(RTA_GATEWAY, op.gateway.packed)
+            await nl.request((RTM_DELROUTE, 0, body))
         else:
             raise MeshError(f"overlay: unknown operation {op!r}")
