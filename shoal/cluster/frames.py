@@ -44,6 +44,7 @@ __all__ = [
     "FramedDuplex",
     "FramesRefused",
     "client_context",
+    "connect_tls",
     "open_frames",
     "tune_socket",
 ]
@@ -79,10 +80,16 @@ class FrameConn:
     """One framed connection (either end). `write` queues a frame without waiting; `drain`
     waits while much is buffered; `read` returns the next frame, None at the end."""
 
-    def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    def __init__(
+        self,
+        reader: asyncio.StreamReader,
+        writer: asyncio.StreamWriter,
+        max_frame: int = MAX_FRAME,
+    ) -> None:
         self._reader = reader
         self._writer = writer
-        self.peer = str(writer.get_extra_info("peername"))
+        self._max = max_frame
+        self.peer = _peer_name(writer)
 
     @property
     def ended(self) -> bool:
@@ -93,12 +100,17 @@ class FrameConn:
         """A `write` now would be followed by no wait in `drain` (little is buffered)."""
         return self._writer.transport.get_write_buffer_size() <= _HIGH_WATER
 
-    def write(self, payload: bytes) -> None:
-        if len(payload) > MAX_FRAME:
-            raise InvalidArgument(f"frame of {len(payload)} bytes is over {MAX_FRAME}")
+    def write(self, *payloads: bytes) -> None:
+        """Queue `payloads` as one frame each, in one write to the transport."""
+        for payload in payloads:
+            if len(payload) > self._max:
+                raise InvalidArgument(f"frame of {len(payload)} bytes is over {self._max}")
         if self._writer.is_closing():
             raise Unavailable(f"connection to {self.peer} closed")
-        self._writer.write(len(payload).to_bytes(4, "big") + payload)
+        if len(payloads) == 1:
+            self._writer.write(len(payloads[0]).to_bytes(4, "big") + payloads[0])
+        else:
+            self._writer.write(b"".join(len(p).to_bytes(4, "big") + p for p in payloads))
 
     async def drain(self, timeout: float | None = None) -> None:
         """Wait only while more than `_HIGH_WATER` bytes are buffered (a slow peer)."""
@@ -122,8 +134,8 @@ class FrameConn:
         except (ConnectionError, OSError, ssl.SSLError) as exc:
             raise Unavailable(f"connection to {self.peer} broke: {exc}") from None
         size = int.from_bytes(head, "big")
-        if size > MAX_FRAME:
-            raise InvalidArgument(f"frame of {size} bytes from {self.peer} is over {MAX_FRAME}")
+        if size > self._max:
+            raise InvalidArgument(f"frame of {size} bytes from {self.peer} is over {self._max}")
         try:
             return await self._reader.readexactly(size)
         except (asyncio.IncompleteReadError, ConnectionError, OSError, ssl.SSLError):
@@ -134,22 +146,36 @@ class FrameConn:
         self._writer.transport.abort()
 
 
-def client_context(tls: NodeTLS) -> ssl.SSLContext:
-    """Mutual TLS to a manager: its certificate must chain to the cluster CA and name
-    `swarm-manager` (as gRPC's ssl_target_name_override checks), ours is presented."""
+def _peer_name(writer: asyncio.StreamWriter) -> str:
+    peer = writer.get_extra_info("peername")
+    if isinstance(peer, tuple) and len(peer) >= 2:
+        host = str(peer[0])
+        return f"[{host}]:{peer[1]}" if ":" in host else f"{host}:{peer[1]}"
+    return str(peer)
+
+
+def client_context(
+    tls: NodeTLS | None, ca_pem: bytes | None = None, alpn: str = FRAMES_ALPN
+) -> ssl.SSLContext:
+    """TLS to a manager: its certificate must chain to the cluster CA (`ca_pem`, else
+    the one of `tls`) and name `swarm-manager`; ours is presented when there is one (`tls`
+    None: the join, before this node has a certificate)."""
     ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
     ctx.minimum_version = ssl.TLSVersion.TLSv1_2
-    ctx.load_verify_locations(cadata=tls.ca_pem.decode())
-    ctx.set_alpn_protocols([FRAMES_ALPN])
-    load_identity(ctx, tls)
+    ca = ca_pem if ca_pem is not None else (tls.ca_pem if tls is not None else b"")
+    ctx.load_verify_locations(cadata=ca.decode())
+    ctx.set_alpn_protocols([alpn])
+    if tls is not None:
+        load_identity(ctx, tls)
     return ctx
 
 
-async def open_frames(
-    addr: str, ctx: ssl.SSLContext, method: str, timeout: float
-) -> FrameConn | None:
-    """A framed connection to `addr` for `method`; None when the server does not speak
-    frames. Raises Unavailable (unreachable) or FramesRefused."""
+async def connect_tls(
+    addr: str, ctx: ssl.SSLContext, timeout: float
+) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
+    """A TLS connection to the manager at `addr` ("host:port", "[v6]:port"), verified
+    against the name `swarm-manager`, socket tuned (`tune_socket`). Unavailable if it
+    cannot be had within `timeout`."""
     host, _, port = addr.rpartition(":")
     try:
         reader, writer = await timeouts.wait_for(
@@ -158,17 +184,24 @@ async def open_frames(
                 int(port),
                 ssl=ctx,
                 server_hostname=MANAGER_SERVER_NAME,
-                limit=MAX_FRAME + 4,
+                ssl_handshake_timeout=timeout,
             ),
             timeout,
         )
     except (OSError, TimeoutError, ssl.SSLError, ValueError) as exc:
-        raise Unavailable(f"manager {addr} unreachable: {exc}") from None
+        raise Unavailable(f"manager {addr} unreachable: {exc or type(exc).__name__}") from None
+    tune_socket(writer)
+    return reader, writer
+
+
+async def open_frames(addr: str, ctx: ssl.SSLContext, method: str, timeout: float) -> FrameConn:
+    """A framed connection to `addr` for `method`. Raises Unavailable (unreachable, or a
+    server that does not speak frames) or FramesRefused."""
+    reader, writer = await connect_tls(addr, ctx, timeout)
     sslobj = writer.get_extra_info("ssl_object")
     if sslobj is None or sslobj.selected_alpn_protocol() != FRAMES_ALPN:
         writer.transport.abort()
-        return None
-    tune_socket(writer)
+        raise Unavailable(f"manager {addr} speaks no {FRAMES_ALPN}")
     conn = FrameConn(reader, writer)
     try:
         conn.write(method.encode())
