@@ -1,25 +1,23 @@
-"""Framed connections on 2377: the hot paths between managers without gRPC.
+"""Framed connections on 2377: the hot paths between managers, one connection each.
 
-Raft's messages (and forwarded API requests) are small and frequent. Through grpc.aio each
-streamed message cost ~0.13 ms of CPU in one process and ~0.25 ms in a loaded daemon (the
-write waits for a completion from gRPC's poller thread, then the front relays the bytes
-to gRPC over loopback on the receiving side); with 1 writer a commit took 4 such writes on
-the leader and 2 on each follower. A framed connection is a plain TLS connection to the
-same front, told apart by its ALPN protocol (`FRAMES_ALPN`; gRPC offers h2): the front
-serves it itself (no relay, no gRPC), and a write is a length prefix and the payload into
-the asyncio transport, with no wait per message.
+Raft's messages (and forwarded API requests) are small and frequent; each pair of
+managers holds a connection per hot path of its own (`Raft/Stream`, `Control/
+ForwardStream`), so they never queue behind a 16 MiB snapshot or a session's state on
+the calls' connection (shoal.cluster.rpc). A framed connection is a TLS connection to
+the front, told apart by its ALPN protocol (`FRAMES_ALPN`; the calls' is shoal-rpc/1):
+the front serves it itself, and a write is a length prefix and the payload into the
+asyncio transport, with no wait per message.
 
     client                                   server (TLSFront -> ClusterServer)
-    TLS, ALPN shoal-frames/1, client cert -> handshake verifies the chain (as for gRPC)
-    frame: method name ("Raft/Stream")    -> authorize like a gRPC method (roles, removed)
+    TLS, ALPN shoal-frames/1, client cert -> handshake verifies the chain
+    frame: method name ("Raft/Stream")    -> authorize like a call (roles, removed)
                                           <- frame: b"" (accepted) or "<code>\n<why>"
     frames ...                            <-> frames ... (the method's own protocol)
 
 A frame is a 4-byte big-endian length and that many bytes (at most `MAX_FRAME`). A server
-that does not speak frames (an older shoal) selects no ALPN protocol: `open_frames` then
-returns None and the caller keeps using gRPC. TCP keepalive (10 s idle, 5 s probes) and a
-15 s user timeout stand in for gRPC's keepalive pings: a peer that vanished without a
-reset is noticed like before.
+that does not speak frames selects no ALPN protocol: `open_frames` raises Unavailable.
+TCP keepalive (10 s idle, 5 s probes) and a 15 s user timeout notice a peer that
+vanished without a reset (as gRPC's keepalive pings did, without a wake-up per ping).
 """
 
 from __future__ import annotations
@@ -50,7 +48,7 @@ __all__ = [
 ]
 
 FRAMES_ALPN = "shoal-frames/1"
-MAX_FRAME = 16 * 1024 * 1024  # as gRPC's message limit on 2377
+MAX_FRAME = 16 * 1024 * 1024  # as the calls' message limit on 2377
 _HIGH_WATER = 1024 * 1024  # buffered bytes above which a writer waits for the socket
 
 
@@ -63,7 +61,7 @@ class FramesRefused(InvalidArgument):
 
 
 def tune_socket(writer: asyncio.StreamWriter) -> None:
-    """Keepalive and a user timeout like gRPC's pings (10 s, 5 s), no Nagle delay."""
+    """Keepalive and a user timeout (10 s idle, 5 s probes, 15 s), no Nagle delay."""
     sock = writer.get_extra_info("socket")
     if sock is None:
         return
@@ -215,7 +213,7 @@ async def open_frames(addr: str, ctx: ssl.SSLContext, method: str, timeout: floa
     if answer:
         conn.close()
         code, _, why = answer.decode(errors="replace").partition("\n")
-        raise FramesRefused(f"rpc error: code = {code} desc = {why}")  # as gRPC's refusals
+        raise FramesRefused(f"rpc error: code = {code} desc = {why}")  # as the calls' refusals
     return conn
 
 
