@@ -28,7 +28,14 @@ import msgspec
 from shoal import timeouts
 from shoal.ca.files import NodeTLS
 from shoal.cluster.frames import FrameConn, client_context, connect_tls
-from shoal.cluster.rpc import MAX_MESSAGE, MAX_RPC_FRAME, RPC_ALPN, ClientCall, ClientConn
+from shoal.cluster.rpc import (
+    MAX_MESSAGE,
+    MAX_RPC_FRAME,
+    RPC_ALPN,
+    Body,
+    ClientCall,
+    ClientConn,
+)
 from shoal.cluster.wire import decoder, encoder
 from shoal.errors import InvalidArgument, NotFound, ShoalError, Unavailable
 
@@ -180,7 +187,7 @@ class ClusterClient:
             )
         return body
 
-    def _answer(self, decode: Callable[[bytes], T], body: bytes, call: ClientCall) -> T:
+    def _answer(self, decode: Callable[[Body], T], body: Body, call: ClientCall) -> T:
         try:
             return decode(body)
         except msgspec.DecodeError as exc:
@@ -257,7 +264,7 @@ class OutStream:
     returns once the request is queued for the socket (waiting only while more than
     1 MiB is buffered), not when the peer handled it: writes pipeline."""
 
-    def __init__(self, client: ClusterClient, name: str, decode: Callable[[bytes], Any]) -> None:
+    def __init__(self, client: ClusterClient, name: str, decode: Callable[[Body], Any]) -> None:
         self._client = client
         self._name = name
         self._decode = decode

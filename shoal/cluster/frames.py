@@ -38,6 +38,7 @@ from shoal.errors import InvalidArgument, ShoalError, Unavailable
 __all__ = [
     "FRAMES_ALPN",
     "MAX_FRAME",
+    "READ_LIMIT",
     "FrameConn",
     "FramedDuplex",
     "FramesRefused",
@@ -49,7 +50,11 @@ __all__ = [
 
 FRAMES_ALPN = "shoal-frames/1"
 MAX_FRAME = 16 * 1024 * 1024  # as the calls' message limit on 2377
+# StreamReader limit of 2377's connections: a frame up to the limit (and shoal-rpc/1's
+# header) is read without the reader pausing the transport every 128 KiB
+READ_LIMIT = MAX_FRAME + 64
 _HIGH_WATER = 1024 * 1024  # buffered bytes above which a writer waits for the socket
+_COPY_MAX = 64 * 1024  # a frame's body above this is written as it is, not joined
 
 
 T = TypeVar("T")
@@ -97,6 +102,29 @@ class FrameConn:
     def writable(self) -> bool:
         """A `write` now would be followed by no wait in `drain` (little is buffered)."""
         return self._writer.transport.get_write_buffer_size() <= _HIGH_WATER
+
+    def write_parts(self, frames: list[tuple[bytes, bytes]]) -> None:
+        """Queue frames given as (head, body), each frame head + body, in one write to the
+        transport, except that a large body is handed over as it is (not copied)."""
+        chunks: list[bytes] = []
+        for head, body in frames:
+            size = len(head) + len(body)
+            if size > self._max:
+                raise InvalidArgument(f"frame of {size} bytes is over {self._max}")
+            chunks.append(size.to_bytes(4, "big") + head)
+            if len(body) > _COPY_MAX:
+                chunks.append(body)
+            elif body:
+                chunks[-1] += body
+        if self._writer.is_closing():
+            raise Unavailable(f"connection to {self.peer} closed")
+        if len(chunks) == 1:
+            self._writer.write(chunks[0])
+        elif all(len(c) <= _COPY_MAX for c in chunks):
+            self._writer.write(b"".join(chunks))
+        else:  # (writelines would join them: a copy)
+            for chunk in chunks:
+                self._writer.write(chunk)
 
     def write(self, *payloads: bytes) -> None:
         """Queue `payloads` as one frame each, in one write to the transport."""
@@ -183,6 +211,7 @@ async def connect_tls(
                 ssl=ctx,
                 server_hostname=MANAGER_SERVER_NAME,
                 ssl_handshake_timeout=timeout,
+                limit=READ_LIMIT,
             ),
             timeout,
         )

@@ -69,6 +69,7 @@ __all__ = [
     "MSG",
     "OPEN",
     "RPC_ALPN",
+    "Body",
     "ClientCall",
     "ClientConn",
     "ProtocolError",
@@ -76,6 +77,7 @@ __all__ = [
     "ServerConn",
     "code_of",
     "end_body",
+    "head",
     "pack",
     "parse_end",
     "unpack",
@@ -96,25 +98,32 @@ class ProtocolError(Exception):
     """The peer broke the protocol: the connection is closed."""
 
 
+Body = bytes | memoryview  # a received body is a view into its frame (not copied)
+
+
+def head(call_id: int, kind: int) -> bytes:
+    return call_id.to_bytes(4, "big") + bytes((kind,))
+
+
 def pack(call_id: int, kind: int, body: bytes = b"") -> bytes:
-    return call_id.to_bytes(4, "big") + bytes((kind,)) + body
+    return head(call_id, kind) + body
 
 
-def unpack(frame: bytes) -> tuple[int, int, bytes]:
+def unpack(frame: bytes) -> tuple[int, int, memoryview]:
     if len(frame) < _HEADER:
         raise ProtocolError(f"frame of {len(frame)} bytes: shorter than its header")
     kind = frame[4]
     if kind not in _KINDS:
         raise ProtocolError(f"frame of unknown kind {kind}")
-    return int.from_bytes(frame[:4], "big"), kind, frame[_HEADER:]
+    return int.from_bytes(frame[:4], "big"), kind, memoryview(frame)[_HEADER:]
 
 
 def end_body(code: str, message: str) -> bytes:
     return f"{code}\n{message}".encode()
 
 
-def parse_end(body: bytes) -> tuple[str, str]:
-    code, _, message = body.decode(errors="replace").partition("\n")
+def parse_end(body: Body) -> tuple[str, str]:
+    code, _, message = bytes(body).decode(errors="replace").partition("\n")
     return code or "Unknown", message
 
 
@@ -142,14 +151,14 @@ class ClientCall:
     def __init__(self, conn: ClientConn, call_id: int) -> None:
         self.id = call_id
         self._conn = conn
-        self._inbox: asyncio.Queue[bytes | None] = asyncio.Queue()
+        self._inbox: asyncio.Queue[Body | None] = asyncio.Queue()
         self.status: tuple[str, str] | None = None  # (code, message) once ended
 
     @property
     def ended(self) -> bool:
         return self.status is not None
 
-    def _deliver(self, body: bytes) -> None:
+    def _deliver(self, body: Body) -> None:
         self._inbox.put_nowait(body)
 
     def _finish(self, code: str, message: str) -> None:
@@ -157,7 +166,7 @@ class ClientCall:
             self.status = (code, message)
             self._inbox.put_nowait(None)
 
-    async def read(self) -> bytes | None:
+    async def read(self) -> Body | None:
         item = await self._inbox.get()
         if item is None:
             self._inbox.put_nowait(None)  # every later read sees the end too
@@ -166,12 +175,12 @@ class ClientCall:
     async def write(self, body: bytes, timeout: float | None = None) -> None:
         if self.status is not None:
             raise Unavailable(f"call ended: {self.status[0]}: {self.status[1]}")
-        self._conn.send(pack(self.id, MSG, body))
+        self._conn.send(head(self.id, MSG), body)
         await self._conn.frames.drain(timeout)
 
     def half_close(self) -> None:
         if self.status is None:
-            self._conn.send(pack(self.id, HALF))
+            self._conn.send(head(self.id, HALF))
 
     def cancel(self) -> None:
         """Give up on the call (nothing happens if it already ended)."""
@@ -180,7 +189,7 @@ class ClientCall:
         self._finish("Cancelled", "call cancelled")
         if self._conn.forget(self.id):
             with contextlib.suppress(ShoalError):
-                self._conn.send(pack(self.id, CANCEL))
+                self._conn.send(head(self.id, CANCEL))
 
 
 class ClientConn:
@@ -203,17 +212,17 @@ class ClientConn:
             raise Unavailable("connection closed")
         call = ClientCall(self, self._next)
         self._next += 1
-        frames = [pack(call.id, OPEN, method.encode())]
+        frames = [(head(call.id, OPEN), method.encode())]
         if first is not None:
-            frames.append(pack(call.id, MSG, first))
-        self.frames.write(*frames)
+            frames.append((head(call.id, MSG), first))
+        self.frames.write_parts(frames)
         self._calls[call.id] = call
         return call
 
-    def send(self, frame: bytes) -> None:
+    def send(self, frame_head: bytes, body: bytes = b"") -> None:
         if self.closed:
             raise Unavailable("connection closed")
-        self.frames.write(frame)
+        self.frames.write_parts([(frame_head, body)])
 
     def forget(self, call_id: int) -> bool:
         """Stop routing frames to `call_id`; whether it was still routed."""
@@ -269,11 +278,11 @@ class ServerCall:
         self.id = call_id
         self.method = method
         self.conn = conn
-        self.requests: asyncio.Queue[bytes | None] = asyncio.Queue()
+        self.requests: asyncio.Queue[Body | None] = asyncio.Queue()
         self.ended = False
 
     async def send(self, body: bytes, timeout: float | None = None) -> None:
-        self.conn.frames.write(pack(self.id, MSG, body))
+        self.conn.frames.write_parts([(head(self.id, MSG), body)])
         await self.conn.frames.drain(timeout)
 
     def end(self, code: str, message: str = "", last: bytes | None = None) -> None:
@@ -282,11 +291,11 @@ class ServerCall:
             return
         self.ended = True
         self.conn.done(self.id)
-        frames = [pack(self.id, END, end_body(code, message))]
+        frames = [(head(self.id, END), end_body(code, message))]
         if last is not None:
-            frames.insert(0, pack(self.id, MSG, last))
+            frames.insert(0, (head(self.id, MSG), last))
         with contextlib.suppress(ShoalError):  # the connection is gone: nobody to tell
-            self.conn.frames.write(*frames)
+            self.conn.frames.write_parts(frames)
 
 
 # opened(call): the coroutine that serves it, or None when OPEN was answered (refused)
@@ -329,13 +338,13 @@ class ServerConn:
                 task.cancel()
             await asyncio.gather(*tasks, return_exceptions=True)
 
-    def _take(self, call_id: int, kind: int, body: bytes) -> None:
+    def _take(self, call_id: int, kind: int, body: memoryview) -> None:
         if kind == OPEN:
             if call_id <= self._last:
                 raise ProtocolError(f"OPEN of call {call_id} after call {self._last}")
             self._last = call_id
             try:
-                method = body.decode()
+                method = bytes(body).decode()
             except UnicodeDecodeError:
                 raise ProtocolError("OPEN with a method name that is not UTF-8") from None
             call = ServerCall(self, call_id, method)

@@ -30,6 +30,7 @@ from shoal.cluster.rpc import (
     MAX_MESSAGE,
     MAX_RPC_FRAME,
     RPC_ALPN,
+    Body,
     ServerCall,
     ServerConn,
     code_of,
@@ -68,7 +69,7 @@ _FRAMES_HELLO_TIMEOUT = 10.0
 class _Method:
     name: str
     shape: str  # "unary", "stream" (answers streamed), "client_stream", "duplex"
-    decode: Callable[[bytes], Any]
+    decode: Callable[[Body], Any]
     roles: Collection[str]
     handler: Callable[..., Any]
     removed_ok: bool
@@ -306,7 +307,7 @@ class ClusterServer:
             self._front = None
 
 
-def _decode(method: _Method, body: bytes) -> Any:
+def _decode(method: _Method, body: Body) -> Any:
     try:
         return method.decode(body)
     except msgspec.DecodeError as exc:

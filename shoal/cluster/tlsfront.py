@@ -24,6 +24,7 @@ from collections.abc import Awaitable, Callable, Mapping
 from shoal import timeouts
 from shoal.ca.certs import NodeIdentity, identity_of
 from shoal.ca.files import NodeTLS, load_identity
+from shoal.cluster.frames import READ_LIMIT
 from shoal.errors import InvalidArgument
 
 __all__ = ["ConnServer", "TLSFront", "server_context"]
@@ -66,6 +67,7 @@ class TLSFront:
             ssl=self.ctx,
             ssl_handshake_timeout=_HANDSHAKE_TIMEOUT,
             reuse_address=True,
+            limit=READ_LIMIT,
         )
         sock = self._server.sockets[0]
         return int(sock.getsockname()[1])

@@ -148,6 +148,6 @@ def encoder() -> Callable[[Any], bytes]:
     return msgspec.msgpack.Encoder().encode
 
 
-def decoder(kind: type[T]) -> Callable[[bytes], T]:
+def decoder(kind: type[T]) -> Callable[[bytes | memoryview], T]:
     dec = msgspec.msgpack.Decoder(kind)
     return dec.decode
