@@ -152,6 +152,12 @@ class ClusterClient:
                 f"manager {self.addr} unreachable: DeadlineExceeded: "
                 f"no connection within {timeout:g} s"
             ) from None
+        except asyncio.CancelledError:
+            me = asyncio.current_task()
+            if task.cancelled() and not (me is not None and me.cancelling()):
+                # close() stopped the attempt: not this caller's own cancellation
+                raise Unavailable(f"manager {self.addr}: channel closed") from None
+            raise
 
     async def _connect(self) -> ClientConn:
         try:

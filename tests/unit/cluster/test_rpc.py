@@ -487,3 +487,37 @@ async def test_a_server_that_breaks_the_protocol_fails_the_calls_and_is_dialled_
     finally:
         await client.close()
         listener.close()
+
+
+async def test_close_fails_calls_in_flight_and_later_ones_with_unavailable(rig: Rig) -> None:
+    client = rig.client()
+    stuck = asyncio.create_task(client.call("T/Hang", Text(""), Text, timeout=30))
+    await rig.hang_started.wait()
+    await client.close()
+    with pytest.raises(Unavailable, match="closed by this client"):
+        await stuck
+    with pytest.raises(Unavailable, match="channel closed"):
+        await client.call("T/Echo", Text(""), Text)
+    await eventually(lambda: rig.cancelled == ["hang"])  # the server heard of it
+
+
+async def test_close_during_the_connection_attempt_is_unavailable_not_cancelled() -> None:
+    gate = asyncio.Event()
+
+    async def silent(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await gate.wait()  # accepts TCP, never answers the TLS handshake
+        writer.transport.abort()
+
+    listener = await asyncio.start_server(silent, "127.0.0.1", 0)
+    port = listener.sockets[0].getsockname()[1]
+    ca = RootCA.generate("c1")
+    client = ClusterClient(f"127.0.0.1:{port}", ca.cert_pem, _tls(ca, "m"))
+    try:
+        call = asyncio.create_task(client.call("T/Echo", Text(""), Text, timeout=30))
+        await eventually(lambda: client._connecting is not None)
+        await client.close()
+        with pytest.raises(Unavailable, match="channel closed"):
+            await call
+    finally:
+        gate.set()
+        listener.close()
