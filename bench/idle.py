@@ -56,7 +56,7 @@ def rss_mib(pid: int) -> float:
 
 def pss_mib(pid: int) -> float:
     """Proportional set size: shared library pages split between the processes mapping
-    them (the daemons of one lab share grpc's, cryptography's... pages; RSS counts them
+    them (the daemons of one lab share cryptography's, libpython's... pages; RSS counts them
     whole in every daemon)."""
     for line in Path(f"/proc/{pid}/smaps_rollup").read_text().splitlines():
         if line.startswith("Pss:"):

@@ -272,8 +272,8 @@ class RemoteSession:
 
 
 async def _status_call(client: ClusterClient, request: StatusRequest) -> None:
-    """UpdateTaskStatus; a call cancelled under us (grpc.aio raises CancelledError when the
-    session's channel is closed mid-call) is Unavailable: the reports stay kept. Before, the
+    """UpdateTaskStatus; a call cancelled under us (grpc.aio raised CancelledError when the
+    session's channel was closed mid-call) is Unavailable: the reports stay kept. Before, the
     CancelledError ended the agent's reporter task, and the node never reported again."""
     try:
         await client.call("Dispatcher/UpdateTaskStatus", request, Empty)

@@ -10,15 +10,13 @@ leader's current state. Managers only.
 Requests travel over ONE long-lived duplex call per leader (`Control/ForwardStream`):
 the follower writes numbered requests, the leader runs them concurrently and writes the
 answers back with their numbers as they are ready; each side writes everything queued
-since its previous write as one message (`ForwardFrames` / `ForwardReplies`). A unary
-gRPC call costs ~0.6-0.85 ms of CPU on this machine's Python (both ends, through the TLS
-front), a streamed message ~0.14 ms, and gRPC takes one outstanding write per call, a few
-ms each under load: hence one write per batch, not per request. A broken stream fails the
-requests in flight with `Unavailable` (their outcome is unknown, as with a unary call
-whose connection broke) and the next request opens a new one. The call is a framed
-connection (shoal/cluster/frames.py: TLS served by the front itself, no gRPC; a write is
-a length prefix into the socket) when the leader speaks frames, else the gRPC duplex call.
-`Control/Forward` (one unary call per request) is still served.
+since its previous write as one message (`ForwardFrames` / `ForwardReplies`; under gRPC,
+which took one outstanding write per call at a few ms each under load, one write per
+request queued 64 clients behind each other). A broken stream fails the requests in
+flight with `Unavailable` (their outcome is unknown, as with a unary call whose
+connection broke) and the next request opens a new one. The stream is a framed
+connection (shoal/cluster/frames.py: TLS served by the front itself; a write is a length
+prefix into the socket). `Control/Forward` (one unary call per request) is still served.
 """
 
 from __future__ import annotations
@@ -32,7 +30,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 import msgspec
 
 from shoal import timeouts
-from shoal.cluster.client import ClusterClient, DuplexStream
+from shoal.cluster.client import ClusterClient
 from shoal.cluster.frames import FrameConn, FramedDuplex, open_frames
 from shoal.cluster.server import MANAGERS, Caller, ClusterServer
 from shoal.errors import InvalidArgument, NotFound, ShoalError, Unavailable
@@ -83,9 +81,7 @@ class ForwardReply(msgspec.Struct, array_like=True):
 
 
 class ForwardFrames(msgspec.Struct, array_like=True):
-    """One message of the stream: every request queued since the last write. gRPC allows
-    one outstanding write per call and each took milliseconds on the loaded machine, so
-    one write per request queued 64 clients behind each other (~250 ms measured)."""
+    """One message of the stream: every request queued since the last write."""
 
     frames: list[ForwardFrame]
 
@@ -103,12 +99,11 @@ class ForwardEndpoint:
 
     def register(self, server: ClusterServer) -> None:
         server.add_unary("Control/Forward", ForwardRequest, MANAGERS, self._call)
-        server.add_duplex("Control/ForwardStream", ForwardFrames, MANAGERS, self._stream)
         server.add_frames("Control/ForwardStream", MANAGERS, self._frames)
 
     async def _frames(self, conn: FrameConn, caller: Caller) -> None:
         """`Control/ForwardStream` on a framed connection: `ForwardFrames` in, one
-        `ForwardReplies` frame per write out, as on the gRPC call."""
+        `ForwardReplies` frame per write out."""
 
         async def batches() -> AsyncIterator[ForwardFrames]:
             while (frame := await conn.read()) is not None:
@@ -174,7 +169,7 @@ _decode_frames = msgspec.msgpack.Decoder(ForwardFrames).decode
 _WRITE_TIMEOUT = 30.0
 _OPEN_TIMEOUT = 5.0
 
-Stream = DuplexStream[ForwardReplies] | FramedDuplex[ForwardReplies]
+Stream = FramedDuplex[ForwardReplies]
 
 
 class ForwardChannel:
@@ -190,7 +185,6 @@ class ForwardChannel:
         self._tasks: set[asyncio.Task[None]] = set()
         self._pending: dict[int, tuple[object, asyncio.Future[ForwardResponse]]] = {}
         self._opening = asyncio.Lock()
-        self._grpc_only = False  # the leader spoke no frames
 
     async def _open(self) -> tuple[Stream, asyncio.Queue[ForwardFrame | None]]:
         if self._stream is not None and not self._stream.ended:
@@ -201,16 +195,11 @@ class ForwardChannel:
             return self._start(await self._connect())
 
     async def _connect(self) -> Stream:
-        ctx = None if self._grpc_only else self._client.frames_context()
-        if ctx is not None:
-            conn = await open_frames(
-                self._client.addr, ctx, "Control/ForwardStream", _OPEN_TIMEOUT
-            )
-            if conn is not None:
-                return FramedDuplex(conn, ForwardReplies, _WRITE_TIMEOUT)
-            self._grpc_only = True
-            log.info("2377: %s speaks no frames: forwarding over gRPC", self._client.addr)
-        return self._client.duplex("Control/ForwardStream", ForwardReplies)
+        ctx = self._client.frames_context()
+        if ctx is None:
+            raise Unavailable("forwarding needs this manager's node certificate")
+        conn = await open_frames(self._client.addr, ctx, "Control/ForwardStream", _OPEN_TIMEOUT)
+        return FramedDuplex(conn, ForwardReplies, _WRITE_TIMEOUT)
 
     def _start(self, stream: Stream) -> tuple[Stream, asyncio.Queue[ForwardFrame | None]]:
         outbox: asyncio.Queue[ForwardFrame | None] = asyncio.Queue()

@@ -1,10 +1,11 @@
 """The 2377 methods that carry Raft between managers: `Raft/Stream`, `Raft/Send`, `Raft/Join`.
 
-* `Raft/Stream`: one long-lived call per (sender, receiver) pair into which the sender
-  writes envelopes (below) one after another, without waiting for an answer per batch:
-  messages pipeline and keep their order. When the call ends (the sender's process or host
-  is gone, or it rebuilt its channel) the receiver is told which node's stream ended, so
-  a follower notices its leader's death at once rather than after an election timeout.
+* `Raft/Stream`: one long-lived framed connection (shoal.cluster.frames) per (sender,
+  receiver) pair into which the sender writes envelopes (below) one after another, without
+  waiting for an answer per batch: messages pipeline and keep their order. When it ends
+  (the sender's process or host is gone, or it rebuilt its connection) the receiver is
+  told which node's stream ended, so a follower notices its leader's death at once
+  rather than after an election timeout.
 * `Raft/Send`: a batch of Raft messages (the core's msgpack frames) from one manager to
   another, wrapped in an envelope that also says where the sender's 2377 listens (so a
   new member can answer before its store knows any address). The handler gets the
@@ -13,18 +14,18 @@
 * `Raft/Join`: a manager that just joined (it has a manager certificate) asks the leader
   to add it to the Raft cluster as a learner; the answer lists the current members.
 
-Only manager certificates may call either: a worker's is refused before the handler runs.
-Until the Raft driver registers its handlers, calls are answered UNAVAILABLE.
+Only manager certificates may call them: a worker's is refused before the handler runs.
+Until the Raft driver registers its handlers, calls are answered Unavailable.
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import Awaitable, Callable
 
 import msgspec
 
-from shoal.cluster.client import ClusterClient, OutStream
+from shoal.cluster.client import ClusterClient
 from shoal.cluster.frames import FrameConn
 from shoal.cluster.server import MANAGERS, Caller, ClusterServer
 from shoal.cluster.wire import RaftRequest, RaftResponse
@@ -41,7 +42,6 @@ __all__ = [
     "RaftMember",
     "encode_envelope",
     "join_raft",
-    "open_raft_stream",
     "send_raft",
 ]
 
@@ -98,9 +98,6 @@ class RaftEndpoint:
 
     def register(self, server: ClusterServer) -> None:
         server.add_unary("Raft/Send", RaftRequest, MANAGERS, self._send, removed_ok=True)
-        server.add_client_stream(
-            "Raft/Stream", RaftRequest, MANAGERS, self._stream, removed_ok=True
-        )
         server.add_frames("Raft/Stream", MANAGERS, self._frames, removed_ok=True)
         server.add_unary("Raft/Join", RaftJoinRequest, MANAGERS, self._join_call)
 
@@ -113,16 +110,6 @@ class RaftEndpoint:
         except msgspec.DecodeError as exc:
             raise InvalidArgument(f"malformed raft envelope: {exc}") from None
         await self._handler(envelope, caller.identity.node_id)
-        return RaftResponse()
-
-    async def _stream(self, requests: AsyncIterator[RaftRequest], caller: Caller) -> RaftResponse:
-        assert caller.identity is not None
-        sender = caller.identity.node_id
-        try:
-            async for req in requests:
-                await self._deliver(req.messages, sender)
-        finally:  # also when the connection broke (the call is cancelled)
-            self._ended(sender)
         return RaftResponse()
 
     async def _frames(self, conn: FrameConn, caller: Caller) -> None:
@@ -167,11 +154,6 @@ async def send_raft(client: ClusterClient, messages: bytes, timeout: float = 5.0
     """Deliver an encoded `RaftEnvelope` to the manager behind `client`."""
     response = await client.call("Raft/Send", RaftRequest(messages), RaftResponse, timeout)
     return response.messages
-
-
-def open_raft_stream(client: ClusterClient) -> OutStream:
-    """A `Raft/Stream` call to the manager behind `client`: write `RaftRequest`s into it."""
-    return client.client_stream("Raft/Stream", RaftResponse)
 
 
 async def join_raft(

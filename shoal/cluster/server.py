@@ -1,10 +1,14 @@
-"""The 2377 server: gRPC methods behind the TLS front, each with the roles allowed to call it.
+"""The 2377 server: methods behind the TLS front, each with the roles allowed to call it.
 
 Methods are registered with a request type, a handler and the roles that may call it
-(`ANYONE` means no certificate is needed: only the join is registered so). The caller's
-identity comes from its verified certificate (see tlsfront); a call from a role that is
-not allowed is refused with PERMISSION_DENIED (no certificate: UNAUTHENTICATED) before the
-handler runs. Handlers raise ShoalError; it is mapped to a gRPC status at this boundary.
+(`ANYONE` means no certificate is needed: only the join is registered so). They are
+served on shoal-rpc/1 connections (shoal.cluster.rpc: calls multiplexed on one TLS
+connection per client) and, for the hot paths, on framed connections (`add_frames`,
+shoal.cluster.frames); the front (tlsfront) tells them apart by ALPN. The caller's
+identity comes from the certificate its connection's handshake verified; a call from a
+role that is not allowed is refused with PermissionDenied (no certificate:
+Unauthenticated) before the handler runs. Handlers raise ShoalError; it becomes the
+call's status (code and message) at this boundary.
 """
 
 from __future__ import annotations
@@ -12,22 +16,30 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import AsyncIterator, Awaitable, Callable, Collection
+from collections.abc import AsyncIterator, Awaitable, Callable, Collection, Coroutine
 from dataclasses import dataclass
 from typing import Any
 
-import grpc
-import grpc.aio
+import msgspec
 
 from shoal import timeouts
 from shoal.ca.certs import NodeIdentity
 from shoal.ca.files import NodeTLS, load_identity
-from shoal.cluster.frames import FrameConn, tune_socket
-from shoal.cluster.tlsfront import PeerTable, TLSFront, server_context
+from shoal.cluster.frames import FRAMES_ALPN, FrameConn, tune_socket
+from shoal.cluster.rpc import (
+    MAX_MESSAGE,
+    MAX_RPC_FRAME,
+    RPC_ALPN,
+    Body,
+    ServerCall,
+    ServerConn,
+    code_of,
+)
+from shoal.cluster.tlsfront import TLSFront, server_context
 from shoal.cluster.wire import decoder, encoder
-from shoal.errors import Conflict, InvalidArgument, NotFound, ShoalError, Unavailable
+from shoal.errors import InvalidArgument, ShoalError
 
-__all__ = ["ANYONE", "MANAGERS", "MEMBERS", "Caller", "ClusterServer", "grpc_options"]
+__all__ = ["ANYONE", "MANAGERS", "MAX_MESSAGE", "MEMBERS", "Caller", "ClusterServer"]
 
 log = logging.getLogger(__name__)
 
@@ -35,21 +47,7 @@ ANYONE: frozenset[str] = frozenset()
 MEMBERS = frozenset({"worker", "manager"})
 MANAGERS = frozenset({"manager"})
 
-MAX_MESSAGE = 16 * 1024 * 1024
-
-
-def grpc_options() -> list[tuple[str, Any]]:
-    """Size limits and keepalive shared by both ends (a dead peer is noticed within ~15 s)."""
-    return [
-        ("grpc.max_receive_message_length", MAX_MESSAGE),
-        ("grpc.max_send_message_length", MAX_MESSAGE),
-        ("grpc.keepalive_time_ms", 10_000),
-        ("grpc.keepalive_timeout_ms", 5_000),
-        ("grpc.keepalive_permit_without_calls", 1),
-        ("grpc.http2.max_pings_without_data", 0),
-        ("grpc.http2.min_recv_ping_interval_without_data_ms", 5_000),
-        ("grpc.http2.max_ping_strikes", 0),
-    ]
+_WRITE_TIMEOUT = 30.0  # a stream's answer not taken by the peer's socket for this long
 
 
 @dataclass(frozen=True)
@@ -66,19 +64,15 @@ Frames = Callable[[FrameConn, Caller], Awaitable[None]]
 
 _FRAMES_HELLO_TIMEOUT = 10.0
 
-_STATUS: list[tuple[type[ShoalError], grpc.StatusCode]] = [
-    (InvalidArgument, grpc.StatusCode.INVALID_ARGUMENT),
-    (NotFound, grpc.StatusCode.NOT_FOUND),
-    (Conflict, grpc.StatusCode.ALREADY_EXISTS),
-    (Unavailable, grpc.StatusCode.UNAVAILABLE),
-]
 
-
-def _status_of(exc: ShoalError) -> grpc.StatusCode:
-    for kind, code in _STATUS:
-        if isinstance(exc, kind):
-            return code
-    return grpc.StatusCode.UNKNOWN
+@dataclass(frozen=True)
+class _Method:
+    name: str
+    shape: str  # "unary", "stream" (answers streamed), "client_stream", "duplex"
+    decode: Callable[[Body], Any]
+    roles: Collection[str]
+    handler: Callable[..., Any]
+    removed_ok: bool
 
 
 class ClusterServer:
@@ -87,12 +81,12 @@ class ClusterServer:
     ) -> None:
         self.tls = tls
         self._removed = removed  # node IDs removed from the swarm: their certificates are void
-        self.peers = PeerTable()
         self._cluster_id = tls.identity.cluster_id
-        self._services: dict[str, dict[str, grpc.RpcMethodHandler]] = {}
+        self._methods: dict[str, _Method] = {}
         self._frames: dict[str, tuple[Collection[str], Frames, bool]] = {}
+        self._encode = encoder()
         self.framed: dict[str, int] = {}  # method -> framed connections being served
-        self._server: grpc.aio.Server | None = None
+        self.connections: set[ServerConn] = set()  # shoal-rpc/1 connections being served
         self._front: TLSFront | None = None
         self.port = 0
 
@@ -106,20 +100,10 @@ class ClusterServer:
         *,
         removed_ok: bool = False,
     ) -> None:
-        """`name` is "Service/Method" (served as /shoal.Service/Method). `removed_ok`: a
-        removed node may still call it (Raft's messages: Raft's own membership decides, and
-        a manager being removed must answer until its removal commits)."""
-
-        async def behaviour(req: Any, context: grpc.aio.ServicerContext) -> Any:
-            caller = await self._authorize(name, roles, context, removed_ok)
-            try:
-                return await handler(req, caller)
-            except ShoalError as exc:
-                await context.abort(_status_of(exc), exc.message)
-
-        self._add(name, grpc.unary_unary_rpc_method_handler(
-            behaviour, request_deserializer=decoder(request), response_serializer=encoder()
-        ))
+        """`name` is "Service/Method". `removed_ok`: a removed node may still call it
+        (Raft's messages: Raft's own membership decides, and a manager being removed must
+        answer until its removal commits)."""
+        self._add(_Method(name, "unary", decoder(request), roles, handler, removed_ok))
 
     def add_client_stream(
         self,
@@ -132,52 +116,22 @@ class ClusterServer:
     ) -> None:
         """A method whose caller streams requests (one answer at the end): `handler` gets
         them as an async iterator, each decoded strictly like a unary request."""
-
-        async def behaviour(requests: AsyncIterator[Any], context: grpc.aio.ServicerContext) -> Any:
-            caller = await self._authorize(name, roles, context, removed_ok)
-            try:
-                return await handler(requests, caller)
-            except ShoalError as exc:
-                await context.abort(_status_of(exc), exc.message)
-
-        self._add(name, grpc.stream_unary_rpc_method_handler(
-            behaviour, request_deserializer=decoder(request), response_serializer=encoder()
-        ))
+        self._add(_Method(name, "client_stream", decoder(request), roles, handler, removed_ok))
 
     def add_duplex(
         self, name: str, request: type[Any], roles: Collection[str], handler: Duplex
     ) -> None:
         """A method streaming both ways: `handler` reads the caller's requests and yields
         answers, in any order and at any time (pipelining over one long-lived call)."""
-
-        async def behaviour(
-            requests: AsyncIterator[Any], context: grpc.aio.ServicerContext
-        ) -> AsyncIterator[Any]:
-            caller = await self._authorize(name, roles, context)
-            try:
-                async for item in handler(requests, caller):
-                    yield item
-            except ShoalError as exc:
-                await context.abort(_status_of(exc), exc.message)
-
-        self._add(name, grpc.stream_stream_rpc_method_handler(
-            behaviour, request_deserializer=decoder(request), response_serializer=encoder()
-        ))
+        self._add(_Method(name, "duplex", decoder(request), roles, handler, False))
 
     def add_stream(
         self, name: str, request: type[Any], roles: Collection[str], handler: Stream
     ) -> None:
-        async def behaviour(req: Any, context: grpc.aio.ServicerContext) -> AsyncIterator[Any]:
-            caller = await self._authorize(name, roles, context)
-            try:
-                async for item in handler(req, caller):
-                    yield item
-            except ShoalError as exc:
-                await context.abort(_status_of(exc), exc.message)
+        self._add(_Method(name, "stream", decoder(request), roles, handler, False))
 
-        self._add(name, grpc.unary_stream_rpc_method_handler(
-            behaviour, request_deserializer=decoder(request), response_serializer=encoder()
-        ))
+    def _add(self, method: _Method) -> None:
+        self._methods[method.name] = method
 
     def add_frames(
         self,
@@ -188,7 +142,7 @@ class ClusterServer:
         removed_ok: bool = False,
     ) -> None:
         """`name` served on framed connections (shoal.cluster.frames), authorized like a
-        gRPC method: `handler` owns the connection once the hello is accepted."""
+        call: `handler` owns the connection once the hello is accepted."""
         self._frames[name] = (roles, handler, removed_ok)
 
     async def _serve_frames(
@@ -206,8 +160,7 @@ class ClusterServer:
         if hello is None:
             return
         name = hello.decode(errors="replace")
-        if identity is not None and identity.cluster_id != self._cluster_id:
-            identity = None  # the CA verified it, so this cannot happen; refuse anyway
+        identity = self._identity(identity)
         entry = self._frames.get(name)
         refusal = (
             ("Unimplemented", f"unknown method {name}")
@@ -237,8 +190,7 @@ class ClusterServer:
         identity: NodeIdentity | None,
         removed_ok: bool,
     ) -> tuple[str, str] | None:
-        """(gRPC code name, why) `identity` may not call `name` (None: it may), as
-        `_authorize` decides."""
+        """(status code name, why) `identity` may not call `name` (None: it may)."""
         if not roles:
             return None
         if identity is None:
@@ -252,61 +204,88 @@ class ClusterServer:
             return "PermissionDenied", f"node {identity.node_id} was removed from the swarm"
         return None
 
-    def _add(self, name: str, handler: grpc.RpcMethodHandler) -> None:
-        service, _, method = name.partition("/")
-        self._services.setdefault(f"shoal.{service}", {})[method] = handler
-
-    async def _authorize(
-        self,
-        name: str,
-        roles: Collection[str],
-        context: grpc.aio.ServicerContext,
-        removed_ok: bool = False,
-    ) -> Caller:
-        peer = context.peer()
-        identity = self.peers.lookup(peer)
+    def _identity(self, identity: NodeIdentity | None) -> NodeIdentity | None:
         if identity is not None and identity.cluster_id != self._cluster_id:
-            identity = None  # the CA verified it, so this cannot happen; refuse anyway
-        if roles:
-            if identity is None:
-                log.warning("2377: %s refused to %s: no client certificate", name, peer)
-                await context.abort(
-                    grpc.StatusCode.UNAUTHENTICATED,
-                    f"{name} needs a node certificate of this swarm",
-                )
-            assert identity is not None
-            if identity.role not in roles:
-                log.warning(
-                    "2377: %s refused to node %s: role %s may not call it",
-                    name,
-                    identity.node_id,
-                    identity.role,
-                )
-                await context.abort(
-                    grpc.StatusCode.PERMISSION_DENIED,
-                    f"permission denied: {name} is not allowed for a {identity.role} node "
-                    f"(needs {' or '.join(sorted(roles))})",
-                )
-            if not removed_ok and self._removed(identity.node_id):
-                log.warning("2377: %s refused to node %s: removed", name, identity.node_id)
-                await context.abort(
-                    grpc.StatusCode.PERMISSION_DENIED,
-                    f"node {identity.node_id} was removed from the swarm",
-                )
-        return Caller(identity, peer)
+            return None  # the CA verified it, so this cannot happen; refuse anyway
+        return identity
+
+    # -- shoal-rpc/1 ----------------------------------------------------------------------
+    async def _serve_rpc(
+        self,
+        reader: asyncio.StreamReader,
+        writer: asyncio.StreamWriter,
+        identity: NodeIdentity | None,
+    ) -> None:
+        tune_socket(writer)
+        frames = FrameConn(reader, writer, max_frame=MAX_RPC_FRAME)
+        caller = Caller(self._identity(identity), frames.peer)
+
+        def opened(call: ServerCall) -> Coroutine[Any, Any, None] | None:
+            method = self._methods.get(call.method)
+            if method is None:
+                log.warning("2377: unknown method %r called by %s", call.method, caller.peer)
+                call.end("Unimplemented", f"unknown method {call.method}")
+                return None
+            refusal = self._refusal(method.name, method.roles, caller.identity, method.removed_ok)
+            if refusal is not None:
+                log.warning("2377: %s refused to %s: %s", method.name, _who(caller), refusal[1])
+                call.end(*refusal)
+                return None
+            return self._run(method, call, caller)
+
+        conn = ServerConn(frames, opened)
+        self.connections.add(conn)
+        try:
+            await conn.serve()
+        finally:
+            self.connections.discard(conn)
+
+    async def _run(self, method: _Method, call: ServerCall, caller: Caller) -> None:
+        """Serve one call to its END (a handler cancelled by CANCEL or a lost connection
+        ends without one: nobody is there to read it)."""
+        try:
+            if method.shape in ("unary", "stream"):
+                body = await call.requests.get()
+                if body is None:
+                    raise InvalidArgument(f"{method.name}: no request before the half-close")
+                args: Any = _decode(method, body)
+            else:
+                args = _requests(method, call)
+            if method.shape in ("unary", "client_stream"):
+                answer = self._encode(await method.handler(args, caller))
+                if len(answer) > MAX_MESSAGE:
+                    call.end("ResourceExhausted", _too_large(len(answer)))
+                else:
+                    call.end("OK", last=answer)
+                return
+            items = method.handler(args, caller)
+            try:
+                async for item in items:
+                    answer = self._encode(item)
+                    if len(answer) > MAX_MESSAGE:
+                        call.end("ResourceExhausted", _too_large(len(answer)))
+                        return
+                    await call.send(answer, _WRITE_TIMEOUT)
+            finally:  # the handler's own cleanup runs now, also when cancelled
+                aclose = getattr(items, "aclose", None)
+                if aclose is not None:
+                    await aclose()
+            call.end("OK")
+        except ShoalError as exc:
+            call.end(code_of(exc), exc.message)
+        except asyncio.CancelledError:
+            call.ended = True  # cancelled by the client or the connection's end
+            raise
+        except Exception as exc:
+            log.exception("2377: %s from %s failed", method.name, _who(caller))
+            call.end("Unknown", f"Unexpected {type(exc).__name__}: {exc}")
 
     # -- lifecycle ----------------------------------------------------------------------
     async def start(self, host: str, port: int) -> int:
         """Serve on host:port (0: any port); the TLS port."""
-        server = grpc.aio.server(options=grpc_options())
-        server.add_generic_rpc_handlers(
-            [grpc.method_handlers_generic_handler(s, m) for s, m in self._services.items()]
-        )
-        backend = server.add_insecure_port("127.0.0.1:0")
-        await server.start()
-        self._server = server
         self._front = TLSFront(
-            server_context(self.tls), backend, self.peers, frames=self._serve_frames
+            server_context(self.tls, [RPC_ALPN, FRAMES_ALPN]),
+            {RPC_ALPN: self._serve_rpc, FRAMES_ALPN: self._serve_frames},
         )
         try:
             self.port = await self._front.start(host, port)
@@ -326,6 +305,26 @@ class ClusterServer:
         if self._front is not None:
             await self._front.stop()
             self._front = None
-        if self._server is not None:
-            await self._server.stop(grace=0.5)
-            self._server = None
+
+
+def _decode(method: _Method, body: Body) -> Any:
+    try:
+        return method.decode(body)
+    except msgspec.DecodeError as exc:
+        raise InvalidArgument(f"malformed {method.name} request: {exc}") from None
+
+
+async def _requests(method: _Method, call: ServerCall) -> AsyncIterator[Any]:
+    while (body := await call.requests.get()) is not None:
+        request = _decode(method, body)
+        yield request
+
+
+def _too_large(size: int) -> str:
+    return f"answer of {size} bytes is over the {MAX_MESSAGE} limit"
+
+
+def _who(caller: Caller) -> str:
+    if caller.identity is None:
+        return f"{caller.peer} (no certificate)"
+    return f"node {caller.identity.node_id} ({caller.peer})"

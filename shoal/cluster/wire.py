@@ -1,7 +1,8 @@
 """The messages of the 2377 channel and their msgpack (de)serializers.
 
-gRPC carries opaque bytes; each method's payloads are msgspec structs encoded as msgpack
-(no protoc, no generated code). Decoding is strict: a payload of the wrong shape is refused
+The channel carries opaque bytes (shoal.cluster.rpc, frames); each method's payloads are
+msgspec structs encoded as msgpack (no protoc, no generated code). Decoding is strict: a
+payload of the wrong shape is refused
 before any handler sees it. Task objects travel in the store's own model (shoal.api.types).
 """
 
@@ -147,6 +148,6 @@ def encoder() -> Callable[[Any], bytes]:
     return msgspec.msgpack.Encoder().encode
 
 
-def decoder(kind: type[T]) -> Callable[[bytes], T]:
+def decoder(kind: type[T]) -> Callable[[bytes | memoryview], T]:
     dec = msgspec.msgpack.Decoder(kind)
     return dec.decode

@@ -1,6 +1,6 @@
 """One probe per cluster port, each returning its round trip in seconds or None (no answer).
 
-* 2377/tcp: a TLS handshake with the node's own certificate (mutual TLS, ALPN h2) against a
+* 2377/tcp: a TLS handshake with the node's own certificate (mutual TLS, ALPN shoal-rpc/1) against a
   manager's cluster listener; a refused or unanswered connection, or a failed handshake, is
   `None`.
 * 7946/udp: a gossip ping sent from this node's gossip socket; the remote gossip core acks it
@@ -25,6 +25,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from shoal.cluster.rpc import RPC_ALPN
+
 __all__ = ["icmp_echo", "tls_handshake"]
 
 _ICMP_ECHO, _ICMP_REPLY = 8, 0
@@ -42,7 +44,7 @@ def _client_context(ca_pem: bytes, cert_pem: bytes, key_pem: bytes) -> ssl.SSLCo
         with os.fdopen(fd, "wb") as f:
             f.write(key_pem)
         ctx.load_cert_chain(cert, key)
-    ctx.set_alpn_protocols(["h2"])
+    ctx.set_alpn_protocols([RPC_ALPN])
     return ctx
 
 

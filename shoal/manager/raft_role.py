@@ -2,7 +2,7 @@
 
 Wiring (see docs/design/raft-driver.md): the store's `Log` is a `RaftLog` over
 `swarm/raft.db` (opened by shoal.manager.raft_open); messages travel by `Raft/Send`
-(shoal.manager.raft.grpc_transport); a manager that joins or restarts says hello with
+(shoal.manager.raft.tls_transport); a manager that joins or restarts says hello with
 `Raft/Join` to the leader, which records its 2377 address in the node's ManagerStatus and
 adds it as a learner (the leader's `RaftMembers` reconciler promotes it once caught up).
 Raft IDs are derived from node IDs (shoal.manager.raft.ids).
@@ -28,8 +28,8 @@ from shoal.cluster.forward import NOT_LEADER_HEADER, ForwardRequest, ForwardResp
 from shoal.cluster.raft import RaftEndpoint, RaftMember, join_raft
 from shoal.errors import InvalidArgument, NotFound, ShoalError, Unavailable
 from shoal.manager.raft import NotLeader, RaftLog, RaftNodeConfig
-from shoal.manager.raft.grpc_transport import RECONNECT_OPTIONS, RaftReceiver, RaftTransport
 from shoal.manager.raft.ids import raft_id
+from shoal.manager.raft.tls_transport import RaftReceiver, RaftTransport
 from shoal.manager.raft_open import config_for, open_storage, replay
 from shoal.manager.raft_timing import follow_raft_spec
 from shoal.manager.state.store import Store, Tx
@@ -274,8 +274,7 @@ class RaftRole:
         known = self._clients.get(addr)
         if known is not None and known[0] == tls.cert_pem:
             return known[1]
-        # short reconnect backoff: a manager that restarts is reached again within a second
-        client = ClusterClient(addr, tls.ca_pem, tls, extra_options=list(RECONNECT_OPTIONS))
+        client = ClusterClient(addr, tls.ca_pem, tls)
         self._clients[addr] = (tls.cert_pem, client)
         return client
 

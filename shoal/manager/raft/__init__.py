@@ -3,7 +3,7 @@
 
     RaftLog (Store's Log) ── RaftNode (driver: tick, persist -> send -> apply -> advance)
                                  ├── SQLiteStorage (WAL, checksummed rows, fsync per Ready)
-                                 ├── Transport (2377 gRPC in shoal/cluster; InMemory here)
+                                 ├── Transport (2377 in tls_transport.py; InMemory here)
                                  └── StateMachine (StoreStateMachine: Store.apply/load)
 
 Invariants: nothing is sent before the Ready that promises it is durable; committed

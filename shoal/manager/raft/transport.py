@@ -1,6 +1,6 @@
 """How Raft messages travel between managers: the `Transport` contract and an in-memory one.
 
-Contract (the 2377 gRPC transport under shoal/cluster/ implements it):
+Contract (the 2377 transport, shoal.manager.raft.tls_transport, implements it):
 
 * `send(to, messages)` is best effort. Messages to one peer are sent in the order of the
   calls (the driver makes one call at a time per peer), may be lost, and are never

@@ -5,10 +5,8 @@ per peer; each writes one envelope into the peer's stream and returns once it is
 without waiting for the peer (pipelined, in order: no round trip per batch as with the
 former one `Raft/Send` call each). The stream is a framed connection to the peer's 2377
 (shoal/cluster/frames.py: TLS with ALPN shoal-frames/1, served by the TLS front itself;
-a write is a length prefix into the socket's buffer) and, with a peer that does not speak
-frames, a gRPC client-streaming call as before (a write returns once gRPC took it; ~0.25
-ms of CPU each in a loaded daemon, the biggest part of a commit's cost). `send` never
-raises: a peer without a known address, or whose stream fails, is reported unreachable
+a write is a length prefix into the socket's buffer). `send` never raises: a peer
+without a known address, or whose stream fails, is reported unreachable
 (Raft retries by itself) and the stream is opened again by the next send. A batch
 holding a SNAP goes by a unary `Raft/Send` with a long deadline instead, so its outcome
 (delivered to the peer's driver or not) is known and reported with `report_snapshot`; it
@@ -17,10 +15,10 @@ does not fit, the leader probes).
 
 Addresses: a peer's 2377 address is the one it last put in an envelope it sent us (the
 freshest: a restarted manager may listen elsewhere), else the one the store has in its
-node's ManagerStatus.Addr (`addr_of`). One ClusterClient (gRPC channel) per peer,
-rebuilt when the address or this node's certificate changes. Reconnect backoff is kept
-short (0.1-1 s): a manager that restarts is reached again within a second, not after
-gRPC's default two minutes.
+node's ManagerStatus.Addr (`addr_of`). One framed connection and one ClusterClient
+(shoal-rpc/1, for snapshots) per peer, both opened again when the address or this
+node's certificate changes, and by the next send after they broke (no backoff: a manager
+that restarts is reached again by the first send after it listens).
 
 Receiving (`RaftReceiver`): the sender's node ID comes from its certificate; every
 message must claim that node's Raft ID as its sender, or it is dropped with a log line.
@@ -34,15 +32,12 @@ import asyncio
 import contextlib
 import logging
 import ssl
-import time
 from collections.abc import Callable
 
-from shoal import timeouts
 from shoal.ca.files import NodeTLS
-from shoal.cluster.client import ClusterClient, OutStream
+from shoal.cluster.client import ClusterClient
 from shoal.cluster.frames import FrameConn, client_context, open_frames
-from shoal.cluster.raft import RaftEnvelope, encode_envelope, open_raft_stream, send_raft
-from shoal.cluster.wire import RaftRequest
+from shoal.cluster.raft import RaftEnvelope, encode_envelope, send_raft
 from shoal.errors import ShoalError
 from shoal.manager.raft.ids import raft_id
 from shoal.manager.raft.transport import MessageReceiver, PeerReporter
@@ -55,17 +50,9 @@ from shoal.raft import (
 )
 from shoal.raft.messages import DEFAULT_MAX_DECODE_BYTES
 
-__all__ = ["RECONNECT_OPTIONS", "RaftReceiver", "RaftTransport"]
+__all__ = ["RaftReceiver", "RaftTransport"]
 
 log = logging.getLogger(__name__)
-
-RECONNECT_OPTIONS = [
-    ("grpc.initial_reconnect_backoff_ms", 100),
-    ("grpc.min_reconnect_backoff_ms", 100),
-    ("grpc.max_reconnect_backoff_ms", 1000),
-]
-
-_GRPC_ONLY_RECHECK = 60.0  # seconds before a peer that spoke no frames is asked again
 
 
 class RaftTransport:
@@ -86,9 +73,7 @@ class RaftTransport:
         self._reporter: PeerReporter | None = None
         self._learned: dict[int, str] = {}
         self._clients: dict[int, tuple[str, bytes, ClusterClient]] = {}
-        self._streams: dict[int, tuple[ClusterClient, OutStream]] = {}
         self._conns: dict[int, tuple[str, bytes, FrameConn]] = {}
-        self._grpc_only: dict[int, tuple[str, float]] = {}  # peer -> (its address, when)
         self._ctx: tuple[bytes, ssl.SSLContext] | None = None
         self._closing: set[asyncio.Task[None]] = set()
 
@@ -139,11 +124,8 @@ class RaftTransport:
         envelope = encode_envelope(
             RaftEnvelope(self._own_addr(), [encode_message(m) for m in messages])
         )
-        snap = any(m.type is MessageType.SNAP for m in messages)
-        if not snap:
-            framed = await self._deliver_framed(to, envelope, timeout)
-            if framed is not None:
-                return framed
+        if not any(m.type is MessageType.SNAP for m in messages):
+            return await self._deliver_framed(to, envelope, timeout)
         try:
             client = self._client(to)
         except ShoalError as exc:  # e.g. no certificate yet
@@ -152,37 +134,19 @@ class RaftTransport:
         if client is None:
             return False
         try:
-            if snap:
-                await send_raft(client, envelope, timeout)
-            else:
-                stream = self._stream(to, client)
-                try:
-                    await timeouts.wait_for(stream.write(RaftRequest(envelope)), timeout)
-                except BaseException:
-                    self._drop_stream(to)  # a write cut short leaves the call unusable
-                    raise
-        except (ShoalError, TimeoutError) as exc:
+            await send_raft(client, envelope, timeout)
+        except ShoalError as exc:
             log.debug("raft transport: %d message(s) to %x lost: %s", len(messages), to, exc)
             return False
         return True
 
-    async def _deliver_framed(self, to: int, envelope: bytes, timeout: float) -> bool | None:
-        """Over the framed connection to `to`: delivered (True), lost (False), or None when
-        the peer speaks no frames (use gRPC)."""
+    async def _deliver_framed(self, to: int, envelope: bytes, timeout: float) -> bool:
+        """Over the framed connection to `to`: delivered (True) or lost (False)."""
         addr = self.address(to)
         if not addr:
             return False
-        grpc_only = self._grpc_only.get(to)
-        if grpc_only is not None:
-            if grpc_only[0] == addr and time.monotonic() - grpc_only[1] < _GRPC_ONLY_RECHECK:
-                return None
-            del self._grpc_only[to]
         try:
             conn = await self._frame_conn(to, addr, timeout)
-            if conn is None:
-                self._grpc_only[to] = (addr, time.monotonic())
-                log.info("raft transport: %x at %s speaks no frames: using gRPC", to, addr)
-                return None
             conn.write(envelope)
             await conn.drain(timeout)
         except ShoalError as exc:
@@ -191,7 +155,7 @@ class RaftTransport:
             return False
         return True
 
-    async def _frame_conn(self, peer: int, addr: str, timeout: float) -> FrameConn | None:
+    async def _frame_conn(self, peer: int, addr: str, timeout: float) -> FrameConn:
         tls = self._tls()
         known = self._conns.get(peer)
         if known is not None:
@@ -201,29 +165,13 @@ class RaftTransport:
         if self._ctx is None or self._ctx[0] != tls.cert_pem:
             self._ctx = (tls.cert_pem, client_context(tls))
         conn = await open_frames(addr, self._ctx[1], "Raft/Stream", timeout)
-        if conn is not None:
-            self._conns[peer] = (addr, tls.cert_pem, conn)
+        self._conns[peer] = (addr, tls.cert_pem, conn)
         return conn
 
     def _drop_conn(self, peer: int) -> None:
         known = self._conns.pop(peer, None)
         if known is not None:
             known[2].close()
-
-    def _stream(self, peer: int, client: ClusterClient) -> OutStream:
-        known = self._streams.get(peer)
-        if known is not None and known[0] is client and not known[1].ended:
-            return known[1]
-        if known is not None:
-            known[1].cancel()
-        stream = open_raft_stream(client)
-        self._streams[peer] = (client, stream)
-        return stream
-
-    def _drop_stream(self, peer: int) -> None:
-        known = self._streams.pop(peer, None)
-        if known is not None:
-            known[1].cancel()
 
     def _client(self, peer: int) -> ClusterClient | None:
         addr = self.address(peer)
@@ -234,9 +182,8 @@ class RaftTransport:
         if known is not None and known[0] == addr and known[1] == tls.cert_pem:
             return known[2]
         if known is not None:
-            self._drop_stream(peer)
             self._close_later(known[2])
-        client = ClusterClient(addr, tls.ca_pem, tls, extra_options=list(RECONNECT_OPTIONS))
+        client = ClusterClient(addr, tls.ca_pem, tls)
         self._clients[peer] = (addr, tls.cert_pem, client)
         return client
 
@@ -248,8 +195,6 @@ class RaftTransport:
     async def close(self) -> None:
         for peer in list(self._conns):
             self._drop_conn(peer)
-        for peer in list(self._streams):
-            self._drop_stream(peer)
         clients, self._clients = self._clients, {}
         for _, _, client in clients.values():
             with contextlib.suppress(Exception):
