@@ -155,6 +155,29 @@ async def test_key_rotation_without_losing_a_member(cluster: Cluster) -> None:
     assert all(n.core.incarnation == 0 for n in nodes)
 
 
+async def test_an_idle_node_wakes_for_its_due_ticks_only(cluster: Cluster) -> None:
+    """The driver sleeps between the core's due ticks (a probe every 5 ticks when idle)
+    while the core's clock keeps up with the real one."""
+    nodes = await start_many(cluster, 3)
+    await until(lambda: all(cluster.live_view(n) == {"node0", "node1", "node2"} for n in nodes))
+    await until(lambda: all(n.core.pending_broadcasts() == 0 for n in nodes))
+    loop = asyncio.get_running_loop()
+    node = nodes[1]
+    t0, w0, c0 = loop.time(), node.wakeups, node._catch_up().now
+    await asyncio.sleep(1.0)
+    ticks = (loop.time() - t0) / node.options.tick
+    woke = node.wakeups - w0
+    advanced = node._catch_up().now - c0
+    # one probe per 5 ticks, a push-pull per 50, a reconnect check per 20 (FAST)
+    assert woke <= ticks * (1 / 5 + 1 / 50 + 1 / 20) * 1.5 + 3, (woke, ticks)
+    assert woke >= ticks / 5 / 2  # the probes still run
+    assert advanced >= ticks * 0.5  # the clock is not left behind (a loaded host may stall)
+    # and it still notices a stopped member
+    await nodes[2].stop(leave=False)
+    await until(lambda: any(m.node_id == "node2" and m.status is MemberStatus.DEAD
+                            for m in node.members()), 20)
+
+
 def test_bad_options_are_refused() -> None:
     with pytest.raises(InvalidArgument):
         GossipNode(GossipOptions("n", port=70000, advertise_host="127.0.0.1"), Keyring(K1))
