@@ -46,6 +46,7 @@ log = logging.getLogger(__name__)
 _LEN = struct.Struct("!I")
 _UDP, _TCP = b"udp", b"tcp"
 _DOCTOR_SEQ = 2**61  # the doctor's pings use seqs far above the core's own
+_LAG_WINDOW = 10  # probe periods of ticking every tick after a late one
 
 
 @dataclass(frozen=True)
@@ -116,6 +117,7 @@ class GossipNode:
         self._due = 0
         self._base = 0  # grid slot of core tick 0
         self.wakeups = 0  # timer firings (each runs the ticks up to a due one)
+        self._lagging_until = 0  # core tick until which every tick is due (after a late one)
 
     # -- lifecycle ----------------------------------------------------------------------
     @property
@@ -260,7 +262,9 @@ class GossipNode:
         between only move the core's clock: they run in a burst when the timer fires, and
         before any input is handed to the core (`_catch_up`), so the core sees the very
         calls a tick every period gave it. An idle node wakes for its probes (every 5
-        ticks) instead of every tick (issue 13)."""
+        ticks) instead of every tick (issue 13). A node that finds a tick late (its loop is
+        overloaded) or whose local health is raised ticks every period again, so every late
+        tick still counts towards its local health, as before."""
         loop = asyncio.get_running_loop()
         period = self.options.tick
         self._failed = loop.create_future()
@@ -280,6 +284,10 @@ class GossipNode:
         if core is None or self._failed is None or self._failed.done():
             return
         due = core.next_due()
+        if core.awareness or core.now < self._lagging_until:
+            # overloaded, or just was: wake every tick again, as Lifeguard's local health
+            # counts every tick this driver finds late (`note_lag`), not only the due ones
+            due = core.now + 1
         if self._timer is not None:
             if due == self._due:
                 return
@@ -305,6 +313,7 @@ class GossipNode:
                 self._base = grid_slot(loop.time(), period) - due
             if late > period:  # overloaded: acks are read late here too (Lifeguard's
                 core.note_lag()  # local health, from the driver's own clock)
+                self._lagging_until = due + _LAG_WINDOW * self.options.config.probe_interval
             core.tick()
             self._flush()  # re-arms the timer
         except BaseException as exc:  # the ticker task fails with it, as a sleeping loop did
