@@ -46,7 +46,7 @@ log = logging.getLogger(__name__)
 _LEN = struct.Struct("!I")
 _UDP, _TCP = b"udp", b"tcp"
 _DOCTOR_SEQ = 2**61  # the doctor's pings use seqs far above the core's own
-_LAG_WINDOW = 10  # probe periods of ticking every tick after a late one
+_DENSE_WINDOW = 10  # probe periods of ticking every period after a late tick or a change
 
 
 @dataclass(frozen=True)
@@ -117,7 +117,7 @@ class GossipNode:
         self._due = 0
         self._base = 0  # grid slot of core tick 0
         self.wakeups = 0  # timer firings (each runs the ticks up to a due one)
-        self._lagging_until = 0  # core tick until which every tick is due (after a late one)
+        self._dense_until = 0  # core tick until which every tick is due (busy, or late)
 
     # -- lifecycle ----------------------------------------------------------------------
     @property
@@ -262,9 +262,11 @@ class GossipNode:
         between only move the core's clock: they run in a burst when the timer fires, and
         before any input is handed to the core (`_catch_up`), so the core sees the very
         calls a tick every period gave it. An idle node wakes for its probes (every 5
-        ticks) instead of every tick (issue 13). A node that finds a tick late (its loop is
-        overloaded) or whose local health is raised ticks every period again, so every late
-        tick still counts towards its local health, as before."""
+        ticks) instead of every tick (issue 13). Only an idle node does: one with
+        broadcasts to send (the table or the membership changes), a raised local health or
+        a tick found more than half a period late (its loop is getting busy) ticks every
+        period again for 10 probe periods, exactly as before, so that every late tick
+        counts towards its local health (`note_lag`)."""
         loop = asyncio.get_running_loop()
         period = self.options.tick
         self._failed = loop.create_future()
@@ -283,10 +285,15 @@ class GossipNode:
         core = self._core
         if core is None or self._failed is None or self._failed.done():
             return
+        window = _DENSE_WINDOW * self.options.config.probe_interval
+        if core.pending_broadcasts() or core.endpoints.has_changes():
+            self._dense_until = max(self._dense_until, core.now + window)  # not idle
         due = core.next_due()
-        if core.awareness or core.now < self._lagging_until:
-            # overloaded, or just was: wake every tick again, as Lifeguard's local health
-            # counts every tick this driver finds late (`note_lag`), not only the due ones
+        if core.awareness or core.now < self._dense_until:
+            # busy, overloaded, or just was: tick every period, as before. Lifeguard's
+            # local health counts every tick this driver finds late (`note_lag`); sensing
+            # lateness at the due ticks only, a loaded node raised it too rarely (the
+            # 300-task burst: 16 false suspicions against none)
             due = core.now + 1
         if self._timer is not None:
             if due == self._due:
@@ -311,9 +318,10 @@ class GossipNode:
                 # the loop stalled: let time jump instead of ticking in a burst, which would
                 # expire probe deadlines before the acks waiting in the socket are read
                 self._base = grid_slot(loop.time(), period) - due
+            if late > period / 2:  # the loop is getting busy: watch every tick again
+                self._dense_until = due + _DENSE_WINDOW * self.options.config.probe_interval
             if late > period:  # overloaded: acks are read late here too (Lifeguard's
                 core.note_lag()  # local health, from the driver's own clock)
-                self._lagging_until = due + _LAG_WINDOW * self.options.config.probe_interval
             core.tick()
             self._flush()  # re-arms the timer
         except BaseException as exc:  # the ticker task fails with it, as a sleeping loop did

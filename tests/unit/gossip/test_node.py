@@ -166,10 +166,10 @@ async def test_an_idle_node_wakes_for_its_due_ticks_only(cluster: Cluster) -> No
     node = nodes[1]
     for _ in range(20):  # a window in which this loaded host never ran a tick late
         await until(lambda: node.core.awareness == 0
-                    and node.core.now >= node._lagging_until, 10)
+                    and node.core.now >= node._dense_until, 10)
         t0, w0, c0 = loop.time(), node.wakeups, node._catch_up().now
         await asyncio.sleep(0.5)
-        if node.core.awareness == 0 and node._lagging_until <= c0:
+        if node.core.awareness == 0 and node._dense_until <= c0:
             break
     else:
         pytest.skip("every window had a late tick (an overloaded host ticks every period)")
@@ -194,9 +194,9 @@ async def test_a_stalled_loop_raises_local_health_and_ticks_every_period_again(
     await until(lambda: all(n.core.pending_broadcasts() == 0 and n.core.awareness == 0
                             for n in nodes))
     node = nodes[0]
-    lag0 = node._lagging_until
+    lag0 = node._dense_until
     time.sleep(0.1)  # the loop stalls for 10 ticks: the next due tick fires late
-    await until(lambda: node._lagging_until > lag0, 2)  # and counts to local health
+    await until(lambda: node._dense_until > lag0, 2)  # and counts to local health
     w0, c0 = node.wakeups, node.core.now
     await until(lambda: node.core.now - c0 >= 20, 5)
     # every tick is a wake-up again, while the driver watches its own lateness
