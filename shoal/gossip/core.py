@@ -117,6 +117,23 @@ class Swim:
     def pending_broadcasts(self) -> int:
         return len(self._broadcasts)
 
+    def next_due(self) -> int:
+        """The first tick after `now` at which `tick()` may have outputs or events: a
+        probe, its ping-req or its end, a relay's nack, a suspicion's deadline, a gossip
+        round while broadcasts wait, a push-pull or a reconnect. The ticks before it only
+        move time (tombstones and dead members expire, relays are forgotten), so a driver
+        may sleep until this tick and run the ones before it in a burst, when it wakes or
+        before it hands the core any input: the core sees the same calls in the same order
+        as when ticked every period, and nothing it would have sent comes later."""
+        cfg = self.config
+        now = self.now
+        due = min(self.prober.next_due(), self._next_push_pull, self._next_reconnect)
+        for s in self._suspicions.values():
+            due = min(due, s.deadline)
+        if len(self._broadcasts) or self.endpoints.has_changes():
+            due = min(due, (now // cfg.gossip_interval + 1) * cfg.gossip_interval)
+        return max(now + 1, due)
+
     # -- inputs -------------------------------------------------------------------------
     def note_lag(self) -> None:
         """The driver ran a tick late (its loop or CPU is overloaded): this node reads acks

@@ -154,6 +154,10 @@ class EndpointState:
             if slot is not None and slot.entry is not None:
                 self._publish(owner, task_id, None)
 
+    def has_changes(self) -> bool:
+        """Records published since the last `take_changes` (they are broadcast next)."""
+        return bool(self._changes)
+
     def take_changes(self) -> list[Record]:
         """Records this node published since the last call: what to broadcast."""
         changes, self._changes = self._changes, []

@@ -16,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import math
 import random
 import struct
 from collections.abc import Callable
@@ -37,7 +38,7 @@ from shoal.gossip.members import MemberStatus
 from shoal.gossip.messages import Ack, Packet, Ping
 from shoal.gossip.ratelimit import RateLimitedLog
 from shoal.gossip.table import EndpointTable
-from shoal.wakeups import grid_slot, grid_time
+from shoal.wakeups import PHASE, grid_slot, grid_time
 
 __all__ = ["GossipNode", "GossipOptions", "MemberView"]
 
@@ -45,6 +46,7 @@ log = logging.getLogger(__name__)
 _LEN = struct.Struct("!I")
 _UDP, _TCP = b"udp", b"tcp"
 _DOCTOR_SEQ = 2**61  # the doctor's pings use seqs far above the core's own
+_DENSE_WINDOW = 10  # probe periods of ticking every period after a late tick or a change
 
 
 @dataclass(frozen=True)
@@ -110,6 +112,12 @@ class GossipNode:
         self._drops = RateLimitedLog(log)
         self._announcing = False
         self._doctor_acks: dict[int, asyncio.Future[None]] = {}  # seq -> waiter (`ping`)
+        self._failed: asyncio.Future[None] | None = None  # the ticker's end (an error)
+        self._timer: asyncio.TimerHandle | None = None  # armed for core tick `_due`
+        self._due = 0
+        self._base = 0  # grid slot of core tick 0
+        self.wakeups = 0  # timer firings (each runs the ticks up to a due one)
+        self._dense_until = 0  # core tick until which every tick is due (busy, or late)
 
     # -- lifecycle ----------------------------------------------------------------------
     @property
@@ -132,6 +140,7 @@ class GossipNode:
         )
         log.info("gossip: node %s listening on %s", self.options.node_id, self.addr)
         self.table.state.listeners.append(self._local_change)
+        self.table.before_change = self._catch_up
         try:
             async with asyncio.TaskGroup() as tg:
                 ticker = tg.create_task(self._ticker())
@@ -145,12 +154,14 @@ class GossipNode:
         finally:
             with contextlib.suppress(ValueError):
                 self.table.state.listeners.remove(self._local_change)
+            if self.table.before_change == self._catch_up:
+                self.table.before_change = None
             self._close()
 
     async def stop(self, leave: bool = True) -> None:
         """Stop; with `leave`, first tell the others (they drop this node's entries now)."""
         if leave and self._core is not None and self._started.is_set():
-            self._core.leave()
+            self._catch_up().leave()
             self._flush()
             loop = asyncio.get_running_loop()
             deadline = loop.time() + self.options.leave_timeout
@@ -166,7 +177,7 @@ class GossipNode:
         return sum(results)
 
     def reconcile(self, authoritative: set[tuple[str, str]]) -> int:
-        removed = self.core.reconcile(authoritative)
+        removed = self._catch_up().reconcile(authoritative)
         if removed:
             log.info("gossip: reconcile removed %d endpoint(s) the managers do not know", removed)
         self._flush()
@@ -244,43 +255,92 @@ class GossipNode:
             self._tcp.close()
 
     async def _ticker(self) -> None:
-        """Tick the core every `tick` s from a timer callback: one loop wake-up per tick,
-        where a sleeping task took two (the timer, then the task's step) — on an idle node
-        the ticks are most of what wakes the daemon (issue 13)."""
+        """Tick the core from a timer callback on the daemon's timer grid (`shoal.wakeups`:
+        the Raft ticks fire at the same instants), but only at the ticks at which the core
+        has something due (`Swim.next_due`: a probe and its deadlines, a relay's nack, a
+        suspicion's end, a gossip round while broadcasts wait, a push-pull). The ticks in
+        between only move the core's clock: they run in a burst when the timer fires, and
+        before any input is handed to the core (`_catch_up`), so the core sees the very
+        calls a tick every period gave it. An idle node wakes for its probes (every 5
+        ticks) instead of every tick (issue 13). Only an idle node does: one with
+        broadcasts to send (the table or the membership changes), a raised local health or
+        a tick found more than half a period late (its loop is getting busy) ticks every
+        period again for 10 probe periods, exactly as before, so that every late tick
+        counts towards its local health (`note_lag`)."""
         loop = asyncio.get_running_loop()
         period = self.options.tick
-        failed: asyncio.Future[None] = loop.create_future()
-        # on the daemon's timer grid (`shoal.wakeups`): the Raft ticks fire at the same
-        # instants, one wake-up for both (`grid_time` is the very float they use)
-        slot = grid_slot(loop.time(), period) + 1
-        next_at = grid_time(slot, period)
-        handle: asyncio.TimerHandle | None = None
+        self._failed = loop.create_future()
+        # core tick k is due at grid instant `_base + k`
+        self._base = grid_slot(loop.time(), period)
+        self._schedule()
+        try:
+            await self._failed
+        finally:
+            if self._timer is not None:
+                self._timer.cancel()
+                self._timer = None
 
-        def fire() -> None:
-            nonlocal next_at, handle, slot
-            late = loop.time() - next_at
+    def _schedule(self) -> None:
+        """(Re)arm the timer for the core's next due tick."""
+        core = self._core
+        if core is None or self._failed is None or self._failed.done():
+            return
+        window = _DENSE_WINDOW * self.options.config.probe_interval
+        if core.pending_broadcasts() or core.endpoints.has_changes():
+            self._dense_until = max(self._dense_until, core.now + window)  # not idle
+        due = core.next_due()
+        if core.awareness or core.now < self._dense_until:
+            # busy, overloaded, or just was: tick every period, as before. Lifeguard's
+            # local health counts every tick this driver finds late (`note_lag`); sensing
+            # lateness at the due ticks only, a loaded node raised it too rarely (the
+            # 300-task burst: 16 false suspicions against none)
+            due = core.now + 1
+        if self._timer is not None:
+            if due == self._due:
+                return
+            self._timer.cancel()
+        self._due = due
+        loop = asyncio.get_running_loop()
+        self._timer = loop.call_at(grid_time(self._base + due, self.options.tick), self._fire)
+
+    def _fire(self) -> None:
+        loop = asyncio.get_running_loop()
+        period = self.options.tick
+        core = self.core
+        self._timer = None
+        self.wakeups += 1
+        due = self._due
+        late = loop.time() - grid_time(self._base + due, period)
+        try:
+            while core.now < due - 1:  # nothing was due in these: they only move time
+                core.tick()
             if late > 2 * period:
                 # the loop stalled: let time jump instead of ticking in a burst, which would
                 # expire probe deadlines before the acks waiting in the socket are read
-                slot = grid_slot(loop.time(), period)
-            try:
-                if late > period:  # overloaded: acks are read late here too (Lifeguard's
-                    self.core.note_lag()  # local health, from the driver's own clock)
-                self.core.tick()
-                self._flush()
-            except BaseException as exc:  # the task fails with it, as a sleeping loop did
-                if not failed.done():
-                    failed.set_exception(exc)
-                return
-            slot += 1
-            next_at = grid_time(slot, period)
-            handle = loop.call_at(next_at, fire)
+                self._base = grid_slot(loop.time(), period) - due
+            if late > period / 2:  # the loop is getting busy: watch every tick again
+                self._dense_until = due + _DENSE_WINDOW * self.options.config.probe_interval
+            if late > period:  # overloaded: acks are read late here too (Lifeguard's
+                core.note_lag()  # local health, from the driver's own clock)
+            core.tick()
+            self._flush()  # re-arms the timer
+        except BaseException as exc:  # the ticker task fails with it, as a sleeping loop did
+            if self._failed is not None and not self._failed.done():
+                self._failed.set_exception(exc)
 
-        handle = loop.call_at(next_at, fire)
-        try:
-            await failed
-        finally:
-            handle.cancel()
+    def _catch_up(self) -> Swim:
+        """Run the ticks whose instants have passed and at which nothing was due, before
+        the core is handed an input: it reads the input at the right tick (a relay's nack
+        deadline, a suspicion's start, an endpoint's age count from it). Never the due tick
+        itself: that is the timer's, after the socket has been read."""
+        core = self.core
+        if self._failed is not None and not self._failed.done():
+            period = self.options.tick
+            passed = math.floor((asyncio.get_running_loop().time() - PHASE) / period + 1e-6)
+            target = min(passed - self._base, self._due - 1)
+            while core.now < target:
+                core.tick()
+        return core
 
     def _local_change(self) -> None:
         # called inside the table's change (maybe inside the core's own step): act after it
@@ -291,7 +351,7 @@ class GossipNode:
     def _announce(self) -> None:
         self._announcing = False
         if self._core is not None and not self._stop.is_set():
-            self._core.announce()
+            self._catch_up().announce()
             self._flush()
 
     def _flush(self) -> None:
@@ -311,6 +371,7 @@ class GossipNode:
                 task = asyncio.get_running_loop().create_task(self._push_pull(out.addr, out.join))
                 self._tasks.add(task)
                 task.add_done_callback(self._tasks.discard)
+        self._schedule()  # what the core just did may have moved its next due tick
 
     def _send(self, out: SendPacket) -> None:
         if self._udp is None or self._udp.is_closing():
@@ -334,7 +395,7 @@ class GossipNode:
             return
         if self._doctor_acks:
             self._doctor_ack(packet)
-        self._core.step(packet)
+        self._catch_up().step(packet)
         self._flush()
 
     # -- push-pull over TCP -------------------------------------------------------------
@@ -351,7 +412,7 @@ class GossipNode:
                     reply = decode_push_pull(self.keyring.open(frame, _TCP))
                 finally:
                     writer.close()
-            self.core.merge_push_pull(reply)
+            self._catch_up().merge_push_pull(reply)
             self._flush()
             return True
         except (OSError, TimeoutError, ValueError, GossipPacketError) as exc:
@@ -368,7 +429,7 @@ class GossipNode:
         try:
             async with asyncio.timeout(self.options.stream_timeout):
                 msg = decode_push_pull(self.keyring.open(await _read_frame(reader), _TCP))
-                reply = self.core.handle_push_pull(msg)
+                reply = self._catch_up().handle_push_pull(msg)
                 await _write_frame(writer, self.keyring.seal(encode_push_pull(reply), _TCP))
             self._flush()
         except (OSError, TimeoutError, ValueError, GossipPacketError) as exc:

@@ -76,6 +76,19 @@ class Prober:
             if now >= relay.expires:
                 del self._relays[seq]
 
+    def next_due(self) -> int:
+        """The earliest tick at which `tick()` may send or suspect: the next probe, the
+        probe in flight's ping-req and end, a relay's nack. (A relay's expiry sends
+        nothing: it may run late, in a later tick's catch-up.)"""
+        due = self._next_probe
+        p = self._probe
+        if p is not None:
+            due = min(due, p.ends if p.indirect_sent else p.direct_until)
+        for relay in self._relays.values():
+            if relay.nack_at is not None:
+                due = min(due, relay.nack_at)
+        return due
+
     def adjust(self, delta: int) -> None:
         self.awareness = min(self.config.awareness_max - 1, max(0, self.awareness + delta))
 

@@ -5,6 +5,10 @@ with a delay drawn from `delay` (ticks) and dropped with probability `loss` (UDP
 push-pull is TCP and fails only across a partition or to a crashed node). Each packet goes
 through the real codec and must fit in the core's `max_packet`. Crashes, restarts and
 partitions are set between steps. The same seed gives the same run, tick by tick.
+
+Every tick also checks the core's `next_due()` promise, which the real driver relies on to
+sleep between due ticks: a tick before the tick the core named must have no outputs and no
+events (`AssertionError` otherwise). `quiet_ticks` counts the ticks the driver could skip.
 """
 
 from __future__ import annotations
@@ -27,6 +31,8 @@ class NetStats:
     dropped: int = 0
     bytes: int = 0
     push_pulls: int = 0
+    quiet_ticks: int = 0  # ticks before a core's `next_due()`: the driver sleeps through them
+    core_ticks: int = 0
 
 
 @dataclass(order=True)
@@ -84,7 +90,11 @@ class SimNetwork:
     def step(self) -> None:
         self.now += 1
         for core in self.running():
+            wake = core.next_due()
             core.tick()
+            self.stats.core_ticks += 1
+            if core.now < wake:
+                self._check_quiet(core, wake)
             self._route(core)
         while self._queue and self._queue[0].at <= self.now:
             due = heapq.heappop(self._queue)
@@ -102,6 +112,15 @@ class SimNetwork:
                 return i
             self.step()
         return ticks
+
+    def _check_quiet(self, core: Swim, due: int) -> None:
+        outputs, events = core.take_outputs(), core.take_events()
+        if outputs or events:
+            raise AssertionError(
+                f"{core.node_id}: tick {core.now} before its next_due {due} had "
+                f"{len(outputs)} output(s) and {len(events)} event(s)"
+            )
+        self.stats.quiet_ticks += 1
 
     # -- routing ------------------------------------------------------------------------
     def _route(self, core: Swim) -> None:

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import asyncio
 from collections import Counter
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 
 from shoal.gossip.endpoints import EndpointEntry, EndpointState, PublishedPort
 
@@ -27,6 +27,9 @@ class EndpointTable:
         self.reconcile_grace = reconcile_grace
         self._event = asyncio.Event()
         self.state.listeners.append(self._wake)
+        # called before a change: a GossipNode brings its core's clock up to date, so a
+        # change is stamped with the current tick (the core may sleep between due ticks)
+        self.before_change: Callable[[], object] | None = None
 
     @property
     def version(self) -> int:
@@ -38,10 +41,12 @@ class EndpointTable:
 
     def set(self, entry: EndpointEntry) -> None:
         """Publish (or update) a task of this node."""
+        self._before_change()
         self.state.set_local(entry)
 
     def remove(self, task_id: str) -> None:
         """Withdraw a task of this node (a tombstone once gossip replicates the table)."""
+        self._before_change()
         self.state.remove_local(task_id)
 
     def reconcile(self, authoritative: Iterable[tuple[str, str]]) -> int:
@@ -51,6 +56,7 @@ class EndpointTable:
         may have raced the managers' snapshot); this node's own removals are gossiped.
         """
         grace = self.reconcile_grace if self.state.replicated else 0
+        self._before_change()
         return self.state.reconcile(authoritative, grace)
 
     def ports(self) -> list[tuple[str, str, int, int, str]]:
@@ -71,6 +77,10 @@ class EndpointTable:
             if slot not in best or count > best[slot][0]:
                 best[slot] = (count, key)
         return sorted(v for _, v in best.values())
+
+    def _before_change(self) -> None:
+        if self.before_change is not None:
+            self.before_change()
 
     def _wake(self) -> None:
         # wake every waiter of the current generation, start a new one

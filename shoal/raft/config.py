@@ -27,12 +27,19 @@ class Config:
     to the storage's snapshot index): committed entries after it are handed out again.
     `max_size_per_msg` bounds the entries of one MsgApp (at least one entry is always
     sent); `max_inflight` is the pipeline window of MsgApps per follower.
+
+    `idle_heartbeat_tick` (0: off): while the leader is idle — every follower has the whole
+    log and knows the commit index, no read or transfer waits — it heartbeats every that
+    many ticks instead of every `heartbeat_tick`; the first change makes it heartbeat at
+    the normal rate again (see `leader.is_idle`). At most half of `election_tick`, so
+    a follower still hears two heartbeats within its shortest election timeout.
     """
 
     id: int
     rng: RandomSource
     election_tick: int = 10
     heartbeat_tick: int = 1
+    idle_heartbeat_tick: int = 0
     applied: int = 0
     max_size_per_msg: int = 1 << 20
     max_committed_size_per_ready: int = 16 << 20
@@ -47,6 +54,9 @@ class Config:
             raise ConfigError("raft: heartbeat_tick must be greater than 0")
         if self.election_tick <= self.heartbeat_tick:
             raise ConfigError("raft: election_tick must be greater than heartbeat_tick")
+        idle = self.idle_heartbeat_tick
+        if idle < 0 or (idle and 2 * idle > self.election_tick):
+            raise ConfigError("raft: idle_heartbeat_tick must be 0 or at most election_tick/2")
         if self.max_inflight <= 0:
             raise ConfigError("raft: max_inflight must be greater than 0")
         if self.max_size_per_msg <= 0 or self.max_committed_size_per_ready <= 0:

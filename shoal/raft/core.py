@@ -51,6 +51,8 @@ class Raft:
         self.trk = ProgressTracker(cfg.max_inflight)
         self.election_timeout = cfg.election_tick
         self.heartbeat_timeout = cfg.heartbeat_tick
+        self.idle_heartbeat_timeout = cfg.idle_heartbeat_tick
+        self.beat_commit = -1  # the lowest commit index the last heartbeat round carried
         self.check_quorum = cfg.check_quorum
         self.pre_vote = cfg.pre_vote
         self.term = 0
@@ -121,6 +123,7 @@ class Raft:
         self.lead = NONE
         self.election_elapsed = 0
         self.heartbeat_elapsed = 0
+        self.beat_commit = -1
         self.randomized_election_timeout = self.election_timeout + self.rng.randrange(
             self.election_timeout
         )
@@ -185,15 +188,22 @@ class Raft:
     def tick(self) -> None:
         self.tick_fn()
 
-    def set_timing(self, election_tick: int, heartbeat_tick: int) -> None:
+    def set_timing(
+        self, election_tick: int, heartbeat_tick: int, idle_heartbeat_tick: int = 0
+    ) -> None:
         """New election/heartbeat timeouts, effective from the next tick. Elapsed counters
         are kept (time already passed without a leader still counts); the randomised
         timeout is drawn again within the new range. Safety never depends on timing."""
         Config(
-            id=self.id, rng=self.rng, election_tick=election_tick, heartbeat_tick=heartbeat_tick
+            id=self.id,
+            rng=self.rng,
+            election_tick=election_tick,
+            heartbeat_tick=heartbeat_tick,
+            idle_heartbeat_tick=idle_heartbeat_tick,
         ).validate()
         self.election_timeout = election_tick
         self.heartbeat_timeout = heartbeat_tick
+        self.idle_heartbeat_timeout = idle_heartbeat_tick
         self.randomized_election_timeout = election_tick + self.rng.randrange(election_tick)
 
     def forget_leader(self, lead: int) -> None:
@@ -234,6 +244,8 @@ class Raft:
         if self.state is not StateRole.LEADER:
             return
         if self.heartbeat_elapsed >= self.heartbeat_timeout:
+            if self.heartbeat_elapsed < self.idle_heartbeat_timeout and leader.is_idle(self):
+                return  # nothing for the followers but "still here": say it less often
             self.heartbeat_elapsed = 0
             self.step(Message(MT.BEAT, from_=self.id, to=self.id))
 

@@ -34,7 +34,7 @@ from shoal.raft.roles import StateRole
 if TYPE_CHECKING:
     from shoal.raft.core import Raft
 
-__all__ = ["after_conf_change", "append_entry", "bcast_append", "step_leader"]
+__all__ = ["after_conf_change", "append_entry", "bcast_append", "is_idle", "step_leader"]
 
 MT = MessageType
 PS = ProgressState
@@ -265,11 +265,34 @@ def _handle_heartbeat_response(r: Raft, m: Message, pr: Progress) -> None:
 
 def bcast_heartbeat(r: Raft, ctx: bytes) -> None:
     committed = r.log.committed
+    lowest = committed
     for i, pr in r.trk.progress.items():
         if i != r.id:
             # Never tell a follower to commit past what it is known to have.
             commit = min(pr.match, committed)
+            lowest = min(lowest, commit)
             r.send(Message(MT.HEARTBEAT, r.id, i, term=r.term, commit=commit, context=ctx))
+    r.beat_commit = lowest
+
+
+def is_idle(r: Raft) -> bool:
+    """Nothing for the followers but the leader's liveness: every follower replicates
+    with the whole log acknowledged and nothing in flight, the last heartbeat round told
+    each of them the current commit index, and no ReadIndex or leadership transfer waits
+    on heartbeat answers. Then heartbeats only hold off elections and feed check-quorum,
+    and `Config.idle_heartbeat_tick` may space them out. A proposal, a commit, a read or
+    a lagging follower ends it at once (the next tick heartbeats as usual)."""
+    if r.lead_transferee != NONE or r.pending_read_index or r.read_only.last_pending_context():
+        return False
+    committed, last = r.log.committed, r.log.last_index()
+    if r.beat_commit != committed:
+        return False
+    for i, pr in r.trk.progress.items():
+        if i == r.id:
+            continue
+        if pr.state is not PS.REPLICATE or pr.match != last or pr.paused or len(pr.inflights):
+            return False
+    return True
 
 
 # --- reads and transfers ----------------------------------------------------------------

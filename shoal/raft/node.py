@@ -122,10 +122,13 @@ class RawNode:
     def tick(self) -> None:
         self._raft.tick()
 
-    def set_timing(self, election_tick: int, heartbeat_tick: int) -> None:
+    def set_timing(
+        self, election_tick: int, heartbeat_tick: int, idle_heartbeat_tick: int = 0
+    ) -> None:
         """Change the election and heartbeat timeouts (in ticks) from the next tick on;
-        ConfigError (nothing changed) unless election_tick > heartbeat_tick >= 1."""
-        self._raft.set_timing(election_tick, heartbeat_tick)
+        ConfigError (nothing changed) unless election_tick > heartbeat_tick >= 1 and
+        idle_heartbeat_tick is 0 or at most election_tick / 2 (see `Config`)."""
+        self._raft.set_timing(election_tick, heartbeat_tick, idle_heartbeat_tick)
 
     def campaign(self) -> None:
         """Start an election now (e.g. a freshly bootstrapped single node)."""

@@ -39,6 +39,7 @@ class Scenario:
     batch_puts: bool = False  # a node's puts of one tick go in ONE entry (group commit)
     leader_sends_early: bool = False  # leaders send appends before their own write (rounds.py)
     forget_rate: float = 0.0  # per tick: a node forgets its leader (a stream ended)
+    idle_heartbeat: bool = False  # an idle leader heartbeats every election/3 ticks (driver)
 
     @classmethod
     def from_seed(cls, seed: int, chaos_ticks: int | None = None) -> Scenario:
@@ -76,6 +77,7 @@ class Scenario:
             batch_puts=r.random() < 0.5,  # draws, hence older seeds' faults, unchanged
             leader_sends_early=r.random() < 0.75,
             forget_rate=r.choice((0.0, 0.02, 0.1)),
+            idle_heartbeat=r.random() < 0.5,  # drawn last: older seeds' faults unchanged
         )
         if chaos_ticks is not None:
             sc = replace(sc, chaos_ticks=chaos_ticks)
@@ -91,5 +93,6 @@ class Scenario:
             f"compact={self.compact_every}/{self.keep_tail} prevote={self.pre_vote} "
             f"checkquorum={self.check_quorum} inflight={self.max_inflight} "
             f"msgsize={self.max_size_per_msg} retime={self.retime_rate} "
-            f"batch={self.batch_puts} early={self.leader_sends_early} forget={self.forget_rate}"
+            f"batch={self.batch_puts} early={self.leader_sends_early} forget={self.forget_rate} "
+            f"idlebeat={self.idle_heartbeat}"
         )

@@ -106,6 +106,7 @@ class SimNode:
             rng=random.Random(sim.rng.getrandbits(64)),
             election_tick=sim.timing[0],  # the cluster's current timings, like a manager
             heartbeat_tick=sim.timing[1],  # that reads SwarmSpec.Raft when it starts
+            idle_heartbeat_tick=sim.idle_heartbeat_tick(),
             applied=snap.index,
             max_inflight=sc.max_inflight,
             max_size_per_msg=sc.max_size_per_msg,

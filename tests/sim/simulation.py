@@ -17,6 +17,7 @@ import random
 from collections import deque
 from dataclasses import dataclass, replace
 
+from shoal.manager.raft.config import idle_heartbeat_tick
 from shoal.raft import (
     ConfChange,
     ConfChangeType,
@@ -240,8 +241,14 @@ class Simulation:
         self.retiming.discard(node_id)
         raw = self.nodes[node_id].raw
         if raw is not None:  # a node down meanwhile starts with the new timings
-            raw.set_timing(*self.timing)
+            raw.set_timing(*self.timing, self.idle_heartbeat_tick())
             self.trace(f"n{node_id} retimed")
+
+    def idle_heartbeat_tick(self) -> int:
+        """What the driver derives from the current timings, when the scenario says so."""
+        if not self.sc.idle_heartbeat:
+            return 0
+        return idle_heartbeat_tick(*self.timing)
 
     def _partition(self) -> None:
         r = self.rng

@@ -15,10 +15,18 @@ from typing import Protocol
 from shoal.errors import InvalidArgument
 from shoal.raft.messages import DEFAULT_MAX_DECODE_BYTES
 
-__all__ = ["LIVE_FIELDS", "RaftNodeConfig", "StateMachine"]
+__all__ = ["LIVE_FIELDS", "RaftNodeConfig", "StateMachine", "idle_heartbeat_tick"]
 
 # What a running driver can change (`RaftNode.reconfigure`): what SwarmSpec.Raft sets.
 LIVE_FIELDS = ("tick_interval", "election_tick", "heartbeat_tick", "snapshot_every", "keep_tail")
+
+
+def idle_heartbeat_tick(election_tick: int, heartbeat_tick: int) -> int:
+    """A third of `election_tick` if that is longer than `heartbeat_tick`, else 0 (off):
+    a follower then hears at least three heartbeats of an idle leader within its shortest
+    election timeout."""
+    idle = election_tick // 3
+    return idle if idle > heartbeat_tick else 0
 
 
 class StateMachine(Protocol):
@@ -59,6 +67,14 @@ class RaftNodeConfig:
     max_message_bytes: int = DEFAULT_MAX_DECODE_BYTES
     max_outbound: int = 4096
     request_timeout: float | None = None
+
+    @property
+    def idle_heartbeat_tick(self) -> int:
+        """Heartbeat interval of an idle leader (`shoal.raft.Config.idle_heartbeat_tick`):
+        a third of the election timeout (3 ticks of the default 10), 0 (off) when that is
+        not longer than the heartbeat tick. Derived, not a spec field: `docker info` still
+        shows the HeartbeatTick, which is what a busy leader does. See raft-driver.md."""
+        return idle_heartbeat_tick(self.election_tick, self.heartbeat_tick)
 
     @property
     def election_timeout(self) -> float:

@@ -94,6 +94,7 @@ class RaftNode(ReadyRounds, Requests, Membership):
                 rng=rng or random.Random(),
                 election_tick=c.election_tick,
                 heartbeat_tick=c.heartbeat_tick,
+                idle_heartbeat_tick=c.idle_heartbeat_tick,
                 applied=snap.index,
                 max_size_per_msg=c.max_size_per_msg,
                 max_inflight=c.max_inflight,
@@ -298,8 +299,8 @@ class RaftNode(ReadyRounds, Requests, Membership):
         is invalid or differs in more than `LIVE_FIELDS`."""
         self.config.check_live_change(config)
         old, self.config = self.config, config
-        timing = (config.election_tick, config.heartbeat_tick)
-        if (old.election_tick, old.heartbeat_tick) != timing:
+        timing = (config.election_tick, config.heartbeat_tick, config.idle_heartbeat_tick)
+        if (old.election_tick, old.heartbeat_tick) != timing[:2]:
             self._submit(functools.partial(self._raw.set_timing, *timing))
         if old.tick_interval != config.tick_interval:
             self._retimed.set()  # the sleeping ticker starts over with the new interval

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import socket
+import time
 from collections.abc import AsyncIterator
 
 import pytest
@@ -153,6 +154,53 @@ async def test_key_rotation_without_losing_a_member(cluster: Cluster) -> None:
     await until(lambda: all(cluster.live_view(n) == ids for n in [*nodes, newcomer]))
     # nobody was suspected on the way
     assert all(n.core.incarnation == 0 for n in nodes)
+
+
+async def test_an_idle_node_wakes_for_its_due_ticks_only(cluster: Cluster) -> None:
+    """The driver sleeps between the core's due ticks (a probe every 5 ticks when idle)
+    while the core's clock keeps up with the real one."""
+    nodes = await start_many(cluster, 3)
+    await until(lambda: all(cluster.live_view(n) == {"node0", "node1", "node2"} for n in nodes))
+    await until(lambda: all(n.core.pending_broadcasts() == 0 for n in nodes))
+    loop = asyncio.get_running_loop()
+    node = nodes[1]
+    for _ in range(20):  # a window in which this loaded host never ran a tick late
+        await until(lambda: node.core.awareness == 0
+                    and node.core.now >= node._dense_until, 10)
+        t0, w0, c0 = loop.time(), node.wakeups, node._catch_up().now
+        await asyncio.sleep(0.5)
+        if node.core.awareness == 0 and node._dense_until <= c0:
+            break
+    else:
+        pytest.skip("every window had a late tick (an overloaded host ticks every period)")
+    ticks = (loop.time() - t0) / node.options.tick
+    woke = node.wakeups - w0
+    advanced = node._catch_up().now - c0
+    # one probe per 5 ticks, a push-pull per 50, a reconnect check per 20 (FAST)
+    assert woke <= ticks * (1 / 5 + 1 / 50 + 1 / 20) * 1.5 + 3, (woke, ticks)
+    assert woke >= ticks / 5 / 2  # the probes still run
+    assert advanced >= ticks * 0.5  # the clock is not left behind
+    # and it still notices a stopped member
+    await nodes[2].stop(leave=False)
+    await until(lambda: any(m.node_id == "node2" and m.status is MemberStatus.DEAD
+                            for m in node.members()), 20)
+
+
+async def test_a_stalled_loop_raises_local_health_and_ticks_every_period_again(
+    cluster: Cluster,
+) -> None:
+    nodes = await start_many(cluster, 2)
+    await until(lambda: all(len(cluster.live_view(n)) == 2 for n in nodes))
+    await until(lambda: all(n.core.pending_broadcasts() == 0 and n.core.awareness == 0
+                            for n in nodes))
+    node = nodes[0]
+    lag0 = node._dense_until
+    time.sleep(0.1)  # the loop stalls for 10 ticks: the next due tick fires late
+    await until(lambda: node._dense_until > lag0, 2)  # and counts to local health
+    w0, c0 = node.wakeups, node.core.now
+    await until(lambda: node.core.now - c0 >= 20, 5)
+    # every tick is a wake-up again, while the driver watches its own lateness
+    assert node.wakeups - w0 >= 15, (node.wakeups - w0, node.core.now - c0)
 
 
 def test_bad_options_are_refused() -> None:
