@@ -14,6 +14,10 @@ but lo.
 
 from __future__ import annotations
 
+import os
+import time
+from pathlib import Path
+
 from shoal.lab import iproute
 from shoal.lab.iproute import IpError
 from shoal.lab.layout import (
@@ -31,6 +35,7 @@ __all__ = [
     "host_mac",
     "orphan_task_netns",
     "plug",
+    "stale_pins",
     "sweep",
     "task_netns_of",
     "unplug",
@@ -86,11 +91,12 @@ def unplug(layout: LabLayout, host: str) -> None:
         iproute.delete_netns(name)
 
 
-def orphan_task_netns() -> list[str]:
-    """`shoal-t-*` namespaces with no process and no link but lo: dead leftovers."""
-    orphans = []
+def orphan_task_netns(netns_dir: Path = Path("/run/netns")) -> list[str]:
+    """`shoal-t-*` namespaces with no process and no link but lo, and pins that hold no
+    namespace any more (`stale_pins`): dead leftovers."""
+    orphans = stale_pins(netns_dir)
     for name in iproute.list_netns():
-        if not name.startswith(TASK_NETNS_PREFIX):
+        if not name.startswith(TASK_NETNS_PREFIX) or name in orphans:
             continue
         try:
             if iproute.netns_pids(name) or set(iproute.link_names(name)) - {"lo"}:
@@ -99,6 +105,27 @@ def orphan_task_netns() -> list[str]:
             continue
         orphans.append(name)
     return orphans
+
+
+def stale_pins(netns_dir: Path, min_age: float = 30.0) -> list[str]:
+    """`shoal-t-*` files in `netns_dir` that are no mount point, older than `min_age`
+    seconds: a pin made in a mount namespace that is gone (a lab host's daemon or shim
+    killed) leaves its empty file behind, which `ip netns` lists but cannot enter. Young
+    ones may be a pin being made right now (file first, then the bind mount)."""
+    if not netns_dir.is_dir():
+        return []
+    now = time.time()
+    stale = []
+    with os.scandir(netns_dir) as entries:
+        for entry in entries:
+            if not entry.name.startswith(TASK_NETNS_PREFIX) or os.path.ismount(entry.path):
+                continue
+            try:
+                if now - entry.stat(follow_symlinks=False).st_mtime >= min_age:
+                    stale.append(entry.name)
+            except FileNotFoundError:
+                continue
+    return sorted(stale)
 
 
 def sweep(layout: LabLayout) -> list[str]:
