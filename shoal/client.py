@@ -27,6 +27,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any
 
+from shoal import http11
 from shoal.errors import APIError, ShoalError, Unavailable
 
 if TYPE_CHECKING:
@@ -39,7 +40,6 @@ DEFAULT_HOST = "unix:///run/shoal/shoal.sock"
 _CHUNK = 65536
 _MAX_LINE = 65536  # a status, header or chunk-size line longer than this is refused
 _MAX_HEADERS = 100
-_NO_BODY_METHODS = ("HEAD",)
 _BODY_METHODS = ("POST", "PUT", "PATCH")  # sent with `Content-Length: 0` when bodyless
 
 
@@ -416,17 +416,13 @@ def _request(method: str, url: str, content: bytes | None, headers: dict[str, st
     lines = [f"{method} {_target(url)} HTTP/1.1", "Host: shoal", "Accept-Encoding: identity"]
     fields = {"Accept": "*/*", **headers}
     for name, value in fields.items():
-        if _unsafe(name) or _unsafe(value):
+        if http11.unsafe(name) or http11.unsafe(value):
             raise ValueError(f"invalid header {name!r}: {value!r}")
         lines.append(f"{name}: {value}")
     if content is not None or method in _BODY_METHODS:
         lines.append(f"Content-Length: {len(content or b'')}")
     head = ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1")
     return head + content if content else head
-
-
-def _unsafe(text: str) -> bool:
-    return "\r" in text or "\n" in text or "\0" in text
 
 
 def _response(conn: _Connection, method: str) -> tuple[int, dict[str, str], _Body, bool]:
@@ -436,31 +432,17 @@ def _response(conn: _Connection, method: str) -> tuple[int, dict[str, str], _Bod
         line = conn.readline()
         if not line:
             raise _ProtocolError("Remote end closed connection without response")
-        version, _, rest = line.decode("latin-1").rstrip("\r\n").partition(" ")
-        code = rest.partition(" ")[0]
-        if not version.startswith("HTTP/1.") or len(code) != 3 or not code.isdigit():
+        parsed = http11.status_of(line)
+        if parsed is None:
             raise _ProtocolError(f"bad status line from the daemon: {line[:80]!r}")
-        status = int(code)
+        version, status = parsed
         headers = _headers(conn)
-        if status == 101 or not 100 <= status < 200:
-            break  # 100 Continue, 102, 103: an interim answer, the real one follows
-    connection = headers.get("connection", "").lower()
-    will_close = "close" in connection or (version == "HTTP/1.0" and "keep-alive" not in connection)
-    length: int | None = None
-    chunked = False
-    if method in _NO_BODY_METHODS or status in (204, 304) or 100 <= status < 200:
-        length = 0
-    elif "chunked" in headers.get("transfer-encoding", "").lower():
-        chunked = True
-    elif "content-length" in headers:
-        try:
-            length = int(headers["content-length"].split(",")[0])
-        except ValueError:
-            raise _ProtocolError(f"bad Content-Length {headers['content-length']!r}") from None
-        if length < 0:
-            raise _ProtocolError(f"bad Content-Length {headers['content-length']!r}")
-    else:
-        will_close = True  # the body is what comes until the daemon closes the connection
+        if not http11.is_interim(status):
+            break
+    try:
+        length, chunked, will_close = http11.body_framing(method, version, status, headers)
+    except ValueError as exc:
+        raise _ProtocolError(str(exc)) from None
     return status, headers, _Body(conn, length, chunked, will_close), will_close
 
 

@@ -17,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import re
 
+from shoal import http11
 from shoal.errors import InvalidArgument, Unavailable
 
 __all__ = ["TwinPool"]
@@ -25,7 +26,6 @@ _MAX_HEAD = 64 * 1024
 _MAX_BODY = 64 * 1024 * 1024
 _MAX_IDLE = 64  # kept-alive connections beyond this are closed after use
 _TOKEN = re.compile(r"^[!#$%&'*+.^_`|~0-9A-Za-z-]+$")
-_UNSAFE = re.compile(r"[\r\n\0]")
 
 Headers = list[tuple[str, str]]
 
@@ -59,7 +59,7 @@ class TwinPool:
         conn = await self._take()
         try:
             conn.writer.write(head + body if body else head)
-            status, out, payload, keep = await _read_response(conn.reader)
+            status, out, payload, keep = await _read_response(conn.reader, method)
         except (OSError, asyncio.IncompleteReadError, asyncio.LimitOverrunError,
                 ValueError) as exc:
             conn.close()
@@ -91,33 +91,32 @@ class TwinPool:
 def _request_head(method: str, path: str, headers: Headers, length: int) -> bytes:
     if not _TOKEN.match(method):
         raise InvalidArgument(f"forwarded request: bad method {method!r}")
-    if not path.startswith("/") or " " in path or _UNSAFE.search(path):
+    if not path.startswith("/") or " " in path or http11.unsafe(path):
         raise InvalidArgument(f"forwarded request: bad target {path!r}")
     lines = [f"{method} {path} HTTP/1.1", "Host: leader"]
     for name, value in headers:
-        if not _TOKEN.match(name) or _UNSAFE.search(value):
+        if not _TOKEN.match(name) or http11.unsafe(value):
             raise InvalidArgument(f"forwarded request: bad header {name!r}")
         lines.append(f"{name}: {value}")
     lines.append(f"Content-Length: {length}")
     return ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1")
 
 
-async def _read_response(reader: asyncio.StreamReader) -> tuple[int, Headers, bytes, bool]:
+async def _read_response(
+    reader: asyncio.StreamReader, method: str
+) -> tuple[int, Headers, bytes, bool]:
     """(status, headers, body, connection reusable)."""
-    status, headers = await _read_head(reader)
-    while 100 <= status < 200 and status != 101:  # interim answers (100 Continue)
-        status, headers = await _read_head(reader)
+    version, status, headers = await _read_head(reader)
+    while http11.is_interim(status):  # 100 Continue
+        version, status, headers = await _read_head(reader)
     lower = {k.lower(): v for k, v in headers}
-    keep = "close" not in lower.get("connection", "").lower()
-    if status in (204, 304) or 100 <= status < 200:
-        return status, headers, b"", keep
-    if "chunked" in lower.get("transfer-encoding", "").lower():
-        return status, headers, await _read_chunked(reader), keep
-    if "content-length" in lower:
-        size = int(lower["content-length"])
-        if not 0 <= size <= _MAX_BODY:
-            raise ValueError(f"body of {size} bytes")
-        return status, headers, await reader.readexactly(size), keep
+    length, chunked, closes = http11.body_framing(method, version, status, lower)
+    if chunked:
+        return status, headers, await _read_chunked(reader), not closes
+    if length is not None:
+        if length > _MAX_BODY:
+            raise ValueError(f"body of {length} bytes")
+        return status, headers, await reader.readexactly(length), not closes
     body = bytearray()  # framed by the connection's end
     while chunk := await reader.read(256 * 1024):
         body += chunk
@@ -126,20 +125,19 @@ async def _read_response(reader: asyncio.StreamReader) -> tuple[int, Headers, by
     return status, headers, bytes(body), False
 
 
-async def _read_head(reader: asyncio.StreamReader) -> tuple[int, Headers]:
+async def _read_head(reader: asyncio.StreamReader) -> tuple[str, int, Headers]:
     raw = await reader.readuntil(b"\r\n\r\n")
-    first, *fields = raw[:-4].decode("latin-1").split("\r\n")
-    version, _, rest = first.partition(" ")
-    code = rest[:3]
-    if not version.startswith("HTTP/1.") or not code.isdigit():
+    first, _, rest = raw[:-4].partition(b"\r\n")
+    parsed = http11.status_of(first)
+    if parsed is None:
         raise ValueError(f"not an HTTP/1.1 status line: {first[:80]!r}")
     headers: Headers = []
-    for field in fields:
+    for field in rest.decode("latin-1").split("\r\n") if rest else ():
         name, sep, value = field.partition(":")
         if not sep:
             raise ValueError(f"bad header line {field[:80]!r}")
         headers.append((name.strip(), value.strip()))
-    return int(code), headers
+    return parsed[0], parsed[1], headers
 
 
 async def _read_chunked(reader: asyncio.StreamReader) -> bytes:
