@@ -17,6 +17,14 @@ flight with `Unavailable` (their outcome is unknown, as with a unary call whose
 connection broke) and the next request opens a new one. The stream is a framed
 connection (shoal/cluster/frames.py: TLS served by the front itself; a write is a length
 prefix into the socket). `Control/Forward` (one unary call per request) is still served.
+
+The same stream carries the write handlers' control API calls (shoal/httpapi/control.py):
+a `ForwardRequest` with the method `CONTROL`, the operation's name as its path (e.g.
+`secret.create`), no headers and the msgpack-encoded arguments as its body. The leader
+runs the controlapi function on its store, without any HTTP: 200 and the msgpack-encoded
+result, or the error's HTTP status, `X-Shoal-Error: <class>` and its message as the body;
+`NotLeader` answers 503 with `X-Shoal-Not-Leader` like a replayed request. `CONTROL` is no
+HTTP method a client can send through the replay (its path does not start with `/`).
 """
 
 from __future__ import annotations
@@ -38,6 +46,8 @@ from shoal.errors import InvalidArgument, NotFound, ShoalError, Unavailable
 log = logging.getLogger(__name__)
 
 __all__ = [
+    "CONTROL_METHOD",
+    "ERROR_HEADER",
     "FORWARDED_HEADER",
     "NOT_LEADER_HEADER",
     "ForwardChannel",
@@ -54,6 +64,8 @@ __all__ = [
 
 FORWARDED_HEADER = "X-Shoal-Forwarded"  # set on a replayed request: it is never forwarded again
 NOT_LEADER_HEADER = "X-Shoal-Not-Leader"  # on the 503 of a replay that met a non-leader
+CONTROL_METHOD = "CONTROL"  # a control API call (shoal/httpapi/control.py), not an HTTP request
+ERROR_HEADER = "X-Shoal-Error"  # a control call's error class (shoal.errors)
 
 
 class ForwardRequest(msgspec.Struct):
