@@ -17,6 +17,14 @@ flight with `Unavailable` (their outcome is unknown, as with a unary call whose
 connection broke) and the next request opens a new one. The stream is a framed
 connection (shoal/cluster/frames.py: TLS served by the front itself; a write is a length
 prefix into the socket). `Control/Forward` (one unary call per request) is still served.
+
+The same stream carries the write handlers' control API calls (shoal/httpapi/control.py):
+a `ForwardRequest` with the method `CONTROL`, the operation's name as its path (e.g.
+`secret.create`), no headers and the msgpack-encoded arguments as its body. The leader
+runs the controlapi function on its store, without any HTTP: 200 and the msgpack-encoded
+result, or the error's HTTP status, `X-Shoal-Error: <class>` and its message as the body;
+`NotLeader` answers 503 with `X-Shoal-Not-Leader` like a replayed request. `CONTROL` is no
+HTTP method a client can send through the replay (its path does not start with `/`).
 """
 
 from __future__ import annotations
@@ -38,6 +46,8 @@ from shoal.errors import InvalidArgument, NotFound, ShoalError, Unavailable
 log = logging.getLogger(__name__)
 
 __all__ = [
+    "CONTROL_METHOD",
+    "ERROR_HEADER",
     "FORWARDED_HEADER",
     "NOT_LEADER_HEADER",
     "ForwardChannel",
@@ -54,6 +64,8 @@ __all__ = [
 
 FORWARDED_HEADER = "X-Shoal-Forwarded"  # set on a replayed request: it is never forwarded again
 NOT_LEADER_HEADER = "X-Shoal-Not-Leader"  # on the 503 of a replay that met a non-leader
+CONTROL_METHOD = "CONTROL"  # a control API call (shoal/httpapi/control.py), not an HTTP request
+ERROR_HEADER = "X-Shoal-Error"  # a control call's error class (shoal.errors)
 
 
 class ForwardRequest(msgspec.Struct):
@@ -102,19 +114,29 @@ class ForwardEndpoint:
         server.add_frames("Control/ForwardStream", MANAGERS, self._frames)
 
     async def _frames(self, conn: FrameConn, caller: Caller) -> None:
-        """`Control/ForwardStream` on a framed connection: `ForwardFrames` in, one
-        `ForwardReplies` frame per write out."""
+        """`Control/ForwardStream` on a framed connection: `ForwardFrames` in, each request
+        run as its own task, `ForwardReplies` out as the answers are ready (`_Replies`)."""
+        replies = _Replies(conn)
 
         async def batches() -> AsyncIterator[ForwardFrames]:
-            while (frame := await conn.read()) is not None:
+            while True:
+                await conn.drain(_WRITE_TIMEOUT)  # a caller that reads no answers gets no more read
+                frame = await conn.read()
+                if frame is None:
+                    return
                 try:
                     yield _decode_frames(frame)
                 except msgspec.DecodeError as exc:
                     raise InvalidArgument(f"malformed forward frames: {exc}") from None
 
-        async for replies in self._stream(batches(), caller):
-            conn.write(_encode(replies))
-            await conn.drain(_WRITE_TIMEOUT)
+        try:
+            async with asyncio.TaskGroup() as tg:
+                async for batch in batches():
+                    for frame in batch.frames:
+                        tg.create_task(self._one(frame, replies.send))
+        except* (ShoalError, OSError) as group:  # broken or refused: the call is over
+            log.debug("2377: forward stream from %s ended: %r", conn.peer, group.exceptions)
+        replies.flush()  # the caller stopped writing: every request is answered, then the end
 
     async def _call(self, req: ForwardRequest, caller: Caller) -> ForwardResponse:
         executor = self._executor()
@@ -122,7 +144,7 @@ class ForwardEndpoint:
             raise Unavailable("this manager serves no API to forward to")
         return await executor(req)
 
-    async def _one(self, frame: ForwardFrame, replies: asyncio.Queue[ForwardReply | None]) -> None:
+    async def _one(self, frame: ForwardFrame, send: Callable[[ForwardReply], None]) -> None:
         try:
             response = await self._call(frame.request, _NO_CALLER)
             reply = ForwardReply(frame.id, response)
@@ -131,36 +153,39 @@ class ForwardEndpoint:
         except Exception as exc:  # an API twin fault must not end the other requests
             log.warning("2377: forwarded %s failed: %r", frame.request.path, exc)
             reply = ForwardReply(frame.id, None, f"forwarded request failed: {exc!r}")
-        replies.put_nowait(reply)
+        send(reply)
 
-    async def _stream(
-        self, batches: AsyncIterator[ForwardFrames], caller: Caller
-    ) -> AsyncIterator[ForwardReplies]:
-        replies: asyncio.Queue[ForwardReply | None] = asyncio.Queue()
 
-        async def read() -> None:
-            try:
-                async with asyncio.TaskGroup() as tg:
-                    async for batch in batches:
-                        for frame in batch.frames:
-                            tg.create_task(self._one(frame, replies))
-            finally:
-                replies.put_nowait(None)  # the caller stopped writing: answer, then end
+class _Replies:
+    """The leader's answers on one stream. The first answer ready in a turn of the event
+    loop is written at once, from the task that ran its request: through a queue read by
+    another task it waited behind everything the commit had woken (the store's watchers),
+    ~0.2-0.3 ms at 1 client. The answers ready after it in the same turn (a commit group's)
+    join one write at the start of the next turn."""
 
-        reader = asyncio.create_task(read())
+    def __init__(self, conn: FrameConn) -> None:
+        self._conn = conn
+        self._later: list[ForwardReply] | None = None  # not None: a write is scheduled
+
+    def send(self, reply: ForwardReply) -> None:
+        if self._later is not None:
+            self._later.append(reply)
+            return
+        self._later = []
+        asyncio.get_running_loop().call_soon(self.flush)
+        self._write([reply])
+
+    def flush(self) -> None:
+        later, self._later = self._later, None
+        if later:
+            self._write(later)
+
+    def _write(self, replies: list[ForwardReply]) -> None:
         try:
-            ended = False
-            while not ended:
-                ready = [await replies.get()]
-                while not replies.empty():
-                    ready.append(replies.get_nowait())
-                ended = None in ready
-                out = [r for r in ready if r is not None]
-                if out:
-                    yield ForwardReplies(out)  # every answer ready by now, in one write
-        finally:  # the call is over (or broke): requests still running are cancelled
-            reader.cancel()
-            await asyncio.gather(reader, return_exceptions=True)
+            self._conn.write(_encode(ForwardReplies(replies)))
+        except ShoalError as exc:  # the connection is gone: the caller fails what it sent
+            log.debug("2377: %d forward answers to %s lost: %s", len(replies),
+                      self._conn.peer, exc.message)
 
 
 _NO_CALLER = Caller(None, "")

@@ -1,14 +1,15 @@
-"""Followers answer writes as the leader would: requests that meet `NotLeader` are replayed
-on the leader (`Control/Forward` over 2377) and its response is returned as is.
+"""Followers answer writes as the leader would.
 
-* `forward_middleware`: wraps the route handlers (inside the error middleware). A write
-  to cluster objects (`CLUSTER_WRITES`: services, secrets, configs, networks, node
-  updates) on a follower that knows its leader goes to the leader at once, as swarmkit's
-  follower proxies its control API: the follower's handler would only have checked the
-  request against a state that may lag the leader's, then met `NotLeader`. Any other
-  handler that raises `NotLeader` has changed nothing (the write was refused before it
-  was proposed, or its outcome is ambiguous exactly like a timeout), so the whole request,
-  with the body it read, is sent to the leader. A replayed request is marked with
+* The write handlers of cluster objects (services, secrets, configs, networks, node
+  updates) run wherever the request arrives and make their control API call through
+  `shoal.httpapi.control`, which a follower that knows its leader proxies to the leader
+  (as swarmkit's raft proxy sends a follower's control API calls on): the leader runs the
+  controlapi function on its store, with no HTTP on its side.
+* `forward_middleware`: the general fallback, wrapping the route handlers (inside the
+  error middleware). A handler that raises `NotLeader` has changed nothing (the write was
+  refused before it was proposed, or its outcome is ambiguous exactly like a timeout), so
+  the whole request, with the body it read, is replayed on the leader (`Control/Forward`
+  over 2377) and its response returned as is. A replayed request is marked with
   `X-Shoal-Forwarded` and never forwarded again: meeting `NotLeader` there answers 503
   with `X-Shoal-Not-Leader`, which makes the follower retry on the next leader.
 * `consistent_reads`: GETs of cluster objects on a manager first wait for a ReadIndex
@@ -20,7 +21,8 @@ on the leader (`Control/Forward` over 2377) and its response is returned as is.
   on a root-only unix socket: no test utilities, no private aiohttp attributes. The
   exchange is plain HTTP/1.1 on kept-alive connections (`shoal.httpapi.twin_http`):
   aiohttp's client was ~16 % of a leader's CPU under forwarded writes, more than the
-  twin's whole handling of the request.
+  twin's whole handling of the request. A control call (method `CONTROL`) goes to the
+  control runner instead (`shoal.httpapi.control.runner`).
 """
 
 from __future__ import annotations
@@ -34,8 +36,10 @@ from pathlib import Path
 from aiohttp import web
 
 from shoal.cluster.forward import (
+    CONTROL_METHOD,
     FORWARDED_HEADER,
     NOT_LEADER_HEADER,
+    Forwarder,
     ForwardRequest,
     ForwardResponse,
 )
@@ -47,7 +51,6 @@ from shoal.manager.raft.errors import NotLeader
 from shoal.manager.raft_role import NO_LEADER, ElectedHere
 
 __all__ = [
-    "CLUSTER_WRITES",
     "ForwardReplayer",
     "consistent_reads",
     "forward_middleware",
@@ -60,12 +63,6 @@ _SKIP_HEADERS = {"host", "content-length", "transfer-encoding", "connection", "e
 _CLUSTER_READS = re.compile(
     r"^(/v[\d.]+)?/(services|tasks|nodes|swarm|networks|secrets|configs)(/[^/]+)?/?$"
 )
-# writes that only the leader can do (the store's objects), forwarded before their handler
-CLUSTER_WRITES = re.compile(
-    r"^(/v[\d.]+)?/(?:(?:services|secrets|configs|networks)/(?:create|[^/]+(?:/update)?)"
-    r"|nodes/[^/]+/update)/?$"
-)
-_WRITE_METHODS = {"POST", "PUT", "DELETE"}
 
 
 @web.middleware
@@ -73,17 +70,6 @@ async def forward_middleware(request: web.Request, handler: Handler) -> web.Stre
     daemon = daemon_of(request)
     forwarded = bool(request.headers.get(FORWARDED_HEADER))
     raft = daemon.raft
-    if (
-        raft is not None
-        and not forwarded
-        and request.method in _WRITE_METHODS
-        and raft.leader_id not in (0, raft.id)
-        and CLUSTER_WRITES.match(request.path)
-    ):
-        try:
-            return await _forward(request, raft)
-        except ElectedHere:
-            pass  # this manager leads now: run the handler here
     for _ in range(3):  # leadership may land here while the request waits
         try:
             return await handler(request)
@@ -130,9 +116,12 @@ async def consistent_reads(request: web.Request, handler: Handler) -> web.Stream
     return await handler(request)
 
 
-def replay_on(build: Callable[[], web.Application]) -> ForwardReplayer:
-    """The leader's side of a forward: a private twin of the API app, built by `build`."""
-    return ForwardReplayer(build)
+def replay_on(
+    build: Callable[[], web.Application], control: Forwarder | None = None
+) -> ForwardReplayer:
+    """The leader's side of a forward: a private twin of the API app, built by `build`,
+    and `control` for the write handlers' control calls (shoal/httpapi/control.py)."""
+    return ForwardReplayer(build, control)
 
 
 class ForwardReplayer:
@@ -143,8 +132,11 @@ class ForwardReplayer:
     and so is never forwarded again. `run` is the `Forwarder` that `Control/Forward` calls.
     """
 
-    def __init__(self, build: Callable[[], web.Application]) -> None:
+    def __init__(
+        self, build: Callable[[], web.Application], control: Forwarder | None = None
+    ) -> None:
         self._build = build
+        self._control = control
         self._runner: web.AppRunner | None = None
         self._dir: Path | None = None
         self._pool: TwinPool | None = None
@@ -173,6 +165,10 @@ class ForwardReplayer:
             self._dir = None
 
     async def run(self, req: ForwardRequest) -> ForwardResponse:
+        if req.method == CONTROL_METHOD:  # a control API call: no HTTP on this side
+            if self._control is None:
+                raise Unavailable("this manager runs no control calls")
+            return await self._control(req)
         if self._pool is None:
             raise Unavailable("this manager's API is not serving")
         headers = [(k, v) for k, v in req.headers if k.lower() not in _SKIP_HEADERS]

@@ -27,16 +27,15 @@ from shoal.httpapi.common import (
     query_bool,
     route,
 )
+from shoal.httpapi.control import NETWORK_CREATE, NETWORK_REMOVE, call
 from shoal.httpapi.network_services import network_containers, network_services
 from shoal.httpapi.network_verbose import snapshot, verbose_fields
 from shoal.httpapi.node_api import LocalNode
 from shoal.manager.controlapi.networks import (
     INGRESS,
     all_networks,
-    create_network,
     ingress_network,
     network_users,
-    remove_network,
     resolve_network,
 )
 from shoal.manager.state.store import ReadView
@@ -158,15 +157,15 @@ async def inspect(request: web.Request) -> web.StreamResponse:
 
 
 async def create(request: web.Request) -> web.StreamResponse:
-    store = daemon_of(request).require_manager()
+    daemon_of(request).require_manager()
     spec = decode_body(await request.read(), NetworkSpec)
-    network = await create_network(store, spec)
+    network = await call(request, NETWORK_CREATE, spec)
     return json_response({"Id": network.id, "Warning": ""}, status=201)
 
 
 async def remove(request: web.Request) -> web.StreamResponse:
-    store = daemon_of(request).require_manager()
-    await remove_network(store, request.match_info["id"])
+    daemon_of(request).require_manager()
+    await call(request, NETWORK_REMOVE, request.match_info["id"])
     return web.Response(status=204)
 
 

@@ -27,8 +27,9 @@ from shoal.httpapi.common import (
     query_int,
     route,
 )
+from shoal.httpapi.control import NODE_UPDATE, call
 from shoal.httpapi.node_api import LocalNode
-from shoal.manager.controlapi.nodes import remove_node, update_node, validate_node_spec
+from shoal.manager.controlapi.nodes import remove_node, validate_node_spec
 from shoal.manager.controlapi.resolve import resolve
 from shoal.manager.raft.errors import NotLeader
 
@@ -89,14 +90,11 @@ async def inspect_node(request: web.Request) -> web.StreamResponse:
 
 
 async def update(request: web.Request) -> web.StreamResponse:
-    daemon = daemon_of(request)
-    store = daemon.require_manager()
+    daemon_of(request).require_manager()
     spec = decode_body(await request.read(), NodeSpec)
     validate_node_spec(spec)
-    _leader_view(request, daemon)
-    await update_node(
-        store, daemon.raft, request.match_info["id"], query_int(request, "version"), spec
-    )
+    # the leader's call: a demotion's quorum check is its Raft's
+    await call(request, NODE_UPDATE, request.match_info["id"], query_int(request, "version"), spec)
     return web.Response(status=200)
 
 

@@ -19,14 +19,9 @@ from shoal.httpapi.common import (
     query_int,
     route,
 )
+from shoal.httpapi.control import blob_ops, call
 from shoal.manager.controlapi.resolve import resolve
-from shoal.manager.controlapi.secrets import (
-    SECRETS,
-    BlobKind,
-    create_blob,
-    remove_blob,
-    update_blob,
-)
+from shoal.manager.controlapi.secrets import SECRETS, BlobKind
 
 __all__ = ["add_blob_routes", "add_routes", "blob_json"]
 
@@ -51,6 +46,8 @@ def _matches(obj: Any, filters: dict[str, list[str]]) -> bool:
 
 
 def _handlers(kind: BlobKind, spec_type: type[SecretSpec] | type[ConfigSpec]) -> dict[str, Handler]:
+    ops = blob_ops(kind)
+
     async def list_all(request: web.Request) -> web.StreamResponse:
         store = daemon_of(request).require_manager()
         filters = parse_filters(request)
@@ -60,9 +57,9 @@ def _handlers(kind: BlobKind, spec_type: type[SecretSpec] | type[ConfigSpec]) ->
         return json_response([blob_json(kind, o) for o in found])
 
     async def create(request: web.Request) -> web.StreamResponse:
-        store = daemon_of(request).require_manager()
+        daemon_of(request).require_manager()
         spec = decode_body(await request.read(), spec_type)
-        obj = await create_blob(store, kind, spec)
+        obj = await call(request, ops.create, spec)
         return json_response({"ID": obj.id}, status=201)
 
     async def inspect(request: web.Request) -> web.StreamResponse:
@@ -72,15 +69,15 @@ def _handlers(kind: BlobKind, spec_type: type[SecretSpec] | type[ConfigSpec]) ->
         )
 
     async def update(request: web.Request) -> web.StreamResponse:
-        store = daemon_of(request).require_manager()
+        daemon_of(request).require_manager()
         spec = decode_body(await request.read(), spec_type)
         version = query_int(request, "version")
-        await update_blob(store, kind, request.match_info["id"], version, spec)
+        await call(request, ops.update, request.match_info["id"], version, spec)
         return web.Response(status=200)
 
     async def remove(request: web.Request) -> web.StreamResponse:
-        store = daemon_of(request).require_manager()
-        await remove_blob(store, kind, request.match_info["id"])
+        daemon_of(request).require_manager()
+        await call(request, ops.remove, request.match_info["id"])
         return web.Response(status=204)
 
     return {

@@ -19,9 +19,9 @@ from shoal.httpapi.common import (
     query_int,
     route,
 )
+from shoal.httpapi.control import SERVICE_CREATE, SERVICE_REMOVE, SERVICE_UPDATE, call
 from shoal.httpapi.logs import stream_logs
 from shoal.manager.controlapi.resolve import resolve
-from shoal.manager.controlapi.services import create_service, remove_service, update_service
 from shoal.manager.orchestrator.tasks import is_current
 from shoal.manager.state.store import ReadView
 
@@ -87,10 +87,10 @@ async def list_services(request: web.Request) -> web.StreamResponse:
 
 
 async def create(request: web.Request) -> web.StreamResponse:
-    store = daemon_of(request).require_manager()
+    daemon_of(request).require_manager()
     spec = decode_body(await request.read(), ServiceSpec)
     auth = request.headers.get("X-Registry-Auth", "")
-    service = await create_service(store, spec, registry_auth=auth)
+    service = await call(request, SERVICE_CREATE, spec, auth)
     return json_response({"ID": service.id, "Warnings": None}, status=201)
 
 
@@ -101,25 +101,26 @@ async def inspect(request: web.Request) -> web.StreamResponse:
 
 
 async def update(request: web.Request) -> web.StreamResponse:
-    store = daemon_of(request).require_manager()
+    daemon_of(request).require_manager()
     spec = decode_body(await request.read(), ServiceSpec)
     rollback = request.query.get("rollback", "")
     if rollback not in ("", "previous"):
         raise InvalidArgument(f"invalid rollback value {rollback!r}: only 'previous'")
-    await update_service(
-        store,
+    await call(
+        request,
+        SERVICE_UPDATE,
         request.match_info["id"],
         query_int(request, "version"),
         spec,
-        rollback=rollback == "previous",
-        registry_auth=request.headers.get("X-Registry-Auth", ""),
+        rollback == "previous",
+        request.headers.get("X-Registry-Auth", ""),
     )
     return json_response({"Warnings": None})
 
 
 async def remove(request: web.Request) -> web.StreamResponse:
-    store = daemon_of(request).require_manager()
-    await remove_service(store, request.match_info["id"])
+    daemon_of(request).require_manager()
+    await call(request, SERVICE_REMOVE, request.match_info["id"])
     return web.Response(status=200)
 
 
