@@ -6,7 +6,9 @@ the image's, then the service's (later wins by key); Docker's default capabiliti
 `CapabilityAdd`/`CapabilityDrop` (`ALL` and names with or without `CAP_`), its masked and
 read-only /proc and /sys paths and its /dev, /dev/shm, /dev/mqueue, /dev/pts mounts.
 `Init`: the node's init binary (tini) bind-mounted read-only at /sbin/docker-init and put
-in front of the args with `--`, as dockerd does.
+in front of the args with `--`, as dockerd does. dockerd's sysctls for a container with its
+own network namespace (`net.ipv4.ip_unprivileged_port_start=0`, so `--user app` may still
+listen on port 80, and `net.ipv4.ping_group_range`), the service's `Sysctls` over them.
 """
 
 from __future__ import annotations
@@ -50,6 +52,12 @@ MASKED_PATHS = (
 )  # fmt: skip
 READONLY_PATHS = ("/proc/bus", "/proc/fs", "/proc/irq", "/proc/sys", "/proc/sysrq-trigger")
 INIT_PATH = "/sbin/docker-init"  # where dockerd mounts its init in a container
+# dockerd's (20.10+) sysctls for a container with its own network namespace, below the
+# service's own: any user may bind ports under 1024 and open ICMP echo sockets
+DEFAULT_SYSCTLS = {
+    "net.ipv4.ip_unprivileged_port_start": "0",
+    "net.ipv4.ping_group_range": "0 2147483647",
+}
 CPU_PERIOD = 100_000  # microseconds, Docker's default
 SIGTERM = 15
 # Linux signal numbers (x86/arm), as runc and Docker's `--stop-signal` know them
@@ -239,7 +247,7 @@ def build_config(inp: SpecInput) -> dict[str, Any]:
             ],
             "cgroupsPath": inp.cgroups_path,
             "resources": _resources(inp.limits),
-            "sysctl": dict(inp.sysctls),
+            "sysctl": {**DEFAULT_SYSCTLS, **inp.sysctls},
             "maskedPaths": list(MASKED_PATHS),
             "readonlyPaths": list(READONLY_PATHS),
         },
