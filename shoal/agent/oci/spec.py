@@ -8,7 +8,8 @@ read-only /proc and /sys paths and its /dev, /dev/shm, /dev/mqueue, /dev/pts mou
 `Init`: the node's init binary (tini) bind-mounted read-only at /sbin/docker-init and put
 in front of the args with `--`, as dockerd does. dockerd's sysctls for a container with its
 own network namespace (`net.ipv4.ip_unprivileged_port_start=0`, so `--user app` may still
-listen on port 80, and `net.ipv4.ping_group_range`), the service's `Sysctls` over them.
+listen on port 80, and `net.ipv4.ping_group_range`), the service's `Sysctls` over them; the
+`net.*` ones go to the task's netns (`netns_sysctls`), the others into config.json.
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ __all__ = [
     "build_config",
     "capabilities",
     "merge_env",
+    "netns_sysctls",
     "process_args",
     "stop_signal",
 ]
@@ -217,6 +219,13 @@ def _process(inp: SpecInput) -> dict[str, Any]:
     return process
 
 
+def netns_sysctls(inp: SpecInput) -> dict[str, str]:
+    """The `net.*` sysctls, dockerd's defaults under the service's: written by the runtime
+    into the task's netns before `runc run`, which runs inside that netns and so refuses
+    any `net.*` sysctl of config.json ("not allowed in host network namespace")."""
+    return {**DEFAULT_SYSCTLS, **{k: v for k, v in inp.sysctls.items() if k.startswith("net.")}}
+
+
 def build_config(inp: SpecInput) -> dict[str, Any]:
     """The whole config.json (OCI runtime spec 1.0.2) for `runc run`."""
     mounts = _default_mounts()
@@ -247,7 +256,7 @@ def build_config(inp: SpecInput) -> dict[str, Any]:
             ],
             "cgroupsPath": inp.cgroups_path,
             "resources": _resources(inp.limits),
-            "sysctl": {**DEFAULT_SYSCTLS, **inp.sysctls},
+            "sysctl": {k: v for k, v in inp.sysctls.items() if not k.startswith("net.")},
             "maskedPaths": list(MASKED_PATHS),
             "readonlyPaths": list(READONLY_PATHS),
         },
