@@ -6,6 +6,8 @@ from __future__ import annotations
 import re
 from typing import Any
 
+from shoal.api.types import ManagerStatus, Node, NodeSpec
+from shoal.manager.state.store import Tx
 from tests.unit.httpapi.conftest import Api
 
 
@@ -27,3 +29,24 @@ async def test_a_service_created_without_a_name_gets_dockers_random_one(api: Api
     for name in names:
         assert re.fullmatch(r"[a-z]+_[a-z]+", name), name
     assert (await api.get(f"/services/{names[0]}"))["ID"] == first["ID"]
+
+
+async def test_a_demoted_node_out_of_raft_has_no_manager_status(api: Api) -> None:
+    # `docker node demote h2` then `docker node ls`: MANAGER STATUS empty, not "Unreachable"
+    store = api.daemon.manager.store  # type: ignore[union-attr]
+    node_id = "w" * 25
+
+    def add(tx: Tx) -> None:
+        tx.nodes.create(
+            Node(
+                id=node_id,
+                spec=NodeSpec(role="worker"),
+                manager_status=ManagerStatus(reachability="reachable", addr="198.18.0.12:2377"),
+            )
+        )
+
+    await store.update(add)
+    assert (await api.get(f"/nodes/{node_id}")).get("ManagerStatus") is None
+    statuses = {n["ID"]: n.get("ManagerStatus") for n in await api.get("/nodes")}
+    assert statuses.pop(node_id) is None
+    assert [s["Leader"] for s in statuses.values()] == [True]  # the manager's is still there
