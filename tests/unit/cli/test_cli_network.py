@@ -78,7 +78,7 @@ def test_create_refuses_bad_flags_before_sending(shoal: Shoal, daemon: FakeDaemo
     bad = shoal("network", "create", "--gateway", "10.20.0.1", "back")
     assert bad.exit_code == 1 and "must have a corresponding subnet" in bad.stderr
     bad = shoal("network", "create", "-o", "mtu", "back")
-    assert bad.exit_code == 1 and 'invalid argument "mtu" for "-o, --opt" flag' in bad.stderr
+    assert bad.exit_code == 125 and 'invalid argument "mtu" for "-o, --opt" flag' in bad.stderr
     assert daemon.requests_to("POST", "/networks/create") == []
 
 

@@ -57,7 +57,7 @@ def test_swarm_init(shoal: Shoal, daemon: FakeDaemon) -> None:
 
 def test_swarm_init_bad_pool_sends_nothing(shoal: Shoal, daemon: FakeDaemon) -> None:
     result = shoal("swarm", "init", "--default-addr-pool", "not-a-cidr")
-    assert result.exit_code == 1
+    assert result.exit_code == 125  # docker: a flag it cannot parse
     assert 'invalid argument "not-a-cidr" for "--default-addr-pool" flag' in result.stderr
     assert daemon.requests == []
 
@@ -235,5 +235,8 @@ def test_exit_status_and_output_of_the_process() -> None:
     )
     argv = [sys.executable, "-m", "shoal", "service", "ls", "--bad"]
     done = subprocess.run(argv, capture_output=True, text=True, env=env, timeout=60, check=False)
-    assert done.returncode == 1
-    assert done.stderr.endswith("Error: No such option '--bad'.\n")
+    assert done.returncode == 125  # docker's status for a flag it does not know
+    assert done.stderr == (
+        "unknown flag: --bad\n\nUsage:  shoal service ls [OPTIONS]\n\n"
+        "Run 'shoal service ls --help' for more information\n"
+    )

@@ -223,7 +223,7 @@ def test_node_inspect_self_and_update(shoal: Shoal, daemon: FakeDaemon) -> None:
 def test_node_update_refuses_bad_values(shoal: Shoal, daemon: FakeDaemon) -> None:
     daemon.add_node("node1id", "shoal-h1")
     result = shoal("node", "update", "--availability", "sleep", "shoal-h1")
-    assert result.exit_code == 1
+    assert result.exit_code == 125
     assert 'invalid argument "sleep" for "--availability" flag' in result.stderr
     assert daemon.requests == []
     result = shoal("node", "update", "--label-rm", "nope", "shoal-h1")
