@@ -50,3 +50,20 @@ async def test_a_demoted_node_out_of_raft_has_no_manager_status(api: Api) -> Non
     statuses = {n["ID"]: n.get("ManagerStatus") for n in await api.get("/nodes")}
     assert statuses.pop(node_id) is None
     assert [s["Leader"] for s in statuses.values()] == [True]  # the manager's is still there
+
+
+async def test_a_bad_enum_value_gets_dockerds_words(api: Api) -> None:
+    # `docker service create --restart-condition sometimes` / `docker node update
+    # --availability sleep`: the CLI sends the value as is and prints dockerd's answer
+    body = spec("web", RestartPolicy={"Condition": "sometimes"})
+    bad = await api.call("POST", "/services/create", body, expect=400)
+    assert bad == {"message": 'invalid RestartCondition: "sometimes"'}
+    node = (await api.get("/nodes"))[0]
+    update = {**node["Spec"], "Availability": "sleep"}
+    bad = await api.call(
+        "POST", f"/nodes/{node['ID']}/update", update, expect=400,
+        version=str(node["Version"]["Index"]),
+    )  # fmt: skip
+    assert bad == {"message": 'invalid Availability: "sleep"'}
+    assert await api.get("/services") == []
+    assert (await api.get(f"/nodes/{node['ID']}"))["Spec"]["Availability"] == "active"
