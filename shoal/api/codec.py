@@ -11,10 +11,9 @@ daemon/cluster/convert: `invalid RestartCondition: "sometimes"`), as the CLI pri
 
 from __future__ import annotations
 
-from typing import Any, TypeVar
-
 import json
 import re
+from typing import Any, TypeVar
 
 import msgspec
 import msgspec.inspect as mi
