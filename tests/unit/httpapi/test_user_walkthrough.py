@@ -4,11 +4,17 @@ replayed against an in-process node: the bodies the docker CLI sends, dockerd's 
 from __future__ import annotations
 
 import re
+from collections.abc import Awaitable
 from typing import Any
 
 from shoal.api.types import ManagerStatus, Node, NodeSpec
 from shoal.manager.state.store import Tx
+from tests.polling import eventually
 from tests.unit.httpapi.conftest import Api
+
+
+async def _equal(got: Awaitable[Any], want: Any) -> bool:
+    return await got == want
 
 
 def spec(name: str = "", **task: Any) -> dict[str, Any]:
@@ -67,3 +73,24 @@ async def test_a_bad_enum_value_gets_dockerds_words(api: Api) -> None:
     assert bad == {"message": 'invalid Availability: "sleep"'}
     assert await api.get("/services") == []
     assert (await api.get(f"/nodes/{node['ID']}"))["Spec"]["Availability"] == "active"
+
+
+async def test_scaling_down_removes_the_slots_tasks_as_swarmkit_does(api: Api) -> None:
+    # `docker service scale web=3` then `web=1`: `docker service ps web` lists web.1 only
+    body = spec("web")
+    body["Mode"] = {"Replicated": {"Replicas": 3}}
+    sid = (await api.call("POST", "/services/create", body, expect=201))["ID"]
+
+    async def slots() -> list[tuple[int, str]]:
+        tasks = await api.get("/tasks", filters={"service": [sid]})
+        return sorted((t["Slot"], t["Status"]["State"]) for t in tasks)
+
+    three = [(1, "running"), (2, "running"), (3, "running")]
+    await eventually(lambda: _equal(slots(), three), what="three running tasks")
+    svc = await api.get(f"/services/{sid}")
+    svc["Spec"]["Mode"]["Replicated"]["Replicas"] = 1
+    await api.call("POST", f"/services/{sid}/update", svc["Spec"],
+                   version=str(svc["Version"]["Index"]))  # fmt: skip
+    # the tasks of slots 2 and 3 are stopped and then deleted, not kept as `shutdown`
+    await eventually(lambda: _equal(slots(), [(1, "running")]), what="only slot 1 left")
+    assert len(api.runtime.alive()) == 1
