@@ -222,6 +222,20 @@ def test_registry_image_init_hostname_config_exec_user_restart_and_kill(lab1: La
     assert not list((lab1.layout.data_root("h1") / "oci" / "bundles").iterdir())
 
 
+def test_a_health_checked_container_shows_its_health_in_ps_and_inspect(lab1: Lab) -> None:
+    # `docker ps` on the node: `Up 3 seconds (healthy)`; `docker inspect`: State.Health
+    test_images.push("whoami", f"{REGISTRY}/whoami:acc", netns=lab1.layout.netns("client"))
+    shoal(lab1, "service", "create", "-d", "--name", "hc", "--health-cmd", "true",
+          "--health-interval", "1s", f"{REGISTRY}/whoami:acc")  # fmt: skip
+    task_id = until(lambda: running(lab1, "hc"), 60, "hc running and healthy")[0]["ID"]
+    ps = _docker(lab1, "ps", "--filter", f"id={task_id}", "--format", "{{.Status}}").stdout
+    assert ps.strip().startswith("Up ") and ps.strip().endswith("(healthy)"), ps
+    state = json.loads(_docker(lab1, "inspect", task_id).stdout)[0]["State"]
+    assert state["Health"]["Status"] == "healthy", state
+    shoal(lab1, "service", "rm", "hc")
+    until(lambda: not _leftovers(lab1, task_id), 30, "nothing of hc left")
+
+
 def test_a_task_killed_for_memory_shows_it(lab1: Lab, tmp_path: Path) -> None:
     archive = test_images.export("busybox", tmp_path / "bb.tar", "docker-archive", "bb:oom")
     lab1.exec("h1", ["docker", "image", "load", "-i", str(archive)], capture=True)
