@@ -128,17 +128,21 @@ def inspect_objects(
 
 
 def pretty_each(
-    refs: Iterable[str], fetch: Callable[[str], Any], show: Callable[[Any], str]
+    refs: Iterable[str],
+    fetch: Callable[[str], Any],
+    show: Callable[[Any], str],
+    frame: str = "{}\n",
 ) -> None:
-    """`inspect --pretty`: each object's text, blank-line separated, then the errors."""
+    """`inspect --pretty`: each object's text in `frame` (docker's template around it:
+    `"{}\n"` for nodes, `"\n{}\n\n"` for services), then the errors."""
     errors = []
     texts = []
     for ref in refs:
         try:
-            texts.append(show(fetch(ref)))
+            texts.append(frame.format(show(fetch(ref))))
         except ShoalError as exc:
             errors.append(error_text(exc))
-    echo("\n\n".join(texts) + ("\n" if texts else ""))
+    echo("".join(texts))
     if errors:
         raise ErrorList(errors)
 

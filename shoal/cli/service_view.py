@@ -212,7 +212,7 @@ def inspect(cli: CliContext, refs: tuple[str, ...], fmt: str, as_pretty: bool) -
             raise
 
     if as_pretty or fmt == "pretty":
-        pretty_each(refs, fetch, lambda s: service_pretty(s, cli.now()))
+        pretty_each(refs, fetch, lambda s: service_pretty(s, cli.now()), frame="\n{}\n\n")
         return
     inspect_objects(refs, fetch, fmt)
 
