@@ -50,6 +50,8 @@ COMMANDS = {
     "image": ("shoal.cli.image", "image"),
     "pull": ("shoal.cli.image", "pull"),
     "volume": ("shoal.cli.volume", "volume"),
+    "secret": ("shoal.cli.secret", "secret"),
+    "config": ("shoal.cli.secret", "config"),
     "info": ("shoal.cli.system", "info"),
     "version": ("shoal.cli.system", "version"),
     "daemon": ("shoal.cli.daemon", "daemon"),
