@@ -44,11 +44,9 @@ def error_text(exc: BaseException) -> str:
     """How docker words an error on stderr."""
     if isinstance(exc, APIError):
         return f"Error response from daemon: {exc.message}"
-    if isinstance(exc, ErrorList | FlagError):
+    if isinstance(exc, ShoalError):  # as docker 20.10 and 28 print it: no "Error: " added
         return exc.message
-    if isinstance(exc, ShoalError):
-        return f"Error: {exc.message}"
-    return f"Error: {exc}"
+    return str(exc)
 
 
 def echo(text: str, err: bool = False) -> None:

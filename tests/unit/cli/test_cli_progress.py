@@ -181,7 +181,7 @@ def test_paused_update_fails_with_the_task_error(shoal: Shoal, daemon: FakeDaemo
     result = shoal("service", "update", "--image", "bad", "web")
     assert result.exit_code == 1
     assert result.stderr == (
-        "Error: service update paused: update paused due to failure (task: non-zero exit (1))\n"
+        "service update paused: update paused due to failure (task: non-zero exit (1))\n"
     )
 
 
@@ -197,7 +197,7 @@ def test_timeout(shoal: Shoal, daemon: FakeDaemon, clock: FakeClock) -> None:
     daemon.add_service("web")
     result = shoal("service", "update", "--force", "--timeout", "2", "web")
     assert result.exit_code == 1
-    assert result.stderr == "Error: timed out waiting for service web to converge\n"
+    assert result.stderr == "timed out waiting for service web to converge\n"
     assert sum(clock.slept) == pytest.approx(2.0, abs=0.25)
 
 
@@ -207,7 +207,7 @@ def test_replicated_mode_without_count_is_refused_like_docker(
     daemon.add_service("web", {"Mode": {"Replicated": {}}})
     result = shoal("service", "update", "--force", "web")
     assert result.exit_code == 1
-    assert result.stderr == "Error: unrecognized service mode\n"
+    assert result.stderr == "unrecognized service mode\n"
 
 
 @pytest.mark.parametrize("tty", [True, False])

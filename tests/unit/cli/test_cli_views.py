@@ -227,7 +227,7 @@ def test_node_update_refuses_bad_values(shoal: Shoal, daemon: FakeDaemon) -> Non
     assert 'invalid argument "sleep" for "--availability" flag' in result.stderr
     assert daemon.requests == []
     result = shoal("node", "update", "--label-rm", "nope", "shoal-h1")
-    assert result.stderr == "Error: key nope doesn't exist in node's labels\n"
+    assert result.stderr == "key nope doesn't exist in node's labels\n"
     assert daemon.writes() == []
 
 
