@@ -178,7 +178,6 @@ def test_unknown_network_is_an_error(shoal: Shoal, daemon: FakeDaemon) -> None:
          'invalid argument "-1" for "--replicas" flag: '
          'strconv.ParseUint: parsing "-1": invalid syntax'),
         (["--health-interval", "-1s"], "duration cannot be negative"),
-        (["--restart-condition", "sometimes"], 'for "--restart-condition" flag: must be one of'),
         (["--mode", "global", "--replicas", "2"],
          "replicas can only be used with replicated or replicated-job mode"),
         (["--mode", "daemonset"],
@@ -243,3 +242,17 @@ def test_flags_docker_cannot_parse_exit_125_with_its_words(
     assert daemon.requests == []
     missing = shoal("service", "create")  # a missing argument is no flag error: status 1
     assert missing.exit_code == 1
+
+
+def test_a_bad_restart_condition_goes_to_the_daemon_as_dockers_does(
+    shoal: Shoal, daemon: FakeDaemon
+) -> None:
+    daemon.overrides[("POST", "/services/create")] = Reply(
+        400, json={"message": 'invalid RestartCondition: "sometimes"'}
+    )
+    result = shoal("service", "create", "-d", "--restart-condition", "sometimes", "busybox")
+    assert (result.exit_code, result.stderr) == (
+        1, 'Error response from daemon: invalid RestartCondition: "sometimes"\n'
+    )
+    sent = daemon.requests_to("POST", "/services/create")[0].body
+    assert sent["TaskTemplate"]["RestartPolicy"]["Condition"] == "sometimes"
