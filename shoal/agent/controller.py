@@ -9,6 +9,7 @@ whichever way the task ends.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import ipaddress
 import logging
 import time
@@ -19,6 +20,7 @@ from typing import Any, Protocol, TypeVar
 from shoal import timeouts
 from shoal.agent.dns.attachments import network_addresses
 from shoal.agent.exec.runtime import ExecRuntime, ExitStatus, TaskConfig, TaskStartError
+from shoal.agent.exec.taskdir import TaskFiles
 from shoal.agent.health import HealthMonitor, health_spec
 from shoal.agent.ipam import SubnetAllocator
 from shoal.agent.oci.prepare import is_exec_task
@@ -195,17 +197,28 @@ class TaskController:
                 lambda argv, timeout: self.ctx.check_health(self.task, argv, timeout),
                 time.monotonic,
             )
+            self._record_health("starting")
             finished, healthy = await self._race(monitor.wait_healthy(), waiter, stopper)
             if not finished:
                 return False
             if not healthy:
+                self._record_health("unhealthy")
                 return True
+            self._record_health("healthy")
             self._report("running", "healthy", pid=pid)
             self._join_mesh()
             finished, _ = await self._race(monitor.wait_unhealthy(), waiter, stopper)
+            if finished:
+                self._record_health("unhealthy")
             return finished
         finally:
             stopper.cancel()
+
+    def _record_health(self, status: str) -> None:
+        """For `docker ps` / `docker inspect` on this node (State.Health.Status): a file in
+        the task's dir, written on each change only."""
+        with contextlib.suppress(OSError):  # the task dir is gone: nobody will ask
+            TaskFiles(self.ctx.runtime.state_dir / self.task_id).health.write_text(status)
 
     def _health_config(self) -> HealthConfig | None:
         """The service's check; without one (no Test), the image's (Docker's rule)."""

@@ -4,11 +4,15 @@ Go's encoding/json matches object keys case-insensitively and clients rely on it
 sends `"Mode": {"replicated": ...}`), so decoding first rewrites keys to the canonical
 spelling of the target struct, walking the struct's type information; map-typed fields
 (labels, options) keep their keys untouched. Type errors and unknown fields become
-`InvalidArgument` with msgspec's path (`... - at $.TaskTemplate.ContainerSpec`).
+`InvalidArgument` with msgspec's path (`... - at $.TaskTemplate.ContainerSpec`), except a
+bad value of an enum dockerd checks itself, which gets dockerd's words (its
+daemon/cluster/convert: `invalid RestartCondition: "sometimes"`), as the CLI prints them.
 """
 
 from __future__ import annotations
 
+import json
+import re
 from typing import Any, TypeVar
 
 import msgspec
@@ -47,13 +51,38 @@ def decode_body(raw: bytes | str, typ: type[T], what: str = "request body") -> T
     return convert(data, typ, what)
 
 
+_ENUM_ERROR = re.compile(r"Invalid enum value (.*) - at `\$\.(.+)`")
+# the end of the value's path -> dockerd's message (daemon/cluster/convert, Go's %q)
+_DOCKERD_ENUMS = {
+    "RestartPolicy.Condition": "invalid RestartCondition: {q}",
+    "NodeSpec.Role": "invalid Role: {q}",
+    "NodeSpec.Availability": "invalid Availability: {q}",
+    "EndpointSpec.Mode": "invalid ResolutionMode: {q}",
+}
+
+
+def _dockerd_words(message: str, typ: type) -> str | None:
+    match = _ENUM_ERROR.fullmatch(message)
+    if match is None:
+        return None
+    path = f"{typ.__name__}.{match.group(2)}"  # NodeSpec.Role, ServiceSpec.UpdateConfig.Order
+    for suffix, words in _DOCKERD_ENUMS.items():
+        if path == suffix or path.endswith("." + suffix):
+            try:
+                value = str(json.loads(match.group(1).replace("'", '"')))
+            except ValueError:
+                return None
+            return words.format(q=json.dumps(value))
+    return None
+
+
 def convert(data: Any, typ: type[T], what: str = "request body") -> T:
     info = _type_info(typ)
     data = _canonical(data, info)
     try:
         return msgspec.convert(data, typ)
     except msgspec.ValidationError as exc:
-        raise InvalidArgument(f"{what}: {exc}") from exc
+        raise InvalidArgument(_dockerd_words(str(exc), typ) or f"{what}: {exc}") from exc
 
 
 _info_cache: dict[Any, mi.Type] = {}

@@ -44,11 +44,9 @@ def error_text(exc: BaseException) -> str:
     """How docker words an error on stderr."""
     if isinstance(exc, APIError):
         return f"Error response from daemon: {exc.message}"
-    if isinstance(exc, ErrorList | FlagError):
+    if isinstance(exc, ShoalError):  # as docker 20.10 and 28 print it: no "Error: " added
         return exc.message
-    if isinstance(exc, ShoalError):
-        return f"Error: {exc.message}"
-    return f"Error: {exc}"
+    return str(exc)
 
 
 def echo(text: str, err: bool = False) -> None:
@@ -128,17 +126,21 @@ def inspect_objects(
 
 
 def pretty_each(
-    refs: Iterable[str], fetch: Callable[[str], Any], show: Callable[[Any], str]
+    refs: Iterable[str],
+    fetch: Callable[[str], Any],
+    show: Callable[[Any], str],
+    frame: str = "{}\n",
 ) -> None:
-    """`inspect --pretty`: each object's text, blank-line separated, then the errors."""
+    """`inspect --pretty`: each object's text in `frame` (docker's template around it:
+    `"{}\n"` for nodes, `"\n{}\n\n"` for services), then the errors."""
     errors = []
     texts = []
     for ref in refs:
         try:
-            texts.append(show(fetch(ref)))
+            texts.append(frame.format(show(fetch(ref))))
         except ShoalError as exc:
             errors.append(error_text(exc))
-    echo("\n\n".join(texts) + ("\n" if texts else ""))
+    echo("".join(texts))
     if errors:
         raise ErrorList(errors)
 

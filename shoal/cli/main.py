@@ -3,9 +3,10 @@
 `main()` is the console entry point. The root group takes `-H/--host` ($SHOAL_HOST) into the
 `CliContext` and turns every expected failure (ShoalError: daemon errors, refused flags,
 an unreachable daemon; httpx transport errors) into docker's one-line message and exit
-status 1, never a traceback. `whoami` and `lab` come from other packages and are imported
-only when used; while they are missing or broken the command says so instead of failing
-the whole CLI.
+status 1, never a traceback; a flag docker's parser refuses (unknown, without its value, or
+a value `FlagError` refuses) exits 125, as cobra's FlagErrorFunc does. `whoami` and `lab`
+come from other packages and are imported only when used; while they are missing or broken
+the command says so instead of failing the whole CLI.
 
 Start and exit cost (issue 13: `shoal service ls` ≤ 80 ms, most of it Python's own work):
 the cyclic garbage collector is off while this module is imported (click's import and the
@@ -49,6 +50,8 @@ COMMANDS = {
     "image": ("shoal.cli.image", "image"),
     "pull": ("shoal.cli.image", "pull"),
     "volume": ("shoal.cli.volume", "volume"),
+    "secret": ("shoal.cli.secret", "secret"),
+    "config": ("shoal.cli.secret", "config"),
     "info": ("shoal.cli.system", "info"),
     "version": ("shoal.cli.system", "version"),
     "daemon": ("shoal.cli.daemon", "daemon"),
@@ -96,6 +99,64 @@ class _UsageError(click.UsageError):
     exit_code = 1
 
 
+_ARGV = "shoal.argv"  # the root's arguments, in its context's meta
+FLAG_ERROR_STATUS = 125  # cobra's for a flag it cannot parse (docker's FlagErrorFunc)
+
+
+class _FlagUsageError(click.UsageError):
+    """An unknown flag or a flag without its value: docker's words and status 125."""
+
+    exit_code = FLAG_ERROR_STATUS
+
+    def show(self, file: Any = None) -> None:
+        assert self.ctx is not None
+        usage = self.ctx.get_usage().replace("Usage: ", "Usage:  ", 1)
+        click.echo(
+            f"{self.message}\n\n{usage}\n\nRun '{self.ctx.command_path} --help' for more "
+            "information",
+            err=True,
+        )
+
+
+def _failed_context(root: click.Context) -> click.Context:
+    """The context of the command the arguments name (click raises some parse errors, e.g.
+    an option without its value, without one)."""
+    ctx = root
+    for word in root.meta.get(_ARGV, []):
+        group = ctx.command
+        if isinstance(group, click.Group):
+            command = group.get_command(ctx, word)
+            if command is not None:
+                ctx = click.Context(command, info_name=word, parent=ctx)
+    return ctx
+
+
+def _usage_error(exc: click.UsageError, root: click.Context) -> click.UsageError:
+    if isinstance(exc, _UsageError | _FlagUsageError):
+        return exc
+    flag = _flag_message(exc)
+    if flag is not None:
+        return _FlagUsageError(flag, exc.ctx or _failed_context(root))
+    return _UsageError(exc.format_message(), exc.ctx)
+
+
+def _flag_message(exc: click.UsageError) -> str | None:
+    """docker's message for a flag error of click's, or None if it is no flag error."""
+    if isinstance(exc, click.NoSuchOption):
+        name = exc.option_name
+        if name.startswith("--"):
+            return f"unknown flag: {name}"
+        return f"unknown shorthand flag: {name[1:2]!r} in {name}"
+    if isinstance(exc, click.BadOptionUsage):  # an option given without its value
+        name = exc.option_name
+        if name.startswith("--"):
+            return f"flag needs an argument: {name}"
+        return f"flag needs an argument: {name[1:2]!r} in {name}"
+    if isinstance(exc, click.BadParameter) and isinstance(exc.param, click.Option):
+        return exc.format_message()
+    return None
+
+
 class ShoalGroup(click.Group):
     """Root group: lazy subcommands and docker-style error reporting."""
 
@@ -118,18 +179,27 @@ class ShoalGroup(click.Group):
             return _unavailable(cmd_name, f"{module_name}.{attr} is not a click command")
         return loaded
 
+    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
+        ctx.meta[_ARGV] = list(args)
+        try:
+            return super().parse_args(ctx, args)
+        except click.UsageError as exc:
+            raise _usage_error(exc, ctx) from None
+
     def invoke(self, ctx: click.Context) -> Any:
         try:
             return super().invoke(ctx)
         except click.UsageError as exc:
-            raise _UsageError(exc.format_message(), exc.ctx) from None
+            raise _usage_error(exc, ctx) from None
         except Exception as exc:
             if not isinstance(exc, ShoalError) and not _is_http_error(exc):
                 raise
             from shoal.cli.common import echo, error_text
+            from shoal.cli.opts import FlagError
 
             echo(error_text(exc) + "\n", err=True)
-            raise click.exceptions.Exit(1) from None
+            status = FLAG_ERROR_STATUS if isinstance(exc, FlagError) else 1
+            raise click.exceptions.Exit(status) from None
         except KeyboardInterrupt:
             raise click.exceptions.Exit(130) from None
 

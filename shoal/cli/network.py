@@ -124,8 +124,9 @@ def _ipam_config(
 def create_body(name: str, opts: Mapping[str, Any]) -> dict[str, Any]:
     """The `POST /networks/create` body the docker CLI sends for these flags."""
     labels = to_map(parsed("--label", opts.get("label", ()), parse_label))
-    options = to_map(parsed("-o, --opt", opts.get("opt", ()), _key_value))
-    ipam_opts = to_map(parsed("--ipam-opt", opts.get("ipam_opt", ()), _key_value))
+    # docker's MapOpts: `-o mtu` is {"mtu": ""}, as the docker CLI sends it
+    options = to_map(list(opts.get("opt", ())))
+    ipam_opts = to_map(list(opts.get("ipam_opt", ())))
     aux = to_map(parsed("--aux-address", opts.get("aux_address", ()), _key_value))
     return {
         "Name": name,

@@ -21,7 +21,7 @@ from shoal.cli.common import (
 )
 from shoal.cli.context import ApiClient, CliContext, pass_cli
 from shoal.cli.format import Row, natural_key, pretty, render
-from shoal.cli.opts import FlagError, parse_filters, parse_label, to_map
+from shoal.cli.opts import parse_filters, parse_label, to_map
 from shoal.cli.pretty import node_pretty
 from shoal.cli.tasks import print_tasks
 from shoal.errors import ShoalError
@@ -184,11 +184,6 @@ def _update_nodes(
         echo(done(ref, current))
 
 
-def _choice(flag: str, value: str | None, choices: tuple[str, ...]) -> None:
-    if value is not None and value not in choices:
-        raise FlagError(flag, value, "must be one of " + ", ".join(choices))
-
-
 @node.command()
 @click.argument("ref", metavar="NODE")
 @click.option("--availability", help='Availability of the node ("active", "pause", "drain")')
@@ -201,8 +196,8 @@ def update(
     label_rm: tuple[str, ...], role: str | None,
 ) -> None:  # fmt: skip
     """Update a node."""
-    _choice("--availability", availability, ("active", "pause", "drain"))
-    _choice("--role", role, ("worker", "manager"))
+    # --availability and --role go as given, as docker's: dockerd refuses a bad one
+    # (`invalid Availability: "sleep"`, exit 1)
     labels = to_map(parsed("--label-add", label_add, parse_label))
 
     def merge(spec: dict[str, Any]) -> bool:

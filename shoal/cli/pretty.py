@@ -8,6 +8,7 @@ methods compute them.
 
 from __future__ import annotations
 
+import re
 from datetime import datetime
 from typing import Any
 
@@ -79,6 +80,21 @@ def _ago(stamp: str | None, now: datetime) -> str:
     return f"{human_duration((now - parsed).total_seconds())} ago" if parsed else ""
 
 
+_STAMP = re.compile(r"(\d{4}-\d\d-\d\d)T(\d\d:\d\d:\d\d)(?:\.(\d+))?Z")
+
+
+def go_time_pretty(stamp: str) -> str:
+    """docker's PrettyPrint of a time.Time: Go's `String()` (fraction without trailing
+    zeros), everything after the first character lowered: `2026-12-04 21:15:51.028243 +0000
+    utc`."""
+    match = _STAMP.fullmatch(stamp)
+    if match is None:
+        return stamp
+    day, clock, fraction = match.groups()
+    fraction = (fraction or "")[:9].rstrip("0")
+    return f"{day} {clock}{'.' + fraction if fraction else ''} +0000 utc"
+
+
 def node_pretty(node: dict[str, Any], now: datetime) -> str:
     spec = node.get("Spec") or {}
     desc = node.get("Description") or {}
@@ -96,14 +112,14 @@ def node_pretty(node: dict[str, Any], now: datetime) -> str:
         "Name": spec.get("Name") or "",
         "Labels": spec.get("Labels") or {},
         "Hostname": desc.get("Hostname") or "",
-        "CreatedAt": _ago(node.get("CreatedAt"), now),
+        "CreatedAt": go_time_pretty(node.get("CreatedAt") or ""),
         "StatusState": pretty(str(status.get("State") or "")),
         "StatusMessage": status.get("Message") or "",
         "SpecAvailability": pretty(str(spec.get("Availability") or "")),
         "StatusAddr": status.get("Addr") or "",
         "HasManagerStatus": bool(node.get("ManagerStatus")),
         "ManagerStatusAddr": manager.get("Addr") or "",
-        "ManagerStatusReachability": manager.get("Reachability") or "",
+        "ManagerStatusReachability": pretty(str(manager.get("Reachability") or "")),
         "IsManagerStatusLeader": bool(manager.get("Leader")),
         "PlatformOS": (desc.get("Platform") or {}).get("OS") or "",
         "PlatformArchitecture": (desc.get("Platform") or {}).get("Architecture") or "",
@@ -317,13 +333,14 @@ def _amounts(res: dict[str, Any]) -> dict[str, Any] | None:
 
 
 def _resources(task: dict[str, Any]) -> dict[str, Any] | None:
-    """docker's Resources block: reservations, limits, then PIDs."""
-    res = task.get("Resources") or {}
+    """docker's Resources block: reservations, limits, then PIDs; the bare `Resources:`
+    line whenever the spec has Resources at all (docker's HasResources: not nil)."""
+    res = task.get("Resources")
+    if res is None:
+        return None
     reservations = _amounts(res.get("Reservations") or {})
     limits = _amounts(res.get("Limits") or {})
     pids = int((res.get("Limits") or {}).get("Pids") or 0)
-    if reservations is None and limits is None and not pids:
-        return None
     return {"Reservations": reservations, "Limits": limits, "Pids": pids}
 
 

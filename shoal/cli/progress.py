@@ -55,14 +55,14 @@ class ProgressWriter:
         self.tty = tty
         self.width = width
         self._ids: dict[str, int] = {}
-        self._last: dict[str, str] = {}
 
     def progress(self, ident: str, action: str, current: int = 0, total: int = 0) -> None:
         if not self.tty:
-            text = f"{ident}: {action}".rstrip()
-            if action.strip() and self._last.get(ident) != text:
-                self._last[ident] = text
-                self._write(text + "\n")
+            # docker's display off a terminal (28.2, seen on a lab): every message as a
+            # line, repeats and the initial blank `1/3:  ` included, but none that carries
+            # a progress bar (a task's state)
+            if total <= 0:
+                self._write(f"{ident}: {action}\n")
             return
         line = self._ids.get(ident)
         if line is None:
@@ -304,8 +304,10 @@ def wait_on_service(
             active = {n["ID"] for n in nodes if (n.get("Status") or {}).get("State") != "down"}
             converged = updater.update(service, tasks, active, rollback)
             if converged:
-                converged_at = now if converged_at is None else converged_at
-                wait = monitor - (now - converged_at)
+                # docker: convergedAt = time.Now(), then 1+int(monitor - time.Since(it)):
+                # read the clock again, so a 5 s monitor says "Waiting 5 seconds" first
+                converged_at = cli.monotonic() if converged_at is None else converged_at
+                wait = monitor - (cli.monotonic() - converged_at)
                 if wait >= 0:
                     out.progress(
                         "verify",

@@ -187,8 +187,10 @@ FLAGS: tuple[Flag, ...] = (
     Flag("limit-pids", "Limit maximum number of processes (0 = unlimited)", B, parse=parse_int),
     Flag("reserve-cpu", "Reserve CPUs", B, parse=parse_cpus),
     Flag("reserve-memory", "Reserve Memory", B, parse=parse_memory),
+    # not checked here: docker sends it as given and prints dockerd's
+    # `invalid RestartCondition: "x"` (exit 1)
     Flag("restart-condition", 'Restart when condition is met ("none", "on-failure", "any")', B,
-         parse=_choice("none", "on-failure", "any")),
+         parse=str),
     Flag("restart-delay", f"Delay between restart attempts {_DURATION}", B,
          parse=parse_duration),
     Flag("restart-max-attempts", "Maximum number of restarts before giving up", B,

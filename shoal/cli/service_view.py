@@ -208,11 +208,11 @@ def inspect(cli: CliContext, refs: tuple[str, ...], fmt: str, as_pretty: bool) -
             return client.get(f"/services/{ref}", params={"insertDefaults": "true"})
         except APIError as exc:
             if exc.status == 404:
-                raise ShoalError(f"no such service: {ref}") from None
+                raise ShoalError(f"Error: no such service: {ref}") from None  # docker's words
             raise
 
     if as_pretty or fmt == "pretty":
-        pretty_each(refs, fetch, lambda s: service_pretty(s, cli.now()))
+        pretty_each(refs, fetch, lambda s: service_pretty(s, cli.now()), frame="\n{}\n\n")
         return
     inspect_objects(refs, fetch, fmt)
 

@@ -179,7 +179,7 @@ def _service_mode(flags: Flags) -> dict[str, Any]:
     if mode == "replicated":
         replicated = {"Replicas": flags["replicas"]} if "replicas" in flags else {}
         return {"Replicated": replicated}
-    raise InvalidArgument(f"unknown mode: {mode}, only replicated and global supported")
+    raise InvalidArgument(f"Unknown mode: {mode}, only replicated and global supported")
 
 
 def merge_policy(flags: Flags, prefix: str, base: dict[str, Any]) -> dict[str, Any]:

@@ -187,6 +187,8 @@ class RaftRole:
         if node.manager_status is None:
             return None
         rid = raft_id(node.id)
+        if node.spec.role == "worker" and rid not in self.members:
+            return None  # demoted and out of Raft: swarmkit shows no ManagerStatus
         if rid in self.node.conf_state.learners:
             reach = "unknown"  # joining: a learner until caught up, then a voter
         elif rid not in self.members:

@@ -21,7 +21,8 @@ pytestmark = pytest.mark.lab
 
 SCRIPT = (
     "echo pid=$$; id; pwd; echo FOO=$FOO; ls /; "
-    "cat /sys/fs/cgroup/memory/memory.limit_in_bytes; exec sleep 1000"
+    "cat /sys/fs/cgroup/memory/memory.limit_in_bytes; httpd -p 80 -h /tmp; echo bound80=$?; "
+    "echo somaxconn=$(cat /proc/sys/net/core/somaxconn); exec sleep 1000"
 )
 
 
@@ -48,7 +49,7 @@ def test_busybox_container_runs_isolated_and_leaves_nothing(lab1: Lab, tmp_path:
     assert "Loaded image: bb:oci" in proc.stdout, proc.stderr
     shoal(lab1, "service", "create", "-d", "--name", "c", "--limit-memory", "64m",
           "--env", "FOO=bar", "--user", "app", "--workdir", "/tmp",
-          "bb:oci", "sh", "-c", SCRIPT)  # fmt: skip
+          "--sysctl", "net.core.somaxconn=1000", "bb:oci", "sh", "-c", SCRIPT)  # fmt: skip
     try:
         tasks = until(lambda: running(lab1, "c"), 60, "container running")
     except AssertionError:
@@ -56,7 +57,7 @@ def test_busybox_container_runs_isolated_and_leaves_nothing(lab1: Lab, tmp_path:
         log = lab1.layout.daemon_log("h1").read_text()[-3000:]
         raise AssertionError(f"{[t['Status'] for t in every]}\n{log}") from None
     task_id = tasks[0]["ID"]
-    logs = until(lambda: (out := _logs(lab1, "c")) and "limit" not in out and "67108864" in out
+    logs = until(lambda: (out := _logs(lab1, "c")) and "limit" not in out and "somaxconn" in out
                  and out, 30, "container output")  # fmt: skip
     assert "pid=1" in logs
     assert "uid=1000(app) gid=1000(app)" in logs
@@ -65,6 +66,9 @@ def test_busybox_container_runs_isolated_and_leaves_nothing(lab1: Lab, tmp_path:
     listing = logs.split()
     assert "bin" in listing and "etc" in listing and "work" not in listing
     assert "67108864" in logs
+    # as under dockerd: a net.* sysctl of the service is set in the task's netns (runc,
+    # which runs in that netns, refused it), and a user may bind a port under 1024
+    assert "somaxconn=1000" in logs and "bound80=0" in logs, logs
     root = lab1.layout.data_root("h1")
     bundle = root / "oci" / "bundles" / task_id
     assert (bundle / "config.json").exists()
@@ -216,6 +220,20 @@ def test_registry_image_init_hostname_config_exec_user_restart_and_kill(lab1: La
     until(lambda: not _leftovers(lab1, new_id) and not _leftovers(lab1, task_id), 30,
           "nothing of w left")  # fmt: skip
     assert not list((lab1.layout.data_root("h1") / "oci" / "bundles").iterdir())
+
+
+def test_a_health_checked_container_shows_its_health_in_ps_and_inspect(lab1: Lab) -> None:
+    # `docker ps` on the node: `Up 3 seconds (healthy)`; `docker inspect`: State.Health
+    test_images.push("whoami", f"{REGISTRY}/whoami:acc", netns=lab1.layout.netns("client"))
+    shoal(lab1, "service", "create", "-d", "--name", "hc", "--health-cmd", "true",
+          "--health-interval", "1s", f"{REGISTRY}/whoami:acc")  # fmt: skip
+    task_id = until(lambda: running(lab1, "hc"), 60, "hc running and healthy")[0]["ID"]
+    ps = _docker(lab1, "ps", "--filter", f"id={task_id}", "--format", "{{.Status}}").stdout
+    assert ps.strip().startswith("Up ") and ps.strip().endswith("(healthy)"), ps
+    state = json.loads(_docker(lab1, "inspect", task_id).stdout)[0]["State"]
+    assert state["Health"]["Status"] == "healthy", state
+    shoal(lab1, "service", "rm", "hc")
+    until(lambda: not _leftovers(lab1, task_id), 30, "nothing of hc left")
 
 
 def test_a_task_killed_for_memory_shows_it(lab1: Lab, tmp_path: Path) -> None:

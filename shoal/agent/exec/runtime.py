@@ -30,6 +30,7 @@ from pathlib import Path
 import shoal
 from shoal.agent.exec import netsetup, nsutil
 from shoal.agent.exec.handshake import Handshake, ShimGone
+from shoal.agent.exec.netns_call import in_netns
 from shoal.agent.exec.program import DEFAULT_PATH, TaskStartError, program_env, resolve_program
 from shoal.agent.exec.shimspawn import ShimZygote
 from shoal.agent.exec.taskdir import ProcRef, TaskFiles, read_json, write_json_atomic
@@ -62,6 +63,8 @@ class TaskConfig:
     address: ipaddress.IPv4Interface
     gateway: ipaddress.IPv4Address
     workdir: str | None = None
+    # written in the task's netns once it is plumbed, before the program runs
+    sysctls: dict[str, str] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -69,6 +72,19 @@ class TaskRecord:
     task_id: str
     address: ipaddress.IPv4Interface
     alive: bool
+
+
+def _set_task_sysctls(netns_fd: int, sysctls: dict[str, str]) -> None:
+    def write() -> None:
+        for name, value in sysctls.items():
+            try:
+                netsetup.set_sysctl(name, value)
+            except OSError as exc:
+                raise TaskStartError(
+                    f"starting container failed: sysctl {name}={value}: {exc.strerror or exc}"
+                ) from None
+
+    in_netns(netns_fd, write, "netns-sysctl")
 
 
 def check_not_root_netns(own: int | None, root: int | None, allow: bool) -> None:
@@ -256,6 +272,8 @@ class ExecRuntime:
                 await netsetup.create_veth(self.bridge, self.veth_name(cfg.task_id), nsfd)
                 made.add("veth")
                 await netsetup.configure_task_side(nsfd, cfg.address, cfg.gateway)
+                if cfg.sysctls:
+                    _set_task_sysctls(nsfd, cfg.sysctls)
                 # the address may have belonged to an earlier task: drop the bridge's
                 # cached MAC for it, or traffic goes to a dead MAC until the entry expires
                 await netsetup.forget_neighbour(self.bridge, cfg.address.ip)

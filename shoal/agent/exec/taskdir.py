@@ -48,6 +48,7 @@ __all__ = [
 META, CONFIG, SHIM, NETNS, PID, EXIT, LOG = (
     "meta.json", "config.json", "shim.json", "netns", "pid", "exit", "log.jsonl"
 )
+HEALTH = "health"  # the task's health as its controller last saw it: starting|healthy|unhealthy
 
 
 class TaskFiles:
@@ -87,6 +88,10 @@ class TaskFiles:
     @property
     def shim_log(self) -> Path:
         return self.root / "shim.log"
+
+    @property
+    def health(self) -> Path:
+        return self.root / HEALTH
 
     def runtime_files(self) -> list[Path]:
         """What `remove` deletes: everything but the log and the exit status."""

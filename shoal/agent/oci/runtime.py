@@ -30,7 +30,7 @@ from shoal.agent.oci.mounts import oci_mounts
 from shoal.agent.oci.netfiles import hosts_address, resolv_conf
 from shoal.agent.oci.prepare import spec_input
 from shoal.agent.oci.secretfiles import SecretSource, write_secret_files
-from shoal.agent.oci.spec import build_config, stop_signal
+from shoal.agent.oci.spec import build_config, netns_sysctls, stop_signal
 from shoal.agent.volumes import VolumeStore
 from shoal.api.types import Task
 from shoal.images import LocalImage, RegistryAuth
@@ -166,7 +166,13 @@ class OciRuntime(ExecRuntime):
             argv = [RUNC, "--root", str(self.runc_root), "run", "--keep", "--bundle",
                     str(bundle.root), cfg.task_id]  # fmt: skip
             pid = await self.start(
-                dataclasses.replace(cfg, argv=argv, env={"PATH": DEFAULT_PATH}, workdir=None)
+                dataclasses.replace(
+                    cfg,
+                    argv=argv,
+                    env={"PATH": DEFAULT_PATH},
+                    workdir=None,
+                    sysctls=netns_sysctls(inp),
+                )
             )
         except BaseException:
             await asyncio.to_thread(bundle.remove, self.runc_root, cfg.task_id)

@@ -6,7 +6,10 @@ the image's, then the service's (later wins by key); Docker's default capabiliti
 `CapabilityAdd`/`CapabilityDrop` (`ALL` and names with or without `CAP_`), its masked and
 read-only /proc and /sys paths and its /dev, /dev/shm, /dev/mqueue, /dev/pts mounts.
 `Init`: the node's init binary (tini) bind-mounted read-only at /sbin/docker-init and put
-in front of the args with `--`, as dockerd does.
+in front of the args with `--`, as dockerd does. dockerd's sysctls for a container with its
+own network namespace (`net.ipv4.ip_unprivileged_port_start=0`, so `--user app` may still
+listen on port 80, and `net.ipv4.ping_group_range`), the service's `Sysctls` over them; the
+`net.*` ones go to the task's netns (`netns_sysctls`), the others into config.json.
 """
 
 from __future__ import annotations
@@ -25,6 +28,7 @@ __all__ = [
     "build_config",
     "capabilities",
     "merge_env",
+    "netns_sysctls",
     "process_args",
     "stop_signal",
 ]
@@ -50,6 +54,12 @@ MASKED_PATHS = (
 )  # fmt: skip
 READONLY_PATHS = ("/proc/bus", "/proc/fs", "/proc/irq", "/proc/sys", "/proc/sysrq-trigger")
 INIT_PATH = "/sbin/docker-init"  # where dockerd mounts its init in a container
+# dockerd's (20.10+) sysctls for a container with its own network namespace, below the
+# service's own: any user may bind ports under 1024 and open ICMP echo sockets
+DEFAULT_SYSCTLS = {
+    "net.ipv4.ip_unprivileged_port_start": "0",
+    "net.ipv4.ping_group_range": "0 2147483647",
+}
 CPU_PERIOD = 100_000  # microseconds, Docker's default
 SIGTERM = 15
 # Linux signal numbers (x86/arm), as runc and Docker's `--stop-signal` know them
@@ -209,6 +219,13 @@ def _process(inp: SpecInput) -> dict[str, Any]:
     return process
 
 
+def netns_sysctls(inp: SpecInput) -> dict[str, str]:
+    """The `net.*` sysctls, dockerd's defaults under the service's: written by the runtime
+    into the task's netns before `runc run`, which runs inside that netns and so refuses
+    any `net.*` sysctl of config.json ("not allowed in host network namespace")."""
+    return {**DEFAULT_SYSCTLS, **{k: v for k, v in inp.sysctls.items() if k.startswith("net.")}}
+
+
 def build_config(inp: SpecInput) -> dict[str, Any]:
     """The whole config.json (OCI runtime spec 1.0.2) for `runc run`."""
     mounts = _default_mounts()
@@ -239,7 +256,7 @@ def build_config(inp: SpecInput) -> dict[str, Any]:
             ],
             "cgroupsPath": inp.cgroups_path,
             "resources": _resources(inp.limits),
-            "sysctl": dict(inp.sysctls),
+            "sysctl": {k: v for k, v in inp.sysctls.items() if not k.startswith("net.")},
             "maskedPaths": list(MASKED_PATHS),
             "readonlyPaths": list(READONLY_PATHS),
         },

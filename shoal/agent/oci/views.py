@@ -28,6 +28,15 @@ __all__ = ["RuntimeContainers"]
 _ZERO = "0001-01-01T00:00:00Z"
 
 
+def _health(files: TaskFiles) -> str:
+    """What the task's controller recorded (`docker ps`: `Up 5 seconds (healthy)`)."""
+    try:
+        text = files.health.read_text().strip()
+    except OSError:
+        return ""
+    return text if text in ("starting", "healthy", "unhealthy") else ""
+
+
 class RuntimeContainers:
     """`TaskContainers` over an `OciRuntime`'s bundles."""
 
@@ -73,6 +82,7 @@ class RuntimeContainers:
             mounts=tuple(meta.get("mounts", [])),
             log_path=files.log,
             cgroup_path=str(meta.get("cgroups_path", "")),
+            health=_health(files) if alive else "",
         )
 
     def containers(self) -> Sequence[ContainerView]:

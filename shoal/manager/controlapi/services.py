@@ -14,6 +14,7 @@ from shoal.errors import Conflict, InvalidArgument, OutOfSequence
 from shoal.manager.allocator.netalloc import check_aliases, service_vips
 from shoal.manager.allocator.ports import allocate_ports
 from shoal.manager.controlapi.configs import CONFIGS
+from shoal.manager.controlapi.names import random_name
 from shoal.manager.controlapi.networks import resolve_attachments
 from shoal.manager.controlapi.resolve import resolve
 from shoal.manager.controlapi.secrets import SECRETS, check_references
@@ -66,6 +67,8 @@ def check_registry_auth(encoded: str) -> str:
 
 async def create_service(store: Store, spec: ServiceSpec, registry_auth: str = "") -> Service:
     auth = check_registry_auth(registry_auth)
+    if not spec.name:  # dockerd names it before swarmkit's checks
+        spec = msgspec.structs.replace(spec, name=random_name())
 
     def fn(tx: Tx) -> Service:
         service_id = new_id()

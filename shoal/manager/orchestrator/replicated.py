@@ -120,10 +120,10 @@ class Orchestrator(Reconciler):
                 attempt = last.attempt + 1 if at > 0 else 0
             self._create(tx, tasks, new_task(service, slot, attempt=attempt))
         for slot, history in slots.items():
-            if slot > want:
-                for task in history:
-                    if rank(task.desired_state) < TaskState.SHUTDOWN:
-                        task.desired_state = "shutdown"
+            if slot > want:  # scaled down: the slot is gone (swarmkit: desired `remove`, so
+                for task in history:  # the reaper deletes its tasks once they have stopped)
+                    if rank(task.desired_state) < TaskState.REMOVE:
+                        task.desired_state = "remove"
                         tx.update("task", task)
         self._roll(tx, service, [t for t in tasks if t.slot <= want], tasks, now, wake)
 

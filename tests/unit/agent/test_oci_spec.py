@@ -14,6 +14,7 @@ from shoal.agent.oci.spec import (
     build_config,
     capabilities,
     merge_env,
+    netns_sysctls,
     process_args,
     stop_signal,
 )
@@ -154,8 +155,22 @@ def test_config_resources_and_limits() -> None:
     assert res["devices"] == [{"allow": False, "access": "rwm"}]
     assert cfg["process"]["rlimits"] == [{"type": "RLIMIT_NOFILE", "soft": 1024, "hard": 2048}]
     assert cfg["process"]["oomScoreAdj"] == 500
-    assert cfg["linux"]["sysctl"] == {"net.core.somaxconn": "1024"}
+    assert cfg["linux"]["sysctl"] == {}  # net.* goes to the task netns (netns_sysctls)
     assert cfg["linux"]["cgroupsPath"] == "/shoal/" + "t" * 25
+
+
+def test_a_user_may_bind_low_ports_as_under_dockerd_and_the_service_may_say_otherwise() -> None:
+    # dockerd sets these in every container with its own network namespace (20.10+), so a
+    # service run as `--user app` can still listen on port 80
+    assert netns_sysctls(_input()) == {
+        "net.ipv4.ip_unprivileged_port_start": "0",
+        "net.ipv4.ping_group_range": "0 2147483647",
+    }
+    own = _input(sysctls={"net.ipv4.ip_unprivileged_port_start": "1024", "kernel.msgmax": "1"})
+    assert netns_sysctls(own)["net.ipv4.ip_unprivileged_port_start"] == "1024"
+    # runc runs inside the task netns and refuses any net.* sysctl in config.json there
+    # ("not allowed in host network namespace"): only the others go to runc
+    assert build_config(own)["linux"]["sysctl"] == {"kernel.msgmax": "1"}
 
 
 def test_runtime_selection_is_by_label_only() -> None:

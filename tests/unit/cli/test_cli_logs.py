@@ -93,4 +93,4 @@ def test_task_logs_and_unknown_target(shoal: Shoal, logged: FakeDaemon) -> None:
     assert result.stdout == "web.3.task1xxxxxxx@shoal-h1    | from the task\n"
     result = shoal("service", "logs", "nothing")
     assert result.exit_code == 1
-    assert result.stderr == "Error: no such task or service: nothing\n"
+    assert result.stderr == "no such task or service: nothing\n"

@@ -178,13 +178,12 @@ def test_unknown_network_is_an_error(shoal: Shoal, daemon: FakeDaemon) -> None:
          'invalid argument "-1" for "--replicas" flag: '
          'strconv.ParseUint: parsing "-1": invalid syntax'),
         (["--health-interval", "-1s"], "duration cannot be negative"),
-        (["--restart-condition", "sometimes"], 'for "--restart-condition" flag: must be one of'),
         (["--mode", "global", "--replicas", "2"],
-         "Error: replicas can only be used with replicated or replicated-job mode"),
+         "replicas can only be used with replicated or replicated-job mode"),
         (["--mode", "daemonset"],
-         "Error: unknown mode: daemonset, only replicated and global supported"),
+         "Unknown mode: daemonset, only replicated and global supported"),
         (["--no-healthcheck", "--health-cmd", "true"],
-         "Error: --no-healthcheck conflicts with --health-* options"),
+         "--no-healthcheck conflicts with --health-* options"),
         (["-e", "=x"], "invalid environment variable: =x"),
         (["--placement-pref", "pack=x"], "unsupported placement preference pack"),
     ],
@@ -193,7 +192,8 @@ def test_bad_flags_are_refused_before_any_request(
     shoal: Shoal, daemon: FakeDaemon, args: list[str], message: str
 ) -> None:
     result = shoal("service", "create", "-d", *args, "busybox")
-    assert result.exit_code == 1
+    # docker: 125 for a flag value its parser refuses, 1 for what the command refuses
+    assert result.exit_code == (125 if result.stderr.startswith("invalid argument") else 1)
     assert message in result.stderr
     assert "Traceback" not in result.output
     assert daemon.requests == []
@@ -219,3 +219,40 @@ def test_daemon_error_is_printed_like_docker(shoal: Shoal, daemon: FakeDaemon) -
         == "Error response from daemon: rpc error: code = AlreadyExists desc = name conflicts\n"
     )
     assert result.stdout == ""
+
+
+@pytest.mark.parametrize(
+    ("args", "first_line"),
+    [
+        (["--bogus", "x"], "unknown flag: --bogus"),
+        (["-z"], "unknown shorthand flag: 'z' in -z"),
+        (["--publish"], "flag needs an argument: --publish"),
+        (["-p"], "flag needs an argument: 'p' in -p"),
+    ],
+)
+def test_flags_docker_cannot_parse_exit_125_with_its_words(
+    shoal: Shoal, daemon: FakeDaemon, args: list[str], first_line: str
+) -> None:
+    result = shoal("service", "create", *args)
+    assert result.exit_code == 125
+    assert result.stderr == (
+        f"{first_line}\n\nUsage:  cli service create [OPTIONS] IMAGE [COMMAND] [ARG...]\n\n"
+        "Run 'cli service create --help' for more information\n"  # CliRunner's program name
+    )
+    assert daemon.requests == []
+    missing = shoal("service", "create")  # a missing argument is no flag error: status 1
+    assert missing.exit_code == 1
+
+
+def test_a_bad_restart_condition_goes_to_the_daemon_as_dockers_does(
+    shoal: Shoal, daemon: FakeDaemon
+) -> None:
+    daemon.overrides[("POST", "/services/create")] = Reply(
+        400, json={"message": 'invalid RestartCondition: "sometimes"'}
+    )
+    result = shoal("service", "create", "-d", "--restart-condition", "sometimes", "busybox")
+    assert (result.exit_code, result.stderr) == (
+        1, 'Error response from daemon: invalid RestartCondition: "sometimes"\n'
+    )
+    sent = daemon.requests_to("POST", "/services/create")[0].body
+    assert sent["TaskTemplate"]["RestartPolicy"]["Condition"] == "sometimes"

@@ -68,7 +68,8 @@ def test_bad_raft_flags_send_nothing(
     shoal: Shoal, daemon: FakeDaemon, command: str, flags: list[str], message: str
 ) -> None:
     result = shoal("swarm", command, *flags)
-    assert result.exit_code == 1
+    # docker: 125 for a flag value its parser refuses, 1 for what the command refuses
+    assert result.exit_code == (125 if result.stderr.startswith("invalid argument") else 1)
     assert message in result.stderr
     assert [r for r in daemon.requests if r.method == "POST"] == []
 
