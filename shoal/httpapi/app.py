@@ -121,7 +121,7 @@ def make_app(daemon: Node) -> web.Application:
     app = _build_app(daemon)
 
     async def replayer(_: web.Application) -> AsyncIterator[None]:
-        replay = replay_on(lambda: _build_app(daemon), control.runner(daemon))
+        replay = replay_on(lambda: _build_app(daemon), control.runner(daemon), daemon.root)
         await replay.start()
         daemon.api_executor = replay.run
         try:

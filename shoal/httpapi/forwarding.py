@@ -59,6 +59,7 @@ __all__ = [
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
+_SUN_PATH_MAX = 107  # sockaddr_un's sun_path holds 108 bytes with the NUL
 _SKIP_HEADERS = {"host", "content-length", "transfer-encoding", "connection", "expect"}
 _CLUSTER_READS = re.compile(
     r"^(/v[\d.]+)?/(services|tasks|nodes|swarm|networks|secrets|configs)(/[^/]+)?/?$"
@@ -117,28 +118,42 @@ async def consistent_reads(request: web.Request, handler: Handler) -> web.Stream
 
 
 def replay_on(
-    build: Callable[[], web.Application], control: Forwarder | None = None
+    build: Callable[[], web.Application],
+    control: Forwarder | None = None,
+    run_dir: Path | None = None,
 ) -> ForwardReplayer:
     """The leader's side of a forward: a private twin of the API app, built by `build`,
-    and `control` for the write handlers' control calls (shoal/httpapi/control.py)."""
-    return ForwardReplayer(build, control)
+    and `control` for the write handlers' control calls (shoal/httpapi/control.py); its
+    socket in `run_dir` (the daemon's data root)."""
+    return ForwardReplayer(build, control, run_dir)
 
 
 class ForwardReplayer:
     """Runs replayed requests as real HTTP requests against a private twin of the API.
 
-    The twin (same middlewares and routes) listens on a unix socket in a fresh 0700
-    directory, so only root reaches it; a replayed request carries `X-Shoal-Forwarded`
-    and so is never forwarded again. `run` is the `Forwarder` that `Control/Forward` calls.
+    The twin (same middlewares and routes) listens on a unix socket in a 0700 directory,
+    so only root reaches it; a replayed request carries `X-Shoal-Forwarded` and so is
+    never forwarded again. `run` is the `Forwarder` that `Control/Forward` calls.
+
+    The directory is `<run_dir>/run`, and a socket left there by a daemon that was killed
+    is replaced at the next start: a killed daemon runs no cleanup, and a fresh temporary
+    directory per start left one behind for every kill (1,540 under /tmp after a day of
+    lab tests). Without `run_dir`, or where the path would pass a unix socket's length
+    limit, it is a temporary directory removed at `stop`.
     """
 
     def __init__(
-        self, build: Callable[[], web.Application], control: Forwarder | None = None
+        self,
+        build: Callable[[], web.Application],
+        control: Forwarder | None = None,
+        run_dir: Path | None = None,
     ) -> None:
         self._build = build
         self._control = control
+        self._run_dir = run_dir
         self._runner: web.AppRunner | None = None
         self._dir: Path | None = None
+        self._temporary = False
         self._pool: TwinPool | None = None
 
     @property
@@ -146,8 +161,20 @@ class ForwardReplayer:
         assert self._dir is not None
         return self._dir / "forward.sock"
 
+    def _socket_dir(self) -> Path:
+        if self._run_dir is not None:
+            fixed = Path(self._run_dir) / "run"
+            if len(str(fixed / "forward.sock")) <= _SUN_PATH_MAX:
+                fixed.mkdir(mode=0o700, parents=True, exist_ok=True)
+                fixed.chmod(0o700)
+                (fixed / "forward.sock").unlink(missing_ok=True)
+                self._temporary = False
+                return fixed
+        self._temporary = True
+        return Path(tempfile.mkdtemp(prefix="shoal-fwd-"))
+
     async def start(self) -> None:
-        self._dir = Path(tempfile.mkdtemp(prefix="shoal-fwd-"))
+        self._dir = self._socket_dir()
         self._runner = web.AppRunner(self._build(), access_log=None, handle_signals=False)
         await self._runner.setup()
         await web.UnixSite(self._runner, str(self.socket)).start()
@@ -161,7 +188,10 @@ class ForwardReplayer:
             await self._runner.cleanup()
             self._runner = None
         if self._dir is not None:
-            shutil.rmtree(self._dir, ignore_errors=True)
+            if self._temporary:
+                shutil.rmtree(self._dir, ignore_errors=True)
+            else:
+                (self._dir / "forward.sock").unlink(missing_ok=True)
             self._dir = None
 
     async def run(self, req: ForwardRequest) -> ForwardResponse:

@@ -21,7 +21,7 @@ from shoal.cluster.forward import (
 )
 from shoal.errors import InvalidArgument, Unavailable
 from shoal.httpapi.common import DAEMON_KEY
-from shoal.httpapi.forwarding import forward_middleware
+from shoal.httpapi.forwarding import forward_middleware, replay_on
 from shoal.httpapi.twin_http import TwinPool
 from shoal.manager.raft.errors import NotLeader
 
@@ -240,3 +240,48 @@ async def test_a_request_that_could_split_is_refused_before_a_byte_is_sent(
         with pytest.raises(InvalidArgument):
             await TwinPool(str(server.path)).request(method, path, headers, b"")
         assert server.connections == 0
+
+
+def _twin_app() -> web.Application:
+    async def hello(_: web.Request) -> web.Response:
+        return web.Response(text="twin")
+
+    app = web.Application()
+    app.router.add_get("/hello", hello)
+    return app
+
+
+async def test_the_twin_socket_lives_in_the_data_root_and_replaces_a_killed_daemons(
+    tmp_path: Path,
+) -> None:
+    """A killed daemon runs no cleanup: its socket is replaced at the next start, and no
+    directory is left per start (one temporary directory per start was, before)."""
+    run = tmp_path / "run"
+    run.mkdir(mode=0o755)
+    (run / "forward.sock").write_text("left by a killed daemon")
+    replayer = replay_on(_twin_app, None, tmp_path)
+    await replayer.start()
+    try:
+        assert replayer.socket == run / "forward.sock" and replayer.socket.is_socket()
+        assert run.stat().st_mode & 0o777 == 0o700  # root only, whatever it was
+        answer = await replayer.run(ForwardRequest("GET", "/hello", [], b""))
+        assert (answer.status, answer.body) == (200, b"twin")
+    finally:
+        await replayer.stop()
+    assert list(run.iterdir()) == []
+
+
+async def test_a_data_root_too_long_for_a_socket_gets_a_temporary_directory(
+    tmp_path: Path,
+) -> None:
+    deep = tmp_path / ("d" * 100)
+    replayer = replay_on(_twin_app, None, deep)
+    await replayer.start()
+    where = replayer.socket.parent
+    try:
+        assert not deep.exists() and where.name.startswith("shoal-fwd-")
+        answer = await replayer.run(ForwardRequest("GET", "/hello", [], b""))
+        assert answer.status == 200
+    finally:
+        await replayer.stop()
+    assert not where.exists()
