@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -28,7 +29,7 @@ with open(os.path.join(task, "config.json"), "w") as fh:
 shim = subprocess.run([sys.executable, "-S", "-m", "shoal.agent.exec.shim", task],
                       stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=30)
 print(json.dumps({"said": shim.stdout, "code": shim.returncode, "err": shim.stderr,
-                  "pin_left": os.path.lexists(pin)}))
+                  "pin_left": os.path.lexists(pin), "root": root}))
 """
 
 
@@ -42,6 +43,7 @@ def test_a_shim_without_its_runtime_removes_its_pin() -> None:
     )  # fmt: skip
     assert done.returncode == 0, done.stderr
     result = json.loads(done.stdout.strip().splitlines()[-1])
+    shutil.rmtree(result["root"], ignore_errors=True)  # out here: in there it is mounted on
     assert result["said"] == "netns local\n", result["err"]  # it did pin, then heard nothing
     assert result["code"] == 1
     assert result["pin_left"] is False

@@ -6,6 +6,7 @@ from __future__ import annotations
 import datetime
 import ipaddress
 import json
+import shutil
 import socket
 import ssl
 import threading
@@ -204,6 +205,7 @@ def scripted() -> Iterator[Any]:
     yield start
     for server in servers:
         server.close()
+    shutil.rmtree(folder, ignore_errors=True)
 
 
 def _ok(body: bytes, *headers: str) -> bytes:
