@@ -17,9 +17,10 @@ grid for all).
 from __future__ import annotations
 
 import asyncio
+import math
 import random
 
-__all__ = ["GRID", "PHASE", "grid_after", "grid_slot", "grid_time", "sleep_on_grid"]
+__all__ = ["GRID", "PHASE", "grid_after", "grid_floor", "grid_slot", "grid_time", "sleep_on_grid"]
 
 GRID = 0.1  # seconds: the default Raft and gossip tick
 PHASE = random.random() * GRID  # this process's offset of the grid (seconds)
@@ -28,6 +29,11 @@ PHASE = random.random() * GRID  # this process's offset of the grid (seconds)
 def grid_slot(now: float, period: float) -> int:
     """The number of the grid instant of `period` nearest to `now`."""
     return round((now - PHASE) / period)
+
+
+def grid_floor(now: float, period: float) -> int:
+    """The number of the last grid instant of `period` at or before `now`."""
+    return math.floor((now - PHASE) / period + 1e-9)
 
 
 def grid_time(slot: int, period: float) -> float:
