@@ -11,8 +11,10 @@ manager starts or stops leader-only work.
 learner is promoted to voter once caught up; a Raft member whose node is no longer a
 manager in the store (demoted, removed, left) is removed from Raft. When that member is
 this leader, the driver first hands leadership to the most up-to-date voter, and the new
-leader finishes the removal. Level-triggered (a pass every `interval`), so a change that
-a crash interrupted is completed by whichever manager leads next.
+leader finishes the removal. Level-triggered (a pass every `interval` while something is
+left to do; once settled, the next pass after a Raft round that changed the store index,
+term or configuration, at least every 30 s), so a change that a crash interrupted is
+completed by whichever manager leads next.
 """
 
 from __future__ import annotations
@@ -21,7 +23,7 @@ import asyncio
 import logging
 from typing import Protocol
 
-from shoal.errors import ShoalError
+from shoal.errors import ShoalError, Unavailable
 from shoal.manager.netview.keys import KeyManager
 from shoal.manager.orchestrator.reaper import TaskReaper
 from shoal.manager.orchestrator.replicated import Orchestrator
@@ -35,6 +37,8 @@ from shoal.wakeups import sleep_on_grid
 __all__ = ["LeaderDuties", "RaftMembers", "Reconcilers"]
 
 log = logging.getLogger(__name__)
+
+_SETTLED_RECHECK = 30.0  # seconds: a settled membership is looked at again at least this often
 
 
 class Reconcilers:
@@ -89,12 +93,17 @@ class RaftMembers:
             if n.spec.role == "manager" and n.manager_status is not None and n.manager_status.addr
         }
 
+    def _state(self) -> tuple[object, ...]:
+        node = self.role.node
+        cs = node.conf_state
+        return (self.role.store.index, node.term, cs.voters, cs.learners)
+
     async def reconcile_once(self) -> None:
         node = self.role.node
         if not node.leader_ready:
             return
         cs = node.conf_state
-        state = (self.role.store.index, node.term, cs.voters, cs.learners)
+        state = self._state()
         if state == self._settled:
             return
         wanted = self.wanted()
@@ -120,6 +129,15 @@ class RaftMembers:
                 log.info("raft: membership change deferred: %s", exc.message)
             except Exception:  # never die silently: the next pass retries
                 log.exception("raft: membership pass failed")
+            if self._settled is not None and self._settled == self._state():
+                # nothing left to do: the next pass when a round changes the state (a
+                # commit, a term, a conf change) instead of a pass every interval
+                try:
+                    await self.role.node.wait_until(lambda: self._state() != self._settled,
+                                                    _SETTLED_RECHECK)  # fmt: skip
+                    continue
+                except Unavailable:
+                    pass
             await sleep_on_grid(self.interval)  # with the tickers' wake-up
 
 

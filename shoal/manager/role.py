@@ -44,6 +44,7 @@ from shoal.manager.leader import LeaderDuties, RaftMembers, Reconcilers
 from shoal.manager.raft.ids import raft_id
 from shoal.manager.raft_role import RaftRole
 from shoal.manager.state.store import Store
+from shoal.wakeups import sleep_on_grid
 
 __all__ = ["ManagerRole", "fetch_root_ca", "leave_refusal"]
 
@@ -150,7 +151,22 @@ class ManagerRole:
             self.cluster.reload(tls)
 
     # -- what the node asks ---------------------------------------------------------------
+    async def role_may_change(self, poll: float) -> None:
+        """The answer of `wanted_role` changes only with the store or the Raft
+        configuration, i.e. after a driver round: wait for one that makes it "worker"
+        (no poll of our own: an idle manager woke for it twice a second); `poll` when
+        the driver is not running, and a look at least every 30 s regardless."""
+        node = self.raft.node
+        if node.running:
+            with contextlib.suppress(Unavailable):  # timed out, or the node stopped
+                await node.wait_until(lambda: self._wanted() is not None, 30.0)
+                return
+        await sleep_on_grid(poll)
+
     async def wanted_role(self) -> str | None:
+        return self._wanted()
+
+    def _wanted(self) -> str | None:
         """"worker" once this node is demoted in the store *and* out of Raft (the leader's
         RaftMembers removed it, handing leadership over first if needed)."""
         node = self.store.view().nodes.get(self.node_id)

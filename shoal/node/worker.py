@@ -25,6 +25,7 @@ from shoal.errors import ShoalError
 from shoal.manager.issuer import RoleResponse
 from shoal.node.mesh_sync import PortFeed
 from shoal.node.network import NetFeed
+from shoal.wakeups import sleep_on_grid
 
 __all__ = ["WorkerRole", "call_manager"]
 
@@ -83,6 +84,9 @@ class WorkerRole:
             asyncio.create_task(self.renewer.run(), name="cert-renewal"),
         ]
         return session
+
+    async def role_may_change(self, poll: float) -> None:
+        await sleep_on_grid(poll)  # asked of a manager: a poll, on the timer grid
 
     async def wanted_role(self) -> str | None:
         """The role the managers want for this node (`CA/Role`), None if none answers."""

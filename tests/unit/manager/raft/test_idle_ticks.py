@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from shoal import wakeups
+from shoal import timeouts, wakeups
 from shoal.wakeups import GRID, grid_after, grid_time, sleep_on_grid
 from tests.unit.manager.raft.cluster import FAST, Cluster
 
@@ -163,7 +163,7 @@ async def test_quiet_ticks_are_caught_up_before_an_input(tmp_path: Path) -> None
 
         await asyncio.sleep(0.1)
         follower._submit(input_)
-        await asyncio.wait_for(done, 5)
+        await timeouts.wait_for(done, 5)
         base, now = slots
         assert now - 1 <= base <= now  # every tick up to now counted before the input
     finally:
