@@ -385,6 +385,7 @@ class RaftNode(ReadyRounds, Requests, Membership):
         loop = asyncio.get_running_loop()
         interval = self.config.tick_interval
         now = loop.time()
+        wakeups.ride(now)  # slow polls asleep in sleep_riding wake with this tick
         target = self._timer_slot
         if now - wakeups.grid_time(target, interval) > interval / 2:  # a stall: one tick
             ticks, self._base = 1, max(target, wakeups.grid_floor(now, interval))

@@ -168,3 +168,27 @@ async def test_quiet_ticks_are_caught_up_before_an_input(tmp_path: Path) -> None
         assert now - 1 <= base <= now  # every tick up to now counted before the input
     finally:
         await c.close()
+
+
+async def test_sleep_riding_wakes_with_a_tickers_wake_up_after_its_delay() -> None:
+    loop = asyncio.get_running_loop()
+    start = loop.time()
+    sleeper = asyncio.ensure_future(wakeups.sleep_riding(0.2, 5.0))
+    await asyncio.sleep(0.05)
+    wakeups.ride(loop.time())  # before the delay: not released
+    await asyncio.sleep(0)
+    assert not sleeper.done()
+    await asyncio.sleep(0.2)
+    wakeups.ride(loop.time())
+    await timeouts.wait_for(sleeper, 1.0)
+    assert 0.2 <= loop.time() - start < 1.0  # far sooner than delay + slack
+    assert not wakeups._riders
+
+
+async def test_sleep_riding_alone_ends_on_the_grid_after_its_slack() -> None:
+    loop = asyncio.get_running_loop()
+    start = loop.time()
+    await wakeups.sleep_riding(0.05, 0.1)
+    now = loop.time()
+    assert 0.15 <= now - start <= 0.15 + GRID + 0.05
+    assert abs(now - grid_time(round((now - wakeups.PHASE) / GRID), GRID)) < 0.02
