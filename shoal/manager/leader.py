@@ -12,8 +12,8 @@ learner is promoted to voter once caught up; a Raft member whose node is no long
 manager in the store (demoted, removed, left) is removed from Raft. When that member is
 this leader, the driver first hands leadership to the most up-to-date voter, and the new
 leader finishes the removal. Level-triggered (a pass every `interval` while something is
-left to do; once settled, the next pass after a Raft round that changed the store index,
-term or configuration, at least every 30 s), so a change that a crash interrupted is
+left to do; once settled, the next pass after the driver applied something (an entry, a
+conf change), at least every 30 s), so a change that a crash interrupted is
 completed by whichever manager leads next.
 """
 
@@ -23,7 +23,7 @@ import asyncio
 import logging
 from typing import Protocol
 
-from shoal.errors import ShoalError, Unavailable
+from shoal.errors import ShoalError
 from shoal.manager.netview.keys import KeyManager
 from shoal.manager.orchestrator.reaper import TaskReaper
 from shoal.manager.orchestrator.replicated import Orchestrator
@@ -129,15 +129,12 @@ class RaftMembers:
                 log.info("raft: membership change deferred: %s", exc.message)
             except Exception:  # never die silently: the next pass retries
                 log.exception("raft: membership pass failed")
-            if self._settled is not None and self._settled == self._state():
-                # nothing left to do: the next pass when a round changes the state (a
-                # commit, a term, a conf change) instead of a pass every interval
-                try:
-                    await self.role.node.wait_until(lambda: self._state() != self._settled,
-                                                    _SETTLED_RECHECK)  # fmt: skip
-                    continue
-                except Unavailable:
-                    pass
+            # nothing left to do: the next pass once something is applied (a commit, a
+            # conf change; a new term starts new duties) instead of every interval
+            node = self.role.node
+            settled = self._settled is not None and self._settled == self._state()
+            if settled and await node.wait_applied(node.applied, _SETTLED_RECHECK):
+                continue
             await sleep_on_grid(self.interval)  # with the tickers' wake-up
 
 

@@ -153,15 +153,13 @@ class ManagerRole:
     # -- what the node asks ---------------------------------------------------------------
     async def role_may_change(self, poll: float) -> None:
         """The answer of `wanted_role` changes only with the store or the Raft
-        configuration, i.e. after a driver round: wait for one that makes it "worker"
-        (no poll of our own: an idle manager woke for it twice a second); `poll` when
-        the driver is not running, and a look at least every 30 s regardless."""
+        configuration, i.e. when the driver applies something: wait for that (no poll
+        of our own: an idle manager woke for it twice a second); a look at least every
+        30 s regardless, and every `poll` when the driver is not running."""
         node = self.raft.node
-        if node.running:
-            with contextlib.suppress(Unavailable):  # timed out, or the node stopped
-                await node.wait_until(lambda: self._wanted() is not None, 30.0)
-                return
-        await sleep_on_grid(poll)
+        past = node.applied
+        if not node.running or not await node.wait_applied(past, 30.0):
+            await sleep_on_grid(poll)
 
     async def wanted_role(self) -> str | None:
         return self._wanted()

@@ -111,7 +111,9 @@ class RaftNode(ReadyRounds, Requests, Membership):
         self._tick_failed: asyncio.Future[None] | None = None
         self._wake = asyncio.Event()
         self._retimed = asyncio.Event()
-        self._changed = asyncio.Event()
+        self._changed = asyncio.Event()  # set after every round
+        self._applied_moved = asyncio.Event()  # set after a round that applied something
+        self._applied_mark = self._applied
         self._proposals = Proposals()
         self._reads = Reads()
         self.proposal_latency = LatencyRecord()  # read by shoal.observe.metrics
@@ -191,6 +193,23 @@ class RaftNode(ReadyRounds, Requests, Membership):
                 await timeouts.wait_for(self._changed.wait(), remaining)
             except TimeoutError:
                 pass
+
+    async def wait_applied(self, past: int, timeout: float) -> bool:
+        """True once the applied index is beyond `past` (entries, conf changes or a
+        snapshot applied here); False after `timeout` seconds or when the node stops.
+        Rounds that apply nothing (heartbeats) do not wake the waiter, unlike
+        `wait_until`: what only the store or the configuration can change waits here."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        while self._applied <= past:
+            remaining = deadline - loop.time()
+            if remaining <= 0 or self._done.is_set():
+                return False
+            try:
+                await timeouts.wait_for(self._applied_moved.wait(), remaining)
+            except TimeoutError:
+                return False
+        return True
 
     # --- life cycle -------------------------------------------------------------------------
 

@@ -11,8 +11,9 @@ from pathlib import Path
 import pytest
 
 from shoal import timeouts, wakeups
+from shoal.manager.controlapi.services import create_service
 from shoal.wakeups import GRID, grid_after, grid_time, sleep_on_grid
-from tests.unit.manager.raft.cluster import FAST, Cluster
+from tests.unit.manager.raft.cluster import FAST, Cluster, spec
 
 # Heartbeats every 10 ticks: most of a follower's ticks have nothing to hand over.
 SPARSE = replace(FAST, election_tick=50, heartbeat_tick=10)
@@ -192,3 +193,31 @@ async def test_sleep_riding_alone_ends_on_the_grid_after_its_slack() -> None:
     now = loop.time()
     assert 0.15 <= now - start <= 0.15 + GRID + 0.05
     assert abs(now - grid_time(round((now - wakeups.PHASE) / GRID), GRID)) < 0.02
+
+
+async def test_wait_applied_sleeps_through_heartbeat_rounds(tmp_path: Path) -> None:
+    """What only the store or the configuration changes (the role watch, RaftMembers)
+    waits for an applied entry, not for every round: idle heartbeats do not wake it."""
+    c = Cluster(tmp_path, 3, seed=8, config=FAST)
+    c.start_all()
+    try:
+        c[1].node.campaign()
+        leader = await c.wait_leader(5)
+        follower = next(m for m in c.up() if m is not leader).node
+        await c.until(lambda: follower.applied == leader.node.applied, 5, "caught up")
+        rounds = 0
+        after_round = follower._after_round
+
+        def counting_round() -> None:
+            nonlocal rounds
+            rounds += 1
+            after_round()
+
+        follower._after_round = counting_round  # type: ignore[method-assign]
+        assert not await follower.wait_applied(follower.applied, 0.5)  # idle: times out
+        assert rounds >= 5  # heartbeat rounds happened meanwhile
+        waiter = asyncio.ensure_future(follower.wait_applied(follower.applied, 10))
+        await create_service(leader.store, spec("one"))
+        assert await timeouts.wait_for(waiter, 10)
+    finally:
+        await c.close()
