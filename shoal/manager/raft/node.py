@@ -373,6 +373,7 @@ class RaftNode(ReadyRounds, Requests, Membership):
                     self._tick_failed.result()  # raises
                 self._restart_clock(loop.time())  # reconfigured: a fresh interval from now
         finally:
+            self._tick_failed = None  # no timer from here on (`_arm` checks)
             if self._timer is not None:
                 self._timer.cancel()
                 self._timer = None
@@ -386,7 +387,7 @@ class RaftNode(ReadyRounds, Requests, Membership):
         """Set the tick timer for grid slot `target`, by default the core's due tick (at
         most `max_sleep_ticks` after the last tick counted)."""
         if self._tick_failed is None:
-            return  # the ticker has not started
+            return  # the ticker has not started, or has ended
         if target is None:
             self._due = self._raw.ticks_until_due()
             target = self._base + min(self._due, self.config.max_sleep_ticks)
@@ -465,7 +466,8 @@ class RaftNode(ReadyRounds, Requests, Membership):
                 await self._handle_ready(raw.ready())
             await self._maybe_snapshot()
             self._after_round()
-            self._arm()
+            if not self._ticks:  # else the timer set by _fire ticks on until they are stepped
+                self._arm()
 
     # --- used by Membership -------------------------------------------------------------
 

@@ -221,3 +221,30 @@ async def test_wait_applied_sleeps_through_heartbeat_rounds(tmp_path: Path) -> N
         assert await timeouts.wait_for(waiter, 10)
     finally:
         await c.close()
+
+
+async def test_a_stopped_node_keeps_no_tick_timer(tmp_path: Path) -> None:
+    c = Cluster(tmp_path, 3, seed=9, config=FAST)
+    c.start_all()
+    try:
+        c[1].node.campaign()
+        await c.wait_leader(5)
+        node = c[2].node
+        ticks = 0
+        tick = node._raw.tick
+
+        def counting_tick() -> None:
+            nonlocal ticks
+            ticks += 1
+            tick()
+
+        node._raw.tick = counting_tick  # type: ignore[method-assign]
+        await node.stop()
+        assert node._timer is None
+        node._arm()  # a late round's re-arm after the ticker ended does nothing
+        assert node._timer is None
+        before = ticks
+        await asyncio.sleep(10 * FAST.tick_interval)
+        assert ticks == before
+    finally:
+        await c.close()
