@@ -25,7 +25,7 @@ from shoal.errors import ShoalError
 from shoal.manager.issuer import RoleResponse
 from shoal.node.mesh_sync import PortFeed
 from shoal.node.network import NetFeed
-from shoal.wakeups import sleep_riding
+from shoal.wakeups import GRID, sleep_riding
 
 __all__ = ["WorkerRole", "call_manager"]
 
@@ -86,7 +86,8 @@ class WorkerRole:
         return session
 
     async def role_may_change(self, poll: float) -> None:
-        await sleep_riding(poll, 0.5)  # asked of a manager: a poll, with a ticker's wake-up
+        # asked of a manager: a poll, with a ticker's wake-up, never later than `poll`
+        await sleep_riding(max(0.0, poll - 0.5), 0.5 - GRID)
 
     async def wanted_role(self) -> str | None:
         """The role the managers want for this node (`CA/Role`), None if none answers."""

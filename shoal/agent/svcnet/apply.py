@@ -303,10 +303,13 @@ async def _our_routes(nl: Rtnl) -> dict[ipaddress.IPv4Address, str]:
 
 
 async def _change_or_poll(change: Coroutine[Any, Any, object], every: float) -> None:
-    """Until `change` or about `every` s have passed (3/4 to 5/4 of it: the poll wakes
-    with a ticker's wake-up, `sleep_riding`, instead of one of its own)."""
+    """Until `change` or at most `every` s have passed (from half of it: the poll wakes
+    with a ticker's wake-up, `sleep_riding`, instead of one of its own; never later than
+    the plain timeout was, so what the pass picks up is not slower)."""
     changed = asyncio.ensure_future(change)
-    poll = asyncio.ensure_future(wakeups.sleep_riding(0.75 * every, 0.5 * every))
+    poll = asyncio.ensure_future(
+        wakeups.sleep_riding(0.5 * every, max(0.0, 0.5 * every - wakeups.GRID))
+    )
     try:
         await asyncio.wait((changed, poll), return_when=asyncio.FIRST_COMPLETED)
     finally:
