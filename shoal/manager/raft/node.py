@@ -408,9 +408,14 @@ class RaftNode(ReadyRounds, Requests, Membership):
         wakeups.ride(now)  # slow polls asleep in sleep_riding wake with this tick
         target = self._timer_slot
         if now - wakeups.grid_time(target, interval) > interval / 2:  # a stall: one tick
-            ticks, self._base = 1, max(target, wakeups.grid_floor(now, interval))
+            ticks = 1
+            self._base = max(self._base, target, wakeups.grid_floor(now, interval))
         else:
-            ticks, self._base = max(1, target - self._base), target
+            # a catch-up may have counted past an intermediate target (never a due one)
+            ticks, self._base = max(0, target - self._base), max(self._base, target)
+            if not ticks:
+                self._arm(self._base + 1 if self._ticks else None)
+                return
         if not self._parked or self._inbox or self._ticks:
             self._ticks += ticks  # the driver steps them after its inbox
             self._wake.set()
