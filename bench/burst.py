@@ -286,6 +286,7 @@ def main() -> None:
     parser.add_argument("--only", default="serve,scale,burst,kill")
     parser.add_argument("--keep", action="store_true", help="wait for Enter before lab down")
     parser.add_argument("--runtime", choices=["oci", "exec"], default="oci")
+    parser.add_argument("--tag", default="bu", help="lab tag prefix (<tag>t, <tag>b)")
     args = parser.parse_args()
     parts = args.only.split(",")
     shapes = [(args.nodes, args.replicas)] + ([(10, 1000)] if args.big else [])
@@ -293,7 +294,7 @@ def main() -> None:
     results: dict[tuple[str, int], dict[str, Any]] = {}
     for nodes, replicas in shapes:
         for label, code in codes:
-            results[(label, nodes)] = run_code(code, f"bu{label[0]}", args, nodes, replicas,
+            results[(label, nodes)] = run_code(code, f"{args.tag}{label[0]}", args, nodes, replicas,
                                                parts if nodes == args.nodes else ["burst"])
     print(f"\nsummary (load now {os.getloadavg()})")
     for nodes, _ in shapes:

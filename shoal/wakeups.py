@@ -17,17 +17,36 @@ grid for all).
 from __future__ import annotations
 
 import asyncio
+import math
 import random
 
-__all__ = ["GRID", "PHASE", "grid_after", "grid_slot", "grid_time", "sleep_on_grid"]
+__all__ = [
+    "GRID",
+    "PHASE",
+    "grid_after",
+    "grid_floor",
+    "grid_slot",
+    "grid_time",
+    "ride",
+    "sleep_on_grid",
+    "sleep_riding",
+]
 
 GRID = 0.1  # seconds: the default Raft and gossip tick
 PHASE = random.random() * GRID  # this process's offset of the grid (seconds)
+
+# sleepers of `sleep_riding`: (earliest instant, future), released by `ride`
+_riders: list[tuple[float, asyncio.Future[None]]] = []
 
 
 def grid_slot(now: float, period: float) -> int:
     """The number of the grid instant of `period` nearest to `now`."""
     return round((now - PHASE) / period)
+
+
+def grid_floor(now: float, period: float) -> int:
+    """The number of the last grid instant of `period` at or before `now`."""
+    return math.floor((now - PHASE) / period + 1e-9)
 
 
 def grid_time(slot: int, period: float) -> float:
@@ -59,3 +78,32 @@ async def sleep_on_grid(delay: float) -> None:
 def _wake(fut: asyncio.Future[None]) -> None:
     if not fut.done():
         fut.set_result(None)
+
+
+async def sleep_riding(delay: float, slack: float) -> None:
+    """Sleep at least `delay` seconds and wake with the first tick of the daemon's tickers
+    (`ride`: gossip's and Raft's timers) after that, at the latest on the grid instant
+    after `delay + slack`. With Raft and gossip waking only at their due ticks (an idle
+    node: gossip's probes, every 0.5 s) a poll on the grid alone mostly woke the loop on
+    its own; riding the probes' wake-ups, a slow poll with `slack` >= the probe period
+    costs none."""
+    loop = asyncio.get_running_loop()
+    now = loop.time()
+    fut: asyncio.Future[None] = loop.create_future()
+    entry = (now + delay, fut)
+    _riders.append(entry)
+    when = grid_time(int((now + delay + slack - PHASE) / GRID) + 1, GRID)
+    handle = loop.call_at(when, _wake, fut)
+    try:
+        await fut
+    finally:
+        handle.cancel()
+        _riders.remove(entry)
+
+
+def ride(now: float) -> None:
+    """A ticker's timer fired at `now` (the loop is awake): release the `sleep_riding`
+    sleepers whose delay has passed."""
+    for earliest, fut in _riders:
+        if earliest <= now:
+            _wake(fut)

@@ -22,6 +22,7 @@ import struct
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+from shoal import wakeups
 from shoal.errors import Conflict, InvalidArgument
 from shoal.gossip.codec import (
     MAX_STREAM,
@@ -309,6 +310,7 @@ class GossipNode:
         core = self.core
         self._timer = None
         self.wakeups += 1
+        wakeups.ride(loop.time())  # slow polls asleep in sleep_riding wake with this tick
         due = self._due
         late = loop.time() - grid_time(self._base + due, period)
         try:

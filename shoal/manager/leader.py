@@ -11,8 +11,10 @@ manager starts or stops leader-only work.
 learner is promoted to voter once caught up; a Raft member whose node is no longer a
 manager in the store (demoted, removed, left) is removed from Raft. When that member is
 this leader, the driver first hands leadership to the most up-to-date voter, and the new
-leader finishes the removal. Level-triggered (a pass every `interval`), so a change that
-a crash interrupted is completed by whichever manager leads next.
+leader finishes the removal. Level-triggered (a pass every `interval` while something is
+left to do; once settled, the next pass after the driver applied something (an entry, a
+conf change), at least every 30 s), so a change that a crash interrupted is
+completed by whichever manager leads next.
 """
 
 from __future__ import annotations
@@ -35,6 +37,8 @@ from shoal.wakeups import sleep_on_grid
 __all__ = ["LeaderDuties", "RaftMembers", "Reconcilers"]
 
 log = logging.getLogger(__name__)
+
+_SETTLED_RECHECK = 30.0  # seconds: a settled membership is looked at again at least this often
 
 
 class Reconcilers:
@@ -89,12 +93,17 @@ class RaftMembers:
             if n.spec.role == "manager" and n.manager_status is not None and n.manager_status.addr
         }
 
+    def _state(self) -> tuple[object, ...]:
+        node = self.role.node
+        cs = node.conf_state
+        return (self.role.store.index, node.term, cs.voters, cs.learners)
+
     async def reconcile_once(self) -> None:
         node = self.role.node
         if not node.leader_ready:
             return
         cs = node.conf_state
-        state = (self.role.store.index, node.term, cs.voters, cs.learners)
+        state = self._state()
         if state == self._settled:
             return
         wanted = self.wanted()
@@ -120,6 +129,12 @@ class RaftMembers:
                 log.info("raft: membership change deferred: %s", exc.message)
             except Exception:  # never die silently: the next pass retries
                 log.exception("raft: membership pass failed")
+            # nothing left to do: the next pass once something is applied (a commit, a
+            # conf change; a new term starts new duties) instead of every interval
+            node = self.role.node
+            settled = self._settled is not None and self._settled == self._state()
+            if settled and await node.wait_applied(node.applied, _SETTLED_RECHECK):
+                continue
             await sleep_on_grid(self.interval)  # with the tickers' wake-up
 
 

@@ -44,6 +44,7 @@ from shoal.manager.leader import LeaderDuties, RaftMembers, Reconcilers
 from shoal.manager.raft.ids import raft_id
 from shoal.manager.raft_role import RaftRole
 from shoal.manager.state.store import Store
+from shoal.wakeups import sleep_on_grid
 
 __all__ = ["ManagerRole", "fetch_root_ca", "leave_refusal"]
 
@@ -150,7 +151,20 @@ class ManagerRole:
             self.cluster.reload(tls)
 
     # -- what the node asks ---------------------------------------------------------------
+    async def role_may_change(self, poll: float) -> None:
+        """The answer of `wanted_role` changes only with the store or the Raft
+        configuration, i.e. when the driver applies something: wait for that (no poll
+        of our own: an idle manager woke for it twice a second); a look at least every
+        30 s regardless, and every `poll` when the driver is not running."""
+        node = self.raft.node
+        past = node.applied
+        if not node.running or not await node.wait_applied(past, 30.0):
+            await sleep_on_grid(poll)
+
     async def wanted_role(self) -> str | None:
+        return self._wanted()
+
+    def _wanted(self) -> str | None:
         """"worker" once this node is demoted in the store *and* out of Raft (the leader's
         RaftMembers removed it, handing leadership over first if needed)."""
         node = self.store.view().nodes.get(self.node_id)

@@ -39,6 +39,7 @@ class ManagerSession:
         self._raft = raft
         self._pending: dict[str, StatusUpdate] = {}
         self._flush_lock = asyncio.Lock()
+        self._kept = asyncio.Event()  # reports kept after a failed flush: retry them
         self._closed = asyncio.Event()
         self.heartbeat_latency = LatencyRecord()  # heartbeats to a remote leader (metrics)
 
@@ -89,6 +90,7 @@ class ManagerSession:
                     await self._remote(batch)
             except Unavailable as exc:
                 log.info("manager session: %d status report(s) kept: %s", len(batch), exc)
+                self._kept.set()
                 return
             for update in batch:
                 if self._pending.get(update.task_id) is update:
@@ -128,7 +130,12 @@ class ManagerSession:
             await sleep_on_grid(self._period() if beat else min(self._period(), 0.5))
 
     async def _retry_kept(self) -> None:
+        """Every 0.5 s while reports are kept, asleep otherwise (an idle manager woke for
+        this twice a second)."""
         while True:
+            await self._kept.wait()
             await sleep_on_grid(0.5)  # with the tickers' wake-up, not one of its own
             if self._pending:
                 await self._flush()
+            if not self._pending:
+                self._kept.clear()

@@ -30,7 +30,6 @@ from shoal.ca.files import NodeTLS
 from shoal.cluster.wire import RenewRequest, RenewResponse
 from shoal.errors import ShoalError, Unavailable
 from shoal.node.worker import call_manager
-from shoal.wakeups import sleep_on_grid
 
 __all__ = ["RoleWatch", "renewed_certificate"]
 
@@ -45,6 +44,11 @@ class WatchedRole(Protocol):
 
     async def wanted_role(self) -> str | None: ...
 
+    async def role_may_change(self, poll: float) -> None:
+        """Return when `wanted_role` may answer differently: after `poll` seconds, or (a
+        manager, which reads its own store) once a Raft round made it so."""
+        ...
+
 
 class RoleWatch:
     """Looks at the wanted role until it differs from `role.kind`, then calls `change`."""
@@ -56,7 +60,7 @@ class RoleWatch:
 
     async def run(self) -> None:
         while True:
-            await sleep_on_grid(self.poll)  # with the tickers' wake-up, not one of its own
+            await self.role.role_may_change(self.poll)
             wanted = await self.role.wanted_role()
             if wanted is not None and wanted != self.role.kind:
                 log.info("node: this node is to become a %s: switching", wanted)

@@ -25,6 +25,7 @@ from shoal.errors import ShoalError
 from shoal.manager.issuer import RoleResponse
 from shoal.node.mesh_sync import PortFeed
 from shoal.node.network import NetFeed
+from shoal.wakeups import GRID, sleep_riding
 
 __all__ = ["WorkerRole", "call_manager"]
 
@@ -83,6 +84,10 @@ class WorkerRole:
             asyncio.create_task(self.renewer.run(), name="cert-renewal"),
         ]
         return session
+
+    async def role_may_change(self, poll: float) -> None:
+        # asked of a manager: a poll, with a ticker's wake-up, never later than `poll`
+        await sleep_riding(max(0.0, poll - 0.5), 0.5 - GRID)
 
     async def wanted_role(self) -> str | None:
         """The role the managers want for this node (`CA/Role`), None if none answers."""

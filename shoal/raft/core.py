@@ -226,6 +226,20 @@ class Raft:
             self.election_elapsed, self.randomized_election_timeout - remaining
         )
 
+    def ticks_until_due(self) -> int:
+        """The first of the coming ticks (1 = the next) that may do more than count, if no
+        input comes first: the ticks before it only add to `election_elapsed` and
+        `heartbeat_elapsed` (no message, no role, term, lead, commit or read change), so a
+        driver may sleep until it and step the quiet ones in a burst (before any input,
+        see raft-driver.md "Due ticks"). Never later than the truth; may be earlier."""
+        if self.state is not StateRole.LEADER:  # tick_election
+            return max(1, self.randomized_election_timeout - self.election_elapsed)
+        due = max(1, self.election_timeout - self.election_elapsed)  # check quorum, transfer
+        beat = self.heartbeat_timeout
+        if self.idle_heartbeat_timeout > beat and leader.is_idle(self):
+            beat = self.idle_heartbeat_timeout
+        return min(due, max(1, beat - self.heartbeat_elapsed))
+
     def tick_election(self) -> None:
         self.election_elapsed += 1
         if self.promotable() and self.election_elapsed >= self.randomized_election_timeout:

@@ -122,6 +122,12 @@ class RawNode:
     def tick(self) -> None:
         self._raft.tick()
 
+    def ticks_until_due(self) -> int:
+        """How many ticks may pass with no input before one does anything but count: the
+        ticks before the returned one are quiet (no Ready, nothing sent), so a driver may
+        sleep until it and catch the quiet ones up (see `Raft.ticks_until_due`)."""
+        return self._raft.ticks_until_due()
+
     def set_timing(
         self, election_tick: int, heartbeat_tick: int, idle_heartbeat_tick: int = 0
     ) -> None:

@@ -23,6 +23,7 @@ from shoal.raft import (
     ConfChangeType,
     MemoryStorage,
     ProposalDropped,
+    RawNode,
     StateRole,
 )
 from tests.sim.disk import SimDisk
@@ -74,6 +75,7 @@ class Simulation:
         self.clients = [Client(i + 1) for i in range(sc.clients)]
         self.clients_on = True
         self.crashes = 0
+        self.quiet_ticks = 0  # ticks a driver sleeping until the due tick would not wake for
         self.liveness_ticks_used: int | None = None
         self.timing = (sc.election_tick, sc.heartbeat_tick)  # (election, heartbeat) ticks
         self.retiming: set[int] = set()  # running nodes still on the previous timings
@@ -153,10 +155,21 @@ class Simulation:
         self.rng.shuffle(up)
         for node in up:
             if node.raw is not None:
-                node.raw.tick()
+                self.tick_node(node.raw)
                 self.run_node(node)
         self.deliver_until(start + UNITS_PER_TICK)
         self.now = start + UNITS_PER_TICK
+
+    def tick_node(self, raw: RawNode) -> None:
+        """Tick `raw`, checking the promise a driver sleeping until the due tick relies on
+        (`RawNode.ticks_until_due`, raft-driver.md "Due ticks"): a tick that hands anything
+        over (a message, a role, term or commit change) is one the core said was due."""
+        due = raw.ticks_until_due()
+        idle = not raw.has_ready()
+        raw.tick()
+        if idle and raw.has_ready() and due != 1:
+            raise AssertionError(f"n{raw.id}: a tick acted {due - 1} tick(s) before it was due")
+        self.quiet_ticks += due > 1
 
     def deliver_until(self, until: int) -> None:
         while (due := self.net.next_due(until)) is not None:

@@ -15,10 +15,11 @@ import ipaddress
 import logging
 import os
 import socket
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Coroutine, Mapping
 from pathlib import Path
+from typing import Any
 
-from shoal import timeouts
+from shoal import wakeups
 from shoal.agent.exec.netns_call import in_netns_at
 from shoal.agent.exec.netsetup import (
     create_veth,
@@ -142,8 +143,7 @@ class ServiceNetworks:
                 await self.apply(repair=repair)
             except Exception:
                 log.exception("service networks: apply failed")
-            with contextlib.suppress(TimeoutError):
-                await timeouts.wait_for(self.endpoints.wait_change(seen), every)
+            await _change_or_poll(self.endpoints.wait_change(seen), every)
 
     async def apply(self, *, repair: bool = False) -> None:
         """Bring the kernel to the current plan. Without `repair`, a plan that is already
@@ -300,3 +300,19 @@ async def _our_routes(nl: Rtnl) -> dict[ipaddress.IPv4Address, str]:
                 str(ipaddress.IPv4Address(gateway)) if gateway else "None"
             )
     return held
+
+
+async def _change_or_poll(change: Coroutine[Any, Any, object], every: float) -> None:
+    """Until `change` or at most `every` s have passed (from half of it: the poll wakes
+    with a ticker's wake-up, `sleep_riding`, instead of one of its own; never later than
+    the plain timeout was, so what the pass picks up is not slower)."""
+    changed = asyncio.ensure_future(change)
+    poll = asyncio.ensure_future(
+        wakeups.sleep_riding(0.5 * every, max(0.0, 0.5 * every - wakeups.GRID))
+    )
+    try:
+        await asyncio.wait((changed, poll), return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for fut in (changed, poll):
+            fut.cancel()
+        await asyncio.gather(changed, poll, return_exceptions=True)

@@ -77,6 +77,16 @@ class RaftNodeConfig:
         return idle_heartbeat_tick(self.election_tick, self.heartbeat_tick)
 
     @property
+    def max_sleep_ticks(self) -> int:
+        """The most ticks the driver's ticker sleeps at once before a due tick (raft-driver.md
+        "Due ticks"): one more than the leader's heartbeat gap (4 for the defaults: an idle
+        follower's heartbeats, every 3, arrive first and its timer does not fire), at most
+        half the election timeout. A stall of the loop longer than this always meets a
+        late timer and counts one tick; a shorter one may count up to this minus one."""
+        gap = max(self.heartbeat_tick, self.idle_heartbeat_tick)
+        return max(1, min(gap + 1, self.election_tick // 2))
+
+    @property
     def election_timeout(self) -> float:
         return self.election_tick * self.tick_interval
 

@@ -102,11 +102,18 @@ class RaftNode(ReadyRounds, Requests, Membership):
             storage,
         )
         self._inbox: deque[Callable[[], None]] = deque()
-        self._ticks = 0
-        self._parked = False  # the driver waits for work (the ticker may tick itself)
+        self._ticks = 0  # ticks counted by the timer, for the driver to step
+        self._parked = False  # the driver waits for work (the timer may tick itself)
+        self._base = 0  # grid slot of the last tick counted (tick_interval's grid)
+        self._due = 1  # the core's due tick, counted from _base (see _arm)
+        self._timer: asyncio.TimerHandle | None = None
+        self._timer_slot = 0
+        self._tick_failed: asyncio.Future[None] | None = None
         self._wake = asyncio.Event()
         self._retimed = asyncio.Event()
-        self._changed = asyncio.Event()
+        self._changed = asyncio.Event()  # set after every round
+        self._applied_moved = asyncio.Event()  # set after a round that applied something
+        self._applied_mark = self._applied
         self._proposals = Proposals()
         self._reads = Reads()
         self.proposal_latency = LatencyRecord()  # read by shoal.observe.metrics
@@ -186,6 +193,23 @@ class RaftNode(ReadyRounds, Requests, Membership):
                 await timeouts.wait_for(self._changed.wait(), remaining)
             except TimeoutError:
                 pass
+
+    async def wait_applied(self, past: int, timeout: float) -> bool:
+        """True once the applied index is beyond `past` (entries, conf changes or a
+        snapshot applied here); False after `timeout` seconds or when the node stops.
+        Rounds that apply nothing (heartbeats) do not wake the waiter, unlike
+        `wait_until`: what only the store or the configuration can change waits here."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        while self._applied <= past:
+            remaining = deadline - loop.time()
+            if remaining <= 0 or self._done.is_set():
+                return False
+            try:
+                await timeouts.wait_for(self._applied_moved.wait(), remaining)
+            except TimeoutError:
+                return False
+        return True
 
     # --- life cycle -------------------------------------------------------------------------
 
@@ -324,55 +348,107 @@ class RaftNode(ReadyRounds, Requests, Membership):
     # --- the driver -----------------------------------------------------------------------
 
     async def _ticker(self) -> None:
-        """Tick from a timer callback on the daemon's timer grid (`shoal.wakeups`: the
-        gossip ticks fire at the same instants, one loop wake-up for both). Each tick is
-        scheduled from when the last one fired, not caught up: a stalled loop does not
-        replay a burst of ticks afterwards, a stall slows Raft's clock instead of firing
-        elections. While the driver waits with nothing to do, the tick is stepped here and
-        the driver woken only if the core has something to hand over (a follower's tick
-        usually has not: no task step for it)."""
+        """Own the tick timer (`_arm`, `_fire`) and start it over when the tick interval
+        changes. Ticks are grid slots of the daemon's timer grid (`shoal.wakeups`: gossip's
+        timers fire at the same instants). The timer sleeps until the core's next due tick
+        (`RawNode.ticks_until_due`), at most `max_sleep_ticks` ahead: the quiet ticks before
+        it are stepped in a burst when it fires, or before the next input (`_catch_up`),
+        never past the due one. A timer that fires more than half a tick late (the loop
+        stalled) counts one tick, whatever it slept: a stall slows Raft's clock instead of
+        replaying a burst of ticks that would fire elections (raft-driver.md "Due ticks")."""
         loop = asyncio.get_running_loop()
-        failed: asyncio.Future[None] = loop.create_future()
-        handle: asyncio.TimerHandle | None = None
-
-        def fire() -> None:
-            nonlocal handle
-            handle = loop.call_at(wakeups.grid_after(loop.time(), self.config.tick_interval), fire)
-            if not self._parked or self._inbox or self._ticks:
-                self._ticks += 1
-                self._wake.set()
-                return
-            raw = self._raw
-            try:
-                raw.tick()
-            except BaseException as exc:  # the driver's error, as if it had ticked
-                if not failed.done():
-                    failed.set_exception(exc)
-                return
-            if raw.has_ready() or raw.lead != self._lead_seen:
-                self._wake.set()
-
-        def start() -> None:
-            nonlocal handle
-            handle = loop.call_at(wakeups.grid_after(loop.time(), self.config.tick_interval), fire)
-
-        start()
+        self._tick_failed = loop.create_future()
+        self._restart_clock(loop.time())
         try:
             while True:
                 self._retimed.clear()
                 retimed = asyncio.ensure_future(self._retimed.wait())
                 try:
-                    await asyncio.wait((failed, retimed), return_when=asyncio.FIRST_COMPLETED)
+                    await asyncio.wait(
+                        (self._tick_failed, retimed), return_when=asyncio.FIRST_COMPLETED
+                    )
                 finally:
                     retimed.cancel()
-                if failed.done():
-                    failed.result()  # raises
-                if handle is not None:  # reconfigured: a fresh interval from now
-                    handle.cancel()
-                start()
+                if self._tick_failed.done():
+                    self._tick_failed.result()  # raises
+                self._restart_clock(loop.time())  # reconfigured: a fresh interval from now
         finally:
-            if handle is not None:
-                handle.cancel()
+            self._tick_failed = None  # no timer from here on (`_arm` checks)
+            if self._timer is not None:
+                self._timer.cancel()
+                self._timer = None
+
+    def _restart_clock(self, now: float) -> None:
+        self._base = wakeups.grid_floor(now, self.config.tick_interval)
+        self._due = 1
+        self._arm(self._base + 1)
+
+    def _arm(self, target: int | None = None) -> None:
+        """Set the tick timer for grid slot `target`, by default the core's due tick (at
+        most `max_sleep_ticks` after the last tick counted)."""
+        if self._tick_failed is None:
+            return  # the ticker has not started, or has ended
+        if target is None:
+            self._due = self._raw.ticks_until_due()
+            target = self._base + min(self._due, self.config.max_sleep_ticks)
+        if self._timer is not None:
+            if self._timer_slot == target:
+                return
+            self._timer.cancel()
+        self._timer_slot = target
+        loop = asyncio.get_running_loop()
+        when = wakeups.grid_time(target, self.config.tick_interval)
+        self._timer = loop.call_at(when, self._fire)
+
+    def _fire(self) -> None:
+        self._timer = None
+        loop = asyncio.get_running_loop()
+        interval = self.config.tick_interval
+        now = loop.time()
+        wakeups.ride(now)  # slow polls asleep in sleep_riding wake with this tick
+        target = self._timer_slot
+        if now - wakeups.grid_time(target, interval) > interval / 2:  # a stall: one tick
+            ticks = 1
+            self._base = max(self._base, target, wakeups.grid_floor(now, interval))
+        else:
+            # a catch-up may have counted past an intermediate target (never a due one)
+            ticks, self._base = max(0, target - self._base), max(self._base, target)
+            if not ticks:
+                self._arm(self._base + 1 if self._ticks else None)
+                return
+        if not self._parked or self._inbox or self._ticks:
+            self._ticks += ticks  # the driver steps them after its inbox
+            self._wake.set()
+            self._arm(self._base + 1)  # busy rounds still count time tick by tick
+            return
+        raw = self._raw
+        try:
+            for _ in range(ticks):
+                raw.tick()
+        except BaseException as exc:  # the driver's error, as if it had ticked
+            if self._tick_failed is not None and not self._tick_failed.done():
+                self._tick_failed.set_exception(exc)
+            return
+        if raw.has_ready() or raw.lead != self._lead_seen:
+            self._wake.set()  # the driver's round re-arms
+        else:
+            self._arm()
+
+    def _catch_up(self) -> None:
+        """Before an input: step the quiet ticks that passed since the last one counted,
+        never the due tick (its timer does that), so the input meets the core at the time
+        it arrived."""
+        if self._ticks or self._timer is None:
+            return
+        now = asyncio.get_running_loop().time()
+        ticks = min(wakeups.grid_floor(now, self.config.tick_interval) - self._base, self._due - 1)
+        if ticks <= 0:
+            return
+        raw = self._raw
+        for _ in range(ticks):
+            raw.tick()
+        self._base += ticks
+        self._due -= ticks
 
     async def _drive(self) -> None:
         raw = self._raw
@@ -384,6 +460,8 @@ class RaftNode(ReadyRounds, Requests, Membership):
                     await self._wake.wait()
                 finally:
                     self._parked = False
+            if self._inbox:
+                self._catch_up()
             while self._inbox:
                 self._inbox.popleft()()
             ticks, self._ticks = self._ticks, 0
@@ -393,6 +471,8 @@ class RaftNode(ReadyRounds, Requests, Membership):
                 await self._handle_ready(raw.ready())
             await self._maybe_snapshot()
             self._after_round()
+            if not self._ticks:  # else the timer set by _fire ticks on until they are stepped
+                self._arm()
 
     # --- used by Membership -------------------------------------------------------------
 

@@ -56,6 +56,8 @@ class ReadyRounds:
     _snap_index: int
     _term_start: tuple[int, int]
     _lead_seen: int
+    _applied_mark: int
+    _applied_moved: asyncio.Event
     _leadership: LeadershipNotifier
     _changed: asyncio.Event
 
@@ -155,6 +157,10 @@ class ReadyRounds:
         self._leadership.announce(self.leader_ready)
         self._changed.set()
         self._changed = asyncio.Event()
+        if self._applied != self._applied_mark:  # entries or a snapshot applied
+            self._applied_mark = self._applied
+            self._applied_moved.set()
+            self._applied_moved = asyncio.Event()
 
 
 def _ids(ids: tuple[int, ...]) -> str:

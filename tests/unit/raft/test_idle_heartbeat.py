@@ -105,3 +105,31 @@ def test_the_driver_derives_a_third_of_the_election_timeout(
     assert idle_heartbeat_tick(election, heartbeat) == idle
     cfg = RaftNodeConfig(election_tick=election, heartbeat_tick=heartbeat)
     assert cfg.idle_heartbeat_tick == idle
+
+
+def test_ticks_until_due_names_the_first_tick_that_acts() -> None:
+    """`ticks_until_due`: the ticks before the one it names only count (a driver sleeps
+    through them); the named one is where an idle leader beats, a follower campaigns."""
+    net = _idle_net()
+    _beats(net, 3)
+    lead, follower = net.node(1), net.node(2)
+    due = lead.ticks_until_due()
+    assert 1 <= due <= 3
+    for _ in range(due - 1):
+        net.tick(1)
+        assert not lead.has_ready()
+    assert lead.ticks_until_due() == 1
+    net.tick(1)
+    net.collect()
+    assert any(m.type is MT.HEARTBEAT for m in net.queue)  # the due tick beat
+    net.stabilize()
+    net.propose(1, b"x")  # not idle until the commit is told: due at once
+    assert lead.ticks_until_due() == 1
+    net.isolate(1)
+    due = follower.ticks_until_due()
+    assert due > 1
+    for _ in range(due - 1):
+        net.tick(2)
+        assert not follower.has_ready()
+    net.tick(2)
+    assert follower.has_ready()  # it campaigns (pre-vote) at the named tick
