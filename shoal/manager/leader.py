@@ -23,6 +23,7 @@ import asyncio
 import logging
 from typing import Protocol
 
+from shoal.api.types import Node
 from shoal.errors import ShoalError
 from shoal.manager.netview.keys import KeyManager
 from shoal.manager.orchestrator.reaper import TaskReaper
@@ -119,7 +120,33 @@ class RaftMembers:
         if self.role.id not in wanted and self.role.id in cs.voters and len(cs.voters) > 1:
             log.info("raft: this manager was demoted: handing leadership over to leave")
             await node.remove(self.role.id)  # transfers leadership, then NotLeader
+        await self._forget_left_managers()
         self._settled = state  # reached only when every change asked for went through
+
+    async def _forget_left_managers(self) -> None:
+        """A demoted node out of Raft keeps no ManagerStatus (swarmkit clears it), so the
+        managers' list handed to workers and joining nodes no longer names its 2377."""
+        cs = self.role.node.conf_state
+        members = {*cs.voters, *cs.learners}
+
+        def left(n: Node) -> bool:
+            return (
+                n.spec.role == "worker"
+                and n.manager_status is not None
+                and raft_id(n.id) not in members
+            )
+
+        if not any(left(n) for n in self.role.store.view().nodes.list()):
+            return
+
+        def fn(tx: Tx) -> None:
+            for n in tx.nodes.list():
+                if left(n):
+                    log.info("raft: node %s left Raft: forgetting its manager status", n.id)
+                    n.manager_status = None
+                    tx.nodes.update(n)
+
+        await self.role.store.update(fn)
 
     async def run(self) -> None:
         while True:

@@ -275,6 +275,8 @@ async def test_promote_a_worker_and_demote_a_manager(
         # loaded loop can miss): that refusal changes nothing, and a user asks again.
         demoted = m3.daemon.manager
         assert demoted is not None
+        m3_addr = m3.addr
+        assert m1.daemon.store is not None and m3_addr in manager_addrs(m1.daemon.store)
 
         async def demote() -> bool:
             node = (await worker.nodes())["m3"]  # the new manager answers node reads too
@@ -299,6 +301,11 @@ async def test_promote_a_worker_and_demote_a_manager(
         await eventually(lambda: m3.daemon.session.connected.is_set(),  # type: ignore[union-attr]
                          timeout=15)
         assert _voters(m1) == 3
+        # out of Raft, its stored manager status goes too: workers and joining nodes are no
+        # longer handed its 2377 as a manager to try
+        store = m1.daemon.store
+        await eventually(lambda: m3_addr not in manager_addrs(store), timeout=15,
+                         what="m3's manager status forgotten")
         body = await m3.call("GET", "/nodes", expect=503)
         assert "Worker nodes can't be used" in body["message"]
     finally:
