@@ -97,9 +97,10 @@ class Cluster:
     def spec(self, name: str, image: str, replicas: int, port: int, args: list[str]) -> dict:
         container: dict[str, Any] = {"Image": f"{REGISTRY}/{image}:burst", "Args": args}
         if self.runtime == "exec":
-            container = {"Image": "shoal", "Labels": EXEC,
-                         "Args": ["whoami", "--port", "80"] if image == "whoami"
-                         else ["busybox", *args]}  # fmt: skip
+            # the host's programs: shoal's whoami, or the host's busybox (`busybox httpd`)
+            container = ({"Image": "shoal", "Labels": EXEC, "Args": ["whoami", "--port", "80"]}
+                         if image == "whoami" else {"Image": "busybox", "Labels": EXEC,
+                                                    "Args": args})  # fmt: skip
         return {"Name": name, "TaskTemplate": {"ContainerSpec": container},
                 "Mode": {"Replicated": {"Replicas": replicas}},
                 "EndpointSpec": {"Ports": [{"TargetPort": 80, "PublishedPort": port}]}}  # fmt: skip
