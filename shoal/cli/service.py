@@ -8,6 +8,8 @@ GET the service, edit (or, for rollback, keep) its whole spec and POST it back w
 
 from __future__ import annotations
 
+import copy
+from collections.abc import Callable
 from typing import Any
 
 import click
@@ -138,25 +140,24 @@ def update(ctx: click.Context, /, ref: str, **_: Any) -> None:
         raise ShoalError("other flags may not be combined with --rollback")
     check_update_flags(flags)
     client = cli.get_client()
-    current = client.get(f"/services/{ref}", params={"insertDefaults": "false"})
     if flags.get("network-add"):
         flags["network-add"] = _networks(client, flags["network-add"])
     if flags.get("network-rm"):
         flags["network-rm"] = [_network_id(client, name) for name in flags["network-rm"]]
     _resolve_all(client, flags, "-add")
-    spec = current.get("Spec") or {}
-    apply_update(spec, flags)
-    _tag_image(spec)
-    params: dict[str, Any] = {"registryAuthFrom": "spec"}
-    if rollback:
-        params["rollback"] = "previous"
-    params["version"] = (current.get("Version") or {}).get("Index", 0)
-    headers = _auth_headers(spec, flags)
-    if headers:
-        params.pop("registryAuthFrom")
-    response = client.post(
-        f"/services/{current['ID']}/update", spec, params=params, headers=headers
-    )
+
+    def change(spec: dict[str, Any]) -> tuple[dict[str, Any], dict[str, str]]:
+        apply_update(spec, flags)
+        _tag_image(spec)
+        params: dict[str, Any] = {"registryAuthFrom": "spec"}
+        if rollback:
+            params["rollback"] = "previous"
+        headers = _auth_headers(spec, flags)
+        if headers:
+            params.pop("registryAuthFrom")
+        return params, headers or {}
+
+    response = post_update(client, ref, change)
     _print_warnings(response)
     echo(f"{ref}\n")
     _wait(cli, client, ref, flags)
@@ -173,11 +174,12 @@ def rollback(ctx: click.Context, ref: str, detach: bool, quiet: bool, timeout: s
     cli = get_cli(ctx)
     flags = _wait_flags(detach, quiet, timeout)
     client = cli.get_client()
-    current = client.get(f"/services/{ref}", params={"insertDefaults": "false"})
-    spec = current.get("Spec") or {}
-    _tag_image(spec)
-    params = {"rollback": "previous", "version": (current.get("Version") or {}).get("Index", 0)}
-    response = client.post(f"/services/{current['ID']}/update", spec, params=params)
+
+    def change(spec: dict[str, Any]) -> tuple[dict[str, Any], dict[str, str]]:
+        _tag_image(spec)
+        return {"rollback": "previous"}, {}
+
+    response = post_update(client, ref, change)
     _print_warnings(response)
     echo(f"{ref}\n")
     _wait(cli, client, ref, flags)
@@ -237,19 +239,55 @@ def _plain(exc: ShoalError) -> str:
 
 
 def _scale_one(client: ApiClient, name: str, replicas: int) -> None:
-    current = client.get(f"/services/{name}", params={"insertDefaults": "false"})
-    spec = current.get("Spec") or {}
-    mode = spec.get("Mode") or {}
-    if isinstance(mode.get("Replicated"), dict):
-        mode["Replicated"]["Replicas"] = replicas
-    elif isinstance(mode.get("ReplicatedJob"), dict):
-        mode["ReplicatedJob"]["TotalCompletions"] = replicas
-    else:
-        raise ShoalError("scale can only be used with replicated or replicated-job mode")
-    _tag_image(spec)
-    version = (current.get("Version") or {}).get("Index", 0)
-    response = client.post(f"/services/{current['ID']}/update", spec, params={"version": version})
-    _print_warnings(response)
+    def change(spec: dict[str, Any]) -> tuple[dict[str, Any], dict[str, str]]:
+        mode = spec.get("Mode") or {}
+        if isinstance(mode.get("Replicated"), dict):
+            mode["Replicated"]["Replicas"] = replicas
+        elif isinstance(mode.get("ReplicatedJob"), dict):
+            mode["ReplicatedJob"]["TotalCompletions"] = replicas
+        else:
+            raise ShoalError("scale can only be used with replicated or replicated-job mode")
+        _tag_image(spec)
+        return {}, {}
+
+    _print_warnings(post_update(client, name, change))
+
+
+_OUT_OF_SEQUENCE = "update out of sequence"
+_SEQUENCE_TRIES = 5
+
+
+def post_update(
+    client: ApiClient,
+    ref: str,
+    change: Callable[[dict[str, Any]], tuple[dict[str, Any], dict[str, str]]],
+) -> Any:
+    """POST /services/{id}/update of the spec `change` makes of the current one (it edits
+    the spec in place and returns the query and the headers), at the version read.
+
+    The managers write a service's rollout status as its tasks are replaced, and each
+    write moves its version: an update that read the service while a rollout ran met
+    "update out of sequence" though nobody had changed what it changes (docker's CLI
+    fails then). It is asked again on a fresh read, at most 5 times, only while the
+    service's Spec and PreviousSpec are what was read; a spec someone else changed is
+    still refused, as docker refuses it."""
+    current = client.get(f"/services/{ref}", params={"insertDefaults": "false"})
+    for attempt in range(_SEQUENCE_TRIES):
+        spec = copy.deepcopy(current.get("Spec") or {})
+        params, headers = change(spec)
+        params = {**params, "version": (current.get("Version") or {}).get("Index", 0)}
+        try:
+            return client.post(
+                f"/services/{current['ID']}/update", spec, params=params, headers=headers or None
+            )
+        except APIError as exc:
+            if _OUT_OF_SEQUENCE not in exc.message or attempt == _SEQUENCE_TRIES - 1:
+                raise
+            fresh = client.get(f"/services/{current['ID']}", params={"insertDefaults": "false"})
+            if any(fresh.get(k) != current.get(k) for k in ("Spec", "PreviousSpec")):
+                raise
+            current = fresh
+    raise AssertionError("unreachable")
 
 
 @click.command("rm")

@@ -240,3 +240,50 @@ def test_rm(shoal: Shoal, daemon: FakeDaemon, web: dict[str, Any]) -> None:
     assert result.stdout == "web\n"
     assert result.stderr == "Error response from daemon: service nosuch not found\n"
     assert daemon.services == {}
+
+
+def _after_first_read(daemon: FakeDaemon, web: dict[str, Any], what: Any) -> None:
+    """Run `what(web)` once, between the CLI's first read and its first update."""
+    done: list[bool] = []
+
+    def first_update(rec: Any) -> Reply:
+        if not done:
+            done.append(True)
+            what(web)
+        return daemon.route(rec)
+
+    daemon.overrides[("POST", f"/services/{web['ID']}/update")] = first_update
+
+
+@pytest.mark.parametrize("command", [["update", "-d", "--replicas", "2"], ["scale", "-d"],
+                                     ["rollback", "-d"]])  # fmt: skip
+def test_a_version_moved_by_the_rollout_status_alone_is_asked_again(
+    shoal: Shoal, daemon: FakeDaemon, web: dict[str, Any], command: list[str]
+) -> None:
+    """The managers' rollout-status writes move the version without touching the spec:
+    the update is sent again on a fresh read (docker's CLI failed with out of sequence)."""
+    web["PreviousSpec"] = {**web["Spec"], "Labels": {}}
+    _after_first_read(daemon, web, lambda s: s["Version"].update(Index=s["Version"]["Index"] + 1))
+    args = ["service", *command, "web=2" if command[0] == "scale" else "web"]
+    result = shoal(*args)
+    assert result.exit_code == 0, result.output
+    posts = daemon.requests_to("POST", f"/services/{web['ID']}/update")
+    assert [p.params["version"] for p in posts] == ["10", "11"]
+    assert posts[0].body == posts[1].body
+
+
+def test_a_spec_changed_by_someone_else_is_still_refused(
+    shoal: Shoal, daemon: FakeDaemon, web: dict[str, Any]
+) -> None:
+    def other_update(s: dict[str, Any]) -> None:
+        s["Spec"] = {**s["Spec"], "Labels": {"changed": "by someone else"}}
+        s["Version"] = {"Index": s["Version"]["Index"] + 1}
+
+    _after_first_read(daemon, web, other_update)
+    result = shoal("service", "update", "-d", "--replicas", "2", "web")
+    assert result.exit_code == 1
+    assert result.stderr == (
+        "Error response from daemon: rpc error: code = Unknown desc = update out of sequence\n"
+    )
+    assert len(daemon.requests_to("POST", f"/services/{web['ID']}/update")) == 1
+    assert web["Spec"]["Labels"] == {"changed": "by someone else"}
