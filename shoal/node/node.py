@@ -229,13 +229,16 @@ class Node:
             lambda: self.api_executor,
         )
         self._keep_listen_port(port)
+        if role.cluster is not None:
+            role.cluster.logs.log_path = self.runtime.log_path  # its own tasks' lines
         self._watch_role(role)
         role.start_renewal(self._current_tls, self._save_tls)
 
     def _manager_session(self, role: ManagerRole) -> ManagerSession:
         """The manager's own agent session: the local store, the leader's dispatcher."""
         assert self.swarm is not None
-        session = self._own_session = ManagerSession(role.store, self.swarm.node_id, role.raft)
+        session = self._own_session = ManagerSession(role.store, self.swarm.node_id, role.raft,
+                                                     log_path=self.runtime.log_path)
         self._spawn(session.run(), "manager-session")
         return session
 
@@ -244,6 +247,7 @@ class Node:
         role = WorkerRole(
             lambda: list(self.swarm.managers) if self.swarm is not None else [],
             self._current_tls, self.hostname, self.swarm.addr, self._save_managers,
+            log_path=self.runtime.log_path,
         )
         self.role = role
         await self._start_host(role.ports, role.net, lambda gossip: role.start(gossip,
