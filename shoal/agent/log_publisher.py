@@ -70,12 +70,13 @@ class SubscriptionReader:
         self._pumps: dict[str, asyncio.Task[None]] = {}
 
     def add(self, task_ids: Iterable[str]) -> None:
-        """More tasks (follow): read from the start, with the same options."""
+        """More tasks while following (new tasks of the service): every line they wrote
+        (`tail` is about the lines before the command, `since` still holds)."""
         for task_id in task_ids:
             if task_id not in self._tasks:
                 self._tasks.append(task_id)
-                if self._pumps or self.sub.follow:
-                    self._start(task_id)
+                if self._pumps:
+                    self._start(task_id, from_start=True)
 
     async def batches(self) -> AsyncIterator[list[LogEntry]]:
         if not self.sub.follow:
@@ -105,13 +106,14 @@ class SubscriptionReader:
                 pump.cancel()
             await asyncio.gather(*pumps, return_exceptions=True)
 
-    def _start(self, task_id: str) -> None:
+    def _start(self, task_id: str, from_start: bool = False) -> None:
         if task_id in self._pumps:
             return
+        tail = None if from_start else self._tail
 
         async def pump() -> None:
             path = self._log_path(task_id)
-            async for line in follow(path, self._tail, self._since, poll=self._poll):
+            async for line in follow(path, tail, self._since, poll=self._poll):
                 if line.stream in self._want:
                     await self._queue.put(_entry(task_id, line))
 
