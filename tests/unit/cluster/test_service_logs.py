@@ -180,3 +180,53 @@ async def test_asked_on_a_worker_is_refused_as_docker_does(cluster: list[TestNod
     sid, _ = await global_service(cluster)
     err = await w1.call("GET", f"/services/{sid}/logs", expect=503, stdout="1")
     assert "This node is not a swarm manager" in err["message"]
+
+
+@pytest.fixture
+async def managers(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> AsyncIterator[list[TestNode]]:
+    monkeypatch.setenv("SHOAL_RAFT_TICK_MS", "20")
+    nodes = [TestNode(tmp_path / f"m{i}", f"m{i}") for i in (1, 2, 3)]
+    try:
+        for n in nodes:
+            await n.start()
+        await nodes[0].init()
+        token = (await nodes[0].tokens())["Manager"]
+        for n in nodes[1:]:
+            await n.join(nodes[0], token=token)
+
+        async def ready() -> bool:
+            found = await nodes[0].nodes()
+            return len(found) == 3 and all(n["Status"]["State"] == "ready" for n in found.values())
+
+        await eventually(ready, timeout=20)
+        yield nodes
+    finally:
+        for n in nodes:
+            await n.stop()
+
+
+async def test_asked_on_a_follower_every_managers_lines_come_through_the_leader(
+    managers: list[TestNode],
+) -> None:
+    spec = {"Name": "talk", "Mode": {"Global": {}},
+            "TaskTemplate": {"ContainerSpec": {"Image": "shoal", "Args": ["sleep"]}}}
+    leader = next(n for n in managers if n.daemon.raft is not None and n.daemon.raft.is_leader)
+    followers = [n for n in managers if n is not leader]
+    sid = (await leader.call("POST", "/services/create", spec, expect=201))["ID"]
+
+    async def running() -> bool:
+        tasks = await leader.tasks(sid)
+        return sum(t["Status"]["State"] == "running" for t in tasks) == 3
+
+    await eventually(running, timeout=30)
+    ids = {n.daemon.swarm.node_id for n in followers if n.daemon.swarm is not None}
+    await eventually(lambda: broker(leader).listening() >= ids, timeout=20)
+    for follower in followers:
+        resp = await follower.client.get(f"{V}/services/{sid}/logs", params={"stdout": "1"})
+        assert resp.status == 200
+        got = sorted(t for _, t in frames(await resp.read()))
+        assert len(got) == 3 and all(t.startswith("hello from talk.") for t in got), got
+        assert not any(s == 3 for s, _ in frames(await resp.read()))
+    assert not broker(leader).subscriptions
