@@ -108,25 +108,24 @@ async def stream_logs(
     return response
 
 
-async def _source(daemon: LocalNode, store: Store, req: LogsRequest) -> AsyncIterator[LogBatch]:
-    """The lines, from the leader's broker: here, or relayed from the leader."""
+def _source(daemon: LocalNode, store: Store, req: LogsRequest) -> AsyncIterator[LogBatch]:
+    """The lines, from the leader's broker: here, or relayed from the leader. What can be
+    refused is refused here, before the answer's status is sent."""
     cluster = daemon.cluster
-    broker = cluster.logs if cluster is not None else None
-    if broker is None or daemon.tls is None:
-        async for batch in _local(daemon, store, req):
-            yield batch
-        return
+    if cluster is None or daemon.tls is None:
+        return _local(daemon, store, req)
     raft = daemon.raft
     if raft is None or raft.is_leader:
-        if raft is not None:
-            await raft.await_own_leadership()
-        async for batch in broker.subscribe(req):
-            yield batch
-        return
+        if not cluster.dispatcher.leading:
+            raise Unavailable("this manager is not leading yet: try again")
+        return cluster.logs.subscribe(req)
     addr = _leader_addr(store)
     if not addr:
         raise Unavailable("no leader to read the logs through")
-    client = ClusterClient(addr, daemon.tls.ca_pem, daemon.tls)
+    return _relay(ClusterClient(addr, daemon.tls.ca_pem, daemon.tls), req)
+
+
+async def _relay(client: ClusterClient, req: LogsRequest) -> AsyncIterator[LogBatch]:
     try:
         async for batch in client.stream("LogBroker/SubscribeLogs", req, LogBatch):
             yield batch
