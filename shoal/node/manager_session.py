@@ -125,7 +125,7 @@ class ManagerSession:
 
     async def _serve_logs(self) -> None:
         """While following: the leader's log subscriptions, on its 2377 (one stream, no
-        wake-ups while it lasts; a second's pause after it ends)."""
+        wake-ups while it lasts; looked at again on the 1 s grid after it ends)."""
         publisher = self.logs
         if publisher is None:
             return
@@ -136,14 +136,14 @@ class ManagerSession:
 
         raft = self._raft
         while True:
+            # checked on the tickers' grid: no wake-up of its own while leading
+            await sleep_on_grid(1.0)
+            if raft.is_leader or not raft.node.leader_id:
+                continue
             try:
-                await raft.node.wait_until(
-                    lambda: not raft.is_leader and bool(raft.node.leader_id), 3600.0
-                )
                 await raft.on_leader(serve, "log subscriptions")
             except ShoalError:
                 pass
-            await sleep_on_grid(1.0)
 
     async def _heartbeats(self) -> None:
         """Until a heartbeat gets through (no leader known yet, or it failed) it retries
