@@ -62,7 +62,7 @@ class ClusterServices:
         self.raft = RaftEndpoint()
         self.forward = ForwardEndpoint(executor)
         # service logs from every node (leader-only, as the dispatcher); the node sets
-        # `logs.log_path` to its runtime's, for its own tasks
+        # `logs.local_reader`, for its own tasks
         self.logs = LogBroker(store, node_id, lambda: self.dispatcher.leading)
         for part in (self.issuer, self.dispatcher, self.raft, self.forward, self.logs):
             part.register(self.server)

@@ -22,12 +22,11 @@ import asyncio
 import contextlib
 import logging
 import secrets
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Iterable
 from dataclasses import dataclass, field
-from pathlib import Path
+from typing import Protocol
 
 from shoal import timeouts
-from shoal.agent.log_publisher import SubscriptionReader
 from shoal.api.types import Task
 from shoal.cluster.server import MANAGERS, MEMBERS, Caller, ClusterServer
 from shoal.cluster.wire import (
@@ -41,7 +40,7 @@ from shoal.cluster.wire import (
 from shoal.manager.dispatcher.dispatcher import not_leader
 from shoal.manager.state.store import Store
 
-__all__ = ["IDLE_TIMEOUT", "LogBroker", "missing_warning"]
+__all__ = ["IDLE_TIMEOUT", "LocalReader", "LogBroker", "missing_warning"]
 
 log = logging.getLogger(__name__)
 
@@ -58,6 +57,14 @@ def missing_warning(nodes: list[str]) -> str:
     )
 
 
+class LocalReader(Protocol):
+    """This node's own tasks' lines for a subscription (the node sets the factory:
+    shoal.agent.log_publisher.SubscriptionReader, the reader its publisher uses)."""
+
+    def add(self, task_ids: Iterable[str]) -> None: ...
+    def batches(self) -> AsyncIterator[list[LogEntry]]: ...
+
+
 @dataclass
 class _Sub:
     id: str
@@ -69,7 +76,7 @@ class _Sub:
     told: set[str] = field(default_factory=set)  # remote nodes told about it
     nodes: dict[str, str] = field(default_factory=dict)  # task -> node
     services: dict[str, str] = field(default_factory=dict)  # task -> service
-    local: SubscriptionReader | None = None
+    local: LocalReader | None = None
     local_task: asyncio.Task[None] | None = None
 
     def message(self, node_id: str, close: bool = False) -> LogSubscription:
@@ -86,18 +93,16 @@ class LogBroker:
         store: Store,
         local_node_id: str,
         leading: Callable[[], bool],
-        log_path: Callable[[str], Path] | None = None,
+        local_reader: Callable[[LogSubscription], LocalReader] | None = None,
         idle_timeout: float = IDLE_TIMEOUT,
         rescan: float = RESCAN,
-        poll: float = 0.2,
     ) -> None:
         self._store = store
         self._local = local_node_id
         self._leading = leading
-        self.log_path = log_path  # this node's task logs (None: its lines are missing)
+        self.local_reader = local_reader  # this node's task logs (None: its lines are missing)
         self.idle_timeout = idle_timeout
         self.rescan = rescan
-        self._poll = poll
         self._listeners: dict[str, asyncio.Queue[LogSubscription | None]] = {}
         self.subscriptions: dict[str, _Sub] = {}
 
@@ -229,7 +234,7 @@ class LogBroker:
         for node_id, task_ids in sorted(fresh.items()):
             if node_id in sub.missing:
                 continue
-            if node_id == self._local and self.log_path is not None:
+            if node_id == self._local and self.local_reader is not None:
                 sub.tasks.setdefault(node_id, set()).update(task_ids)
                 self._read_local(sub, task_ids)
                 continue
@@ -248,8 +253,8 @@ class LogBroker:
         if sub.local is not None:
             sub.local.add(task_ids)
             return
-        assert self.log_path is not None
-        reader = SubscriptionReader(sub.message(self._local), self.log_path, self._poll)
+        assert self.local_reader is not None
+        reader = self.local_reader(sub.message(self._local))
         sub.local = reader
         sub.pending.add(self._local)
 

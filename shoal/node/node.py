@@ -39,6 +39,7 @@ from shoal import __version__
 from shoal.agent.agent import Agent
 from shoal.agent.controller import wait_listening
 from shoal.agent.exec.runtime import ExecRuntime
+from shoal.agent.log_publisher import SubscriptionReader
 from shoal.agent.oci.runtime import OciRuntime
 from shoal.agent.session_client import RemoteSession
 from shoal.api.session import AgentSession
@@ -229,8 +230,9 @@ class Node:
             lambda: self.api_executor,
         )
         self._keep_listen_port(port)
-        if role.cluster is not None:
-            role.cluster.logs.log_path = self.runtime.log_path  # its own tasks' lines
+        if role.cluster is not None:  # its own tasks' lines, read as its publisher reads them
+            log_path = self.runtime.log_path
+            role.cluster.logs.local_reader = lambda sub: SubscriptionReader(sub, log_path)
         self._watch_role(role)
         role.start_renewal(self._current_tls, self._save_tls)
 

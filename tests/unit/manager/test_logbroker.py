@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 
 from shoal import timeouts
+from shoal.agent.log_publisher import SubscriptionReader
 from shoal.api.types import ContainerSpec, Task, TaskSpec, TaskStatusInfo
 from shoal.ca.certs import NodeIdentity
 from shoal.cluster.server import Caller
@@ -63,8 +64,9 @@ async def test_lines_from_listening_nodes_and_the_local_one(store: Store, tmp_pa
     log = tmp_path / "t3.jsonl"
     log.write_text(json.dumps({"time": "2026-01-01T00:00:05Z", "stream": "stdout",
                                "log": "local"}) + "\n")
-    broker = LogBroker(store, "mgr", lambda: True, log_path=lambda t: tmp_path / f"{t}.jsonl",
-                       idle_timeout=0.5)
+    broker = LogBroker(store, "mgr", lambda: True, idle_timeout=0.5,
+                       local_reader=lambda sub: SubscriptionReader(
+                           sub, lambda t: tmp_path / f"{t}.jsonl"))  # fmt: skip
     n1 = broker.listen(None, caller("n1"))  # type: ignore[arg-type]
     n2 = broker.listen(None, caller("n2"))  # type: ignore[arg-type]
     first_n1 = asyncio.ensure_future(next_sub(n1))
