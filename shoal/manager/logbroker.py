@@ -5,10 +5,12 @@ the leader; each node that holds some of those tasks is told over its subscripti
 (`LogBroker/ListenSubscriptions`, opened by the node beside its dispatcher session), reads
 its local files (shoal.agent.log_publisher) and publishes the lines back
 (`LogBroker/PublishLogs`, a client stream), then a "done" marker unless following. The
-leader's own tasks are read in-process. A node that is down, not listening, or silent for
-`idle_timeout` while not following is given up: its lines are missing (the API then warns
-"incomplete log stream"), nothing waits on it for ever. With `follow` the task set is
-scanned again every `rescan` seconds and new tasks are sent to their nodes. When the
+leader's own tasks are read in-process. A ready node that does not listen yet (its session
+just opened) is waited for up to `LISTEN_GRACE` (3 s). A node that is down, not listening,
+or silent for `idle_timeout` while not following is given up: its lines are missing (the
+API then warns "incomplete log stream"), nothing waits on it for ever. With `follow` the
+task set is scanned again every `rescan` seconds: new tasks are sent to their nodes, and a
+node that listens anew (its session came back) is sent all its tasks again. When the
 subscriber goes away (its HTTP client closed), every node is told to stop (`close`).
 
 A follower manager asked for logs relays to the leader (`LogBroker/SubscribeLogs`, a
@@ -45,6 +47,7 @@ __all__ = ["IDLE_TIMEOUT", "LocalReader", "LogBroker", "missing_warning"]
 log = logging.getLogger(__name__)
 
 IDLE_TIMEOUT = 10.0  # not following: a node that sends nothing for this long is given up
+LISTEN_GRACE = 3.0  # a ready node not listening yet (its session just opened) is waited for
 RESCAN = 1.0  # following: how often new tasks of the subscription are looked for
 _QUEUE = 64  # batches queued per subscription before publishers wait (backpressure)
 
@@ -73,7 +76,9 @@ class _Sub:
     tasks: dict[str, set[str]] = field(default_factory=dict)  # node -> task IDs sent
     pending: set[str] = field(default_factory=set)  # nodes whose "done" has not come
     missing: set[str] = field(default_factory=set)
-    told: set[str] = field(default_factory=set)  # remote nodes told about it
+    # remote nodes told about it, and the listener that was told (a node that listens
+    # again while following is told again, all its tasks)
+    told: dict[str, asyncio.Queue[LogSubscription | None]] = field(default_factory=dict)
     nodes: dict[str, str] = field(default_factory=dict)  # task -> node
     services: dict[str, str] = field(default_factory=dict)  # task -> service
     local: LocalReader | None = None
@@ -96,6 +101,7 @@ class LogBroker:
         local_reader: Callable[[LogSubscription], LocalReader] | None = None,
         idle_timeout: float = IDLE_TIMEOUT,
         rescan: float = RESCAN,
+        listen_grace: float = LISTEN_GRACE,
     ) -> None:
         self._store = store
         self._local = local_node_id
@@ -103,7 +109,9 @@ class LogBroker:
         self.local_reader = local_reader  # this node's task logs (None: its lines are missing)
         self.idle_timeout = idle_timeout
         self.rescan = rescan
+        self.listen_grace = listen_grace
         self._listeners: dict[str, asyncio.Queue[LogSubscription | None]] = {}
+        self._joined = asyncio.Event()  # set (and replaced) when a node starts listening
         self.subscriptions: dict[str, _Sub] = {}
 
     def register(self, server: ClusterServer) -> None:
@@ -133,6 +141,8 @@ class LogBroker:
         if old is not None:
             old.put_nowait(None)  # a node listens once: the newer stream wins
         self._listeners[node_id] = queue
+        self._joined.set()
+        self._joined = asyncio.Event()
         try:
             while (message := await queue.get()) is not None:
                 yield message
@@ -140,7 +150,7 @@ class LogBroker:
             if self._listeners.get(node_id) is queue:
                 del self._listeners[node_id]
                 for sub in self.subscriptions.values():
-                    if node_id in sub.told:
+                    if sub.told.get(node_id) is queue:
                         with contextlib.suppress(asyncio.QueueFull):
                             sub.queue.put_nowait(("gone", node_id, []))
 
@@ -176,6 +186,7 @@ class LogBroker:
         self.subscriptions[sub.id] = sub
         loop = asyncio.get_running_loop()
         try:
+            await self._await_listeners(req)
             missing = self._assign(sub)
             if missing:
                 yield LogBatch(missing=missing)
@@ -212,6 +223,25 @@ class LogBroker:
         finally:
             await self._end(sub)
 
+    async def _await_listeners(self, req: LogsRequest) -> None:
+        """Wait (at most `listen_grace`) for the ready nodes of the tasks that do not listen
+        yet: a node whose session just opened subscribes a moment later."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self.listen_grace
+        while True:
+            view = self._store.view()
+            waiting = set()
+            for task in self._select(req):
+                node = view.nodes.get(task.node_id) if task.node_id else None
+                if (node is not None and node.id != self._local
+                        and node.status.state == "ready" and node.id not in self._listeners):
+                    waiting.add(node.id)
+            left = deadline - loop.time()
+            if not waiting or left <= 0:
+                return
+            with contextlib.suppress(TimeoutError):
+                await timeouts.wait_for(self._joined.wait(), left)
+
     def _select(self, req: LogsRequest) -> list[Task]:
         view = self._store.view()
         if req.task_id:
@@ -220,31 +250,36 @@ class LogBroker:
         return view.tasks.find(lambda t: t.service_id == req.service_id)
 
     def _assign(self, sub: _Sub) -> list[str]:
-        """Hand the subscription's tasks not handed yet to their nodes; the nodes newly
-        found missing (not listening: down, disconnected, an older version)."""
-        fresh: dict[str, list[str]] = {}
+        """Hand the subscription's tasks not handed yet to their nodes (all of a node's
+        tasks to a node listening anew); the nodes newly found missing (not listening:
+        down, disconnected, an older version)."""
+        want: dict[str, set[str]] = {}
         for task in self._select(sub.req):
             if not task.node_id:
                 continue
             sub.nodes[task.id] = task.node_id
             sub.services[task.id] = task.service_id
-            if task.id not in sub.tasks.get(task.node_id, set()):
-                fresh.setdefault(task.node_id, []).append(task.id)
+            want.setdefault(task.node_id, set()).add(task.id)
         missing = []
-        for node_id, task_ids in sorted(fresh.items()):
-            if node_id in sub.missing:
-                continue
+        for node_id, task_ids in sorted(want.items()):
+            known = sub.tasks.setdefault(node_id, set())
+            fresh = sorted(task_ids - known)
             if node_id == self._local and self.local_reader is not None:
-                sub.tasks.setdefault(node_id, set()).update(task_ids)
-                self._read_local(sub, task_ids)
+                if fresh:
+                    known.update(fresh)
+                    self._read_local(sub, fresh)
                 continue
             listener = self._listeners.get(node_id)
             if listener is None:
-                sub.missing.add(node_id)
-                missing.append(node_id)
+                if node_id not in sub.missing:
+                    sub.missing.add(node_id)
+                    missing.append(node_id)
                 continue
-            sub.tasks.setdefault(node_id, set()).update(task_ids)
-            sub.told.add(node_id)
+            if sub.told.get(node_id) is listener and not fresh:
+                continue
+            known.update(task_ids)
+            sub.told[node_id] = listener
+            sub.missing.discard(node_id)
             sub.pending.add(node_id)
             listener.put_nowait(sub.message(node_id))
         return missing
@@ -267,9 +302,9 @@ class LogBroker:
 
     async def _end(self, sub: _Sub) -> None:
         self.subscriptions.pop(sub.id, None)
-        for node_id in sub.told:
+        for node_id, told in sub.told.items():
             listener = self._listeners.get(node_id)
-            if listener is not None:
+            if listener is told:
                 listener.put_nowait(sub.message(node_id, close=True))
         while not sub.queue.empty():  # publishers waiting on a full queue go on, see the end
             sub.queue.get_nowait()
