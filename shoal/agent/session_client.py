@@ -27,6 +27,7 @@ import logging
 from collections.abc import AsyncIterator, Callable
 
 from shoal import timeouts
+from shoal.agent.log_publisher import LogPublisher
 from shoal.agent.resources import host_resources
 from shoal.agent.secrets import AssignedSecrets
 from shoal.api.latency import LatencyRecord
@@ -66,6 +67,7 @@ class RemoteSession:
         on_ports: Callable[[Ports], None] = lambda p: None,
         on_network: Callable[[NetView], None] = lambda v: None,
         gossip_addr: str = "",
+        logs: LogPublisher | None = None,
     ) -> None:
         if not managers:
             raise InvalidArgument("no manager address to connect to")
@@ -78,6 +80,7 @@ class RemoteSession:
         self._on_ports = on_ports
         self._on_network = on_network
         self._index = 0
+        self.logs = logs  # serves the leader's log subscriptions on the session's connection
         self._client: ClusterClient | None = None
         self.connected = asyncio.Event()
         self._latest: list[Task] | None = None
@@ -165,12 +168,15 @@ class RemoteSession:
         reader = asyncio.create_task(self._read(stream))
         beats = asyncio.create_task(self._heartbeats(client))
         retries = asyncio.create_task(self._retry_kept())
+        # service logs (logbroker): its end (an older manager) does not end the session
+        logs = asyncio.create_task(self.logs.serve(client) if self.logs is not None
+                                   else asyncio.sleep(0))
         try:
             done, _ = await asyncio.wait({reader, beats}, return_when=asyncio.FIRST_COMPLETED)
         finally:
-            for task in (reader, beats, retries):
+            for task in (reader, beats, retries, logs):
                 task.cancel()
-            await asyncio.gather(reader, beats, retries, return_exceptions=True)
+            await asyncio.gather(reader, beats, retries, logs, return_exceptions=True)
         for task in done:
             task.result()  # the ShoalError that ended the session, if any
         raise Unavailable("the manager closed the session")

@@ -23,7 +23,12 @@ __all__ = [
     "HeartbeatResponse",
     "JoinRequest",
     "JoinResponse",
+    "LogBatch",
+    "LogEntry",
+    "LogSubscription",
+    "LogsRequest",
     "NetworkPeer",
+    "PublishLogsRequest",
     "PublishedPort",
     "RaftRequest",
     "RaftResponse",
@@ -142,6 +147,58 @@ class RaftRequest(msgspec.Struct):
 
 class RaftResponse(msgspec.Struct):
     messages: bytes = b""
+
+
+class LogSubscription(msgspec.Struct):
+    """LogBroker/ListenSubscriptions, leader -> node: read these tasks' logs for subscription
+    `id` and publish them (PublishLogs). Sent again with more tasks while following (the
+    node adds them); `close`: stop publishing it (the client went away)."""
+
+    id: str
+    tasks: list[str] = []  # the node's tasks in the subscription
+    follow: bool = False
+    tail: int = -1  # lines per task from the end; -1: all
+    since: float = 0.0  # epoch seconds; 0: from the start
+    streams: list[str] = []  # empty: both
+    close: bool = False
+
+
+class LogEntry(msgspec.Struct, array_like=True):
+    task_id: str
+    time: str  # RFC 3339 with nanoseconds, as the shim wrote it
+    stream: str  # "stdout" | "stderr"
+    text: str  # without its newline
+
+
+class PublishLogsRequest(msgspec.Struct):
+    """LogBroker/PublishLogs, node -> leader (client stream): lines of a subscription;
+    `close`: this node sent every line it has (not following)."""
+
+    subscription_id: str
+    entries: list[LogEntry] = []
+    close: bool = False
+
+
+class LogsRequest(msgspec.Struct):
+    """LogBroker/SubscribeLogs, follower manager -> leader: the lines of these tasks (a
+    service's, or one task), from every node."""
+
+    service_id: str = ""
+    task_id: str = ""
+    follow: bool = False
+    tail: int = -1
+    since: float = 0.0
+    streams: list[str] = []  # empty: both
+
+
+class LogBatch(msgspec.Struct):
+    """An answer of SubscribeLogs: lines (with the node and service of their task, for the
+    details), and the nodes whose lines will not come (down, disconnected, too slow)."""
+
+    entries: list[LogEntry] = []
+    nodes: dict[str, str] = {}  # task ID -> node ID, for the entries' tasks
+    services: dict[str, str] = {}  # task ID -> service ID
+    missing: list[str] = []
 
 
 def encoder() -> Callable[[Any], bytes]:

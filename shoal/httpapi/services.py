@@ -128,7 +128,7 @@ async def logs(request: web.Request) -> web.StreamResponse:
     daemon = daemon_of(request)
     store = daemon.require_manager()
     service = resolve(store.view().services, request.match_info["id"])
-    return await stream_logs(request, daemon, lambda t: t.service_id == service.id)
+    return await stream_logs(request, daemon, service_id=service.id)
 
 
 def add_routes(router: web.UrlDispatcher) -> None:

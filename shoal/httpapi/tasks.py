@@ -92,7 +92,7 @@ async def logs(request: web.Request) -> web.StreamResponse:
     daemon = daemon_of(request)
     store = daemon.require_manager()
     task = resolve(store.view().tasks, request.match_info["id"])
-    return await stream_logs(request, daemon, lambda t: t.id == task.id)
+    return await stream_logs(request, daemon, task_id=task.id)
 
 
 def add_routes(router: web.UrlDispatcher) -> None:

@@ -1,4 +1,5 @@
-"""What a manager serves on 2377: joins and renewals, the dispatcher, Raft, forwarding.
+"""What a manager serves on 2377: joins and renewals, the dispatcher, Raft, forwarding,
+the log broker.
 
 Started once the store is open and this node has its certificate; `addr` is what it
 advertises to other nodes (the advertise address with the port actually listened on, so a
@@ -24,6 +25,7 @@ from shoal.errors import InvalidArgument, Unavailable
 from shoal.manager.dispatcher.dispatcher import Dispatcher
 from shoal.manager.dispatcher.liveness import Liveness
 from shoal.manager.issuer import CertIssuer
+from shoal.manager.logbroker import LogBroker
 from shoal.manager.state.store import Store, Tx
 
 __all__ = ["ClusterServices", "split_listen_addr"]
@@ -59,7 +61,10 @@ class ClusterServices:
         self.dispatcher = Dispatcher(store, node_id)
         self.raft = RaftEndpoint()
         self.forward = ForwardEndpoint(executor)
-        for part in (self.issuer, self.dispatcher, self.raft, self.forward):
+        # service logs from every node (leader-only, as the dispatcher); the node sets
+        # `logs.local_reader`, for its own tasks
+        self.logs = LogBroker(store, node_id, lambda: self.dispatcher.leading)
+        for part in (self.issuer, self.dispatcher, self.raft, self.forward, self.logs):
             part.register(self.server)
         self._task: asyncio.Task[None] | None = None
         self.port = 0

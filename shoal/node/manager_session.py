@@ -6,20 +6,25 @@ go into the store directly (LocalSession); on a follower they go to the leader's
 dispatcher over 2377, like a worker's, so the leader sees this node alive and records its
 tasks' states. Reports made while no leader answers are kept (latest per task) and sent
 later, so a state change is never lost; heartbeats follow the dispatcher's period.
+While following, the node also serves the leader's log subscriptions for its tasks
+(shoal.agent.log_publisher over the leader's 2377); the leader reads its own in-process.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
+from pathlib import Path
 
+from shoal.agent.log_publisher import LogPublisher
 from shoal.agent.secrets import AssignedSecrets
 from shoal.api.latency import LatencyRecord
 from shoal.api.session import StatusUpdate
 from shoal.api.types import Task
+from shoal.cluster.client import ClusterClient
 from shoal.cluster.wire import Empty, HeartbeatResponse, StatusRequest
-from shoal.errors import Unavailable
+from shoal.errors import ShoalError, Unavailable
 from shoal.manager.controlapi.swarm import heartbeat_period
 from shoal.manager.dispatcher.session import LocalSession
 from shoal.manager.raft_role import RaftRole
@@ -32,8 +37,12 @@ log = logging.getLogger(__name__)
 
 
 class ManagerSession:
-    def __init__(self, store: Store, node_id: str, raft: RaftRole) -> None:
+    def __init__(
+        self, store: Store, node_id: str, raft: RaftRole,
+        log_path: Callable[[str], Path] | None = None,
+    ) -> None:
         self._store = store
+        self.logs = LogPublisher(log_path) if log_path is not None else None
         self.secrets = AssignedSecrets()  # this node's secrets/configs, in memory only
         self._local = LocalSession(store, node_id, on_blobs=lambda b: self.secrets.set(*b))
         self._raft = raft
@@ -108,11 +117,35 @@ class ManagerSession:
         loop of its own: a report flush that waits on a slow leader (seconds, in a task
         burst) must not hold the next heartbeat back (the node would be marked down)."""
         retries = asyncio.create_task(self._retry_kept(), name="manager-session-reports")
+        logs = asyncio.create_task(self._serve_logs(), name="manager-session-logs")
         try:
             await self._heartbeats()
         finally:
             retries.cancel()
-            await asyncio.gather(retries, return_exceptions=True)
+            logs.cancel()
+            await asyncio.gather(retries, logs, return_exceptions=True)
+
+    async def _serve_logs(self) -> None:
+        """While following: the leader's log subscriptions, on its 2377 (one stream, no
+        wake-ups while it lasts; looked at again on the 1 s grid after it ends)."""
+        publisher = self.logs
+        if publisher is None:
+            return
+
+        async def serve(client: ClusterClient) -> bool:
+            await publisher.serve(client)
+            return True
+
+        raft = self._raft
+        while True:
+            # checked on the tickers' grid: no wake-up of its own while leading
+            await sleep_on_grid(1.0)
+            if raft.is_leader or not raft.node.leader_id:
+                continue
+            try:
+                await raft.on_leader(serve, "log subscriptions")
+            except ShoalError:
+                pass
 
     async def _heartbeats(self) -> None:
         """Until a heartbeat gets through (no leader known yet, or it failed) it retries

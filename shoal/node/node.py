@@ -39,6 +39,7 @@ from shoal import __version__
 from shoal.agent.agent import Agent
 from shoal.agent.controller import wait_listening
 from shoal.agent.exec.runtime import ExecRuntime
+from shoal.agent.log_publisher import SubscriptionReader
 from shoal.agent.oci.runtime import OciRuntime
 from shoal.agent.session_client import RemoteSession
 from shoal.api.session import AgentSession
@@ -229,13 +230,17 @@ class Node:
             lambda: self.api_executor,
         )
         self._keep_listen_port(port)
+        if role.cluster is not None:  # its own tasks' lines, read as its publisher reads them
+            log_path = self.runtime.log_path
+            role.cluster.logs.local_reader = lambda sub: SubscriptionReader(sub, log_path)
         self._watch_role(role)
         role.start_renewal(self._current_tls, self._save_tls)
 
     def _manager_session(self, role: ManagerRole) -> ManagerSession:
         """The manager's own agent session: the local store, the leader's dispatcher."""
         assert self.swarm is not None
-        session = self._own_session = ManagerSession(role.store, self.swarm.node_id, role.raft)
+        session = self._own_session = ManagerSession(role.store, self.swarm.node_id, role.raft,
+                                                     log_path=self.runtime.log_path)
         self._spawn(session.run(), "manager-session")
         return session
 
@@ -244,6 +249,7 @@ class Node:
         role = WorkerRole(
             lambda: list(self.swarm.managers) if self.swarm is not None else [],
             self._current_tls, self.hostname, self.swarm.addr, self._save_managers,
+            log_path=self.runtime.log_path,
         )
         self.role = role
         await self._start_host(role.ports, role.net, lambda gossip: role.start(gossip,

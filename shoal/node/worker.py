@@ -14,8 +14,10 @@ from __future__ import annotations
 import asyncio
 import random
 from collections.abc import Callable
+from pathlib import Path
 from typing import TypeVar
 
+from shoal.agent.log_publisher import LogPublisher
 from shoal.agent.session_client import RemoteSession
 from shoal.ca.files import NodeTLS
 from shoal.ca.renewal import CertRenewer
@@ -51,8 +53,10 @@ class WorkerRole:
         hostname: str,
         addr: str,
         on_managers: Callable[[list[str]], None],
+        log_path: Callable[[str], Path] | None = None,
     ) -> None:
         self._managers = managers
+        self._log_path = log_path
         self._tls = tls
         self._hostname = hostname
         self._addr = addr
@@ -76,6 +80,7 @@ class WorkerRole:
             on_ports=self.ports.set,
             on_network=self.net.set,
             gossip_addr=gossip_addr,
+            logs=LogPublisher(self._log_path) if self._log_path is not None else None,
         )
         self.session = session
         self.renewer = CertRenewer(self._tls, session.renew, save_tls, random.Random())
