@@ -1,8 +1,9 @@
 """`docker service logs` shows every node's tasks (session 12), as the user walkthrough ran
-it: a 3-node lab (h1 the manager, h2 and h3 workers), a global busybox service; asked on h1
-the docker CLI and `shoal service logs` print the line of each of the three tasks, `--tail 1`
-one line per task, `-f --tail 0` lines the tasks write after it started, from every node;
-asked on a worker, docker's "not a swarm manager" error as before."""
+it: a 4-node lab (h1 the leader, h2 and h3 follower managers, h4 a worker), a global busybox
+service; asked on the leader or a follower, the docker CLI and `shoal service logs` print
+the line of each of the four tasks, `--tail 1` one line per task, `-f --tail 0` lines the
+tasks write after it started, from every node; asked on the worker, docker's "not a swarm
+manager" error as before."""
 
 from __future__ import annotations
 
@@ -22,7 +23,7 @@ pytestmark = pytest.mark.lab
 
 TALK = ("echo hello from $(hostname); i=0; "
         "while sleep 1; do i=$((i+1)); echo tick $i from $(hostname); done")
-HOSTS = ("h1", "h2", "h3")
+HOSTS = ("h1", "h2", "h3", "h4")
 
 
 @pytest.fixture(scope="module")
@@ -30,7 +31,7 @@ def lab(lab_tag: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Lab]
     lab = Lab(lab_tag + "l")
     lab.down()
     try:
-        lab.up(nodes=3, managers=1)
+        lab.up(nodes=4, managers=3)
         archive = test_images.export("busybox", tmp_path_factory.mktemp("img") / "bb.tar",
                                      "docker-archive", "bb:logs")  # fmt: skip
         for host in HOSTS:
@@ -39,7 +40,7 @@ def lab(lab_tag: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Lab]
         proc = lab.exec("h1", ["docker", "service", "create", "-d", "--name", "talk", "--mode",
                                "global", "bb:logs", "sh", "-c", TALK], capture=True)  # fmt: skip
         assert proc.returncode == 0, proc.stderr
-        until(lambda: len(running(lab, "talk")) == 3, 90, "a talk task on each node")
+        until(lambda: len(running(lab, "talk")) == 4, 120, "a talk task on each node")
         yield lab
     finally:
         lab.down(purge=True)
@@ -56,27 +57,30 @@ def _node_of(line: str) -> str:
     return found.group(1) if found else ""
 
 
-def test_docker_and_shoal_service_logs_show_every_nodes_task(lab: Lab) -> None:
+@pytest.mark.parametrize("asked", ["h1", "h2"])  # the leader, a follower
+def test_docker_and_shoal_service_logs_show_every_nodes_task(lab: Lab, asked: str) -> None:
     def every_node(out: str) -> bool:
         return {_node_of(ln) for ln in out.splitlines() if "hello from" in ln} == set(HOSTS)
 
-    code, out, err = _docker(lab, "service", "logs", "talk")
+    code, out, err = _docker(lab, "service", "logs", "talk", host=asked)
     assert code == 0 and every_node(out), (out, err)
-    out = shoal(lab, "service", "logs", "talk").stdout
+    out = shoal(lab, "service", "logs", "talk", host=asked).stdout
     assert every_node(out), out
-    code, out, err = _docker(lab, "service", "logs", "--tail", "1", "talk")
+    code, out, err = _docker(lab, "service", "logs", "--tail", "1", "talk", host=asked)
     lines = out.splitlines()
-    assert code == 0 and len(lines) == 3 and {_node_of(ln) for ln in lines} == set(HOSTS), out
-    out = shoal(lab, "service", "logs", "--tail", "1", "--no-task-ids", "talk").stdout
-    assert len(out.splitlines()) == 3, out
+    assert code == 0 and len(lines) == 4 and {_node_of(ln) for ln in lines} == set(HOSTS), out
+    out = shoal(lab, "service", "logs", "--tail", "1", "--no-task-ids", "talk",
+                host=asked).stdout  # fmt: skip
+    assert len(out.splitlines()) == 4, out
     # one task on a worker, by its ID, with docker's --raw
-    task = next(t for t in running(lab, "talk") if host_of(lab, t["NodeID"]) == "h3")
-    code, out, err = _docker(lab, "service", "logs", "--raw", task["ID"])
+    task = next(t for t in running(lab, "talk") if host_of(lab, t["NodeID"]) == "h4")
+    code, out, err = _docker(lab, "service", "logs", "--raw", task["ID"], host=asked)
     assert code == 0 and out.startswith("hello from "), (out, err)
 
 
-def test_follow_sees_lines_written_after_it_started_on_every_node(lab: Lab) -> None:
-    proc = lab.popen("h1", ["docker", "service", "logs", "-f", "--tail", "0", "talk"],
+@pytest.mark.parametrize("asked", ["h1", "h3"])
+def test_follow_sees_lines_written_after_it_started_on_every_node(lab: Lab, asked: str) -> None:
+    proc = lab.popen(asked, ["docker", "service", "logs", "-f", "--tail", "0", "talk"],
                      stdout=-1, stderr=-1, text=True)  # fmt: skip
     seen: set[str] = set()
     buffered = ""
@@ -100,5 +104,5 @@ def test_follow_sees_lines_written_after_it_started_on_every_node(lab: Lab) -> N
 
 
 def test_asked_on_a_worker_docker_says_it_is_not_a_manager(lab: Lab) -> None:
-    code, _, err = _docker(lab, "service", "logs", "talk", host="h2")
+    code, _, err = _docker(lab, "service", "logs", "talk", host="h4")
     assert code != 0 and "This node is not a swarm manager" in err, err
