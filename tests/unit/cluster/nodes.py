@@ -5,6 +5,8 @@ from __future__ import annotations
 import asyncio
 import json
 import sys
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
@@ -12,6 +14,7 @@ from aiohttp.test_utils import TestClient, TestServer
 
 from shoal import timeouts
 from shoal.httpapi.app import make_app
+from tests.polling import eventually
 from tests.unit.inprocess import build_daemon
 
 V = "/v1.47"
@@ -92,3 +95,30 @@ def web_spec(replicas: int) -> dict[str, Any]:
         "Mode": {"Replicated": {"Replicas": replicas}},
         "EndpointSpec": {"Ports": [{"Protocol": "tcp", "TargetPort": 80, "PublishedPort": 8080}]},
     }
+
+
+@asynccontextmanager
+async def manager_and_workers(
+    root: Path, names: tuple[str, ...] = ("m1", "w1", "w2")
+) -> AsyncIterator[list[TestNode]]:
+    """A swarm of `names` (the first inits, the others join as workers), every node ready;
+    stopped in reverse order at the end."""
+    nodes = [TestNode(root / name, name) for name in names]
+    for node in nodes:
+        await node.start()
+    try:
+        await nodes[0].init()
+        for worker in nodes[1:]:
+            await worker.join(nodes[0])
+
+        async def ready() -> bool:
+            found = await nodes[0].nodes()
+            return len(found) == len(nodes) and all(
+                n["Status"]["State"] == "ready" for n in found.values()
+            )
+
+        await eventually(ready)
+        yield nodes
+    finally:
+        for node in reversed(nodes):
+            await node.stop()

@@ -14,7 +14,7 @@ import pytest
 from shoal.agent.secrets import AssignedSecrets
 from shoal.errors import NotFound
 from tests.polling import eventually
-from tests.unit.cluster.nodes import TestNode, V
+from tests.unit.cluster.nodes import TestNode, V, manager_and_workers
 
 AUTH = base64.urlsafe_b64encode(
     json.dumps({"username": "u", "password": "p", "serveraddress": "198.18.0.3:5000"}).encode()
@@ -23,23 +23,8 @@ AUTH = base64.urlsafe_b64encode(
 
 @pytest.fixture
 async def cluster(tmp_path: Path) -> AsyncIterator[list[TestNode]]:
-    nodes = [TestNode(tmp_path / name, name) for name in ("m1", "w1", "w2")]
-    for node in nodes:
-        await node.start()
-    try:
-        await nodes[0].init()
-        for worker in nodes[1:]:
-            await worker.join(nodes[0])
-
-        async def ready() -> bool:
-            found = await nodes[0].nodes()
-            return len(found) == 3 and all(n["Status"]["State"] == "ready" for n in found.values())
-
-        await eventually(ready)
+    async with manager_and_workers(tmp_path) as nodes:
         yield nodes
-    finally:
-        for node in reversed(nodes):
-            await node.stop()
 
 
 def held(node: TestNode) -> AssignedSecrets:
